@@ -1,0 +1,1 @@
+"""Our re-implementation of Comet's REST client: ``API`` and ``APIExperiment``."""

@@ -1,0 +1,109 @@
+"""The ``comet-agent`` command line: argument parsing and composition only, no logic.
+
+Each subcommand imports its module lazily so that ``comet-agent --version`` and ``--help`` stay
+instant, and a missing optional piece (no GPU library, no git binary) never breaks the others.
+
+Exit statuses are shared by every subcommand (see ``ExitStatus``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from comet_agent import __version__
+
+
+class ExitStatus:
+    """Exit statuses: distinct per failure class so job scripts and systemd can tell them apart."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    UNAUTHORIZED = 3  # wrong or missing API key
+    NOT_FOUND = 4  # unknown experiment / workspace / project
+    UNREACHABLE = 5  # server down or not answering
+    CONFIG = 78  # EX_CONFIG: configuration error; systemd units must not restart-loop on it
+
+
+def _add_server(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "server",
+        help="run the local Comet-compatible server (SQLite store)",
+        description="Run the local Comet-compatible REST server. Point the official SDK at it with "
+        "COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="where the SQLite store and uploads live (default: the per-user data directory)")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="accept this API key (repeatable). Without it a key is generated on first start and stored 0600 in the data dir",
+    )
+    p.add_argument("--heartbeat-ms", type=int, default=10000, help="isAliveBeatDurationMillis that update_status() recommends")
+    p.add_argument("--cpu-interval-ms", type=int, default=68000, help="cpuMonitorIntervalMillis that update_status() recommends")
+    p.add_argument("--gpu-interval-ms", type=int, default=60000, help="gpuMonitorIntervalMillis that update_status() recommends")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=200.0, help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)"
+    )
+    p.set_defaults(func=_run_server)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from comet_agent.server.app import serve_from_args
+
+    return serve_from_args(args)
+
+
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="print the static snapshot and one periodic sample of this host",
+        description="Collect everything the agent would send (system details, packages, git, GPUs) plus one periodic sample, and print it.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a readable summary")
+    p.add_argument("--directory", default=None, help="the job's working directory, for git and disk usage (default: the current one)")
+    p.add_argument("--pid", type=int, default=None, help="the watched job's pid (its interpreter's packages, its process tree)")
+    p.add_argument("--no-os-packages", action="store_true", help="skip the OS package list")
+    p.set_defaults(func=_run_collect)
+
+
+def _run_collect(args: argparse.Namespace) -> int:
+    from comet_agent.collectors.snapshot import collect_from_args
+
+    return collect_from_args(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="comet-agent",
+        description="Record where and how a training run executed, and what it consumed, into a Comet experiment.",
+    )
+    parser.add_argument("--version", action="version", version=f"comet-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_server(sub)
+    _add_collect(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``comet-agent`` console script. Returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=min(level, logging.INFO) if args.command == "server" else level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return ExitStatus.USAGE
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

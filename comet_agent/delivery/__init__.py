@@ -1,0 +1,1 @@
+"""Spool and sender: records on their way to the server."""

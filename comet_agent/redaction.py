@@ -1,0 +1,200 @@
+"""Keeping secrets out of everything that leaves the process: logs, exceptions, reprs, payloads.
+
+One module, so that every place that records a command line, a URL or a log line masks it the
+same way:
+
+- ``mask_command_line(argv)``: values of secret-looking arguments (``--api-key X``,
+  ``--password=X``, ``TOKEN=...``) become ``********``; ordinary arguments such as
+  ``--use_cls_token`` or ``--num-memory-tokens 4`` are left alone.
+- ``strip_url_credentials(url)``: ``https://user:token@host/x`` -> ``https://host/x``.
+- ``redact_text(text, secrets)`` and ``SecretRedactingFilter``: replace known secrets (the API
+  key, and its URL-encoded form) wherever they appear in free text.
+- ``mask_key(key)``: what may be shown of a key (its last four characters).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.parse
+from typing import Iterable, Sequence
+
+MASK = "********"
+
+# A name is secret-looking when its *last* word-part is a secret word: "api_key", "apiKey",
+# "db-password", "GITHUB_TOKEN". Looking at the last part only, on word boundaries, avoids false
+# positives such as "--num-memory-tokens" or "--token-budget"; a few ordinary hyperparameter
+# names that do end in a secret word are exempt (_NOT_SECRET_NAMES).
+_SECRET_LAST_PARTS = {
+    "key",
+    "apikey",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "token",
+    "auth",
+    "credential",
+    "credentials",
+    "cookie",
+    "session",
+}
+# A last part of "key" alone is secret only when preceded by one of these (api_key, access-key,
+# private_key, secret_key, app_key); "sort_key" or "--key-frames" are not secrets.
+_KEY_QUALIFIERS = {"api", "access", "private", "secret", "app", "auth", "encryption", "signing", "client", "comet", "ssh"}
+# Names that end in a secret word but are ordinary hyperparameters.
+_NOT_SECRET_NAMES = {"use_cls_token", "cls_token", "pad_token", "eos_token", "bos_token", "unk_token",
+                     "sep_token", "mask_token", "max_token", "num_token", "session"}
+
+
+def _name_parts(name: str) -> list[str]:
+    # Split on separators and on camelCase boundaries: "apiKey" -> ["api", "key"].
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return [p for p in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if p]
+
+
+def is_secret_name(name: str) -> bool:
+    """True when an option or variable name looks like it holds a secret (``--api-key``, ``DB_PASSWORD``)."""
+    stripped = name.lstrip("-")
+    if stripped.lower().replace("-", "_") in _NOT_SECRET_NAMES:
+        return False
+    parts = _name_parts(stripped)
+    if not parts:
+        return False
+    last = parts[-1]
+    if last not in _SECRET_LAST_PARTS:
+        return False
+    if last == "key":
+        return len(parts) >= 2 and parts[-2] in _KEY_QUALIFIERS
+    return True
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+_AUTH_HEADER = re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
+_KNOWN_TOKENS = re.compile(
+    r"\b(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b"
+)
+
+
+def strip_url_credentials(url: str | None) -> str | None:
+    """Remove ``user:password@`` from a URL (also scp-style ``user@host:path`` is kept: no secret there).
+
+    >>> strip_url_credentials("https://bob:ghp_x@github.com/o/r.git")
+    'https://github.com/o/r.git'
+    """
+    if url is None:
+        return None
+    return _URL_USERINFO.sub(r"\1", url)
+
+
+def mask_value(text: str) -> str:
+    """Mask secrets that are recognisable by their shape alone: URL userinfo, auth headers, token formats."""
+    text = _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + " " + MASK, text)
+    return _KNOWN_TOKENS.sub(MASK, text)
+
+
+def mask_command_line(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
+    """Return a copy of ``argv`` with secret values masked.
+
+    Handles ``--name value``, ``--name=value``, ``NAME=value`` (environment-style prefixes such as
+    ``env TOKEN=x cmd``), URL userinfo and known token shapes in any argument, and any exact
+    ``secrets`` given (the configured API key).
+    """
+    out: list[str] = []
+    mask_next = False
+    for arg in argv:
+        arg = str(arg)
+        if mask_next:
+            out.append(MASK)
+            mask_next = False
+            continue
+        if arg.startswith("-") and "=" not in arg:
+            mask_next = is_secret_name(arg)
+            out.append(arg)
+            continue
+        if "=" in arg:
+            name, _, value = arg.partition("=")
+            if value and re.fullmatch(r"-{0,2}[A-Za-z_][A-Za-z0-9_.-]*", name) and is_secret_name(name):
+                out.append(f"{name}={MASK}")
+                continue
+        out.append(mask_value(arg))
+    return [redact_text(a, secrets) for a in out]
+
+
+def mask_key(key: str | None) -> str:
+    """What may be shown of an API key: ``'…' + last 4``, or ``'<none>'``."""
+    if not key:
+        return "<none>"
+    return "…" + key[-4:] if len(key) > 8 else MASK
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """Replace each non-empty secret (and its URL-encoded form) in ``text`` by a mask."""
+    for secret in secrets:
+        if not secret or len(secret) < 4:
+            continue
+        text = text.replace(secret, MASK)
+        quoted = urllib.parse.quote(secret, safe="")
+        if quoted != secret:
+            text = text.replace(quoted, MASK)
+    return text
+
+
+class SecretRedactingFilter(logging.Filter):
+    """A logging filter that redacts known secrets from the *formatted* message and traceback.
+
+    comet_ml's own formatter skips redaction when the key is a log-record argument; this one
+    formats first and redacts the result, then drops the arguments so no handler re-formats them.
+    Usable on any handler; ``register_secret`` applies the same cleaning to every record made.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        super().__init__()
+        self.secrets: set[str] = {s for s in secrets if s}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _clean_record(record, self.secrets)
+        return True
+
+
+def _clean_record(record: logging.LogRecord, secrets: set[str]) -> None:
+    if not secrets:
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed log call; leave it to logging's own error path
+        return
+    cleaned = redact_text(message, secrets)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text, secrets)
+
+
+_REGISTERED: set[str] = set()
+_base_factory = None
+
+
+def register_secret(secret: str | None) -> None:
+    """Redact ``secret`` from every log record created in this process from now on.
+
+    Works through the log-record factory, so it covers records of any logger (ours, urllib3's,
+    requests') whatever handlers are configured, before any handler sees them. Idempotent.
+    """
+    global _base_factory
+    if not secret:
+        return
+    _REGISTERED.add(secret)
+    if _base_factory is None:
+        _base_factory = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs):
+            record = _base_factory(*args, **kwargs)
+            _clean_record(record, _REGISTERED)
+            return record
+
+        logging.setLogRecordFactory(factory)
