@@ -1,0 +1,290 @@
+"""The spool: a durable, bounded, first-in-first-out queue of payloads waiting to be sent.
+
+Every record the agent produces is written here *before* any attempt to send it, and deleted
+only after the server acknowledged it (at-least-once delivery). Resends after a crash carry the
+same ``request_id``, which the local server uses to apply each write at most once.
+
+Storage is SQLite in WAL mode (stdlib, transactional, survives ``kill -9``); the file is 0600 in a
+0700 directory. What is stored: the experiment key, the endpoint name, the JSON payload and its
+request id. What is *never* stored: the API key or the server URL: both are bound at send time
+from configuration, so a tampered spool cannot send the key elsewhere.
+
+Bounds: the total payload size is capped (``max_bytes``, default 256 MiB). When an append would
+exceed it, the oldest *periodic* entries are dropped first (never static ones: the snapshot is
+sent once and cannot be re-collected), and the number dropped per experiment is counted in the
+same transaction, so the count is exact. ``take_dropped()`` hands the count to the sender, which
+reports it to the experiment at the next successful push.
+
+A spool file that SQLite cannot open or that fails its integrity check is quarantined (renamed to
+``<name>.corrupt-<epoch ms>``) with one WARNING line, and a fresh spool is started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from comet_agent.paths import ensure_private_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+STATIC = "static"
+PERIODIC = "periodic"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment_key TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    request_id TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dropped (
+    experiment_key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+"""
+
+
+class SpoolError(Exception):
+    """The spool could not store an entry (disk full, read-only directory); the entry was not kept."""
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """One queued payload. ``seq`` orders entries; ``request_id`` makes resends idempotent."""
+
+    seq: int
+    experiment_key: str
+    endpoint: str
+    kind: str
+    request_id: str
+    payload: dict
+    created_ms: int
+
+
+class Spool:
+    """A durable FIFO of payloads per experiment, bounded in bytes.
+
+    Args:
+        path: the SQLite file (its directory is created 0700; the file is 0600).
+        max_bytes: cap on the total size of stored payloads, in bytes.
+
+    Raises:
+        SpoolError: when the directory or file cannot be created (with the path in the message).
+
+    Thread-safe: one connection guarded by a lock (the agent has one writer and one sender).
+    """
+
+    def __init__(self, path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        try:
+            ensure_private_dir(self.path.parent)
+        except OSError as exc:
+            raise SpoolError(f"cannot create spool directory {self.path.parent}: {exc.strerror or exc}") from None
+        self._conn = self._open()
+
+    # -- opening, quarantine ---------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not self._looks_corrupt(exc):
+                raise SpoolError(f"cannot open spool {self.path}: {exc}") from None
+            self._quarantine(str(exc))
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc2:
+                raise SpoolError(f"cannot open spool {self.path}: {exc2}") from None
+
+    @staticmethod
+    def _looks_corrupt(exc: sqlite3.Error) -> bool:
+        text = str(exc).lower()
+        return "malformed" in text or "not a database" in text or "corrupt" in text
+
+    def _connect(self) -> sqlite3.Connection:
+        # Create the file 0600 before SQLite does, so the umask never widens it.
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+        conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+        return conn
+
+    def _quarantine(self, reason: str) -> None:
+        stamp = int(time.time() * 1000)
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(target) + suffix))
+        log.warning("spool %s is unreadable (%s); moved it to %s and started a fresh spool", self.path, reason, target)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, experiment_key: str, endpoint: str, payload: dict, *, kind: str = PERIODIC,
+               request_id: Optional[str] = None, created_ms: Optional[int] = None) -> SpoolEntry:
+        """Store one payload durably and return its entry.
+
+        Args:
+            experiment_key: the experiment the payload belongs to.
+            endpoint: which client call sends it (e.g. ``"metrics_batch"``, ``"system_details"``).
+            payload: a JSON-serialisable dict (never holding the API key).
+            kind: ``"static"`` (never dropped) or ``"periodic"`` (dropped oldest-first at the cap).
+            request_id: idempotency id; generated when omitted.
+            created_ms: epoch ms; now when omitted.
+
+        Raises:
+            SpoolError: the entry could not be stored (disk full, I/O error, larger than the cap).
+        """
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        size = len(text.encode("utf-8"))
+        if size > self.max_bytes:
+            raise SpoolError(f"payload of {size} bytes is larger than the spool cap of {self.max_bytes} bytes")
+        request_id = request_id or uuid.uuid4().hex
+        created_ms = int(time.time() * 1000) if created_ms is None else int(created_ms)
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._make_room(size)
+                    cur = self._conn.execute(
+                        "INSERT INTO entries (experiment_key, endpoint, kind, request_id, payload, size_bytes, created_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (experiment_key, endpoint, kind, request_id, text, size, created_ms),
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
+        return SpoolEntry(cur.lastrowid, experiment_key, endpoint, kind, request_id, payload, created_ms)
+
+    def _make_room(self, incoming_bytes: int) -> None:
+        used = self._conn.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
+        excess = used + incoming_bytes - self.max_bytes
+        if excess <= 0:
+            return
+        victims = []
+        freed = 0
+        for seq, key, size in self._conn.execute(
+            "SELECT seq, experiment_key, size_bytes FROM entries WHERE kind = ? ORDER BY seq", (PERIODIC,)
+        ):
+            victims.append((seq, key))
+            freed += size
+            if freed >= excess:
+                break
+        if freed < excess:
+            raise SpoolError(
+                f"spool {self.path} is full of unsent static records ({used} bytes, cap {self.max_bytes}); "
+                "nothing periodic left to drop"
+            )
+        counts: dict[str, int] = {}
+        for seq, key in victims:
+            counts[key] = counts.get(key, 0) + 1
+        self._conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in victims])
+        self._conn.executemany(
+            "INSERT INTO dropped (experiment_key, count) VALUES (?, ?)"
+            " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count",
+            list(counts.items()),
+        )
+        log.warning("spool at its cap of %d bytes: dropped the %d oldest periodic samples", self.max_bytes, len(victims))
+
+    # -- reading and acknowledging ---------------------------------------------------------
+
+    def peek(self, limit: int = 100, experiment_key: Optional[str] = None) -> list[SpoolEntry]:
+        """The oldest ``limit`` entries (optionally of one experiment), in the order they were appended."""
+        sql = "SELECT seq, experiment_key, endpoint, kind, request_id, payload, created_ms FROM entries"
+        args: tuple = ()
+        if experiment_key is not None:
+            sql += " WHERE experiment_key = ?"
+            args = (experiment_key,)
+        sql += " ORDER BY seq LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, args + (int(limit),)).fetchall()
+        return [SpoolEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def ack(self, entries: Iterable[SpoolEntry | int]) -> int:
+        """Delete acknowledged entries (entries or their ``seq``). Returns how many were deleted."""
+        seqs = [(e.seq if isinstance(e, SpoolEntry) else int(e),) for e in entries]
+        if not seqs:
+            return 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._conn.executemany("DELETE FROM entries WHERE seq = ?", seqs)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return cur.rowcount
+
+    def dropped(self, experiment_key: str) -> int:
+        """How many periodic entries of this experiment were dropped and not yet reported."""
+        with self._lock:
+            row = self._conn.execute("SELECT count FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone()
+        return row[0] if row else 0
+
+    def take_dropped(self, experiment_key: str, reported: int) -> None:
+        """Subtract ``reported`` from the experiment's drop count once the server has acknowledged the report."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?", (int(reported), experiment_key)
+            )
+
+    def depth(self) -> int:
+        """Number of entries waiting."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+    def size_bytes(self) -> int:
+        """Total size of the payloads waiting, in bytes (what the cap applies to)."""
+        with self._lock:
+            return self._conn.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Spool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Spool(path={str(self.path)!r}, max_bytes={self.max_bytes})"
