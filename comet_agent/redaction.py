@@ -70,7 +70,7 @@ def is_secret_name(name: str) -> bool:
     return True
 
 
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+_URL_WITH_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s]*)@")
 _AUTH_HEADER = re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _KNOWN_TOKENS = re.compile(
     r"\b(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b"
@@ -78,19 +78,32 @@ _KNOWN_TOKENS = re.compile(
 
 
 def strip_url_credentials(url: str | None) -> str | None:
-    """Remove ``user:password@`` from a URL (also scp-style ``user@host:path`` is kept: no secret there).
+    """Remove credentials from a URL.
+
+    For http(s) the whole ``user[:password]@`` goes (hosting services accept a token as the user
+    name); for other schemes (``ssh://git@host``) only a password is removed, since the user name
+    is part of the address. scp-style ``git@host:path`` carries no secret and is kept.
 
     >>> strip_url_credentials("https://bob:ghp_x@github.com/o/r.git")
     'https://github.com/o/r.git'
     """
     if url is None:
         return None
-    return _URL_USERINFO.sub(r"\1", url)
+
+    return _URL_WITH_USERINFO.sub(lambda m: _replace_userinfo(m, ""), url)
+
+
+def _replace_userinfo(match: re.Match, mask: str) -> str:
+    scheme, userinfo = match.group(1), match.group(2)
+    if scheme.lower().startswith(("http", "ftp")):
+        return scheme + (mask + "@" if mask else "")
+    user, sep, _password = userinfo.partition(":")
+    return scheme + user + (":" + mask if sep and mask else "") + "@"
 
 
 def mask_value(text: str) -> str:
     """Mask secrets that are recognisable by their shape alone: URL userinfo, auth headers, token formats."""
-    text = _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _URL_WITH_USERINFO.sub(lambda m: _replace_userinfo(m, MASK), text)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + " " + MASK, text)
     return _KNOWN_TOKENS.sub(MASK, text)
 
