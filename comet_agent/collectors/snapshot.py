@@ -1,0 +1,377 @@
+"""The static snapshot: every once-per-run collector together, and ``comet-agent collect``.
+
+``collect_static()`` runs the host, Python packages, OS packages, git and GPU static collectors
+concurrently (each is bounded by its own timeouts) and returns a ``StaticSnapshot``; a collector
+that is unavailable or crashes is listed in ``unavailable`` with the reason and the others carry
+on. ``system_details()`` turns it into exactly the object a ``get_system_details()`` read
+returns once the agent has written it; ``git_metadata_payload()`` (in ``collectors.git``) and
+``patch`` give the git writes.
+
+``collect_from_args()`` implements ``comet-agent collect [--json]``: the snapshot plus one
+periodic sample (taken while the static collectors run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from comet_agent.collectors import Unavailable
+from comet_agent.collectors.git import DEFAULT_MAX_PATCH_BYTES, GitCollector, git_metadata_payload
+from comet_agent.collectors.host import HostCollector, host_additional_info
+from comet_agent.collectors.os_packages import OsPackagesCollector
+from comet_agent.collectors.python_packages import PythonPackagesCollector
+from comet_agent.records import GitSnapshot, HostSnapshot, OsPackagesSnapshot, PythonPackagesSnapshot
+
+logger = logging.getLogger(__name__)
+
+# The longest the whole static snapshot may take; longer than any collector's own timeouts.
+DEFAULT_DEADLINE_S = 60.0
+
+# The keys of a get_system_details() read, in the order Comet documents them.
+SYSTEM_DETAILS_KEYS = (
+    "command", "env", "executable", "hostname", "ip", "machine", "os", "osRelease", "osType", "pid",
+    "processor", "pythonVersion", "pythonVersionVerbose", "user", "installedPackages", "osPackages",
+    "gpuStaticInfoList", "logAdditionalSystemInfoList", "networkInterfaceIps", "totalRam",
+    "maxTotalMemory", "systemMetricNames",
+)
+
+
+@dataclass
+class StaticSnapshot:
+    """What the static collectors found. A ``None`` part is explained in ``unavailable`` (name -> reason)."""
+
+    host: HostSnapshot
+    python_packages: Optional[PythonPackagesSnapshot] = None
+    os_packages: Optional[OsPackagesSnapshot] = None
+    git: Optional[GitSnapshot] = None
+    gpu_static: Any = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def gpu_static_info_list(self) -> list[dict]:
+        """``gpuStaticInfoList`` items (``gpuIndex``, ``name``, ``uuid``, ``totalMemory``, ``powerLimit``)."""
+        if self.gpu_static is None:
+            return []
+        from comet_agent.collectors.gpu_static import gpu_static_info_payload
+
+        return list(gpu_static_info_payload(self.gpu_static))
+
+    def additional_info(self) -> list[dict]:
+        """``logAdditionalSystemInfoList`` items: facts system details has no key for, and every stated reason."""
+        items = host_additional_info(self.host)
+        if self.python_packages is not None:
+            items.append({"key": "python_packages.source", "value": self.python_packages.source})
+            if self.python_packages.truncated_count:
+                items.append({"key": "python_packages.truncated_count", "value": self.python_packages.truncated_count})
+        if self.os_packages is not None:
+            if self.os_packages.manager:
+                items.append({"key": "os_packages.manager", "value": self.os_packages.manager})
+            if self.os_packages.reason:
+                items.append({"key": "os_packages.reason", "value": self.os_packages.reason})
+        if self.git is not None:
+            items.append({"key": "git.patch_bytes", "value": len(self.git.patch) if self.git.patch is not None else None})
+            items.append({"key": "git.patch_truncated", "value": self.git.patch_truncated})
+            for note in self.git.notes:
+                items.append({"key": "git.note", "value": note})
+        if self.gpu_static is not None:
+            items.extend(dict(item) for item in getattr(self.gpu_static, "additional", ()) or ())
+        for name, reason in sorted(self.unavailable.items()):
+            items.append({"key": f"unavailable.{name}", "value": reason})
+        return [item for item in items if item.get("value") is not None]
+
+
+def _run_static(name: str, make: Callable[[], Any]) -> tuple[str, Any, Optional[str]]:
+    """Build and run one collector; returns (name, record or None, reason or None). Never raises."""
+    try:
+        return name, make().collect(), None
+    except Unavailable as exc:
+        logger.info("%s collector unavailable: %s", name, exc.reason)
+        return name, None, exc.reason
+    except Exception as exc:  # a collector bug must cost its own facts only
+        logger.warning("%s collector failed: %s: %s", name, type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        return name, None, f"failed: {type(exc).__name__}: {exc}"
+
+
+def _gpu_static_collector():
+    try:
+        from comet_agent.collectors.gpu_static import GpuStaticCollector
+    except ImportError as exc:
+        raise Unavailable(f"GPU static collector not installed: {exc}") from None
+    return GpuStaticCollector()
+
+
+def collect_static(
+    *,
+    directory: Optional[str] = None,
+    pid: Optional[int] = None,
+    include_os_packages: bool = True,
+    include_gpu: bool = True,
+    include_git: bool = True,
+    server_url: Optional[str] = None,
+    max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
+    secrets: Sequence[str] = (),
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> StaticSnapshot:
+    """Run the static collectors concurrently and gather what they found.
+
+    Args:
+        directory: the job's working directory for git (default: cwd).
+        pid: the watched job (its command line, user, interpreter's packages); None for this process.
+        include_os_packages / include_gpu / include_git: switch those collectors off.
+        server_url: the server, so ``ip`` is the address of the interface that routes to it.
+        max_patch_bytes: cap on the git patch (bytes).
+        secrets: exact strings masked in the recorded command line (the API key).
+        deadline_s: seconds after which a collector still running is reported unavailable and
+            left behind (its thread is not waited for).
+
+    Returns:
+        The ``StaticSnapshot``; collectors that could not run are in its ``unavailable``.
+
+    Raises:
+        RuntimeError: only if the host collector itself has a bug (it never gives up on a fact).
+
+    Example:
+        >>> snapshot = collect_static(directory=".", include_os_packages=False)
+        >>> details = system_details(snapshot)
+    """
+    snapshot, _ = _collect_static_and(
+        {}, directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=include_gpu,
+        include_git=include_git, server_url=server_url, max_patch_bytes=max_patch_bytes, secrets=secrets,
+        deadline_s=deadline_s,
+    )
+    return snapshot
+
+
+def _collect_static_and(
+    extra_jobs: dict[str, Callable[[], Any]],
+    *,
+    directory: Optional[str],
+    pid: Optional[int],
+    include_os_packages: bool,
+    include_gpu: bool,
+    include_git: bool,
+    server_url: Optional[str],
+    max_patch_bytes: int,
+    secrets: Sequence[str],
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> tuple[StaticSnapshot, dict[str, Any]]:
+    """``collect_static`` plus more zero-argument jobs run alongside (``collect`` takes its periodic sample so)."""
+    makers: dict[str, Callable[[], Any]] = {
+        "host": lambda: HostCollector(pid=pid, server_url=server_url, secrets=tuple(s for s in secrets if s)),
+        "python_packages": lambda: PythonPackagesCollector(pid=pid),
+    }
+    if include_os_packages:
+        makers["os_packages"] = OsPackagesCollector
+    if include_git:
+        makers["git"] = lambda: GitCollector(directory=directory, max_patch_bytes=max_patch_bytes)
+    if include_gpu:
+        makers["gpu_static"] = _gpu_static_collector
+    pool = ThreadPoolExecutor(max_workers=len(makers) + len(extra_jobs), thread_name_prefix="comet-agent-static")
+    try:
+        extra_futures = {name: pool.submit(job) for name, job in extra_jobs.items()}
+        futures = {name: pool.submit(_run_static, name, make) for name, make in makers.items()}
+        # Each collector bounds its own commands; this deadline catches what cannot be bounded
+        # from outside (a library call that hangs, such as NVML on a wedged driver).
+        wait([*futures.values(), *extra_futures.values()], timeout=deadline_s)
+        results = {}
+        for name, future in futures.items():
+            if future.done():
+                results[name] = future.result()[1:]
+            else:
+                logger.warning("%s collector did not finish within %g s; left behind", name, deadline_s)
+                results[name] = (None, f"did not finish within {deadline_s:g} s")
+        extras = {name: future.result() for name, future in extra_futures.items() if future.done()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    host, host_reason = results.pop("host")
+    if host is None:  # HostCollector never raises by design; a bug there must still be visible
+        raise RuntimeError(f"host collector failed: {host_reason}")
+    snapshot = StaticSnapshot(host=host)
+    for name, (record, reason) in results.items():
+        setattr(snapshot, name, record)
+        if reason is not None:
+            snapshot.unavailable[name] = reason
+    for name, included in (("os_packages", include_os_packages), ("git", include_git), ("gpu_static", include_gpu)):
+        if not included:
+            snapshot.unavailable[name] = "switched off"
+    return snapshot, extras
+
+
+def system_details(snapshot: StaticSnapshot, system_metric_names: Sequence[str] = ()) -> dict:
+    """The system-details object, keyed exactly as Comet's ``get_system_details()`` read returns it.
+
+    ``env`` is always null: environment variables are never sent. ``maxTotalMemory`` is the
+    largest GPU's total memory in bytes (null without GPUs). For a watched Python job,
+    ``executable`` and the Python versions are its interpreter's.
+    """
+    host = snapshot.host
+    packages = snapshot.python_packages
+    executable, version, verbose = host.executable, host.python_version, host.python_version_verbose
+    if packages is not None and packages.source == "interpreter":
+        executable = packages.interpreter or executable
+        version = packages.python_version or version
+        verbose = packages.python_version_verbose or verbose
+    gpus = snapshot.gpu_static_info_list()
+    gpu_memories = [g.get("totalMemory") for g in gpus if isinstance(g.get("totalMemory"), int)]
+    details = {
+        "command": list(host.command),
+        "env": None,
+        "executable": executable,
+        "hostname": host.hostname,
+        "ip": host.ip,
+        "machine": host.machine,
+        "os": host.os_platform,
+        "osRelease": host.os_release,
+        "osType": host.os_type,
+        "pid": host.pid,
+        "processor": host.processor,
+        "pythonVersion": version,
+        "pythonVersionVerbose": verbose,
+        "user": host.user,
+        "installedPackages": packages.requirements() if packages is not None else [],
+        "osPackages": list(snapshot.os_packages.packages) if snapshot.os_packages is not None else [],
+        "gpuStaticInfoList": gpus,
+        "logAdditionalSystemInfoList": snapshot.additional_info(),
+        "networkInterfaceIps": list(host.network_interface_ips),
+        "totalRam": host.total_ram_bytes,
+        "maxTotalMemory": max(gpu_memories) if gpu_memories else None,
+        "systemMetricNames": sorted(system_metric_names),
+    }
+    return details
+
+
+# ------------------------------------------------------------------------------------------------
+# comet-agent collect
+# ------------------------------------------------------------------------------------------------
+
+
+def _take_periodic_sample(directory: Optional[str], pid: Optional[int]) -> tuple[list, dict[str, str]]:
+    """One periodic sample: (records, unavailable). Missing periodic modules make it unavailable, not fatal."""
+    try:
+        from comet_agent.collectors.periodic import build_periodic_collectors, take_sample
+    except ImportError as exc:
+        return [], {"periodic": f"periodic collectors not installed: {exc}"}
+    try:
+        collectors, unavailable = build_periodic_collectors(pid=pid, directory=directory)
+    except Exception as exc:  # the static snapshot is still worth printing
+        logger.warning("periodic collectors failed to build: %s: %s", type(exc).__name__, exc)
+        return [], {"periodic": f"failed: {type(exc).__name__}: {exc}"}
+    unavailable = dict(unavailable)
+    failures: dict[str, str] = {}
+    try:
+        records = take_sample(collectors, failures=failures)
+        unavailable.update({name: f"failed: {reason}" for name, reason in failures.items()})
+    finally:
+        for collector in collectors:
+            try:
+                collector.close()
+            except Exception as exc:  # closing is best effort; the sample is already taken
+                logger.debug("closing %s failed: %s", getattr(collector, "name", collector), exc)
+    return list(records), unavailable
+
+
+def _metric_points(records: list) -> tuple[list[dict], list[str]]:
+    try:
+        from comet_agent.delivery.payloads import metric_points, system_metric_names
+    except ImportError:
+        return [], []
+    return metric_points(records), list(system_metric_names(records))
+
+
+def collect_document(
+    *,
+    directory: Optional[str] = None,
+    pid: Optional[int] = None,
+    include_os_packages: bool = True,
+    server_url: Optional[str] = None,
+    secrets: Sequence[str] = (),
+) -> dict:
+    """Everything ``comet-agent collect --json`` prints, as one JSON-ready object.
+
+    Keys: ``systemDetails``, ``gitMetadata`` (null outside a repository), ``gitPatchBytes`` (the
+    size of the capped patch that would be uploaded, null without one), ``gpuStaticInfoList``,
+    ``unavailable`` (collector name -> reason) and ``sample`` (the periodic sample as Comet metric
+    points ``{metricName, metricValue, timestamp}``).
+    """
+    snapshot, extras = _collect_static_and(
+        {"sample": lambda: _take_periodic_sample(directory, pid)},
+        directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=True, include_git=True,
+        server_url=server_url, max_patch_bytes=DEFAULT_MAX_PATCH_BYTES, secrets=secrets,
+    )
+    records, periodic_unavailable = extras.get("sample", ([], {"periodic": f"did not finish within {DEFAULT_DEADLINE_S:g} s"}))
+    points, metric_names = _metric_points(records)
+    unavailable = dict(snapshot.unavailable)
+    unavailable.update(periodic_unavailable)
+    snapshot.unavailable = unavailable
+    git = snapshot.git
+    return {
+        "systemDetails": system_details(snapshot, metric_names),
+        "gitMetadata": git_metadata_payload(git) if git is not None else None,
+        "gitPatchBytes": len(git.patch) if git is not None and git.patch is not None else None,
+        "gpuStaticInfoList": snapshot.gpu_static_info_list(),
+        "unavailable": unavailable,
+        "sample": points,
+    }
+
+
+def format_summary(document: dict) -> str:
+    """A readable summary of a ``collect_document()`` result (what ``collect`` prints without --json)."""
+    details = document["systemDetails"]
+    lines = [
+        f"host        {details['hostname']} ({details['os']})",
+        f"user        {details['user']}  pid {details['pid']}",
+        f"python      {details['pythonVersion']}  {details['executable']}",
+        f"command     {' '.join(details['command'])}",
+        f"processor   {details['processor']}",
+        f"ram         {details['totalRam']} bytes",
+        f"ip          {details['ip']}  interfaces: {', '.join(details['networkInterfaceIps']) or '-'}",
+        f"packages    {len(details['installedPackages'])} python, {len(details['osPackages'])} os",
+        f"gpus        {len(document['gpuStaticInfoList'])}",
+    ]
+    git = document["gitMetadata"]
+    if git is not None:
+        lines.append(f"git         {git['branch'] or '(detached)'} @ {git['parent'] or '(no commits)'}  origin {git['origin'] or '-'}"
+                     f"  patch {document['gitPatchBytes']} bytes")
+    for item in details["logAdditionalSystemInfoList"]:
+        if not item["key"].startswith("unavailable."):
+            lines.append(f"  {item['key']}: {item['value']}")
+    for name, reason in sorted(document["unavailable"].items()):
+        lines.append(f"unavailable {name}: {reason}")
+    lines.append(f"sample      {len(document['sample'])} metric points")
+    for point in document["sample"]:
+        lines.append(f"  {point['metricName']} = {point['metricValue']}")
+    return "\n".join(lines) + "\n"
+
+
+def collect_from_args(args: argparse.Namespace) -> int:
+    """``comet-agent collect``: print the static snapshot and one periodic sample. Returns the exit status.
+
+    Args (attributes of ``args``): ``json`` (bool), ``directory`` (str or None), ``pid`` (int or
+    None), ``no_os_packages`` (bool). A directory or pid that does not exist is a usage error
+    (status 2) with a message on stderr; nothing is printed on stdout then.
+    """
+    from comet_agent.cli import ExitStatus
+
+    directory = args.directory
+    if directory is not None and not os.path.isdir(directory):
+        print(f"comet-agent collect: --directory {directory!r} is not a directory", file=sys.stderr)
+        return ExitStatus.USAGE
+    if args.pid is not None and (args.pid <= 0 or not os.path.exists(f"/proc/{args.pid}")):
+        print(f"comet-agent collect: --pid {args.pid}: no such process", file=sys.stderr)
+        return ExitStatus.USAGE
+    secrets = [os.environ["COMET_API_KEY"]] if os.environ.get("COMET_API_KEY") else []
+    document = collect_document(
+        directory=directory, pid=args.pid, include_os_packages=not args.no_os_packages,
+        server_url=os.environ.get("COMET_URL_OVERRIDE") or None, secrets=secrets,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    else:
+        sys.stdout.write(format_summary(document))
+    return ExitStatus.OK

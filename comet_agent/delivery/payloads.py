@@ -1,0 +1,200 @@
+"""Periodic records -> Comet payloads: metric points and the ``log_*_metrics`` arguments.
+
+This is the one place where our records (snake_case, units in names) meet Comet's names. Metric
+names follow what Comet's own SDK logs (``comet_ml/system/*``, reference §6.3) where one exists;
+the rest are our documented extensions under the same ``sys.`` prefix.
+
+| record | metric names | origin |
+|---|---|---|
+| ``CpuSample`` | ``sys.cpu.percent.avg`` (cgroup-aware overall), ``sys.cpu.percent.NN`` (CPU number + 1, at least 2 digits) | Comet |
+| | ``sys.cpu.host.percent.avg`` (host-wide overall, only when a cgroup quota makes ``avg`` cgroup-relative) | ours |
+| ``MemorySample`` | ``sys.ram.total``, ``sys.ram.used`` (total - available), ``sys.ram.available``, ``sys.ram.percent.used`` | Comet |
+| | ``sys.swap.total``, ``sys.swap.used``, ``sys.swap.percent.used`` (bytes, percent; none without swap) | ours |
+| ``LoadSample`` | ``sys.load.avg`` (1 minute) | Comet |
+| | ``sys.load.avg5``, ``sys.load.avg15`` (5 and 15 minutes) | ours |
+| ``DiskIoSample`` | ``sys.disk.read_bps``, ``sys.disk.write_bps`` (int bytes/s) | Comet |
+| ``DiskUsageSample`` | ``sys.disk.root.used`` (bytes), ``sys.disk.root.percent.used`` | Comet |
+| | ``sys.disk.job.used``, ``sys.disk.job.percent.used`` (the job directory's filesystem) | ours |
+| ``NetworkSample`` | ``sys.network.send_bps``, ``sys.network.receive_bps`` (int bytes/s) | Comet |
+| ``ProcessTreeSample`` | ``sys.proc.cpu.percent`` (summed over the tree; 200 = two CPUs), ``sys.proc.rss`` (bytes), ``sys.proc.threads``, ``sys.proc.open_files``, ``sys.proc.count``, ``sys.proc.gpu.<i>.used_memory`` (bytes) | ours |
+| ``AgentSelfSample`` | ``sys.agent.cpu.percent``, ``sys.agent.rss`` (bytes) | ours |
+| ``GpuSample`` | ``sys.gpu.<i>.gpu_utilization``, ``.memory_utilization``, ``.temperature``, ``.power_usage`` (mW), ``.used_memory``, ``.free_memory``, ``.total_memory`` (bytes), ``.percent.used_memory`` | Comet |
+| | ``sys.gpu.<i>.power_limit`` (mW), ``.clock_sm``, ``.clock_mem`` (MHz), ``.fan_speed`` (%), ``.throttle_reasons`` (NVML bitmask), ``.ecc_errors_corrected``, ``.ecc_errors_uncorrected`` | ours |
+
+``<i>`` is the GPU's position in the visible device list (``CUDA_VISIBLE_DEVICES`` honoured), as
+in Comet. A ``None`` field produces no point: an unsupported reading is absent, never a fake 0.
+Comet logs per-CPU figures only when ``COMET_AUTO_LOG_ENV_CPU_PER_CORE`` is set; we always do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from comet_agent import records as _records
+from comet_agent.records import (
+    AgentSelfSample,
+    CpuSample,
+    DiskIoSample,
+    DiskUsageSample,
+    LoadSample,
+    MemorySample,
+    NetworkSample,
+    ProcessTreeSample,
+)
+
+MetricPoint = dict[str, Any]
+
+#: GpuSample field -> metric suffix after ``sys.gpu.<i>.``, in the order points are emitted.
+GPU_METRIC_FIELDS: tuple[tuple[str, str], ...] = (
+    ("utilization_percent", "gpu_utilization"),
+    ("memory_utilization_percent", "memory_utilization"),
+    ("memory_used_bytes", "used_memory"),
+    ("memory_free_bytes", "free_memory"),
+    ("memory_total_bytes", "total_memory"),
+    ("temperature_celsius", "temperature"),
+    ("power_usage_milliwatts", "power_usage"),
+    ("power_limit_milliwatts", "power_limit"),
+    ("clock_sm_mhz", "clock_sm"),
+    ("clock_memory_mhz", "clock_mem"),
+    ("fan_speed_percent", "fan_speed"),
+    ("throttle_reasons", "throttle_reasons"),
+    ("ecc_errors_corrected", "ecc_errors_corrected"),
+    ("ecc_errors_uncorrected", "ecc_errors_uncorrected"),
+)
+
+
+def cpu_metric_name(cpu_number: int) -> str:
+    """Comet's per-CPU metric name: ``sys.cpu.percent.01`` for CPU 0 (1-based, 2 digits at least)."""
+    return f"sys.cpu.percent.{cpu_number + 1:02d}"
+
+
+def _gpu_sample_class() -> Optional[type]:
+    # Looked up at call time: the GPU section of records.py is owned by another module's author.
+    return getattr(_records, "GpuSample", None)
+
+
+def _pairs_for(record: object) -> list[tuple[str, Any]]:
+    if isinstance(record, CpuSample):
+        pairs: list[tuple[str, Any]] = [("sys.cpu.percent.avg", record.overall_percent)]
+        if record.overall_source == "cgroup":
+            pairs.append(("sys.cpu.host.percent.avg", record.host_overall_percent))
+        pairs += [(cpu_metric_name(number), percent) for number, percent in zip(record.cpu_numbers, record.per_cpu_percent)]
+        return pairs
+    if isinstance(record, MemorySample):
+        pairs = [
+            ("sys.ram.total", record.total_bytes),
+            ("sys.ram.used", record.used_bytes),
+            ("sys.ram.available", record.available_bytes),
+            ("sys.ram.percent.used", record.used_percent),
+        ]
+        if record.swap_total_bytes:
+            pairs += [
+                ("sys.swap.total", record.swap_total_bytes),
+                ("sys.swap.used", record.swap_used_bytes),
+                ("sys.swap.percent.used", record.swap_used_percent),
+            ]
+        return pairs
+    if isinstance(record, LoadSample):
+        return [("sys.load.avg", record.load_1m), ("sys.load.avg5", record.load_5m), ("sys.load.avg15", record.load_15m)]
+    if isinstance(record, DiskIoSample):
+        return [("sys.disk.read_bps", round(record.read_bytes_per_s)), ("sys.disk.write_bps", round(record.write_bytes_per_s))]
+    if isinstance(record, DiskUsageSample):
+        return [(f"sys.disk.{record.role}.used", record.used_bytes), (f"sys.disk.{record.role}.percent.used", record.used_percent)]
+    if isinstance(record, NetworkSample):
+        return [("sys.network.send_bps", round(record.sent_bytes_per_s)), ("sys.network.receive_bps", round(record.received_bytes_per_s))]
+    if isinstance(record, ProcessTreeSample):
+        pairs = [
+            ("sys.proc.cpu.percent", record.cpu_percent),
+            ("sys.proc.rss", record.rss_bytes),
+            ("sys.proc.threads", record.threads),
+            ("sys.proc.open_files", record.open_files),
+            ("sys.proc.count", record.process_count),
+        ]
+        pairs += [(f"sys.proc.gpu.{index}.used_memory", used) for index, used in sorted(record.gpu_memory_used_bytes_by_index.items())]
+        return pairs
+    if isinstance(record, AgentSelfSample):
+        return [("sys.agent.cpu.percent", record.cpu_percent), ("sys.agent.rss", record.rss_bytes)]
+    gpu_sample_class = _gpu_sample_class()
+    if gpu_sample_class is not None and isinstance(record, gpu_sample_class):
+        prefix = f"sys.gpu.{record.gpu_index}."
+        pairs = [(prefix + suffix, getattr(record, field_name)) for field_name, suffix in GPU_METRIC_FIELDS]
+        used, total = record.memory_used_bytes, record.memory_total_bytes
+        pairs.append((prefix + "percent.used_memory", 100.0 * used / total if used is not None and total else None))
+        return pairs
+    raise TypeError(f"no Comet metric mapping for {type(record).__name__}: metric_points takes periodic sample records")
+
+
+def metric_points(records: Iterable[object]) -> list[MetricPoint]:
+    """Map periodic sample records to Comet metric points.
+
+    Args:
+        records: ``CpuSample``, ``MemorySample``, ``LoadSample``, ``DiskIoSample``,
+            ``DiskUsageSample``, ``NetworkSample``, ``ProcessTreeSample``, ``AgentSelfSample`` and
+            ``GpuSample`` records, in any mix.
+
+    Returns:
+        ``[{"metricName", "metricValue", "timestamp"}]`` (timestamp in epoch milliseconds, the
+        record's ``taken_at_ms``), in record order; ``None`` fields produce no point.
+
+    Raises:
+        TypeError: a record of a type with no metric mapping (a static snapshot, for example).
+
+    Example:
+        >>> from comet_agent.records import LoadSample
+        >>> metric_points([LoadSample(0.5, 0.25, 0.125, taken_at_ms=1000)])[0]
+        {'metricName': 'sys.load.avg', 'metricValue': 0.5, 'timestamp': 1000}
+    """
+    points: list[MetricPoint] = []
+    for record in records:
+        for name, value in _pairs_for(record):
+            if value is not None:
+                points.append({"metricName": name, "metricValue": value, "timestamp": record.taken_at_ms})
+    return points
+
+
+def system_metric_names(records: Iterable[object]) -> list[str]:
+    """The distinct metric names ``records`` produce, sorted (system-details ``systemMetricNames``)."""
+    return sorted({point["metricName"] for point in metric_points(records)})
+
+
+def gpu_metrics_payload(gpu_samples: Iterable[object]) -> list[dict[str, int]]:
+    """The ``gpu_metrics`` list for ``APIExperiment.log_gpu_metrics``, one item per GPU.
+
+    Items have exactly Comet's five keys: ``gpuId`` (visible index), ``freeMemory``,
+    ``usedMemory``, ``totalMemory`` (bytes) and ``gpuUtilization`` (integer percent). Comet
+    requires all five, so a GPU missing any of them (utilization on a MIG instance, for one) is
+    left out of this payload; its other readings still go out as ``sys.gpu.*`` metric points.
+    """
+    items: list[dict[str, int]] = []
+    for sample in gpu_samples:
+        values = (sample.memory_free_bytes, sample.memory_used_bytes, sample.utilization_percent, sample.memory_total_bytes)
+        if any(value is None for value in values):
+            continue
+        items.append(
+            {
+                "gpuId": sample.gpu_index,
+                "freeMemory": int(sample.memory_free_bytes),
+                "usedMemory": int(sample.memory_used_bytes),
+                "gpuUtilization": int(round(sample.utilization_percent)),
+                "totalMemory": int(sample.memory_total_bytes),
+            }
+        )
+    return items
+
+
+def cpu_metrics_payload(sample: CpuSample) -> dict[str, Any]:
+    """Keyword arguments for ``APIExperiment.log_cpu_metrics``: per-CPU percents ordered by CPU.
+
+    Example: ``experiment.log_cpu_metrics(**cpu_metrics_payload(sample))``.
+    """
+    return {"cpu_metrics": list(sample.per_cpu_percent), "timestamp": sample.taken_at_ms}
+
+
+def ram_metrics_payload(sample: MemorySample) -> dict[str, Any]:
+    """Keyword arguments for ``APIExperiment.log_ram_metrics``: total and used RAM in bytes."""
+    return {"total_ram": sample.total_bytes, "used_ram": sample.used_bytes, "timestamp": sample.taken_at_ms}
+
+
+def load_metrics_payload(sample: LoadSample) -> dict[str, Any]:
+    """Keyword arguments for ``APIExperiment.log_load_metrics``: the 1-minute load average."""
+    return {"load_avg": sample.load_1m, "timestamp": sample.taken_at_ms}
