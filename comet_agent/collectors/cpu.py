@@ -79,9 +79,8 @@ class CpuCollector:
 
     @staticmethod
     def _find_cgroup_limit(procfs_root: str, cgroup_root: str, pid: Optional[int]) -> Optional[procfs.CgroupCpuLimit]:
-        membership_path = os.path.join(procfs_root, str(pid) if pid is not None else "self", "cgroup")
         try:
-            cgroup_path = procfs.parse_cgroup_v2_path(procfs.read_text(membership_path))
+            cgroup_path = procfs.read_cgroup_membership(procfs_root, pid).unified_path
         except OSError:
             cgroup_path = None
         limit = procfs.find_cgroup_cpu_limit(cgroup_root, cgroup_path or "/")

@@ -6,7 +6,8 @@ os-release file through ``distro``; ``psutil.net_if_addrs()`` for interface addr
 job's cgroup (``<procfs>/<pid>/cgroup`` under a cgroup v1 or v2 mount) for CPU and memory limits;
 the job's environment for Slurm, Kubernetes and torchrun identity. With a watched ``pid`` the
 command line, executable, user and environment are the watched process's (from
-``<procfs>/<pid>/``), otherwise our own.
+``<procfs>/<pid>/``), otherwise our own. Every ``/proc`` and cgroup file is read and parsed by
+``comet_agent.sources.procfs`` (``read_cpuinfo``, ``read_meminfo``, ``read_pid_*``, ``read_cgroup_limits``).
 
 Feeds: the host keys of Comet's system details (``hostname``, ``user``, ``pid``, ``executable``,
 ``command``, ``os``, ``osType``, ``osRelease``, ``machine``, ``processor``, ``pythonVersion``,
@@ -28,23 +29,20 @@ import socket
 import sys
 import threading
 import urllib.parse
-from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from comet_agent.collectors.python_packages import parse_environ
 from comet_agent.records import HostSnapshot
 from comet_agent.redaction import mask_command_line
+from comet_agent.sources import procfs
 
 logger = logging.getLogger(__name__)
 
 OS_RELEASE_PATH = "/etc/os-release"
-CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_ROOT = procfs.CGROUP_ROOT
 # When no server is configured we still report the address that routes off the host: the
 # source address the kernel would pick for TEST-NET-1 (RFC 5737). No packet is ever sent.
 _DEFAULT_ROUTE_PROBE = ("192.0.2.1", 9)
 _RESOLVE_TIMEOUT_S = 1.0
-# cgroup v1 reports "no limit" as a huge page-aligned number (e.g. 9223372036854771712).
-_CGROUP_V1_UNLIMITED_BYTES = 1 << 62
 
 # Environment variables that identify a job's place in a cluster: (variable, reported key).
 CLUSTER_IDENTITY_VARIABLES = (
@@ -76,115 +74,8 @@ CLUSTER_IDENTITY_VARIABLES = (
 
 
 # ------------------------------------------------------------------------------------------------
-# Pure parsers
+# Pure functions (the /proc and cgroup parsers live in comet_agent.sources.procfs)
 # ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    """What ``/proc/cpuinfo`` says: the model name and the logical and physical core counts (None when not stated)."""
-
-    model: Optional[str]
-    logical_count: Optional[int]
-    physical_count: Optional[int]
-
-
-# Where each architecture states its CPU model, most specific first.
-_MODEL_KEYS = ("model name", "Model", "Hardware", "cpu")
-
-
-def parse_cpuinfo(text: str) -> CpuInfo:
-    """Parse ``/proc/cpuinfo``.
-
-    The model comes from ``model name`` (x86), ``Model`` or ``Hardware`` (ARM) or ``cpu``
-    (POWER). Logical CPUs are the ``processor`` entries; physical cores are the distinct
-    (``physical id``, ``core id``) pairs, None when the kernel does not give them (ARM).
-    """
-    models: dict[str, str] = {}
-    logical = 0
-    cores: set[tuple[str, str]] = set()
-    physical_id = core_id = None
-
-    def end_block() -> None:
-        if core_id is not None:
-            cores.add((physical_id or "0", core_id))
-
-    for line in text.splitlines() + [""]:
-        if not line.strip():
-            end_block()
-            physical_id = core_id = None
-            continue
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key, value = key.strip(), value.strip()
-        if key == "processor" and value.isdigit():
-            logical += 1
-        elif key in _MODEL_KEYS and value:
-            models.setdefault(key, value)
-        elif key == "physical id":
-            physical_id = value
-        elif key == "core id":
-            core_id = value
-    model = next((models[key] for key in _MODEL_KEYS if key in models), None)
-    return CpuInfo(model=model, logical_count=logical or None, physical_count=len(cores) or None)
-
-
-def parse_meminfo_total_bytes(text: str) -> Optional[int]:
-    """``MemTotal`` of ``/proc/meminfo`` in bytes (the file states kB), or None."""
-    for line in text.splitlines():
-        if line.startswith("MemTotal:"):
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1]) * 1024
-    return None
-
-
-def parse_proc_cgroup(text: str) -> tuple[Optional[str], dict[str, str]]:
-    """``/proc/<pid>/cgroup`` as (the cgroup v2 path or None, {v1 controller: path})."""
-    unified = None
-    v1: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        hierarchy, controllers, path = parts
-        if hierarchy == "0" and controllers == "":
-            unified = path
-        for controller in controllers.split(","):
-            if controller:
-                v1[controller] = path
-    return unified, v1
-
-
-def parse_cpu_max(text: str) -> Optional[float]:
-    """cgroup v2 ``cpu.max`` (``"QUOTA PERIOD"`` or ``"max PERIOD"``) as CPUs, None when unlimited."""
-    parts = text.split()
-    if len(parts) != 2 or parts[0] == "max":
-        return None
-    try:
-        quota_us, period_us = int(parts[0]), int(parts[1])
-    except ValueError:
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-
-
-def parse_cfs_quota(quota_text: str, period_text: str) -> Optional[float]:
-    """cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` as CPUs, None when unlimited (-1)."""
-    try:
-        quota_us, period_us = int(quota_text.strip()), int(period_text.strip())
-    except ValueError:
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-
-
-def parse_memory_limit(text: str) -> Optional[int]:
-    """cgroup ``memory.max`` (v2) or ``memory.limit_in_bytes`` (v1) in bytes, None when unlimited."""
-    value = text.strip()
-    if not value.isdigit():
-        return None  # "max"
-    limit = int(value)
-    return None if limit >= _CGROUP_V1_UNLIMITED_BYTES else limit
 
 
 def cluster_identity(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -230,14 +121,6 @@ def interface_ips(addresses: Mapping[str, Sequence[object]]) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------------
 # Readers
 # ------------------------------------------------------------------------------------------------
-
-
-def _read_text(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def _resolve_with_timeout(host: str, port: int, timeout_s: float) -> Optional[tuple]:
@@ -309,15 +192,6 @@ def resolve_user(uid: int, environ: Mapping[str, str], *, prefer_environment: bo
     return f"uid:{uid}"
 
 
-def _parse_status_uid(text: Optional[str]) -> Optional[int]:
-    for line in (text or "").splitlines():
-        if line.startswith("Uid:"):
-            parts = line.split()
-            if len(parts) > 1 and parts[1].isdigit():
-                return int(parts[1])
-    return None
-
-
 class HostCollector:
     """Collects a ``HostSnapshot``.
 
@@ -358,21 +232,22 @@ class HostCollector:
         self.secrets = tuple(secrets)
         self._net_if_addrs = net_if_addrs
 
-    def _proc(self, *parts: str) -> str:
-        return os.path.join(self.procfs_root, *parts)
-
     def collect(self) -> HostSnapshot:
         """Return the host snapshot; never raises for a missing fact (it becomes None)."""
         uname = platform.uname()
         pid, executable, argv, environ, user = self._job_identity()
-        cpu = parse_cpuinfo(_read_text(self._proc("cpuinfo")) or "")
+        try:
+            cpu = procfs.read_cpuinfo(self.procfs_root)
+        except OSError:
+            cpu = procfs.parse_cpuinfo("")
         logical, physical = cpu.logical_count, cpu.physical_count
         if self.procfs_root == "/proc" and (logical is None or physical is None):
             import psutil
 
             logical = logical or psutil.cpu_count(logical=True)
             physical = physical or psutil.cpu_count(logical=False)
-        cgroup_version, cpu_quota, memory_limit = self._cgroup_limits(pid)
+        # The watched job's cgroup, or ours ("self") when no pid is watched.
+        limits = procfs.read_cgroup_limits(self.procfs_root, self.cgroup_root, self.pid)
         distro_name, distro_version, distro_id = self._distro()
         return HostSnapshot(
             hostname=socket.gethostname(),
@@ -391,15 +266,15 @@ class HostCollector:
             cpu_model=cpu.model,
             physical_cpu_count=physical,
             logical_cpu_count=logical,
-            total_ram_bytes=parse_meminfo_total_bytes(_read_text(self._proc("meminfo")) or ""),
+            total_ram_bytes=self._total_ram_bytes(),
             distro_name=distro_name,
             distro_version=distro_version,
             distro_id=distro_id,
             ip=routing_ip(self.server_url),
             network_interface_ips=self._interface_ips(),
-            cgroup_version=cgroup_version,
-            cpu_quota_cores=cpu_quota,
-            memory_limit_bytes=memory_limit,
+            cgroup_version=limits.version,
+            cpu_quota_cores=limits.cpu_quota_cpus,
+            memory_limit_bytes=limits.memory_limit_bytes,
             cluster_identity=cluster_identity(environ),
         )
 
@@ -409,54 +284,29 @@ class HostCollector:
             return os.getpid(), sys.executable or None, self.argv, self.environ, resolve_user(os.getuid(), self.environ)
         pid = self.pid
         try:
-            executable: Optional[str] = os.readlink(self._proc(str(pid), "exe")).removesuffix(" (deleted)")
+            executable: Optional[str] = procfs.read_pid_executable(self.procfs_root, pid)
         except OSError:
             executable = None
-        cmdline = _read_text(self._proc(str(pid), "cmdline")) or ""
-        argv = [a for a in cmdline.split("\0")]
-        while argv and argv[-1] == "":
-            argv.pop()
         try:
-            with open(self._proc(str(pid), "environ"), "rb") as f:
-                environ: Mapping[str, str] = parse_environ(f.read())
+            argv = procfs.read_pid_cmdline(self.procfs_root, pid)
+        except OSError:
+            argv = []
+        try:
+            environ: Mapping[str, str] = procfs.read_pid_environ(self.procfs_root, pid)
         except OSError:
             environ = {}  # another user's process: its identity variables stay unknown
-        uid = _parse_status_uid(_read_text(self._proc(str(pid), "status")))
+        try:
+            uid = procfs.read_pid_uid(self.procfs_root, pid)
+        except OSError:
+            uid = None
         user = resolve_user(uid, environ, prefer_environment=False) if uid is not None else resolve_user(os.getuid(), self.environ)
         return pid, executable, argv, environ, user
 
-    def _cgroup_limits(self, pid: int) -> tuple[Optional[int], Optional[float], Optional[int]]:
-        """(cgroup version, CPU quota in CPUs, memory limit in bytes) of the job's cgroup."""
-        own = pid if self.pid is not None else "self"
-        unified, v1 = parse_proc_cgroup(_read_text(self._proc(str(own), "cgroup")) or "")
-        if unified is not None and os.path.exists(os.path.join(self.cgroup_root, "cgroup.controllers")):
-            directory = self._cgroup_dir(self.cgroup_root, unified, "cpu.max")
-            cpu_text = _read_text(os.path.join(directory, "cpu.max"))
-            directory_mem = self._cgroup_dir(self.cgroup_root, unified, "memory.max")
-            mem_text = _read_text(os.path.join(directory_mem, "memory.max"))
-            return 2, parse_cpu_max(cpu_text or ""), parse_memory_limit(mem_text or "")
-        if v1:
-            cpu_mount = next((os.path.join(self.cgroup_root, m) for m in ("cpu,cpuacct", "cpu") if os.path.isdir(os.path.join(self.cgroup_root, m))), None)
-            quota = None
-            if cpu_mount and "cpu" in v1:
-                directory = self._cgroup_dir(cpu_mount, v1["cpu"], "cpu.cfs_quota_us")
-                quota = parse_cfs_quota(_read_text(os.path.join(directory, "cpu.cfs_quota_us")) or "",
-                                        _read_text(os.path.join(directory, "cpu.cfs_period_us")) or "")
-            limit = None
-            memory_mount = os.path.join(self.cgroup_root, "memory")
-            if "memory" in v1 and os.path.isdir(memory_mount):
-                directory = self._cgroup_dir(memory_mount, v1["memory"], "memory.limit_in_bytes")
-                limit = parse_memory_limit(_read_text(os.path.join(directory, "memory.limit_in_bytes")) or "")
-            return 1, quota, limit
-        return None, None, None
-
-    @staticmethod
-    def _cgroup_dir(mount: str, path: str, filename: str) -> str:
-        """The job's cgroup directory; inside a cgroup namespace the path is "/" relative to the mount."""
-        candidate = os.path.join(mount, path.lstrip("/"))
-        if os.path.exists(os.path.join(candidate, filename)):
-            return candidate
-        return mount
+    def _total_ram_bytes(self) -> Optional[int]:
+        try:
+            return procfs.read_meminfo(self.procfs_root).get("MemTotal")
+        except OSError:
+            return None
 
     def _distro(self) -> tuple[Optional[str], Optional[str], Optional[str]]:
         try:

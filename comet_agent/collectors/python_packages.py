@@ -32,6 +32,7 @@ from typing import Iterable, Mapping, Optional
 from comet_agent.collectors import Unavailable
 from comet_agent.records import PythonPackage, PythonPackagesSnapshot
 from comet_agent.redaction import strip_url_credentials
+from comet_agent.sources import procfs
 from comet_agent.sources.commands import CommandError, CommandTimedOut, run_command
 
 logger = logging.getLogger(__name__)
@@ -142,24 +143,6 @@ def is_python_executable(path: str) -> bool:
     return bool(_PYTHON_NAME.match(os.path.basename(path)))
 
 
-def parse_environ(data: bytes) -> dict[str, str]:
-    """``/proc/<pid>/environ`` (NUL-separated ``NAME=value``) as a mapping."""
-    env = {}
-    for item in data.split(b"\0"):
-        name, sep, value = item.partition(b"=")
-        if sep and name:
-            env[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-    return env
-
-
-def _read_bytes(path: str) -> Optional[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -232,13 +215,10 @@ class PythonPackagesCollector:
         interpreter, environ = self._locate_interpreter(self.pid)
         return self._query(interpreter, environ)
 
-    def _proc(self, pid: int, name: str) -> str:
-        return os.path.join(self.procfs_root, str(pid), name)
-
     def _locate_interpreter(self, pid: int) -> tuple[str, dict[str, str]]:
         for candidate_pid in [pid, *self._descendants(pid)]:
             try:
-                exe = os.readlink(self._proc(candidate_pid, "exe"))
+                exe = procfs.read_pid_executable(self.procfs_root, candidate_pid)
             except FileNotFoundError:
                 if candidate_pid == pid:
                     raise Unavailable(f"watched process {pid} does not exist") from None
@@ -247,36 +227,36 @@ class PythonPackagesCollector:
                 if candidate_pid == pid:
                     raise Unavailable(f"cannot read the executable of process {pid}: permission denied") from None
                 continue
-            exe = exe.removesuffix(" (deleted)")
             if not is_python_executable(exe):
                 continue
-            cmdline = (_read_bytes(self._proc(candidate_pid, "cmdline")) or b"").split(b"\0")
-            argv0 = cmdline[0].decode("utf-8", "replace") if cmdline and cmdline[0] else None
-            environ = parse_environ(_read_bytes(self._proc(candidate_pid, "environ")) or b"")
             try:
-                cwd = os.readlink(self._proc(candidate_pid, "cwd"))
+                cmdline = procfs.read_pid_cmdline(self.procfs_root, candidate_pid)
+            except OSError:
+                cmdline = []
+            argv0 = cmdline[0] if cmdline and cmdline[0] else None
+            try:
+                environ = procfs.read_pid_environ(self.procfs_root, candidate_pid)
+            except OSError:
+                environ = {}
+            try:
+                cwd: Optional[str] = procfs.read_pid_cwd(self.procfs_root, candidate_pid)
             except OSError:
                 cwd = None
             return find_interpreter_path(exe, argv0, cwd, environ), environ
         raise Unavailable(f"watched process {pid} is not a Python interpreter and has no Python child process")
 
     def _descendants(self, pid: int) -> list[int]:
-        """Child processes of ``pid`` (breadth first), from the parent pid field of each ``<pid>/stat``."""
-        children: dict[int, list[int]] = {}
+        """Child processes of ``pid``, breadth first and by pid within a level (nearest candidates first)."""
         try:
-            entries = os.listdir(self.procfs_root)
+            tree = procfs.read_process_tree(self.procfs_root, pid)
         except OSError:
             return []
-        for entry in entries:
-            if not entry.isdigit():
-                continue
-            stat = _read_bytes(os.path.join(self.procfs_root, entry, "stat"))
-            if not stat:
-                continue
-            # The command name may contain spaces and parentheses: fields start after the last ')'.
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) > 1 and fields[1].isdigit():
-                children.setdefault(int(fields[1]), []).append(int(entry))
+        if tree is None:
+            return []
+        children: dict[int, list[int]] = {}
+        for stat in tree.values():
+            if stat.pid != pid:
+                children.setdefault(stat.parent_pid, []).append(stat.pid)
         found, queue = [], [pid]
         while queue:
             for child in sorted(children.get(queue.pop(0), [])):

@@ -1,4 +1,4 @@
-"""Linux ``/proc``, ``/sys/block`` and cgroup v2 readers for the periodic collectors.
+"""Linux ``/proc``, ``/sys/block`` and cgroup (v1 and v2) readers for the collectors.
 
 Two layers, kept apart so tests can feed literal text or whole fixture trees:
 
@@ -29,14 +29,27 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE_SIZE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def read_text(path: str) -> str:
+def read_text(path: str, *, encoding: str = "ascii") -> str:
     """Return the whole text of a small kernel file (``/proc``, ``/sys``, cgroup).
+
+    Args:
+        path: the file.
+        encoding: how to decode it; bytes that do not decode become U+FFFD. Counter files are
+            ASCII; files that may carry user text (``cpuinfo`` model names) are read as UTF-8.
 
     Raises:
         OSError: the file is absent or unreadable.
     """
-    with open(path, encoding="ascii", errors="replace") as handle:
+    with open(path, encoding=encoding, errors="replace") as handle:
         return handle.read()
+
+
+def _read_text_or_empty(path: str, *, encoding: str = "ascii") -> str:
+    # For facts that are optional: an absent or unreadable file reads as "" and parses to None.
+    try:
+        return read_text(path, encoding=encoding)
+    except OSError:
+        return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +114,70 @@ def parse_stat(text: str) -> StatReading:
 def read_stat(procfs_root: str = "/proc") -> StatReading:
     """Read and parse ``<procfs_root>/stat``. Raises ``OSError`` when absent."""
     return parse_stat(read_text(os.path.join(procfs_root, "stat")))
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/cpuinfo
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What ``/proc/cpuinfo`` says: the model name and the logical and physical core counts (None when not stated)."""
+
+    model: Optional[str]
+    logical_count: Optional[int]
+    physical_count: Optional[int]
+
+
+# Where each architecture states its CPU model, most specific first.
+_MODEL_KEYS = ("model name", "Model", "Hardware", "cpu")
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    """Parse ``/proc/cpuinfo``.
+
+    The model comes from ``model name`` (x86), ``Model`` or ``Hardware`` (ARM) or ``cpu``
+    (POWER). Logical CPUs are the ``processor`` entries; physical cores are the distinct
+    (``physical id``, ``core id``) pairs, None when the kernel does not give them (ARM).
+
+    Example:
+        >>> parse_cpuinfo("processor : 0\nmodel name : Xeon\n").model
+        'Xeon'
+    """
+    models: dict[str, str] = {}
+    logical = 0
+    cores: set[tuple[str, str]] = set()
+    physical_id = core_id = None
+
+    def end_block() -> None:
+        if core_id is not None:
+            cores.add((physical_id or "0", core_id))
+
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            end_block()
+            physical_id = core_id = None
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        if key == "processor" and value.isdigit():
+            logical += 1
+        elif key in _MODEL_KEYS and value:
+            models.setdefault(key, value)
+        elif key == "physical id":
+            physical_id = value
+        elif key == "core id":
+            core_id = value
+    model = next((models[key] for key in _MODEL_KEYS if key in models), None)
+    return CpuInfo(model=model, logical_count=logical or None, physical_count=len(cores) or None)
+
+
+def read_cpuinfo(procfs_root: str = "/proc") -> CpuInfo:
+    """Read and parse ``<procfs_root>/cpuinfo`` (as UTF-8). Raises ``OSError`` when absent."""
+    return parse_cpuinfo(read_text(os.path.join(procfs_root, "cpuinfo"), encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,6 +394,85 @@ def list_pids(procfs_root: str = "/proc") -> list[int]:
     return [int(name) for name in os.listdir(procfs_root) if name.isdigit()]
 
 
+def parse_environ(data: bytes) -> dict[str, str]:
+    """``/proc/<pid>/environ`` (NUL-separated ``NAME=value``) as a mapping; entries without ``=`` are skipped."""
+    env = {}
+    for item in data.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep and name:
+            env[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return env
+
+
+def parse_cmdline(data: bytes) -> list[str]:
+    """``/proc/<pid>/cmdline`` (NUL-terminated arguments, UTF-8) as an argv list.
+
+    Example:
+        >>> parse_cmdline(b"python\0train.py\0\0")
+        ['python', 'train.py']
+    """
+    argv = data.decode("utf-8", "replace").split("\0")
+    while argv and argv[-1] == "":
+        argv.pop()
+    return argv
+
+
+def parse_status_uid(text: str) -> Optional[int]:
+    """The real uid (first number of the ``Uid:`` line) of ``/proc/<pid>/status``, or ``None``."""
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            parts = line.split()
+            if len(parts) > 1 and parts[1].isdigit():
+                return int(parts[1])
+    return None
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def read_pid_executable(procfs_root: str, pid: int) -> str:
+    """The executable of ``pid`` (``<procfs_root>/<pid>/exe``), without the kernel's `` (deleted)`` suffix.
+
+    Raises:
+        OSError: the process is gone, or belongs to another user (``PermissionError``).
+    """
+    return os.readlink(os.path.join(procfs_root, str(pid), "exe")).removesuffix(" (deleted)")
+
+
+def read_pid_cwd(procfs_root: str, pid: int) -> str:
+    """The working directory of ``pid`` (``<procfs_root>/<pid>/cwd``).
+
+    Raises:
+        OSError: the process is gone, or belongs to another user (``PermissionError``).
+    """
+    return os.readlink(os.path.join(procfs_root, str(pid), "cwd"))
+
+
+def read_pid_cmdline(procfs_root: str, pid: int) -> list[str]:
+    """The argv of ``pid`` (``<procfs_root>/<pid>/cmdline``). Raises ``OSError`` when the process is gone."""
+    return parse_cmdline(_read_bytes(os.path.join(procfs_root, str(pid), "cmdline")))
+
+
+def read_pid_environ(procfs_root: str, pid: int) -> dict[str, str]:
+    """The initial environment of ``pid`` (``<procfs_root>/<pid>/environ``).
+
+    Raises:
+        OSError: the process is gone, or belongs to another user (``PermissionError``).
+    """
+    return parse_environ(_read_bytes(os.path.join(procfs_root, str(pid), "environ")))
+
+
+def read_pid_uid(procfs_root: str, pid: int) -> Optional[int]:
+    """The real uid of ``pid`` from ``<procfs_root>/<pid>/status``; ``None`` when not stated.
+
+    Raises:
+        OSError: the process is gone.
+    """
+    return parse_status_uid(read_text(os.path.join(procfs_root, str(pid), "status"), encoding="utf-8"))
+
+
 def read_open_file_count(procfs_root: str, pid: int) -> int:
     """Number of open file descriptors of ``pid`` (entries of ``<procfs_root>/<pid>/fd``).
 
@@ -328,16 +484,87 @@ def read_open_file_count(procfs_root: str, pid: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# cgroup v2: CPU quota and usage
+# cgroups: membership, CPU quota and usage, memory limit
 # ---------------------------------------------------------------------------------------------
+
+#: Where the cgroup hierarchy (v2) or the v1 controller mounts live.
+CGROUP_ROOT = "/sys/fs/cgroup"
+# cgroup v1 reports "no limit" as a huge page-aligned number (e.g. 9223372036854771712).
+_CGROUP_V1_UNLIMITED_BYTES = 1 << 62
+
+
+@dataclass(frozen=True)
+class CgroupMembership:
+    """``/proc/<pid>/cgroup``: the cgroup v2 path (``None`` without a ``0::`` line) and the v1 path per controller."""
+
+    unified_path: Optional[str]
+    v1_paths: dict[str, str]
+
+
+def parse_proc_cgroup(text: str) -> CgroupMembership:
+    """Parse ``/proc/<pid>/cgroup`` (``hierarchy:controllers:path`` lines).
+
+    The v2 path is the first ``0::<path>`` line (an empty path reads as ``/``); every v1 line
+    maps each of its controllers (``cpu,cpuacct`` gives two) to its path.
+
+    Example:
+        >>> parse_proc_cgroup("3:cpu,cpuacct:/docker/abc\n0::/\n").v1_paths["cpuacct"]
+        '/docker/abc'
+    """
+    unified: Optional[str] = None
+    v1: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            if unified is None:
+                unified = path.strip() or "/"
+            continue
+        for controller in controllers.split(","):
+            if controller:
+                v1[controller] = path
+    return CgroupMembership(unified_path=unified, v1_paths=v1)
 
 
 def parse_cgroup_v2_path(text: str) -> Optional[str]:
     """The cgroup v2 path from ``/proc/<pid>/cgroup`` (the ``0::<path>`` line), or ``None``."""
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return line[3:].strip() or "/"
-    return None
+    return parse_proc_cgroup(text).unified_path
+
+
+def read_cgroup_membership(procfs_root: str = "/proc", pid: Optional[int] = None) -> CgroupMembership:
+    """Read and parse ``<procfs_root>/<pid>/cgroup`` (``self`` when ``pid`` is None). Raises ``OSError``."""
+    # UTF-8: cgroup paths are directory names, which may hold any non-NUL byte.
+    path = os.path.join(procfs_root, "self" if pid is None else str(pid), "cgroup")
+    return parse_proc_cgroup(read_text(path, encoding="utf-8"))
+
+
+def resolve_cgroup_directory(mount: str, cgroup_path: str, filename: Optional[str] = None) -> str:
+    """The directory of ``cgroup_path`` under ``mount``, or ``mount`` itself when we cannot see it there.
+
+    Inside a cgroup namespace (a container) ``/proc/<pid>/cgroup`` says ``/`` or a path that
+    lies outside the visible hierarchy; the visible root is then the job's own cgroup.
+
+    Args:
+        mount: where the hierarchy (v2) or the controller (v1) is mounted.
+        cgroup_path: the path from ``/proc/<pid>/cgroup``.
+        filename: when given, the directory must hold this file (``cpu.max``, ``memory.limit_in_bytes``);
+            otherwise it must exist.
+
+    Returns:
+        A normalised directory path.
+    """
+    root = os.path.normpath(mount)
+    directory = os.path.normpath(os.path.join(root, cgroup_path.lstrip("/")))
+    if not directory.startswith(root):
+        return root
+    present = os.path.isdir(directory) if filename is None else os.path.exists(os.path.join(directory, filename))
+    return directory if present else root
+
+
+def _quota_cpus(quota_us: int, period_us: int) -> Optional[float]:
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def parse_cpu_max(text: str) -> Optional[tuple[int, int]]:
@@ -355,6 +582,38 @@ def parse_cpu_max(text: str) -> Optional[tuple[int, int]]:
     if len(fields) != 2:
         raise ValueError(f"cpu.max: expected '<quota> <period>', got {text[:80]!r}")
     return int(fields[0]), int(fields[1])
+
+
+def parse_cpu_max_cpus(text: str) -> Optional[float]:
+    """cgroup v2 ``cpu.max`` as a number of CPUs (quota / period); ``None`` when unlimited or unreadable.
+
+    Example:
+        >>> parse_cpu_max_cpus("150000 100000")
+        1.5
+    """
+    try:
+        quota = parse_cpu_max(text)
+    except ValueError:
+        return None
+    return None if quota is None else _quota_cpus(*quota)
+
+
+def parse_cfs_quota_cpus(quota_text: str, period_text: str) -> Optional[float]:
+    """cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` as CPUs, None when unlimited (-1) or unreadable."""
+    try:
+        quota_us, period_us = int(quota_text.strip()), int(period_text.strip())
+    except ValueError:
+        return None
+    return _quota_cpus(quota_us, period_us)
+
+
+def parse_cgroup_memory_limit_bytes(text: str) -> Optional[int]:
+    """cgroup ``memory.max`` (v2) or ``memory.limit_in_bytes`` (v1) in bytes, None when unlimited."""
+    value = text.strip()
+    if not value.isdigit():
+        return None  # "max"
+    limit = int(value)
+    return None if limit >= _CGROUP_V1_UNLIMITED_BYTES else limit
 
 
 def parse_cpu_stat_usage_usec(text: str) -> int:
@@ -393,17 +652,11 @@ def find_cgroup_cpu_limit(cgroup_root: str, cgroup_path: str) -> Optional[Cgroup
         hierarchy is not cgroup v2.
     """
     root = os.path.normpath(cgroup_root)
-    directory = os.path.normpath(os.path.join(root, cgroup_path.lstrip("/")))
-    if not directory.startswith(root) or not os.path.isdir(directory):
-        directory = root  # cgroup namespace or a path we cannot see: the visible root is ours
+    directory = resolve_cgroup_directory(root, cgroup_path)
     tightest: Optional[CgroupCpuLimit] = None
     while True:
-        try:
-            quota = parse_cpu_max(read_text(os.path.join(directory, "cpu.max")))
-        except (OSError, ValueError):
-            quota = None
-        if quota is not None and quota[1] > 0:
-            quota_cpus = quota[0] / quota[1]
+        quota_cpus = parse_cpu_max_cpus(_read_text_or_empty(os.path.join(directory, "cpu.max")))
+        if quota_cpus is not None:
             if tightest is None or quota_cpus < tightest.quota_cpus:
                 tightest = CgroupCpuLimit(directory=directory, quota_cpus=quota_cpus)
         if directory == root:
@@ -414,6 +667,53 @@ def find_cgroup_cpu_limit(cgroup_root: str, cgroup_path: str) -> Optional[Cgroup
 def read_cgroup_cpu_usage_usec(directory: str) -> int:
     """CPU time used by the cgroup at ``directory``, microseconds. Raises ``OSError``/``ValueError``."""
     return parse_cpu_stat_usage_usec(read_text(os.path.join(directory, "cpu.stat")))
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    """The limits of a job's own cgroup: the cgroup version (1, 2, or None when neither is mounted),
+    its CPU quota in CPUs and its memory limit in bytes (None when unlimited or unreadable)."""
+
+    version: Optional[int]
+    cpu_quota_cpus: Optional[float]
+    memory_limit_bytes: Optional[int]
+
+
+def read_cgroup_limits(procfs_root: str = "/proc", cgroup_root: str = CGROUP_ROOT, pid: Optional[int] = None) -> CgroupLimits:
+    """CPU quota and memory limit set on the cgroup of ``pid`` (``self`` when None), v2 or v1.
+
+    Only the job's own cgroup is read (not its ancestors; ``find_cgroup_cpu_limit`` walks those).
+    cgroup v2 is recognised by ``<cgroup_root>/cgroup.controllers``; v1 by the ``cpu,cpuacct``
+    (or ``cpu``) and ``memory`` controller mounts below ``cgroup_root``. Never raises: what
+    cannot be read is ``None``.
+    """
+    try:
+        membership = read_cgroup_membership(procfs_root, pid)
+    except OSError:
+        membership = CgroupMembership(unified_path=None, v1_paths={})
+    if membership.unified_path is not None and os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
+        cpu_dir = resolve_cgroup_directory(cgroup_root, membership.unified_path, "cpu.max")
+        memory_dir = resolve_cgroup_directory(cgroup_root, membership.unified_path, "memory.max")
+        return CgroupLimits(
+            version=2,
+            cpu_quota_cpus=parse_cpu_max_cpus(_read_text_or_empty(os.path.join(cpu_dir, "cpu.max"))),
+            memory_limit_bytes=parse_cgroup_memory_limit_bytes(_read_text_or_empty(os.path.join(memory_dir, "memory.max"))),
+        )
+    v1 = membership.v1_paths
+    if not v1:
+        return CgroupLimits(version=None, cpu_quota_cpus=None, memory_limit_bytes=None)
+    cpu_mount = next((os.path.join(cgroup_root, m) for m in ("cpu,cpuacct", "cpu") if os.path.isdir(os.path.join(cgroup_root, m))), None)
+    quota_cpus = None
+    if cpu_mount and "cpu" in v1:
+        cpu_dir = resolve_cgroup_directory(cpu_mount, v1["cpu"], "cpu.cfs_quota_us")
+        quota_cpus = parse_cfs_quota_cpus(_read_text_or_empty(os.path.join(cpu_dir, "cpu.cfs_quota_us")),
+                                          _read_text_or_empty(os.path.join(cpu_dir, "cpu.cfs_period_us")))
+    limit_bytes = None
+    memory_mount = os.path.join(cgroup_root, "memory")
+    if "memory" in v1 and os.path.isdir(memory_mount):
+        memory_dir = resolve_cgroup_directory(memory_mount, v1["memory"], "memory.limit_in_bytes")
+        limit_bytes = parse_cgroup_memory_limit_bytes(_read_text_or_empty(os.path.join(memory_dir, "memory.limit_in_bytes")))
+    return CgroupLimits(version=1, cpu_quota_cpus=quota_cpus, memory_limit_bytes=limit_bytes)
 
 
 def read_process_tree(procfs_root: str, root_pid: int) -> Optional[dict[int, PidStat]]:

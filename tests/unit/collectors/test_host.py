@@ -17,10 +17,6 @@ from comet_agent.collectors.host import (
     cluster_identity,
     host_additional_info,
     interface_ips,
-    parse_cpu_max,
-    parse_cpuinfo,
-    parse_meminfo_total_bytes,
-    parse_memory_limit,
     resolve_user,
     routing_ip,
 )
@@ -61,39 +57,7 @@ def collector(tmp_path, **overrides) -> HostCollector:
     return HostCollector(**settings)
 
 
-# --- parsers ---------------------------------------------------------------------------------------
-
-
-def test_parse_cpuinfo_x86_two_sockets_with_hyperthreads():
-    info = parse_cpuinfo((FIXTURES / "cpuinfo" / "xeon-2s-2c-ht").read_text())
-    assert info.model == "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"
-    assert (info.logical_count, info.physical_count) == (8, 4)
-
-
-def test_parse_cpuinfo_arm_takes_the_board_model_and_has_no_core_ids():
-    info = parse_cpuinfo((FIXTURES / "cpuinfo" / "raspberry-pi-4").read_text())
-    assert info.model == "Raspberry Pi 4 Model B Rev 1.4"
-    assert (info.logical_count, info.physical_count) == (4, None)
-
-
-def test_parse_cpuinfo_empty_is_all_none():
-    assert parse_cpuinfo("") == parse_cpuinfo("garbage without colons")
-    assert parse_cpuinfo("").model is None
-
-
-def test_parse_meminfo_total_bytes():
-    assert parse_meminfo_total_bytes("MemTotal:       24684096 kB\n") == 24684096 * 1024
-    assert parse_meminfo_total_bytes("MemFree: 1 kB\n") is None
-
-
-@pytest.mark.parametrize("text, cores", [("150000 100000\n", 1.5), ("max 100000\n", None), ("", None), ("x y", None)])
-def test_parse_cpu_max(text, cores):
-    assert parse_cpu_max(text) == cores
-
-
-@pytest.mark.parametrize("text, limit", [("4294967296\n", 4294967296), ("max\n", None), ("9223372036854771712\n", None)])
-def test_parse_memory_limit(text, limit):
-    assert parse_memory_limit(text) == limit
+# --- pure functions (the /proc and cgroup parsers are tested in tests/unit/sources/test_procfs.py) ---------------------------------------------------------------------------------------
 
 
 def test_cluster_identity_slurm_kubernetes_torchrun():

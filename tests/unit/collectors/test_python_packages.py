@@ -17,7 +17,6 @@ from comet_agent.collectors.python_packages import (
     find_interpreter_path,
     is_python_executable,
     package_from_metadata,
-    parse_environ,
 )
 
 
@@ -184,9 +183,6 @@ def test_is_python_executable(name, expected):
     assert is_python_executable(name) is expected
 
 
-def test_parse_environ():
-    assert parse_environ(b"A=1\0B=x=y\0\0broken\0") == {"A": "1", "B": "x=y"}
-
 
 def test_parse_metadata_header_reads_name_and_version_only_from_the_header():
     from comet_agent.collectors.python_packages import parse_metadata_header
@@ -194,3 +190,18 @@ def test_parse_metadata_header_reads_name_and_version_only_from_the_header():
     text = "Metadata-Version: 2.1\nName: torch\nVersion: 2.3.0+cu121\nSummary: x\n\nName: not-this\nVersion: 0\n"
     assert parse_metadata_header(text) == ("torch", "2.3.0+cu121")
     assert parse_metadata_header("") == (None, None)
+
+
+def _stat_line(pid: int, parent_pid: int, command_name: str) -> str:
+    return f"{pid} ({command_name}) S {parent_pid} {pid} {pid} 0 -1 4194560 1 0 0 0 5 3 0 0 20 0 1 0 999 1 42\n"
+
+
+def test_launcher_that_is_not_python_is_searched_for_a_python_child(tmp_path):
+    proc = _fixture_proc(tmp_path, 4243, 'printf \'{"packages": [["from-child", "1", null]]}\'')
+    launcher = proc / "4242"
+    launcher.mkdir()
+    (launcher / "exe").symlink_to("/bin/sh")
+    (launcher / "stat").write_text(_stat_line(4242, 1, "sh"))
+    (proc / "4243" / "stat").write_text(_stat_line(4243, 4242, "python3"))
+    snapshot = PythonPackagesCollector(pid=4242, procfs_root=str(proc)).collect()
+    assert snapshot.requirements() == ["from-child==1"]

@@ -172,3 +172,157 @@ def test_parse_pid_stat_recovers_fields_whatever_the_command_name(command_name, 
     assert (stat.pid, stat.parent_pid, stat.cpu_ticks, stat.threads, stat.start_ticks, stat.rss_pages) == (
         77, parent_pid, user_ticks + system_ticks, 3, 999, 42,
     )
+
+
+# --- /proc/cpuinfo and meminfo totals (moved from tests/unit/collectors/test_host.py) -------------
+
+FIXTURES = PROCFS_FIXTURES.parent
+
+
+def test_parse_cpuinfo_x86_two_sockets_with_hyperthreads():
+    info = procfs.parse_cpuinfo((FIXTURES / "cpuinfo" / "xeon-2s-2c-ht").read_text())
+    assert info.model == "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"
+    assert (info.logical_count, info.physical_count) == (8, 4)
+
+
+def test_parse_cpuinfo_arm_takes_the_board_model_and_has_no_core_ids():
+    info = procfs.parse_cpuinfo((FIXTURES / "cpuinfo" / "raspberry-pi-4").read_text())
+    assert info.model == "Raspberry Pi 4 Model B Rev 1.4"
+    assert (info.logical_count, info.physical_count) == (4, None)
+
+
+def test_parse_cpuinfo_empty_is_all_none():
+    assert procfs.parse_cpuinfo("") == procfs.parse_cpuinfo("garbage without colons")
+    assert procfs.parse_cpuinfo("").model is None
+
+
+def test_read_cpuinfo_decodes_utf8_model_names(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Čip 9000\n", encoding="utf-8")
+    assert procfs.read_cpuinfo(str(tmp_path)).model == "Čip 9000"
+    with pytest.raises(FileNotFoundError):
+        procfs.read_cpuinfo(str(tmp_path / "absent"))
+
+
+def test_parse_meminfo_total_bytes():
+    # formerly parse_meminfo_total_bytes in collectors/host.py: the host snapshot uses MemTotal of parse_meminfo
+    assert procfs.parse_meminfo("MemTotal:       24684096 kB\n").get("MemTotal") == 24684096 * 1024
+    assert procfs.parse_meminfo("MemFree: 1 kB\n").get("MemTotal") is None
+
+
+def test_read_text_decodes_with_the_requested_encoding(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes("é\n".encode("utf-8"))
+    assert procfs.read_text(str(path)) == "\ufffd\ufffd\n"  # ASCII by default: counter files
+    assert procfs.read_text(str(path), encoding="utf-8") == "é\n"
+
+
+# --- /proc/<pid> identity -------------------------------------------------------------------------
+
+
+def test_parse_environ():
+    assert procfs.parse_environ(b"A=1\0B=x=y\0\0broken\0") == {"A": "1", "B": "x=y"}
+
+
+def test_parse_cmdline_drops_the_trailing_terminators_and_keeps_empty_arguments():
+    assert procfs.parse_cmdline(b"python\0train.py\0\0--tag\0\0") == ["python", "train.py", "", "--tag"]
+    assert procfs.parse_cmdline(b"") == []
+
+
+def test_parse_status_uid():
+    assert procfs.parse_status_uid("Name:\tpython\nUid:\t1000\t1000\t1000\t1000\n") == 1000
+    assert procfs.parse_status_uid("Name:\tpython\n") is None
+
+
+def test_pid_readers_on_a_fixture_entry(tmp_path):
+    entry = tmp_path / "42"
+    entry.mkdir()
+    (entry / "exe").symlink_to("/usr/bin/python3 (deleted)")
+    (entry / "cwd").symlink_to("/work")
+    (entry / "cmdline").write_bytes(b"python3\0train.py\0")
+    (entry / "environ").write_bytes(b"USER=ada\0")
+    (entry / "status").write_text("Uid:\t1001\t1001\t1001\t1001\n")
+    root = str(tmp_path)
+    assert procfs.read_pid_executable(root, 42) == "/usr/bin/python3"
+    assert procfs.read_pid_cwd(root, 42) == "/work"
+    assert procfs.read_pid_cmdline(root, 42) == ["python3", "train.py"]
+    assert procfs.read_pid_environ(root, 42) == {"USER": "ada"}
+    assert procfs.read_pid_uid(root, 42) == 1001
+    for reader in (procfs.read_pid_executable, procfs.read_pid_cwd, procfs.read_pid_cmdline, procfs.read_pid_environ, procfs.read_pid_uid):
+        with pytest.raises(FileNotFoundError):
+            reader(root, 43)
+
+
+# --- cgroup membership, v1 and v2 limits (parsers moved from collectors/host.py) ---------------------
+
+
+def test_parse_proc_cgroup_maps_v1_controllers_and_the_v2_path():
+    membership = procfs.parse_proc_cgroup("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n1:name=systemd:/x\n0::/\n")
+    assert membership.unified_path == "/"
+    assert membership.v1_paths == {"memory": "/docker/abc", "cpu": "/docker/abc", "cpuacct": "/docker/abc", "name=systemd": "/x"}
+    assert procfs.parse_proc_cgroup("0::\n").unified_path == "/"  # an empty v2 path is the root
+    assert procfs.parse_proc_cgroup("garbage\n") == procfs.CgroupMembership(unified_path=None, v1_paths={})
+
+
+def test_read_cgroup_membership_of_self_or_a_pid(tmp_path):
+    for entry, line in (("self", "0::/a"), ("7", "0::/b")):
+        (tmp_path / entry).mkdir()
+        (tmp_path / entry / "cgroup").write_text(line + "\n")
+    assert procfs.read_cgroup_membership(str(tmp_path)).unified_path == "/a"
+    assert procfs.read_cgroup_membership(str(tmp_path), 7).unified_path == "/b"
+    with pytest.raises(FileNotFoundError):
+        procfs.read_cgroup_membership(str(tmp_path), 8)
+
+
+@pytest.mark.parametrize("text, cores", [("150000 100000\n", 1.5), ("max 100000\n", None), ("", None), ("x y", None)])
+def test_parse_cpu_max_cpus(text, cores):
+    # formerly parse_cpu_max in collectors/host.py
+    assert procfs.parse_cpu_max_cpus(text) == cores
+
+
+@pytest.mark.parametrize("quota, period, cores", [("200000\n", "100000\n", 2.0), ("-1\n", "100000\n", None), ("", "", None), ("5", "0", None)])
+def test_parse_cfs_quota_cpus(quota, period, cores):
+    assert procfs.parse_cfs_quota_cpus(quota, period) == cores
+
+
+@pytest.mark.parametrize("text, limit", [("4294967296\n", 4294967296), ("max\n", None), ("9223372036854771712\n", None)])
+def test_parse_memory_limit(text, limit):
+    # formerly parse_memory_limit in collectors/host.py
+    assert procfs.parse_cgroup_memory_limit_bytes(text) == limit
+
+
+def test_resolve_cgroup_directory(tmp_path):
+    (tmp_path / "job.slice").mkdir()
+    (tmp_path / "job.slice" / "cpu.max").write_text("max 100000\n")
+    root = str(tmp_path)
+    assert procfs.resolve_cgroup_directory(root, "/job.slice") == str(tmp_path / "job.slice")
+    assert procfs.resolve_cgroup_directory(root, "/job.slice", "cpu.max") == str(tmp_path / "job.slice")
+    # the directory exists but lacks the file: the visible root is the job's cgroup (namespace)
+    assert procfs.resolve_cgroup_directory(root, "/job.slice", "memory.max") == root
+    assert procfs.resolve_cgroup_directory(root, "/not/visible") == root
+    assert procfs.resolve_cgroup_directory(root, "/../../escape") == root
+
+
+def test_read_cgroup_limits_v2_of_a_watched_pid(tmp_path):
+    (tmp_path / "proc" / "7").mkdir(parents=True)
+    (tmp_path / "proc" / "7" / "cgroup").write_text("0::/job.slice\n")
+    cgroup = tmp_path / "cgroup"
+    (cgroup / "job.slice").mkdir(parents=True)
+    (cgroup / "cgroup.controllers").write_text("cpu memory\n")
+    (cgroup / "job.slice" / "cpu.max").write_text("50000 100000\n")
+    (cgroup / "memory.max").write_text("1073741824\n")  # read at the root: the job's directory has none
+    limits = procfs.read_cgroup_limits(str(tmp_path / "proc"), str(cgroup), 7)
+    assert limits == procfs.CgroupLimits(version=2, cpu_quota_cpus=0.5, memory_limit_bytes=1073741824)
+
+
+def test_read_cgroup_limits_v1_and_none(tmp_path):
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text("4:memory:/j\n3:cpu:/j\n")
+    cgroup = tmp_path / "cgroup"
+    (cgroup / "cpu" / "j").mkdir(parents=True)
+    (cgroup / "cpu" / "j" / "cpu.cfs_quota_us").write_text("-1\n")
+    (cgroup / "cpu" / "j" / "cpu.cfs_period_us").write_text("100000\n")
+    (cgroup / "memory" / "j").mkdir(parents=True)
+    (cgroup / "memory" / "j" / "memory.limit_in_bytes").write_text("2147483648\n")
+    limits = procfs.read_cgroup_limits(str(tmp_path / "proc"), str(cgroup))
+    assert limits == procfs.CgroupLimits(version=1, cpu_quota_cpus=None, memory_limit_bytes=2147483648)
+    assert procfs.read_cgroup_limits(str(tmp_path / "absent"), str(cgroup)) == procfs.CgroupLimits(None, None, None)
