@@ -37,7 +37,7 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="where the SQLite store and uploads live (default: the per-user data directory)")
+    p.add_argument("--data-dir", default=None, help="where the SQLite store, uploads and generated key live (default: <per-user data dir>/server)")
     p.add_argument(
         "--api-key",
         action="append",
@@ -45,9 +45,10 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         metavar="KEY",
         help="accept this API key (repeatable). Without it a key is generated on first start and stored 0600 in the data dir",
     )
-    p.add_argument("--heartbeat-ms", type=int, default=10000, help="isAliveBeatDurationMillis that update_status() recommends")
-    p.add_argument("--cpu-interval-ms", type=int, default=68000, help="cpuMonitorIntervalMillis that update_status() recommends")
-    p.add_argument("--gpu-interval-ms", type=int, default=60000, help="gpuMonitorIntervalMillis that update_status() recommends")
+    # None = "not given": the stored value (or Comet's documented default) applies; a given flag wins.
+    p.add_argument("--heartbeat-ms", type=int, default=None, help="isAliveBeatDurationMillis that update_status() recommends (default: stored, else 10000)")
+    p.add_argument("--cpu-interval-ms", type=int, default=None, help="cpuMonitorIntervalMillis that update_status() recommends (default: stored, else 68000)")
+    p.add_argument("--gpu-interval-ms", type=int, default=None, help="gpuMonitorIntervalMillis that update_status() recommends (default: stored, else 60000)")
     p.add_argument(
         "--max-upload-mb", type=float, default=200.0, help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)"
     )

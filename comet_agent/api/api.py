@@ -1,0 +1,250 @@
+"""``API``: the entry point to a Comet server (drop-in for ``comet_ml.API``, the parts we need).
+
+    from comet_agent import API
+    api = API()                                  # key and server from the usual Comet config
+    api.get()                                    # workspace names
+    api.get("ws")                                # project names
+    api.get("ws/proj")                           # [APIExperiment, ...]
+    api.get("ws/proj/0123abcd...")               # APIExperiment or None
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from comet_agent.api.client import RestClient, RetryPolicy, Timeouts
+from comet_agent.api.errors import BadRequest, NotFound
+from comet_agent.api.experiment import APIExperiment
+from comet_agent.config import ResolvedConfig, resolve_config
+
+logger = logging.getLogger(__name__)
+
+
+def _float_setting(config: ResolvedConfig, name: str) -> Optional[float]:
+    raw = config.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"Comet setting {name} from {config.source_of(name)} must be a number, got {raw!r}") from None
+
+
+def _timeouts_from_config(config: ResolvedConfig) -> Timeouts:
+    """comet_ml's timeout settings (COMET_TIMEOUT_API, _FILE_UPLOAD, _FILE_DOWNLOAD), in seconds."""
+    defaults = Timeouts()
+    return Timeouts(
+        connect_s=defaults.connect_s,
+        read_s=_float_setting(config, "timeout_api") or defaults.read_s,
+        upload_read_s=_float_setting(config, "timeout_file_upload") or defaults.upload_read_s,
+        download_read_s=_float_setting(config, "timeout_file_download") or defaults.download_read_s,
+    )
+
+
+def _retry_from_config(config: ResolvedConfig) -> RetryPolicy:
+    """comet_ml's COMET_HTTP_SESSION_RETRY_TOTAL / _BACKOFF_FACTOR, plus our COMET_AGENT_RETRY_AFTER_CAP_S."""
+    defaults = RetryPolicy()
+    total = _float_setting(config, "http_session_retry_total")
+    factor = _float_setting(config, "http_session_retry_backoff_factor")
+    cap = _float_setting(config, "agent_retry_after_cap_s")
+    return RetryPolicy(
+        max_retries=int(total) if total is not None else defaults.max_retries,
+        backoff_base_s=factor if factor is not None else defaults.backoff_base_s,
+        retry_after_cap_s=cap if cap is not None else defaults.retry_after_cap_s,
+    )
+
+
+def _allow_header(config: ResolvedConfig) -> Dict[str, str]:
+    """comet_ml's optional extra header (COMET_ALLOW_HEADER_NAME / _VALUE), sent when both are set."""
+    name, value = config.get("allow_header_name"), config.get("allow_header_value")
+    return {name: value} if name and value else {}
+
+
+class API:
+    """Access to workspaces, projects and experiments on the configured Comet server.
+
+    Args:
+        api_key: the key; default from configuration (see ``comet_agent.config``).
+        cache: accepted for compatibility with comet_ml and ignored: we never cache reads.
+        version: REST version; only ``"v2"`` exists.
+        url_override: comet-agent extension: the server (``http://HOST:PORT/clientlib/``).
+        config: comet-agent extension: an already resolved ``ResolvedConfig``.
+        timeouts, retry, sleep, rng: comet-agent extensions passed to ``RestClient``. Without
+            them, timeouts come from ``COMET_TIMEOUT_API`` / ``_FILE_UPLOAD`` / ``_FILE_DOWNLOAD`` and
+            retries from ``COMET_HTTP_SESSION_RETRY_TOTAL`` / ``_BACKOFF_FACTOR`` and
+            ``COMET_AGENT_RETRY_AFTER_CAP_S`` (or the same names in ``.comet.config``).
+        client: comet-agent extension: a ready ``RestClient`` (then the rest is unused).
+
+    Raises:
+        comet_agent.config.ConfigError: no API key anywhere (the message lists where it looked).
+        ValueError: ``version`` is not "v2", or the server URL is not http(s).
+
+    Unlike comet_ml, construction sends no request (no version probe), so an ``API`` can be
+    built while the server is unreachable.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        cache: bool = True,
+        version: str = "v2",
+        *,
+        url_override: Optional[str] = None,
+        config: Optional[ResolvedConfig] = None,
+        timeouts: Optional[Timeouts] = None,
+        retry: Optional[RetryPolicy] = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Optional[random.Random] = None,
+        client: Optional[RestClient] = None,
+    ) -> None:
+        if version != "v2":
+            raise ValueError(f"unsupported REST API version {version!r}; only 'v2' exists")
+        self.config = config or resolve_config(api_key=api_key, url_override=url_override)
+        if client is None:
+            key = api_key or self.config.require_api_key()
+            key_source = "the api_key argument" if api_key else (self.config.api_key_source or "configuration")
+            client = RestClient(
+                key,
+                url_override or self.config.url_override,
+                key_source=key_source,
+                sdk_source="API",
+                timeouts=timeouts or _timeouts_from_config(self.config),
+                retry=retry or _retry_from_config(self.config),
+                sleep=sleep,
+                rng=rng,
+                verify_tls=self.config.check_tls_certificate,
+                extra_headers=_allow_header(self.config),
+            )
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"API(server={self._client.root!r}, key_source={self._client.key_source!r})"
+
+    @property
+    def server_url(self) -> str:
+        """``{root}``: where experiment pages live (``{root}/{workspace}/{project}/{key}``)."""
+        return self._client.root
+
+    def _get_url_server(self, version: Optional[str] = None) -> str:
+        return self._client.root
+
+    def _get_experiment_metadata(self, experiment_key: str) -> Dict[str, Any]:
+        return self._client.get("experiment/metadata", {"experimentKey": experiment_key})
+
+    def close(self) -> None:
+        """Close the HTTP session's pooled connections."""
+        self._client.close()
+
+    # -- navigation ----------------------------------------------------------------------------
+    def get(self, workspace: Optional[str] = None, project_name: Optional[str] = None, experiment: Optional[str] = None) -> Any:
+        """By path: ``get()`` -> workspace names; ``get("ws")`` -> project names;
+        ``get("ws/proj")`` -> list of ``APIExperiment``; ``get("ws/proj/key-or-name")`` -> an
+        ``APIExperiment`` or None. Raises ``SyntaxError`` for a slash path combined with the
+        separate arguments it already contains (as comet_ml)."""
+        if workspace is not None and "/" in workspace:
+            if project_name is not None:
+                raise SyntaxError("give either 'workspace/project' or workspace and project_name, not both")
+            workspace, project_name = workspace.split("/", 1)
+        if project_name is not None and "/" in project_name:
+            if experiment is not None:
+                raise SyntaxError("give either 'project/experiment' or project_name and experiment, not both")
+            project_name, experiment = project_name.split("/", 1)
+        if workspace is None:
+            return self.get_workspaces()
+        if project_name is None:
+            return self.get_projects(workspace)
+        if experiment is None:
+            return self.get_experiments(workspace, project_name)
+        found = self.get_experiment(workspace, project_name, experiment)
+        if found is None:
+            logger.warning("No experiment %s/%s/%s found", workspace, project_name, experiment)
+        return found
+
+    def get_workspaces(self) -> List[str]:
+        """Workspace names."""
+        return self._client.get("workspaces", {})["workspaceNames"]
+
+    def get_projects(self, workspace: str) -> Optional[List[str]]:
+        """Project names in ``workspace``."""
+        results = self._client.get("projects", {"workspaceName": workspace})
+        if results and "projects" in results:
+            return [project["projectName"] for project in results["projects"]]
+        return None
+
+    def get_experiment(self, workspace: str, project_name: str, experiment: str) -> Optional[APIExperiment]:
+        """An experiment by key, or by name when no key matches (400/404 on the key lookup)."""
+        try:
+            metadata = self._get_experiment_metadata(experiment)
+        except (NotFound, BadRequest):
+            metadata = self._experiment_metadata_by_name(workspace, project_name, experiment)
+        if metadata is None:
+            return None
+        return APIExperiment(api=self, metadata=metadata)
+
+    def get_experiment_by_key(self, experiment_key: str) -> Optional[APIExperiment]:
+        """An experiment by key, or None when the server says it does not exist."""
+        try:
+            metadata = self._get_experiment_metadata(experiment_key)
+        except (NotFound, BadRequest):
+            return None
+        # comet_ml then looks the experiment up again through get_experiment (a second metadata
+        # GET); we do the same so the two clients send the same requests.
+        return self.get_experiment(metadata.get("workspaceName"), metadata.get("projectName"), experiment_key)
+
+    def get_experiments(
+        self,
+        workspace: str,
+        project_name: Optional[str] = None,
+        pattern: Optional[str] = None,
+        page: Optional[int] = None,
+        page_size: Optional[int] = None,
+        sort_by: Optional[str] = None,
+        sort_order: Optional[str] = None,
+    ) -> List[APIExperiment]:
+        """Experiments of a project (or of every project in ``workspace``), optionally those whose
+        key or name matches the regular expression ``pattern``. Paging as in comet_ml:
+        ``page`` is 1-based and needs ``page_size``; ``sort_by`` is ``startTime``/``endTime``;
+        ``sort_order`` is ``asc``/``desc``. Raises ``ValueError`` for invalid combinations."""
+        if project_name is None:
+            if pattern is not None:
+                raise ValueError("get_experiments(pattern=...) needs a project_name")
+            found: List[APIExperiment] = []
+            for name in self.get_projects(workspace) or []:
+                found.extend(self.get_experiments(workspace, name))
+            return found
+        listing = self._project_experiments(workspace, project_name, page, page_size, sort_by, sort_order)
+        experiments = [APIExperiment(api=self, metadata=m) for m in listing]
+        if pattern is None:
+            return experiments
+        return [
+            e for e, m in zip(experiments, listing)
+            if re.match(pattern, m["experimentKey"]) or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
+        ]
+
+    def _project_experiments(self, workspace, project_name, page=None, page_size=None, sort_by=None, sort_order=None) -> List[Dict[str, Any]]:
+        if page is not None and page_size is None:
+            raise ValueError("page_size is required when page is specified")
+        if sort_by is not None and sort_by not in ("startTime", "endTime"):
+            raise ValueError("sort_by must be 'startTime' or 'endTime'")
+        if sort_order is not None and sort_order not in ("asc", "desc"):
+            raise ValueError("sort_order must be 'asc' or 'desc'")
+        if page is not None and page_size is not None and sort_by is not None and sort_order is None:
+            raise ValueError("sort_order is required when page, page_size, and sort_by are all specified")
+        params: Dict[str, Any] = {"workspaceName": workspace, "projectName": project_name, "archived": False}
+        for key, value in (("page", page), ("size", page_size), ("sortBy", sort_by), ("sortOrder", sort_order)):
+            if value is not None:
+                params[key] = value
+        results = self._client.get("experiments", params)
+        return list(results.get("experiments") or []) if results else []
+
+    def _experiment_metadata_by_name(self, workspace: str, project_name: str, name: str) -> Optional[Dict[str, Any]]:
+        try:
+            listing = self._project_experiments(workspace, project_name)
+        except NotFound:
+            return None
+        by_name = {m["experimentName"]: m for m in listing if m.get("experimentName") is not None}
+        return by_name.get(name)

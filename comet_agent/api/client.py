@@ -1,0 +1,585 @@
+"""The low-level REST client: one HTTP session, auth, retries, redirects and error mapping.
+
+``RestClient`` knows Comet's URL layout (reference §1.1) and sends requests the way comet_ml
+3.58.8 does: the raw API key in ``Authorization``, ``X-COMET-DEBUG-*`` headers, JSON bodies as
+``json.dumps(payload)`` with ``Content-Type: application/json;charset=utf-8``. It differs on
+purpose where the SDK is weak:
+
+- Retries: exponential backoff with full jitter on connection errors, timeouts, 429 and 5xx;
+  ``Retry-After`` (seconds or HTTP date) and ``Retry-After-Custom`` honoured, capped; other 4xx
+  are never retried. Sleep, clock and randomness are injectable so tests never sleep.
+- Redirects are followed by hand: the key travels only to the same scheme/host/port.
+- Errors are typed (``comet_agent.api.errors``) and say what to do next, naming the key's source.
+- The key is registered with ``comet_agent.redaction`` so no log record can carry it.
+- ``X-COMET-DEBUG-SDK-VERSION`` says ``comet-agent/<version>``, so Comet can tell us apart.
+- Uploads stream from disk (``MultipartBody``) with a known Content-Length.
+- Any write can carry an idempotency id in ``X-Comet-Agent-Request-Id`` (``request_id=``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import logging
+import os
+import platform
+import random
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import requests
+
+from comet_agent import __version__
+from comet_agent.api import errors
+from comet_agent.redaction import register_secret
+
+logger = logging.getLogger(__name__)
+
+JSON_CONTENT_TYPE = "application/json;charset=utf-8"
+REQUEST_ID_HEADER = "X-Comet-Agent-Request-Id"
+SDK_VERSION_HEADER_VALUE = f"comet-agent/{__version__}"
+_ERROR_BODY_LIMIT_BYTES = 1024
+_REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Connect and read timeouts, in seconds. The read defaults follow comet_ml's config
+    (``comet.timeout.api`` 10 s, ``file_upload`` 900 s, ``file_download`` 600 s)."""
+
+    connect_s: float = 10.0
+    read_s: float = 10.0
+    upload_read_s: float = 900.0
+    download_read_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before sending a request again.
+
+    Args:
+        max_retries: retries after the first attempt (comet_ml uses 3: four attempts in all).
+        backoff_base_s: the first backoff ceiling; it doubles each retry (full jitter picks a
+            uniformly random wait between 0 and the ceiling).
+        backoff_max_s: the largest backoff ceiling.
+        retry_after_cap_s: the longest server-requested wait honoured (``Retry-After``,
+            ``Retry-After-Custom``); longer requests are shortened to this.
+        retry_statuses: HTTP statuses that are retried.
+    """
+
+    max_retries: int = 3
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    retry_after_cap_s: float = 600.0
+    retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
+
+    def backoff_s(self, retry_number: int, rng: random.Random) -> float:
+        """Full-jitter wait before retry ``retry_number`` (1-based)."""
+        ceiling_s = min(self.backoff_max_s, self.backoff_base_s * (2 ** (retry_number - 1)))
+        return rng.uniform(0.0, ceiling_s)
+
+
+def parse_retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
+    """Seconds the server asked us to wait: ``Retry-After`` (delta seconds or HTTP date) or
+    ``Retry-After-Custom`` (float seconds, what Comet sends on 429). None when absent or unparsable.
+    ``now_s`` is the current epoch time in seconds (for HTTP dates)."""
+    value = headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            return max(0.0, when.timestamp() - now_s)
+    custom = headers.get("Retry-After-Custom")
+    if custom:
+        try:
+            return max(0.0, float(custom.strip()))
+        except ValueError:
+            return None
+    return None
+
+
+class MultipartBody:
+    """A multipart/form-data body streamed from memory and disk, with a known length.
+
+    Parts are ``(name, filename, content)`` where content is ``bytes`` or a ``Path`` (read in
+    64 KiB blocks while sending, never loaded whole). Part headers match what ``requests``/
+    ``requests_toolbelt`` produce for comet_ml: ``Content-Disposition`` only, no part Content-Type.
+    A body is single-use; build a new one per attempt (``RestClient`` does, through a factory).
+    """
+
+    block_size_bytes = 64 * 1024
+
+    def __init__(self, parts: Sequence[tuple[str, str | None, bytes | Path]], boundary: str | None = None) -> None:
+        self.boundary = boundary or uuid.uuid4().hex
+        self._segments: list[bytes | Path] = []
+        for name, filename, content in parts:
+            disposition = f'Content-Disposition: form-data; name="{_quote(name)}"'
+            if filename is not None:
+                disposition += f'; filename="{_quote(filename)}"'
+            self._segments.append(f"--{self.boundary}\r\n{disposition}\r\n\r\n".encode("utf-8"))
+            self._segments.append(content)
+            self._segments.append(b"\r\n")
+        self._segments.append(f"--{self.boundary}--\r\n".encode("utf-8"))
+        self._length = sum(len(s) if isinstance(s, bytes) else os.path.getsize(s) for s in self._segments)
+        self._chunks: Iterator[bytes] | None = None
+        self._pending = b""
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        for segment in self._segments:
+            if isinstance(segment, bytes):
+                yield segment
+            else:
+                with open(segment, "rb") as handle:
+                    while True:
+                        block = handle.read(self.block_size_bytes)
+                        if not block:
+                            break
+                        yield block
+
+    def read(self, size: int = -1) -> bytes:
+        """File-like read, so http.client streams it block by block."""
+        if self._chunks is None:
+            self._chunks = iter(self)
+        out = [self._pending]
+        have = len(self._pending)
+        while size < 0 or have < size:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                break
+            out.append(chunk)
+            have += len(chunk)
+        data = b"".join(out)
+        if size >= 0:
+            data, self._pending = data[:size], data[size:]
+        else:
+            self._pending = b""
+        return data
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+
+
+def server_root(clientlib_url: str) -> str:
+    """``{root}``: scheme + host + port of the configured server URL, path stripped."""
+    parts = urllib.parse.urlsplit(clientlib_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"Invalid Comet server URL {clientlib_url!r}: expected http(s)://HOST[:PORT]/clientlib/ "
+            "(check COMET_URL_OVERRIDE or url_override)"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _same_origin(url_a: str, url_b: str) -> bool:
+    a, b = urllib.parse.urlsplit(url_a), urllib.parse.urlsplit(url_b)
+    default_port = {"http": 80, "https": 443}
+    return (a.scheme, a.hostname, a.port or default_port.get(a.scheme)) == (
+        b.scheme,
+        b.hostname,
+        b.port or default_port.get(b.scheme),
+    )
+
+
+def _path_of(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
+
+
+BodyFactory = Callable[[], "bytes | MultipartBody | None"]
+
+
+class RestClient:
+    """One HTTP session to one Comet server, shared by ``API`` and ``APIExperiment``.
+
+    Args:
+        api_key: the raw key, sent as ``Authorization`` exactly like comet_ml.
+        clientlib_url: the configured server, e.g. ``http://127.0.0.1:5055/clientlib/`` (``{cl}``).
+        key_source: where the key came from, for error messages (``"environment variable COMET_API_KEY"``).
+        sdk_source: ``X-COMET-SDK-SOURCE`` value (comet_ml's ``API`` sends ``API``).
+        timeouts: connect/read timeouts (``Timeouts``).
+        retry: the retry policy (``RetryPolicy``).
+        sleep: called with seconds to wait between attempts (tests pass a recorder).
+        rng: randomness for jitter (tests pass ``random.Random(seed)``).
+        now: wall clock in epoch seconds, for ``Retry-After`` HTTP dates.
+        verify_tls: TLS verification (True, or a CA bundle path). Disabling it logs a warning.
+        max_redirects: redirects followed per request.
+        extra_headers: added to every request (e.g. comet's allow-header).
+
+    Raises:
+        ValueError: the URL is not http(s) or the key is empty or contains whitespace.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        clientlib_url: str,
+        *,
+        key_source: str = "the api_key argument",
+        sdk_source: str | None = "API",
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        now: Callable[[], float] = time.time,
+        verify_tls: bool | str = True,
+        max_redirects: int = 5,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not api_key or any(ch.isspace() for ch in api_key):
+            raise ValueError(f"The API key from {key_source} is empty or contains whitespace; check {key_source}")
+        register_secret(api_key)
+        self._api_key = api_key
+        self.key_source = key_source
+        self.clientlib_url = clientlib_url if clientlib_url.endswith("/") else clientlib_url + "/"
+        self.root = server_root(self.clientlib_url)
+        self.rest_url = self.root + "/api/rest/v2/"
+        self.crest_url = self.root + "/clientlib/rest/v2/"
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._now = now
+        if verify_tls is True:
+            # trust_env is off on our session (no netrc), so honour the usual CA-bundle variables here.
+            verify_tls = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+        self.verify_tls = verify_tls
+        if verify_tls is False:
+            logger.warning("TLS certificate verification is disabled for %s; the API key can be intercepted", self.root)
+        if self.root.startswith("http://") and urllib.parse.urlsplit(self.root).hostname not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("The Comet server %s is plain http: the API key travels unencrypted; prefer https", self.root)
+        self.max_redirects = max_redirects
+        self.headers: dict[str, str] = {
+            "X-COMET-DEBUG-SDK-VERSION": SDK_VERSION_HEADER_VALUE,
+            "X-COMET-DEBUG-PY-VERSION": platform.python_version(),
+        }
+        if sdk_source:
+            self.headers["X-COMET-SDK-SOURCE"] = sdk_source
+        self.headers.update(extra_headers or {})
+        self._session: requests.Session | None = None
+        self._session_pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"RestClient(server={self.root!r}, key_source={self.key_source!r})"
+
+    # -- session -------------------------------------------------------------------------------
+    @property
+    def session(self) -> requests.Session:
+        """The keep-alive session, recreated after ``fork()`` (a pooled socket must not be shared)."""
+        if self._session is None or self._session_pid != os.getpid():
+            session = requests.Session()
+            # No netrc credentials, no env-derived auth: proxies are looked up per request instead.
+            session.trust_env = False
+            self._session = session
+            self._session_pid = os.getpid()
+        return self._session
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # -- URLs ----------------------------------------------------------------------------------
+    def url_for(self, endpoint: str, base: str = "rest") -> str:
+        """Join ``endpoint`` onto a base: ``rest`` (``{rest}``), ``crest`` (``{crest}``),
+        ``clientlib`` (``{cl}``) or ``root``."""
+        prefix = {"rest": self.rest_url, "crest": self.crest_url, "clientlib": self.clientlib_url, "root": self.root + "/"}[base]
+        return prefix + endpoint.lstrip("/")
+
+    # -- high-level calls ----------------------------------------------------------------------
+    def get(
+        self,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        base: str = "rest",
+        return_type: str = "json",
+        timeout_s: float | None = None,
+        stream: bool = False,
+    ) -> Any:
+        """GET ``endpoint`` and return the parsed reply.
+
+        Args:
+            return_type: ``json`` (parsed; content type must be JSON or octet-stream),
+                ``binary`` (bytes), ``text`` (str) or ``response`` (the ``requests.Response``).
+            timeout_s: read timeout (default ``timeouts.read_s``).
+        Raises: a ``CometApiError`` subclass.
+        """
+        response = self.request("GET", self.url_for(endpoint, base), params=params, read_timeout_s=timeout_s, stream=stream)
+        return self._decode(response, return_type)
+
+    def post(
+        self,
+        endpoint: str,
+        payload: Any = None,
+        *,
+        base: str = "rest",
+        params: Mapping[str, Any] | None = None,
+        compress: bool = False,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        method: str = "POST",
+    ) -> Any:
+        """POST a JSON ``payload`` (serialised like comet_ml: ``json.dumps``, UTF-8) and return the
+        reply's JSON (None for an empty body).
+
+        Args:
+            compress: gzip the body (``Content-Encoding: gzip``), as comet_ml does for batches.
+            request_id: idempotency id sent as ``X-Comet-Agent-Request-Id`` (comet-agent extension);
+                the same id goes out on every retry of this call.
+        """
+        data = json.dumps(payload).encode("utf-8")
+        headers = {"Content-Type": JSON_CONTENT_TYPE}
+        if compress:
+            data = gzip.compress(data)
+            headers["Content-Encoding"] = "gzip"
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers, read_timeout_s=timeout_s)
+        return self._decode_write(response)
+
+    def post_multipart(
+        self,
+        endpoint: str,
+        parts: Sequence[tuple[str, str | None, bytes | Path]],
+        *,
+        base: str = "rest",
+        params: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """POST a streamed multipart body (see ``MultipartBody``); returns the reply's JSON."""
+        boundary = uuid.uuid4().hex
+        first = MultipartBody(parts, boundary)
+        headers = {"Content-Type": first.content_type}
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        response = self.request(
+            "POST",
+            self.url_for(endpoint, base),
+            params=params,
+            body=lambda: MultipartBody(parts, boundary),
+            headers=headers,
+            read_timeout_s=timeout_s if timeout_s is not None else self.timeouts.upload_read_s,
+        )
+        return self._decode_write(response)
+
+    # -- the core loop -------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: BodyFactory | None = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout_s: float | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send one logical request, with retries and manual redirects; return a 2xx response.
+
+        ``body`` is a factory so that each attempt gets a fresh (possibly streamed) body.
+        Raises a ``CometApiError`` subclass for any failure that is final.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._send_following_redirects(method, url, params, body, headers, read_timeout_s, stream)
+            except errors.CometApiError as exc:
+                if not exc.retryable or attempt > self.retry.max_retries:
+                    raise
+                wait_s = self.retry.backoff_s(attempt, self._rng)
+                logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), exc, attempt, self.retry.max_retries, wait_s)
+                self._sleep(wait_s)
+                continue
+            if 200 <= response.status_code < 300:
+                return response
+            error = self._error_for(method, url, response)
+            if response.status_code not in self.retry.retry_statuses or attempt > self.retry.max_retries:
+                raise error
+            retry_after_s = parse_retry_after_s(response.headers, self._now())
+            if retry_after_s is not None:
+                wait_s = min(retry_after_s, self.retry.retry_after_cap_s)
+            else:
+                wait_s = self.retry.backoff_s(attempt, self._rng)
+            logger.info(
+                "%s %s answered %d; retry %d/%d in %.2f s", method, _path_of(url), response.status_code, attempt, self.retry.max_retries, wait_s
+            )
+            response.close()
+            self._sleep(wait_s)
+
+    def _send_following_redirects(self, method, url, params, body, headers, read_timeout_s, stream) -> requests.Response:
+        carry_key = True
+        current_method, current_url, current_params, current_body = method, url, params, body
+        for _ in range(self.max_redirects + 1):
+            response = self._send_once(current_method, current_url, current_params, current_body, headers, read_timeout_s, stream, carry_key)
+            if response.status_code not in _REDIRECT_STATUSES or "Location" not in response.headers:
+                return response
+            location = urllib.parse.urljoin(response.url, response.headers["Location"])
+            response.close()
+            if not _same_origin(url, location):
+                # The key belongs to the configured server only; never send it elsewhere.
+                carry_key = False
+            if response.status_code in (301, 302, 303) and current_method != "GET":
+                current_method, current_body = "GET", None
+            logger.debug("%s %s redirected to %s", method, _path_of(current_url), urllib.parse.urlsplit(location).netloc + _path_of(location))
+            current_url, current_params = location, None
+        raise errors.TooManyRedirects(
+            f"{method} {_path_of(url)}: more than {self.max_redirects} redirects; check the server URL ({self.root})",
+            endpoint=f"{method} {_path_of(url)}",
+        )
+
+    def _send_once(self, method, url, params, body, headers, read_timeout_s, stream, carry_key) -> requests.Response:
+        final_headers = dict(self.headers)
+        if carry_key:
+            final_headers["Authorization"] = self._api_key
+        final_headers.update(headers or {})
+        proxies = requests.utils.get_environ_proxies(url)
+        timeout = (self.timeouts.connect_s, read_timeout_s if read_timeout_s is not None else self.timeouts.read_s)
+        endpoint = f"{method} {_path_of(url)}"
+        logger.debug("HTTP %s", endpoint)
+        try:
+            return self.session.request(
+                method,
+                url,
+                params=_encode_params(params),
+                data=body() if body is not None else None,
+                headers=final_headers,
+                timeout=timeout,
+                allow_redirects=False,
+                stream=stream,
+                verify=self.verify_tls,
+                proxies=proxies,
+            )
+        except requests.exceptions.Timeout as exc:
+            kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            raise errors.RequestTimedOut(
+                f"{endpoint}: no {kind} reply from {self.root} within the {kind} timeout "
+                f"({timeout[0] if kind == 'connect' else timeout[1]} s); check that the server is up and reachable",
+                endpoint=endpoint,
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise errors.ConnectionFailed(
+                f"{endpoint}: cannot reach the Comet server at {self.root} ({_short_reason(exc)}); "
+                "check the URL (COMET_URL_OVERRIDE) and the network",
+                endpoint=endpoint,
+            ) from None
+
+    # -- replies -------------------------------------------------------------------------------
+    def _error_for(self, method: str, url: str, response: requests.Response) -> errors.CometApiError:
+        status = response.status_code
+        endpoint = f"{method} {_path_of(url)}"
+        excerpt = response.content[:_ERROR_BODY_LIMIT_BYTES]
+        server_message, sdk_error_code = None, None
+        try:
+            parsed = json.loads(excerpt)
+            if isinstance(parsed, dict):
+                server_message = str(parsed.get("msg"))[:300] if parsed.get("msg") is not None else None
+                sdk_error_code = parsed.get("sdk_error_code")
+        except ValueError:
+            pass
+        said = f": {server_message}" if server_message else ""
+        common = dict(status=status, endpoint=endpoint, sdk_error_code=sdk_error_code, server_message=server_message)
+        if status in (401, 403):
+            return errors.Unauthorized(
+                f"{endpoint}: the API key from {self.key_source} was rejected by {self.root} (HTTP {status}){said}. "
+                f"Check {self.key_source}: is it the key for this server and workspace?",
+                **common,
+            )
+        if status == 404:
+            return errors.NotFound(f"{endpoint}: not found on {self.root} (HTTP 404){said}; check the experiment key, workspace and project", **common)
+        if status == 400:
+            return errors.BadRequest(f"{endpoint}: the server refused the request (HTTP 400){said}", **common)
+        if status == 413:
+            return errors.PayloadTooLarge(f"{endpoint}: the body is larger than {self.root} accepts (HTTP 413){said}; send less at once", **common)
+        if status == 429:
+            retry_after_s = parse_retry_after_s(response.headers, self._now())
+            hint = f"; the server asked to wait {retry_after_s:.0f} s" if retry_after_s is not None else ""
+            return errors.Throttled(f"{endpoint}: throttled by {self.root} (HTTP 429){hint}{said}", retry_after_s=retry_after_s, **common)
+        if 500 <= status < 600:
+            return errors.ServerError(f"{endpoint}: the server at {self.root} failed (HTTP {status}){said}; it is retried later", **common)
+        if 300 <= status < 400:
+            return errors.InvalidReply(f"{endpoint}: unexpected redirect (HTTP {status}) without a usable Location", **common)
+        return errors.ClientError(f"{endpoint}: refused by {self.root} (HTTP {status}){said}", **common)
+
+    def _decode(self, response: requests.Response, return_type: str) -> Any:
+        if return_type == "response":
+            return response
+        if return_type == "binary":
+            return response.content
+        if return_type == "text":
+            return response.text
+        if return_type != "json":
+            raise ValueError(f"invalid return_type {return_type!r}: expected 'json', 'binary', 'text' or 'response'")
+        return self._parse_json(response, require_json_type=True)
+
+    def _decode_write(self, response: requests.Response) -> Any:
+        # comet_ml returns response.json() for writes; an empty body (e.g. 204) gives None here
+        # instead of the SDK's JSONDecodeError.
+        if not response.content.strip():
+            return None
+        return self._parse_json(response, require_json_type=False)
+
+    def _parse_json(self, response: requests.Response, *, require_json_type: bool) -> Any:
+        endpoint = f"{response.request.method} {_path_of(response.url)}"
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        looks_html = content_type == "text/html" or response.content.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
+        if looks_html:
+            raise errors.InvalidReply(
+                f"{endpoint}: {self.root} answered with an HTML page, not JSON; is the URL a Comet server "
+                "(COMET_URL_OVERRIDE should end in /clientlib/), or is a proxy in the way?",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        if require_json_type and content_type not in ("application/json", "application/octet-stream") and not content_type.endswith("+json"):
+            raise errors.InvalidReply(
+                f"{endpoint}: expected a JSON reply, got content type {content_type or 'none'!r} from {self.root}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise errors.InvalidReply(
+                f"{endpoint}: {self.root} sent malformed JSON ({len(response.content)} bytes)",
+                status=response.status_code,
+                endpoint=endpoint,
+            ) from None
+
+
+def _encode_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    # comet_ml hands its params to requests, which writes booleans as "True"/"False"; keep that.
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _short_reason(exc: BaseException) -> str:
+    # urllib3's messages embed the pool and URL; keep the last, most specific reason.
+    text = str(exc)
+    for marker in ("Connection refused", "Connection reset", "Name or service not known", "Remote end closed",
+                   "certificate verify failed", "No route to host", "Connection aborted"):
+        if marker in text:
+            return marker
+    return type(exc).__name__

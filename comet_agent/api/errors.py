@@ -1,0 +1,114 @@
+"""The typed errors of the REST client: one hierarchy, each saying what to do next.
+
+Every error has ``.status`` (the HTTP status, or None when no reply came) and ``.retryable``
+(whether sending the same request again later may succeed). Messages name where the API key came
+from (``key_source``), never the key itself.
+
+    CometApiError
+    ├── Unauthorized        401/403: the key was rejected
+    ├── NotFound            404
+    ├── BadRequest          400
+    ├── PayloadTooLarge     413
+    ├── ClientError         any other 4xx (402, 409, 422, ...)
+    ├── Throttled           429 (retryable, ``retry_after_s``)
+    ├── ServerError         5xx (retryable)
+    ├── ConnectionFailed    refused, reset, DNS, TLS (retryable)
+    │   └── RequestTimedOut connect or read timeout (retryable)
+    ├── InvalidReply        malformed JSON, wrong content type, an HTML page where JSON was expected
+    └── TooManyRedirects
+"""
+
+from __future__ import annotations
+
+
+class CometApiError(Exception):
+    """Base class of every error the client raises.
+
+    Attributes:
+        status: HTTP status code, or None when no reply came.
+        retryable: True when the same request may succeed later.
+        endpoint: the method and path that failed (no query string: it may carry ids only, but
+            a URL is never where secrets go anyway).
+        sdk_error_code: Comet's ``sdk_error_code`` from the error body, when present.
+        server_message: Comet's ``msg`` from the error body (truncated), when present.
+    """
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool | None = None,
+        endpoint: str | None = None,
+        sdk_error_code: int | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.endpoint = endpoint
+        self.sdk_error_code = sdk_error_code
+        self.server_message = server_message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, endpoint={self.endpoint!r}, message={self.message!r})"
+
+
+class Unauthorized(CometApiError):
+    """401/403: the server rejected the API key (or it lacks access to this workspace)."""
+
+
+class NotFound(CometApiError):
+    """404: no such experiment, project, workspace or endpoint."""
+
+
+class BadRequest(CometApiError):
+    """400: the server refused the request's content."""
+
+
+class PayloadTooLarge(CometApiError):
+    """413: the body is larger than the server accepts."""
+
+
+class ClientError(CometApiError):
+    """Any other 4xx: permanent, not retried."""
+
+
+class Throttled(CometApiError):
+    """429: too many requests. ``retry_after_s`` is the server's requested wait, when it gave one."""
+
+    default_retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
+class ServerError(CometApiError):
+    """5xx: the server failed; retried with backoff."""
+
+    default_retryable = True
+
+
+class ConnectionFailed(CometApiError):
+    """No reply: connection refused or reset, name resolution or TLS failure."""
+
+    default_retryable = True
+
+
+class RequestTimedOut(ConnectionFailed):
+    """The connect or read timeout expired."""
+
+
+class InvalidReply(CometApiError):
+    """The server answered, but not with what a Comet server sends (bad JSON, wrong content type, HTML)."""
+
+
+class TooManyRedirects(CometApiError):
+    """The server redirected more times than allowed (a loop or a misconfigured proxy)."""

@@ -1,0 +1,290 @@
+"""Configuration resolution, as Comet users expect it, plus the agent's key-file sources.
+
+Each setting is resolved key by key; the first source that defines it wins (values merge across
+sources, as comet_ml 3.58.8 does, reference §1.3):
+
+1. explicit arguments (``resolve_config(api_key=..., url_override=...)``)
+2. for the API key only, key files (reliability.md §4): ``$CREDENTIALS_DIRECTORY/api-key``
+   (systemd ``LoadCredential=``), then ``api_key_file=`` / ``$COMET_API_KEY_FILE``
+3. the environment: ``COMET_API_KEY`` (then ``COMET_REST_API_KEY``, the alias older Comet docs
+   name; comet_ml 3.58.8 ignores it), ``COMET_URL_OVERRIDE``, ``COMET_WORKSPACE``,
+   ``COMET_PROJECT_NAME``, and any other ``COMET_*`` variable
+4. the file named by ``$COMET_INI`` (deprecated alias, wins) or ``$COMET_CONFIG``; a directory means
+   ``<dir>/.comet.config``
+5. ``./.comet.config``
+6. ``~/.comet.config``
+7. built-in defaults: the hosted server ``https://www.comet.com/clientlib/``
+
+Config files are INI: ``[comet]`` with ``api_key = ...``, or ``[comet_x]`` with ``y = ...`` for the
+setting ``comet.x.y`` (what ``comet init`` writes). comet_ml's ``.env`` file source is not read.
+
+Every resolved value remembers where it came from (``ResolvedConfig.source_of("api_key")``), so an
+error can say "the API key from COMET_API_KEY was rejected" without ever printing the key. The
+key itself never appears in ``repr()`` or ``str()`` of the config.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL_OVERRIDE = "https://www.comet.com/clientlib/"
+DEFAULT_SOURCE = "built-in default"
+
+# setting name -> environment variables, in order of preference
+_ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "api_key": ("COMET_API_KEY", "COMET_REST_API_KEY"),
+    "url_override": ("COMET_URL_OVERRIDE",),
+    "workspace": ("COMET_WORKSPACE",),
+    "project_name": ("COMET_PROJECT_NAME",),
+}
+
+
+class ConfigError(ValueError):
+    """Configuration is missing or unusable. The message says which places were looked at."""
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The merged settings. ``values`` maps setting names (``api_key``, ``url_override``,
+    ``workspace``, ``project_name``, and any other ``x_y`` from files or ``COMET_X_Y``) to strings;
+    ``sources`` maps the same names to a human description of where each came from.
+
+    ``server_configured`` is False when the URL is the built-in default (nothing named a server):
+    the agent then falls back to its local server.
+    """
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    searched: tuple[str, ...] = ()
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """A setting's value, or ``default``."""
+        return self.values.get(name, default)
+
+    def source_of(self, name: str) -> str | None:
+        """Where a setting came from (``"environment variable COMET_API_KEY"``), or None if unset."""
+        return self.sources.get(name)
+
+    @property
+    def api_key(self) -> str | None:
+        return self.values.get("api_key")
+
+    @property
+    def api_key_source(self) -> str | None:
+        return self.sources.get("api_key")
+
+    @property
+    def url_override(self) -> str:
+        return self.values.get("url_override") or DEFAULT_URL_OVERRIDE
+
+    @property
+    def workspace(self) -> str | None:
+        return self.values.get("workspace")
+
+    @property
+    def project_name(self) -> str | None:
+        return self.values.get("project_name")
+
+    @property
+    def server_configured(self) -> bool:
+        """True when some source named a server (argument, env, file, or the key's baseUrl)."""
+        return "url_override" in self.values and self.sources.get("url_override") != DEFAULT_SOURCE
+
+    @property
+    def check_tls_certificate(self) -> bool:
+        raw = self.values.get("internal_check_tls_certificate", "true")
+        return str(raw).strip().lower() not in ("0", "false", "no", "off")
+
+    def require_api_key(self) -> str:
+        """The API key, or ``ConfigError`` naming every place that was searched."""
+        if not self.api_key:
+            places = "; ".join(self.searched) or "nowhere"
+            raise ConfigError(
+                "No Comet API key found. Set COMET_API_KEY, pass api_key=..., or put 'api_key = ...' "
+                f"under [comet] in ~/.comet.config. Looked in: {places}"
+            )
+        return self.api_key
+
+    def __repr__(self) -> str:
+        shown = {k: ("<redacted>" if k == "api_key" else v) for k, v in self.values.items()}
+        return f"ResolvedConfig(values={shown!r}, sources={dict(self.sources)!r})"
+
+    __str__ = __repr__
+
+
+def _read_ini(path: Path) -> dict[str, str]:
+    """Settings from one INI file, as ``{"api_key": ..., "x_y": ...}``. Missing file -> ``{}``."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read Comet config file {path}: {exc.__class__.__name__}: {exc}") from None
+    settings: dict[str, str] = {}
+    for section in parser.sections():
+        name = section.lower()
+        if name == "comet":
+            prefix = ""
+        elif name.startswith("comet_"):
+            prefix = name[len("comet_"):] + "_"
+        else:
+            continue
+        for key, value in parser.items(section, raw=True):
+            settings.setdefault(prefix + key.lower(), value.strip())
+    return settings
+
+
+def _config_file_candidates(environ: Mapping[str, str], cwd: Path, home: Path) -> list[Path]:
+    candidates: list[Path] = []
+    named = environ.get("COMET_INI") or environ.get("COMET_CONFIG")
+    if named:
+        path = Path(os.path.expanduser(named))
+        candidates.append(path / ".comet.config" if path.is_dir() else path)
+    candidates.append(cwd / ".comet.config")
+    candidates.append(home / ".comet.config")
+    return candidates
+
+
+def read_key_file(path: Path, *, check_permissions: bool = True) -> str:
+    """Read an API key from a file: surrounding whitespace stripped, inner whitespace refused.
+
+    Raises ``ConfigError`` (naming the file, never its content) when the file is unreadable,
+    empty, holds whitespace inside the key, or is readable by group or others.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the API key file {path}: {exc.strerror or exc}") from None
+    if check_permissions and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"The API key file {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+    key = raw.strip()
+    if not key:
+        raise ConfigError(f"The API key file {path} is empty")
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"The API key in {path} contains whitespace; a Comet API key is a single word")
+    return key
+
+
+def _base_url_from_key(api_key: str) -> str | None:
+    # comet_ml keys may be "<key>*<base64 JSON>" carrying the server's baseUrl (reference §1.2).
+    if "*" not in api_key:
+        return None
+    _, _, suffix = api_key.partition("*")
+    try:
+        padded = suffix + "=" * (-len(suffix) % 4)
+        data = json.loads(base64.b64decode(padded, altchars=b"-_").decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    base = data.get("baseUrl") if isinstance(data, dict) else None
+    return base.rstrip("/") + "/clientlib/" if isinstance(base, str) and base else None
+
+
+def resolve_config(
+    *,
+    api_key: str | None = None,
+    api_key_file: str | os.PathLike | None = None,
+    url_override: str | None = None,
+    workspace: str | None = None,
+    project_name: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    home: str | os.PathLike | None = None,
+) -> ResolvedConfig:
+    """Resolve Comet settings from arguments, key files, environment and config files.
+
+    Args:
+        api_key: explicit key (wins over everything).
+        api_key_file: a file holding the key (must be 0600 or stricter).
+        url_override: explicit server, e.g. ``http://127.0.0.1:5055/clientlib/``.
+        workspace, project_name: explicit defaults for new experiments.
+        environ, cwd, home: substitutes for ``os.environ``, the working directory and ``$HOME``.
+
+    Returns: a ``ResolvedConfig``; the key may still be missing (see ``require_api_key``).
+    Raises: ``ConfigError`` for an unreadable or insecure key file, or a malformed config file.
+    """
+    environ = os.environ if environ is None else environ
+    cwd_path = Path(cwd) if cwd is not None else Path.cwd()
+    home_path = Path(home) if home is not None else Path(environ.get("HOME") or Path.home())
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    searched: list[str] = []
+
+    def offer(name: str, value: str | None, source: str) -> None:
+        if value is not None and value != "" and name not in values:
+            values[name] = value
+            sources[name] = source
+
+    # 1. explicit arguments
+    searched.append("the api_key argument")
+    offer("api_key", api_key, "the api_key argument")
+    offer("url_override", url_override, "the url_override argument")
+    offer("workspace", workspace, "the workspace argument")
+    offer("project_name", project_name, "the project_name argument")
+
+    # 2. key files (systemd credential first, reliability.md §4)
+    credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials_dir:
+        credential = Path(credentials_dir) / "api-key"
+        searched.append(f"systemd credential {credential}")
+        if "api_key" not in values and credential.exists():
+            offer("api_key", read_key_file(credential), f"systemd credential {credential}")
+    for file_value, label in ((api_key_file, "api_key_file"), (environ.get("COMET_API_KEY_FILE"), "COMET_API_KEY_FILE")):
+        if file_value:
+            searched.append(f"{label} ({file_value})")
+            if "api_key" not in values:
+                offer("api_key", read_key_file(Path(file_value)), f"key file {file_value} (from {label})")
+
+    # 3. environment
+    for name, env_names in _ENV_NAMES.items():
+        for env_name in env_names:
+            if name == "api_key":
+                searched.append(f"environment variable {env_name}")
+            offer(name, environ.get(env_name), f"environment variable {env_name}")
+    for env_name, value in environ.items():
+        if env_name.startswith("COMET_") and env_name not in ("COMET_CONFIG", "COMET_INI", "COMET_API_KEY_FILE"):
+            offer(env_name[len("COMET_"):].lower(), value, f"environment variable {env_name}")
+
+    # 4-6. config files, merged key by key
+    for path in _config_file_candidates(environ, cwd_path, home_path):
+        searched.append(f"config file {path}")
+        settings = _read_ini(path)
+        if "api_key" in settings and "api_key" not in values:
+            _warn_if_shared(path)
+        for name, value in settings.items():
+            offer(name, value, f"config file {path}")
+
+    # 7. defaults: the key may carry the server it belongs to
+    if "url_override" not in values and values.get("api_key"):
+        offer("url_override", _base_url_from_key(values["api_key"]), f"the baseUrl inside the API key from {sources.get('api_key')}")
+    offer("url_override", DEFAULT_URL_OVERRIDE, DEFAULT_SOURCE)
+    if values.get("api_key"):
+        values["api_key"] = values["api_key"].strip()
+    return ResolvedConfig(values=values, sources=sources, searched=tuple(searched))
+
+
+def _warn_if_shared(path: Path) -> None:
+    # comet_ml never checks this, and many users' ~/.comet.config is 0644; refusing would break
+    # them, so config files only warn (key files, which are ours, are refused).
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning("Comet config file %s holds an API key and is readable by other users; run: chmod 600 %s", path, path)

@@ -1,0 +1,362 @@
+"""The local Comet-compatible server: aiohttp application, ``LocalServer`` and ``comet-agent server``.
+
+Why aiohttp (and not ``http.server``): it is one dependency that is both a mature asyncio HTTP
+server (keep-alive, pipelining, lingering close, request size limits, transparent
+``Content-Encoding: gzip`` request bodies) and the multipart/streaming parser the SDK's uploads
+need. Many agents push to one server concurrently; an event loop serves them without a thread
+per connection, and the loop thread owning the single SQLite connection serialises writes, so
+"database is locked" cannot happen. It also runs in-process on port 0, which is what the tests
+and the embedded default need (``LocalServer``).
+
+Mounting: the server lives at the host root and serves ``/clientlib/isAlive/ver``,
+``/api/rest/v2/*`` and ``/clientlib/rest/v2/*`` (aliases) plus the clientlib batch endpoints.
+Point the SDK at it with ``COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/``.
+
+Recommended intervals (what ``update_status()`` answers): set at start, changed while running
+with ``LocalServer.set_intervals(...)`` or, for a server in another process, the admin endpoint::
+
+    POST /local/admin/intervals   Authorization: <any accepted key>
+    {"heartbeatMs": 5000, "cpuIntervalMs": 1000, "gpuIntervalMs": "garbage"}
+    -> {"isAliveBeatDurationMillis": 5000, "cpuMonitorIntervalMillis": 1000,
+        "gpuMonitorIntervalMillis": "garbage"}
+    GET /local/admin/intervals    -> the current values
+
+Values are stored verbatim, garbage included (strings, negatives, null), so that agent tests can
+make ``update_status()`` return garbage. They persist in the store: at start, an interval given
+explicitly (a ``LocalServer`` argument that is not None, a command-line flag that differs from
+its default) wins; otherwise the stored value, else the default, is used.
+
+API keys: ``--api-key`` (repeatable). Without it a key is generated on first start, stored 0600
+as ``<data dir>/api_key``, and reused afterwards; its location (never the key) is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+
+from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
+from comet_agent.redaction import register_secret
+from comet_agent.server import routes
+from comet_agent.server.routes import ApiError, ServerState, error_response
+from comet_agent.server.store import Store
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT_MS = 10000
+DEFAULT_CPU_INTERVAL_MS = 68000
+DEFAULT_GPU_INTERVAL_MS = 60000
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
+API_KEY_FILE_NAME = "api_key"
+_START_TIMEOUT_S = 30.0
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Turn every failure into a Comet-style JSON error; unexpected ones become a logged 500."""
+    state: ServerState = request.app[routes.STATE_KEY]
+    try:
+        declared = request.content_length
+        if declared is not None and declared > state.max_upload_bytes:
+            raise ApiError(413, f"the request body ({declared} bytes) exceeds the "
+                                f"{state.max_upload_bytes} byte limit (--max-upload-mb)")
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.msg, exc.sdk_error_code)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"the request body exceeds the {state.max_upload_bytes} byte "
+                                   "limit (--max-upload-mb)")
+    except RequestPayloadError as exc:  # e.g. a body declared gzip that does not inflate
+        return error_response(400, f"unreadable request body: {exc}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason or "error")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(500, "internal server error (see the server log)")
+
+
+def build_application(state: ServerState) -> web.Application:
+    """The aiohttp application serving ``state`` (no socket is opened)."""
+    # client_max_size bounds what read()/post() accept; the middleware rejects declared sizes
+    # early. A little slack covers the multipart framing around a file at the limit.
+    app = web.Application(middlewares=[_error_middleware], client_max_size=state.max_upload_bytes)
+    app[routes.STATE_KEY] = state
+    routes.add_routes(app)
+    return app
+
+
+def load_or_create_api_key(data_dir: Path) -> tuple[str, Path, bool]:
+    """The key stored in ``<data_dir>/api_key``, created 0600 if absent.
+
+    Returns:
+        (key, key file path, whether it was generated now).
+
+    Raises:
+        OSError: the file cannot be read or written.
+        ValueError: the file exists but is empty.
+    """
+    path = Path(data_dir) / API_KEY_FILE_NAME
+    if path.exists():
+        key = path.read_text(encoding="utf-8").strip()
+        if not key:
+            raise ValueError(f"the API key file {path} is empty; delete it to generate a new key")
+        return key, path, False
+    key = secrets.token_hex(20)
+    write_private_file(path, (key + "\n").encode("utf-8"))
+    return key, path, True
+
+
+class LocalServer:
+    """The local server running in a background thread with its own event loop.
+
+    Args:
+        data_dir: where the SQLite store and uploads live (created 0700).
+        host: address to listen on.
+        port: port to listen on; 0 picks a free one (see ``.port`` after ``start()``).
+        api_keys: accepted API keys; None or empty: the key stored in ``<data_dir>/api_key``,
+            generated on first start.
+        heartbeat_ms, cpu_interval_ms, gpu_interval_ms: what ``update_status()`` recommends, in
+            milliseconds; None: the value persisted by an earlier run, else 10000 / 68000 / 60000.
+        max_upload_bytes: largest accepted request body; larger ones get 413.
+
+    Example::
+
+        with LocalServer(tmp_path, api_keys=["k"]) as server:
+            os.environ["COMET_URL_OVERRIDE"] = server.clientlib_url
+    """
+
+    def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
+                 api_keys: list[str] | None = None, heartbeat_ms: Any = None,
+                 cpu_interval_ms: Any = None, gpu_interval_ms: Any = None,
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
+        if max_upload_bytes <= 0:
+            raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self._requested_port = port
+        self._given_keys = [k for k in (api_keys or []) if k]
+        self._given_intervals = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms,
+                                 "gpu_interval_ms": gpu_interval_ms}
+        self.max_upload_bytes = int(max_upload_bytes)
+        self.generated_key_file: Path | None = None
+        self.key_file: Path | None = None
+        self._state: ServerState | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalServer(url={self.url if self._port else None!r}, data_dir={str(self.data_dir)!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "LocalServer":
+        """Open the store and start listening; returns once the socket accepts connections.
+
+        Raises:
+            OSError: the data directory or the port is unusable.
+            ValueError: the stored API key file is empty.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the server is already started")
+        ensure_private_dir(self.data_dir)
+        keys = list(self._given_keys)
+        if not keys:
+            key, self.key_file, generated = load_or_create_api_key(self.data_dir)
+            keys = [key]
+            if generated:
+                self.generated_key_file = self.key_file
+        for key in keys:
+            register_secret(key)
+        store = Store(self.data_dir)
+        try:
+            intervals = {"isAliveBeatDurationMillis": DEFAULT_HEARTBEAT_MS,
+                         "cpuMonitorIntervalMillis": DEFAULT_CPU_INTERVAL_MS,
+                         "gpuMonitorIntervalMillis": DEFAULT_GPU_INTERVAL_MS}
+            stored = store.get_setting(routes.INTERVALS_SETTING)
+            if isinstance(stored, dict):
+                intervals.update({k: v for k, v in stored.items() if k in intervals})
+            self._state = ServerState(store, keys, intervals, self.max_upload_bytes)
+            given = {k: v for k, v in self._given_intervals.items() if v is not None}
+            routes.set_intervals(self._state, **given)
+        except BaseException:
+            store.close()
+            raise
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._serve, args=(started, failure),
+                                        name="comet-agent-server", daemon=True)
+        self._thread.start()
+        if not started.wait(_START_TIMEOUT_S):
+            raise TimeoutError(f"the server did not start listening within {_START_TIMEOUT_S} s")
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        logger.info("local Comet server listening on %s (data in %s)", self.url, self.data_dir)
+        return self
+
+    def _serve(self, started: threading.Event, failure: list[BaseException]) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:  # handed to start(), which raises it
+            failure.append(exc)
+            loop.run_until_complete(self._cleanup())
+            loop.close()
+            started.set()
+            return
+        started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._cleanup())
+            loop.close()
+
+    async def _listen(self) -> None:
+        app = build_application(self._state)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._requested_port, backlog=1024)
+        await site.start()
+        self._port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._state is not None:
+            self._state.store.close()
+
+    def stop(self) -> None:
+        """Stop listening, finish in-flight requests, close the store. Idempotent."""
+        if self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def port(self) -> int:
+        """The listening port (the real one when 0 was asked). Raises RuntimeError before start."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:41234``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def clientlib_url(self) -> str:
+        """The value for ``COMET_URL_OVERRIDE``: ``url + "/clientlib/"``."""
+        return self.url + "/clientlib/"
+
+    @property
+    def api_keys(self) -> list[str]:
+        """The accepted API keys (after ``start()`` this includes a generated one)."""
+        return list(self._state.api_keys) if self._state else list(self._given_keys)
+
+    @property
+    def api_key(self) -> str:
+        """The first accepted API key."""
+        keys = self.api_keys
+        if not keys:
+            raise RuntimeError("no API key yet: start the server first")
+        return keys[0]
+
+    @property
+    def intervals(self) -> dict[str, Any]:
+        """What update_status() answers now (camelCase keys)."""
+        return dict(self._state.intervals)
+
+    def set_intervals(self, heartbeat_ms: Any = None, cpu_interval_ms: Any = None,
+                      gpu_interval_ms: Any = None) -> None:
+        """Change what update_status() answers from the next call on (None leaves one as is).
+
+        Values are used verbatim (any JSON value) and persisted in the store.
+        """
+        given = {k: v for k, v in (("heartbeat_ms", heartbeat_ms), ("cpu_interval_ms", cpu_interval_ms),
+                                   ("gpu_interval_ms", gpu_interval_ms)) if v is not None}
+        if self._thread is None:
+            raise RuntimeError("the server is not started")
+
+        async def apply() -> None:  # on the loop thread, which owns the store
+            routes.set_intervals(self._state, **given)
+
+        asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=10)
+
+
+def serve_from_args(args) -> int:
+    """Run ``comet-agent server`` until SIGINT/SIGTERM. Returns the exit status (0 on a clean stop)."""
+    from comet_agent.cli import ExitStatus
+
+    max_upload_mb = getattr(args, "max_upload_mb", 200.0)
+    if max_upload_mb is None or max_upload_mb <= 0:
+        print(f"comet-agent server: --max-upload-mb must be positive, got {max_upload_mb}", file=sys.stderr)
+        return ExitStatus.USAGE
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "server"
+    server = LocalServer(
+        data_dir, host=args.host, port=args.port, api_keys=args.api_key,
+        # None when the flag was not given (the CLI's default): the stored value applies.
+        heartbeat_ms=args.heartbeat_ms, cpu_interval_ms=args.cpu_interval_ms, gpu_interval_ms=args.gpu_interval_ms,
+        max_upload_bytes=int(max_upload_mb * 2**20))
+    try:
+        ensure_private_dir(data_dir)
+    except OSError as exc:
+        print(f"comet-agent server: cannot use the data directory {data_dir}: {exc}", file=sys.stderr)
+        return ExitStatus.CONFIG
+    try:
+        server.start()
+    except ValueError as exc:  # an unusable stored key file
+        print(f"comet-agent server: {exc}", file=sys.stderr)
+        return ExitStatus.CONFIG
+    except OSError as exc:  # typically the address is in use or not ours to bind
+        print(f"comet-agent server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return ExitStatus.FAILURE
+    stop_requested = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"comet-agent server listening on {server.url}", flush=True)
+        print(f"COMET_URL_OVERRIDE={server.clientlib_url}", flush=True)
+        print(f"data directory: {data_dir}", flush=True)
+        if server.generated_key_file is not None:
+            print(f"generated an API key, stored in {server.generated_key_file} (mode 0600)", flush=True)
+        elif server.key_file is not None:
+            print(f"API key: read from {server.key_file}", flush=True)
+        while not stop_requested.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return ExitStatus.OK

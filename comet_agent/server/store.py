@@ -1,0 +1,670 @@
+"""The local server's store: one SQLite database (WAL mode) plus uploaded files on disk.
+
+Layout under the data directory (directories 0700, files 0600, via ``comet_agent.paths``)::
+
+    server.sqlite3          experiments, metrics, parameters, others, output, assets index, ...
+    files/<experiment key>/<asset id>   uploaded assets, images and git patches, byte for byte
+
+Concurrency model: the store is used from ONE thread only (the server's event loop), through one
+connection. SQLite then never sees two writers, so "database is locked" cannot happen, and every
+write is a single short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``). With
+``synchronous=NORMAL`` in WAL mode a commit appends to the WAL without an fsync (durable against
+a process crash, not against a power cut), which is what makes per-request commits cheap.
+
+API keys are never stored: workspace ownership and request ids are recorded against the
+SHA-256 of the key (``key_id``).
+
+Metric, parameter and "other" values are kept as their JSON text; the read side renders them as
+strings the way Comet's REST API does (``"0.5"``, ``"3"``, ``"true"``), see ``render_value``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from comet_agent.paths import ensure_private_dir
+
+logger = logging.getLogger(__name__)
+
+DATABASE_FILE_NAME = "server.sqlite3"
+FILES_DIR_NAME = "files"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workspaces (
+    name TEXT PRIMARY KEY, owner_key_id TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+    project_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, UNIQUE (workspace, name));
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_key TEXT PRIMARY KEY, workspace TEXT NOT NULL, project_id TEXT NOT NULL,
+    name TEXT, created_ms INTEGER NOT NULL, start_ms INTEGER, end_ms INTEGER,
+    last_heartbeat_ms INTEGER, last_update_ms INTEGER, archived INTEGER NOT NULL DEFAULT 0,
+    file_path TEXT, file_name TEXT, has_crashed INTEGER NOT NULL DEFAULT 0,
+    stop_requested INTEGER NOT NULL DEFAULT 0, code TEXT, html TEXT, graph TEXT,
+    git_metadata TEXT, git_patch_path TEXT, system_details TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS experiments_by_project ON experiments (project_id);
+CREATE TABLE IF NOT EXISTS tags (
+    experiment_key TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (experiment_key, tag));
+CREATE TABLE IF NOT EXISTS symlinks (
+    experiment_key TEXT NOT NULL, project_id TEXT NOT NULL, PRIMARY KEY (experiment_key, project_id));
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY, experiment_key TEXT NOT NULL, name TEXT NOT NULL,
+    value_json TEXT, value_number REAL, step INTEGER, epoch INTEGER, context TEXT,
+    timestamp_ms INTEGER NOT NULL, is_system INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS metrics_by_experiment ON metrics (experiment_key, name);
+CREATE TABLE IF NOT EXISTS parameters (
+    id INTEGER PRIMARY KEY, experiment_key TEXT NOT NULL, name TEXT NOT NULL,
+    value_json TEXT, step INTEGER, context TEXT, source TEXT, timestamp_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS parameters_by_experiment ON parameters (experiment_key);
+CREATE TABLE IF NOT EXISTS others (
+    id INTEGER PRIMARY KEY, experiment_key TEXT NOT NULL, name TEXT NOT NULL,
+    value_json TEXT, timestamp_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS others_by_experiment ON others (experiment_key);
+CREATE TABLE IF NOT EXISTS output_lines (
+    id INTEGER PRIMARY KEY, experiment_key TEXT NOT NULL, line TEXT NOT NULL,
+    is_stderr INTEGER NOT NULL, local_timestamp INTEGER, offset_index INTEGER, context TEXT);
+CREATE INDEX IF NOT EXISTS output_by_experiment ON output_lines (experiment_key);
+CREATE TABLE IF NOT EXISTS assets (
+    asset_id TEXT PRIMARY KEY, experiment_key TEXT NOT NULL, file_name TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL, asset_type TEXT NOT NULL, step INTEGER, context TEXT,
+    metadata_json TEXT, grouping_name TEXT, extension TEXT, created_ms INTEGER NOT NULL,
+    path TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS assets_by_experiment ON assets (experiment_key);
+CREATE TABLE IF NOT EXISTS request_ids (
+    key_id TEXT NOT NULL, request_id TEXT NOT NULL, response_json TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, request_id));
+"""
+
+#: The keys of the system-details read, in order; nothing else is ever returned.
+SYSTEM_DETAILS_KEYS = (
+    "command", "env", "executable", "hostname", "ip", "machine", "os", "osRelease", "osType",
+    "pid", "processor", "pythonVersion", "pythonVersionVerbose", "user", "installedPackages",
+    "osPackages", "gpuStaticInfoList", "logAdditionalSystemInfoList", "networkInterfaceIps",
+    "totalRam", "maxTotalMemory", "systemMetricNames",
+)
+#: System-details keys a client may write (the last three are derived from system metrics).
+WRITABLE_SYSTEM_DETAILS_KEYS = frozenset(SYSTEM_DETAILS_KEYS[:-3])
+_LIST_SYSTEM_DETAILS_KEYS = frozenset(
+    {"installedPackages", "osPackages", "gpuStaticInfoList", "logAdditionalSystemInfoList",
+     "networkInterfaceIps", "systemMetricNames"})
+
+SYSTEM_METRIC_PREFIX = "sys."
+REQUEST_ID_RETENTION_MS = 7 * 24 * 3600 * 1000
+GIT_METADATA_KEYS = ("user", "root", "branch", "parent", "origin")
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def key_id_of(api_key: str) -> str:
+    """The stored identity of an API key: its SHA-256 hex digest (the key itself is never stored)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def new_experiment_key() -> str:
+    """A fresh experiment key: 32 hex characters, like the SDK's."""
+    return uuid.uuid4().hex
+
+
+def render_value(value_json: str | None) -> str | None:
+    """Render a stored JSON value the way Comet's REST API returns logged values: as a string.
+
+    Strings come back unchanged, numbers in their shortest form (``"0.5"``, ``"3"``), booleans
+    as ``"true"``/``"false"``, anything else (lists, objects) as compact JSON; null stays None.
+    """
+    if value_json is None:
+        return None
+    value = json.loads(value_json)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def numeric_value(value: Any) -> float | None:
+    """The number a logged value stands for (for min/max), or None when it is not a finite number.
+
+    Numeric strings count (the SDK sends numpy scalars and some users send ``"0.5"``).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Store:
+    """The server's SQLite store. Not thread-safe by design: use it from one thread only.
+
+    Args:
+        data_dir: directory holding the database and uploaded files; created 0700 if absent.
+
+    Raises:
+        OSError: the directory cannot be created.
+        sqlite3.Error: the database cannot be opened or is not a comet-agent store.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = ensure_private_dir(Path(data_dir))
+        self.files_dir = ensure_private_dir(self.data_dir / FILES_DIR_NAME)
+        self.database_path = self.data_dir / DATABASE_FILE_NAME
+        if not self.database_path.exists():
+            # Create the file 0600 before SQLite does (SQLite would honour the umask).
+            self.database_path.touch(mode=0o600)
+        self.database_path.chmod(0o600)
+        # check_same_thread=False: the server opens the store on the starting thread and then
+        # uses it only from its event-loop thread; it is never used from two threads at once.
+        self.connection = sqlite3.connect(str(self.database_path), isolation_level=None,
+                                          check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.execute("PRAGMA foreign_keys=OFF")
+        self.connection.executescript(SCHEMA)
+        for suffix in ("-wal", "-shm"):
+            side_file = self.database_path.with_name(self.database_path.name + suffix)
+            if side_file.exists():
+                side_file.chmod(0o600)
+        self._in_transaction = False
+        self._group_open = False
+        # Request ids only need to outlive a client's retries; a week bounds the table.
+        self.connection.execute("DELETE FROM request_ids WHERE created_ms < ?",
+                                (now_ms() - REQUEST_ID_RETENTION_MS,))
+
+    def close(self) -> None:
+        """Commit any open group, checkpoint and close the database."""
+        with contextlib.suppress(sqlite3.Error):
+            self.commit_group()
+        with contextlib.suppress(sqlite3.Error):
+            self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.connection.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write: everything inside is applied together or not at all.
+
+        Outside a group (see ``begin_group``) it is its own ``BEGIN IMMEDIATE ... COMMIT``.
+        Inside an open group it is a savepoint: rolled back alone on error, made durable by the
+        group's ``commit_group()``. Nested use joins the enclosing write.
+        """
+        if self._in_transaction:
+            yield self.connection
+            return
+        standalone = not self._group_open
+        self.connection.execute("BEGIN IMMEDIATE" if standalone else "SAVEPOINT request_write")
+        self._in_transaction = True
+        try:
+            yield self.connection
+        except BaseException:
+            if standalone:
+                self.connection.execute("ROLLBACK")
+            else:
+                self.connection.execute("ROLLBACK TO request_write")
+                self.connection.execute("RELEASE request_write")
+            raise
+        else:
+            self.connection.execute("COMMIT" if standalone else "RELEASE request_write")
+        finally:
+            self._in_transaction = False
+
+    # Group commit: the server opens one transaction, applies the writes of every request that
+    # is ready in the same event-loop iteration as savepoints, then commits once and only then
+    # answers those requests. One WAL append per group instead of one per request.
+
+    @property
+    def group_open(self) -> bool:
+        """Whether a group transaction is open (writes pending a ``commit_group()``)."""
+        return self._group_open
+
+    def begin_group(self) -> None:
+        """Open a group transaction (no-op if one is open)."""
+        if not self._group_open:
+            self.connection.execute("BEGIN IMMEDIATE")
+            self._group_open = True
+
+    def commit_group(self) -> None:
+        """Commit the open group; on failure roll it back and raise ``sqlite3.Error``."""
+        if not self._group_open:
+            return
+        self._group_open = False
+        try:
+            self.connection.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.execute("ROLLBACK")
+            raise
+
+    # ---------------------------------------------------------------- settings
+
+    def get_setting(self, name: str) -> Any:
+        """A stored setting's JSON value, or None."""
+        row = self.connection.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_setting(self, name: str, value: Any) -> None:
+        """Store a setting (any JSON value)."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO settings(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE "
+                       "SET value=excluded.value", (name, _dumps(value)))
+
+    # --------------------------------------------------------- idempotent writes
+
+    def recorded_response(self, key_id: str, request_id: str) -> dict | None:
+        """The response stored for an already applied request id, or None."""
+        row = self.connection.execute(
+            "SELECT response_json FROM request_ids WHERE key_id=? AND request_id=?",
+            (key_id, request_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_response(self, key_id: str, request_id: str, response: dict) -> None:
+        """Remember the response of an applied request (call inside the write's transaction)."""
+        self.connection.execute(
+            "INSERT INTO request_ids(key_id, request_id, response_json, created_ms) VALUES(?,?,?,?)",
+            (key_id, request_id, _dumps(response), now_ms()))
+
+    # ------------------------------------------------- workspaces and projects
+
+    def workspace_owner(self, workspace: str) -> str | None:
+        """The key id owning ``workspace``, or None when it does not exist."""
+        row = self.connection.execute("SELECT owner_key_id FROM workspaces WHERE name=?",
+                                      (workspace,)).fetchone()
+        return row[0] if row else None
+
+    def workspaces_of(self, key_id: str) -> list[str]:
+        """The workspaces a key owns, oldest first."""
+        rows = self.connection.execute(
+            "SELECT name FROM workspaces WHERE owner_key_id=? ORDER BY created_ms, rowid", (key_id,))
+        return [r[0] for r in rows]
+
+    def ensure_workspace(self, workspace: str, key_id: str) -> None:
+        """Create ``workspace`` owned by ``key_id`` if it does not exist yet."""
+        self.connection.execute(
+            "INSERT OR IGNORE INTO workspaces(name, owner_key_id, created_ms) VALUES(?,?,?)",
+            (workspace, key_id, now_ms()))
+
+    def ensure_project(self, workspace: str, project_name: str) -> str:
+        """The id of the project, created if absent. Returns the project id."""
+        row = self.connection.execute("SELECT project_id FROM projects WHERE workspace=? AND name=?",
+                                      (workspace, project_name)).fetchone()
+        if row:
+            return row[0]
+        project_id = uuid.uuid4().hex
+        self.connection.execute(
+            "INSERT INTO projects(project_id, workspace, name, created_ms) VALUES(?,?,?,?)",
+            (project_id, workspace, project_name, now_ms()))
+        return project_id
+
+    def project(self, workspace: str | None = None, project_name: str | None = None,
+                project_id: str | None = None) -> dict | None:
+        """A project's JSON (``projectId, projectName, workspaceName, ...``) or None."""
+        if project_id is not None:
+            row = self.connection.execute(
+                "SELECT project_id, workspace, name, created_ms FROM projects WHERE project_id=?",
+                (project_id,)).fetchone()
+        else:
+            row = self.connection.execute(
+                "SELECT project_id, workspace, name, created_ms FROM projects WHERE workspace=? AND name=?",
+                (workspace, project_name)).fetchone()
+        if not row:
+            return None
+        count = self.connection.execute("SELECT COUNT(*) FROM experiments WHERE project_id=?",
+                                        (row[0],)).fetchone()[0]
+        return {"projectId": row[0], "workspaceName": row[1], "projectName": row[2],
+                "projectDescription": None, "ownerUserName": None, "isPublic": False,
+                "isShared": False, "numberOfExperiments": count, "lastUpdated": row[3]}
+
+    def projects(self, workspace: str) -> list[dict]:
+        """The projects of a workspace, oldest first."""
+        rows = self.connection.execute(
+            "SELECT project_id FROM projects WHERE workspace=? ORDER BY created_ms, rowid", (workspace,))
+        return [self.project(project_id=r[0]) for r in rows.fetchall()]
+
+    # --------------------------------------------------------------- experiments
+
+    def create_experiment(self, workspace: str, project_name: str, name: str | None,
+                          experiment_key: str | None = None) -> str:
+        """Create an experiment (and its project); returns its key. Call inside a transaction.
+
+        ``experiment_key``: the key the live SDK chose (validated by the caller); None: a new one.
+        """
+        project_id = self.ensure_project(workspace, project_name)
+        experiment_key = experiment_key or new_experiment_key()
+        created = now_ms()
+        self.connection.execute(
+            "INSERT INTO experiments(experiment_key, workspace, project_id, name, created_ms, "
+            "start_ms, last_update_ms) VALUES(?,?,?,?,?,?,?)",
+            (experiment_key, workspace, project_id, name, created, created, created))
+        if name is not None:
+            self.add_other(experiment_key, "Name", name, created)
+        return experiment_key
+
+    def experiment_workspace(self, experiment_key: str) -> str | None:
+        """The workspace of an experiment, or None when it does not exist."""
+        row = self.connection.execute("SELECT workspace FROM experiments WHERE experiment_key=?",
+                                      (experiment_key,)).fetchone()
+        return row[0] if row else None
+
+    def experiment_row(self, experiment_key: str) -> sqlite3.Row | None:
+        cursor = self.connection.execute(
+            "SELECT e.*, p.name AS project_name FROM experiments e JOIN projects p "
+            "ON p.project_id = e.project_id WHERE e.experiment_key=?", (experiment_key,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row))
+
+    def update_experiment(self, experiment_key: str, **columns: Any) -> None:
+        """Set columns of an experiment (names are internal, never from the request)."""
+        assignments = "".join(f"{name}=?, " for name in columns)
+        self.connection.execute(
+            f"UPDATE experiments SET {assignments}last_update_ms=? WHERE experiment_key=?",
+            (*columns.values(), now_ms(), experiment_key))
+
+    def experiment_metadata(self, experiment_key: str, heartbeat_ms: int | float | None) -> dict | None:
+        """The ``experiment/metadata`` JSON, or None when the experiment does not exist.
+
+        ``running`` is true while the experiment has no end time and its last heartbeat (or its
+        creation) is younger than three heartbeat intervals.
+        """
+        row = self.experiment_row(experiment_key)
+        if row is None:
+            return None
+        start, end = row["start_ms"], row["end_ms"]
+        last_seen = max(v for v in (row["last_heartbeat_ms"], row["created_ms"]) if v is not None)
+        try:
+            grace_ms = 3 * float(heartbeat_ms)  # may be garbage injected through the admin endpoint
+        except (TypeError, ValueError):
+            grace_ms = 30000.0
+        running = end is None and (now_ms() - last_seen) <= max(grace_ms, 0)
+        duration = None
+        if start is not None:
+            finish = end if end is not None else max(row["last_update_ms"] or start, last_seen)
+            duration = max(finish - start, 0)
+        return {
+            "experimentKey": experiment_key, "experimentName": row["name"],
+            "workspaceName": row["workspace"], "projectName": row["project_name"],
+            "projectId": row["project_id"], "archived": bool(row["archived"]),
+            "durationMillis": duration, "startTimeMillis": start, "endTimeMillis": end,
+            "filePath": row["file_path"], "fileName": row["file_name"], "optimizationId": None,
+            "running": running, "hasCrashed": bool(row["has_crashed"]), "throttle": False,
+            "lastHeartbeatMillis": row["last_heartbeat_ms"],
+        }
+
+    def experiment_keys_in_project(self, workspace: str, project_name: str, archived: bool) -> list[str]:
+        """Keys of the experiments of a project (symlinked ones included), oldest first."""
+        project = self.project(workspace, project_name)
+        if project is None:
+            return []
+        rows = self.connection.execute(
+            "SELECT experiment_key FROM experiments WHERE archived=? AND (project_id=? OR "
+            "experiment_key IN (SELECT experiment_key FROM symlinks WHERE project_id=?)) "
+            "ORDER BY created_ms, rowid", (int(archived), project["projectId"], project["projectId"]))
+        return [r[0] for r in rows]
+
+    def add_symlink(self, experiment_key: str, project_id: str) -> None:
+        self.connection.execute("INSERT OR IGNORE INTO symlinks(experiment_key, project_id) VALUES(?,?)",
+                                (experiment_key, project_id))
+
+    # ------------------------------------------------------------- system details
+
+    def system_details_raw(self, experiment_key: str) -> dict:
+        row = self.connection.execute("SELECT system_details FROM experiments WHERE experiment_key=?",
+                                      (experiment_key,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def merge_system_details(self, experiment_key: str, fields: dict) -> None:
+        """Merge a partial system-details write into the stored record (never replaces it).
+
+        ``logAdditionalSystemInfoList`` merges by ``key``: a later value replaces the earlier one
+        and the order of first appearance is kept. Every other key replaces its previous value.
+        """
+        details = self.system_details_raw(experiment_key)
+        for name, value in fields.items():
+            if name == "logAdditionalSystemInfoList":
+                merged: dict[str, Any] = {item["key"]: item["value"]
+                                          for item in details.get(name) or []}
+                for item in value:
+                    merged[item["key"]] = item["value"]
+                details[name] = [{"key": k, "value": v} for k, v in merged.items()]
+            else:
+                details[name] = value
+        self.connection.execute("UPDATE experiments SET system_details=?, last_update_ms=? "
+                                "WHERE experiment_key=?", (_dumps(details), now_ms(), experiment_key))
+
+    def system_details(self, experiment_key: str) -> dict:
+        """The system-details read: exactly ``SYSTEM_DETAILS_KEYS``, null or [] when unset."""
+        stored = self.system_details_raw(experiment_key)
+        result = {name: stored.get(name, [] if name in _LIST_SYSTEM_DETAILS_KEYS else None)
+                  for name in SYSTEM_DETAILS_KEYS}
+        names = [r[0] for r in self.connection.execute(
+            "SELECT DISTINCT name FROM metrics WHERE experiment_key=? AND is_system=1 ORDER BY name",
+            (experiment_key,))]
+        result["systemMetricNames"] = names
+        total_ram = self.connection.execute(
+            "SELECT value_number FROM metrics WHERE experiment_key=? AND name='sys.ram.total' "
+            "AND value_number IS NOT NULL ORDER BY id DESC LIMIT 1", (experiment_key,)).fetchone()
+        result["totalRam"] = _integral(total_ram[0]) if total_ram else None
+        max_gpu = self.connection.execute(
+            "SELECT MAX(value_number) FROM metrics WHERE experiment_key=? AND is_system=1 AND "
+            "name LIKE 'sys.gpu.%.total_memory'", (experiment_key,)).fetchone()
+        result["maxTotalMemory"] = _integral(max_gpu[0]) if max_gpu and max_gpu[0] is not None else None
+        return result
+
+    # ------------------------------------------------------------------ metrics
+
+    def add_metrics(self, experiment_key: str, points: list[tuple]) -> None:
+        """Insert metric points ``(name, value, step, epoch, context, timestamp_ms)``."""
+        rows = []
+        for name, value, step, epoch, context, timestamp_ms in points:
+            rows.append((experiment_key, name, _dumps(value), numeric_value(value), step, epoch,
+                         context, timestamp_ms, int(name.startswith(SYSTEM_METRIC_PREFIX))))
+        self.connection.executemany(
+            "INSERT INTO metrics(experiment_key, name, value_json, value_number, step, epoch, context, "
+            "timestamp_ms, is_system) VALUES(?,?,?,?,?,?,?,?,?)", rows)
+
+    def metrics(self, experiment_key: str, name: str | None = None) -> list[dict]:
+        """Every stored point (of one metric, or all), in write order."""
+        query = ("SELECT id, name, value_json, timestamp_ms, step, epoch, context FROM metrics "
+                 "WHERE experiment_key=?")
+        params: tuple = (experiment_key,)
+        if name is not None:
+            query += " AND name=?"
+            params += (name,)
+        rows = self.connection.execute(query + " ORDER BY id", params)
+        return [{"metricName": r[1], "metricValue": render_value(r[2]), "timestamp": r[3],
+                 "step": r[4], "epoch": r[5], "runContext": r[6], "offset": r[0]} for r in rows]
+
+    def metrics_summary(self, experiment_key: str) -> list[dict]:
+        """Per metric: min and max over numeric points, and the current (last written) point."""
+        rows = self.connection.execute(
+            "SELECT name, value_json, value_number, timestamp_ms, step FROM metrics "
+            "WHERE experiment_key=? ORDER BY id", (experiment_key,))
+        return _summaries(rows, editable=False)
+
+    # --------------------------------------------------------- parameters, others
+
+    def add_parameters(self, experiment_key: str, points: list[tuple]) -> None:
+        """Insert parameter values ``(name, value, step, context, source, timestamp_ms)``."""
+        self.connection.executemany(
+            "INSERT INTO parameters(experiment_key, name, value_json, step, context, source, "
+            "timestamp_ms) VALUES(?,?,?,?,?,?,?)",
+            [(experiment_key, n, _dumps(v), s, c, src, t) for n, v, s, c, src, t in points])
+
+    def parameters_summary(self, experiment_key: str) -> list[dict]:
+        rows = self.connection.execute(
+            "SELECT name, value_json, NULL, timestamp_ms, step FROM parameters "
+            "WHERE experiment_key=? ORDER BY id", (experiment_key,))
+        return _summaries(_with_numbers(rows), editable=True)
+
+    def add_other(self, experiment_key: str, name: str, value: Any, timestamp_ms: int) -> None:
+        self.connection.execute(
+            "INSERT INTO others(experiment_key, name, value_json, timestamp_ms) VALUES(?,?,?,?)",
+            (experiment_key, name, _dumps(value), timestamp_ms))
+
+    def others_summary(self, experiment_key: str) -> list[dict]:
+        rows = self.connection.execute(
+            "SELECT name, value_json, NULL, timestamp_ms, NULL FROM others "
+            "WHERE experiment_key=? ORDER BY id", (experiment_key,))
+        summaries = _summaries(_with_numbers(rows), editable=True)
+        for summary in summaries:  # the log-other summary has no steps
+            for key in ("stepMax", "stepMin", "stepCurrent"):
+                summary.pop(key, None)
+        return summaries
+
+    # ---------------------------------------------------------------- tags, output
+
+    def add_tags(self, experiment_key: str, tags: list[str]) -> None:
+        self.connection.executemany("INSERT OR IGNORE INTO tags(experiment_key, tag) VALUES(?,?)",
+                                    [(experiment_key, t) for t in tags])
+
+    def delete_tags(self, experiment_key: str, tags: list[str]) -> None:
+        self.connection.executemany("DELETE FROM tags WHERE experiment_key=? AND tag=?",
+                                    [(experiment_key, t) for t in tags])
+
+    def tags(self, experiment_key: str) -> list[str]:
+        return [r[0] for r in self.connection.execute(
+            "SELECT tag FROM tags WHERE experiment_key=? ORDER BY rowid", (experiment_key,))]
+
+    def add_output_lines(self, experiment_key: str, lines: list[tuple]) -> None:
+        """Insert output lines ``(text, is_stderr, local_timestamp, offset, context)``."""
+        self.connection.executemany(
+            "INSERT INTO output_lines(experiment_key, line, is_stderr, local_timestamp, offset_index, "
+            "context) VALUES(?,?,?,?,?,?)", [(experiment_key, *line) for line in lines])
+
+    def output_line_count(self, experiment_key: str) -> int:
+        return self.connection.execute("SELECT COUNT(*) FROM output_lines WHERE experiment_key=?",
+                                        (experiment_key,)).fetchone()[0]
+
+    def output(self, experiment_key: str, stderr_only: bool | None = None) -> str:
+        """The experiment's output, lines concatenated in arrival order."""
+        query = "SELECT line FROM output_lines WHERE experiment_key=?"
+        params: tuple = (experiment_key,)
+        if stderr_only is not None:
+            query += " AND is_stderr=?"
+            params += (int(stderr_only),)
+        return "".join(r[0] for r in self.connection.execute(query + " ORDER BY id", params))
+
+    # ----------------------------------------------------------------------- assets
+
+    def experiment_files_dir(self, experiment_key: str) -> Path:
+        return ensure_private_dir(self.files_dir / experiment_key)
+
+    def add_asset(self, asset: dict) -> None:
+        """Index an uploaded file already written to ``asset['path']`` (call inside a write).
+
+        For an overwrite, the caller first removes the earlier rows with ``remove_assets_named``
+        and deletes their files once the write is committed.
+        """
+        self.connection.execute(
+            "INSERT INTO assets(asset_id, experiment_key, file_name, size_bytes, asset_type, step, "
+            "context, metadata_json, grouping_name, extension, created_ms, path) "
+            "VALUES(:asset_id, :experiment_key, :file_name, :size_bytes, :asset_type, :step, "
+            ":context, :metadata_json, :grouping_name, :extension, :created_ms, :path)", asset)
+
+    def remove_assets_named(self, experiment_key: str, file_name: str, asset_type: str) -> list[str]:
+        """Delete index rows of same-named assets (for overwrite); returns their file paths."""
+        rows = self.connection.execute(
+            "SELECT asset_id, path FROM assets WHERE experiment_key=? AND file_name=? AND asset_type=?",
+            (experiment_key, file_name, asset_type)).fetchall()
+        self.connection.executemany("DELETE FROM assets WHERE asset_id=?", [(r[0],) for r in rows])
+        return [r[1] for r in rows]
+
+    def assets(self, experiment_key: str, asset_type: str | None = None,
+               grouping_name: str | None = None) -> list[dict]:
+        query = "SELECT * FROM assets WHERE experiment_key=?"
+        params: tuple = (experiment_key,)
+        if asset_type is not None:
+            query += " AND asset_type=?"
+            params += (asset_type,)
+        if grouping_name is not None:
+            query += " AND grouping_name=?"
+            params += (grouping_name,)
+        cursor = self.connection.execute(query + " ORDER BY created_ms, rowid", params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def asset(self, experiment_key: str, asset_id: str) -> dict | None:
+        cursor = self.connection.execute("SELECT * FROM assets WHERE experiment_key=? AND asset_id=?",
+                                         (experiment_key, asset_id))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
+    def model_names(self, experiment_key: str) -> list[str]:
+        return [r[0] for r in self.connection.execute(
+            "SELECT DISTINCT grouping_name FROM assets WHERE experiment_key=? AND "
+            "asset_type='model-element' AND grouping_name IS NOT NULL ORDER BY grouping_name",
+            (experiment_key,))]
+
+
+def _integral(number: float) -> int | float:
+    return int(number) if float(number).is_integer() else number
+
+
+def _with_numbers(rows) -> Iterator[tuple]:
+    for name, value_json, _unused, timestamp_ms, step in rows:
+        yield name, value_json, numeric_value(json.loads(value_json)), timestamp_ms, step
+
+
+def _summaries(rows, editable: bool) -> list[dict]:
+    """Summaries from ``(name, value_json, value_number, timestamp_ms, step)`` rows in write order.
+
+    "current" is the last point written (Comet's behaviour for the live SDK, which writes in
+    step order); min and max consider numeric values only and keep the first point reaching them.
+    """
+    by_name: dict[str, dict] = {}
+    for name, value_json, number, timestamp_ms, step in rows:
+        summary = by_name.get(name)
+        if summary is None:
+            summary = by_name[name] = {
+                "name": name, "valueMax": None, "valueMin": None, "valueCurrent": None,
+                "timestampMax": None, "timestampMin": None, "timestampCurrent": None,
+                "stepMax": None, "stepMin": None, "stepCurrent": None, "editable": editable,
+                "_max": None, "_min": None}
+        summary["valueCurrent"] = render_value(value_json)
+        summary["timestampCurrent"] = timestamp_ms
+        summary["stepCurrent"] = step
+        if number is not None:
+            if summary["_max"] is None or number > summary["_max"]:
+                summary.update(_max=number, valueMax=render_value(value_json),
+                               timestampMax=timestamp_ms, stepMax=step)
+            if summary["_min"] is None or number < summary["_min"]:
+                summary.update(_min=number, valueMin=render_value(value_json),
+                               timestampMin=timestamp_ms, stepMin=step)
+    result = []
+    for summary in by_name.values():
+        del summary["_max"], summary["_min"]
+        result.append(summary)
+    return result
