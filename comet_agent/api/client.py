@@ -24,7 +24,9 @@ import json
 import logging
 import os
 import platform
+import contextlib
 import random
+import threading
 import time
 import urllib.parse
 import uuid
@@ -277,9 +279,34 @@ class RestClient:
         self.headers.update(extra_headers or {})
         self._session: requests.Session | None = None
         self._session_pid: int | None = None
+        self._scope = threading.local()
 
     def __repr__(self) -> str:
         return f"RestClient(server={self.root!r}, key_source={self.key_source!r})"
+
+    # -- idempotency scope ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def idempotency_scope(self, request_id: str) -> Iterator[None]:
+        """Give every write made on this thread inside the block a derived idempotency id.
+
+        The n-th write in the block is sent with ``X-Comet-Agent-Request-Id: <request_id>/<n>``,
+        so the same block replayed after a crash sends the same ids in the same order, and a
+        server that honours them applies each write once (comet-agent extension; the agent's
+        sender wraps each spooled entry in one). An explicit ``request_id=`` wins.
+        """
+        previous = getattr(self._scope, "state", None)
+        self._scope.state = [request_id, 0]
+        try:
+            yield
+        finally:
+            self._scope.state = previous
+
+    def _scoped_request_id(self, request_id: str | None) -> str | None:
+        state = getattr(self._scope, "state", None)
+        if request_id or state is None:
+            return request_id
+        state[1] += 1
+        return f"{state[0]}/{state[1]}"
 
     # -- session -------------------------------------------------------------------------------
     @property
@@ -353,6 +380,7 @@ class RestClient:
         if compress:
             data = gzip.compress(data)
             headers["Content-Encoding"] = "gzip"
+        request_id = self._scoped_request_id(request_id)
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers, read_timeout_s=timeout_s)
@@ -372,6 +400,7 @@ class RestClient:
         boundary = uuid.uuid4().hex
         first = MultipartBody(parts, boundary)
         headers = {"Content-Type": first.content_type}
+        request_id = self._scoped_request_id(request_id)
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         response = self.request(

@@ -24,8 +24,11 @@ Deliberate differences from comet_ml (each is listed with its reason in the wire
 
 comet-agent extensions (not in comet_ml): ``update_system_details(fields)`` /
 ``set_system_details(**fields)`` (one combined system-details write, as the live SDK sends),
-``log_metrics_batch(points)`` (the clientlib metric batch), and ``request_id=`` on those two
-for idempotent retries (``X-Comet-Agent-Request-Id``).
+``log_metrics_batch(points)`` (the clientlib metric batch), ``request_id=`` on those two, and
+``idempotent(request_id)``, a block in which every write carries a derived id, for idempotent
+retries (``X-Comet-Agent-Request-Id``). ``log_gpu_metrics`` items may carry an extra
+``timestamp`` key (epoch ms), which the local server honours (the agent uses it to keep original
+timestamps when replaying its spool).
 """
 
 from __future__ import annotations
@@ -919,6 +922,16 @@ class APIExperiment:
     def set_end_time(self, end_server_timestamp: int) -> Any:
         """The end time, epoch ms; refreshes ``end_server_timestamp`` and ``duration_millis``."""
         return self._set_start_end(None, end_server_timestamp)
+
+    def idempotent(self, request_id: str):
+        """comet-agent extension: a context manager in which each write gets an idempotency id
+        derived from ``request_id`` (``<request_id>/1``, ``/2``...), so that replaying the same
+        writes after a crash is applied once by a server that honours ``X-Comet-Agent-Request-Id``.
+
+            with experiment.idempotent(entry.request_id):
+                experiment.log_cpu_metrics([12.5, 40.0], timestamp=1700000000000)
+        """
+        return self._client.idempotency_scope(request_id)
 
     def update_status(self) -> Dict[str, Any]:
         """Heartbeat (``GET write/experiment/set-status``); returns the server's JSON, e.g.

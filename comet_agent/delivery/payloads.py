@@ -6,8 +6,8 @@ the rest are our documented extensions under the same ``sys.`` prefix.
 
 | record | metric names | origin |
 |---|---|---|
-| ``CpuSample`` | ``sys.cpu.percent.avg`` (cgroup-aware overall), ``sys.cpu.percent.NN`` (CPU number + 1, at least 2 digits) | Comet |
-| | ``sys.cpu.host.percent.avg`` (host-wide overall, only when a cgroup quota makes ``avg`` cgroup-relative) | ours |
+| ``CpuSample`` | ``sys.cpu.percent.avg`` (host-wide overall), ``sys.cpu.percent.NN`` (CPU number + 1, at least 2 digits) | Comet |
+| | ``sys.cpu.cgroup.percent.avg`` (overall relative to the job's cgroup CPU quota; only when one applies) | ours |
 | ``MemorySample`` | ``sys.ram.total``, ``sys.ram.used`` (total - available), ``sys.ram.available``, ``sys.ram.percent.used`` | Comet |
 | | ``sys.swap.total``, ``sys.swap.used``, ``sys.swap.percent.used`` (bytes, percent; none without swap) | ours |
 | ``LoadSample`` | ``sys.load.avg`` (1 minute) | Comet |
@@ -75,9 +75,13 @@ def _gpu_sample_class() -> Optional[type]:
 
 def _pairs_for(record: object) -> list[tuple[str, Any]]:
     if isinstance(record, CpuSample):
-        pairs: list[tuple[str, Any]] = [("sys.cpu.percent.avg", record.overall_percent)]
+        # sys.cpu.percent.avg stays host-wide, the mean Comet derives from the per-CPU figures of
+        # log_cpu_metrics; the quota-relative figure gets its own name so the two never clash.
         if record.overall_source == "cgroup":
-            pairs.append(("sys.cpu.host.percent.avg", record.host_overall_percent))
+            pairs: list[tuple[str, Any]] = [("sys.cpu.percent.avg", record.host_overall_percent),
+                                            ("sys.cpu.cgroup.percent.avg", record.overall_percent)]
+        else:
+            pairs = [("sys.cpu.percent.avg", record.overall_percent)]
         pairs += [(cpu_metric_name(number), percent) for number, percent in zip(record.cpu_numbers, record.per_cpu_percent)]
         return pairs
     if isinstance(record, MemorySample):

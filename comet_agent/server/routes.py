@@ -761,10 +761,14 @@ async def write_gpu_metrics(request: web.Request) -> web.Response:
     points = []
     for gpu in gpus:
         gpu_id = get_int(gpu, "gpuId", required=True)
+        # comet-agent extension: an item may carry its own sample time (epoch ms), so a spooled
+        # sample replayed after an outage keeps its original timestamp.
+        gpu_timestamp = get_int(gpu, "timestamp")
         for field, suffix in _GPU_METRIC_FIELDS:
             value = get_number(gpu, field, required=False)
             if value is not None:
-                points.append((f"sys.gpu.{gpu_id}.{suffix}", value, step, epoch, context, timestamp))
+                points.append((f"sys.gpu.{gpu_id}.{suffix}", value, step, epoch, context,
+                               gpu_timestamp if gpu_timestamp is not None else timestamp))
     store = _state(request).store
     return await apply_write(request, key_id, saving(lambda: store.add_metrics(experiment_key, points)))
 

@@ -46,10 +46,12 @@ def test_cpu_points_use_comets_one_based_two_digit_names():
     }
 
 
-def test_cpu_under_a_cgroup_quota_also_reports_the_host_figure():
+def test_cpu_under_a_cgroup_quota_reports_the_quota_relative_figure_apart():
     names = points_by_name([cpu_sample(overall_source="cgroup", overall_percent=75.0, host_overall_percent=20.0, cgroup_quota_cpus=2.0)])
-    assert names["sys.cpu.percent.avg"] == 75.0
-    assert names["sys.cpu.host.percent.avg"] == 20.0
+    # The Comet name stays host-wide (what the server derives from log_cpu_metrics' per-CPU list).
+    assert names["sys.cpu.percent.avg"] == 20.0
+    assert names["sys.cpu.cgroup.percent.avg"] == 75.0
+    assert "sys.cpu.host.percent.avg" not in names
 
 
 def test_cpu_metric_name_beyond_99_cpus():
