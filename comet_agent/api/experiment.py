@@ -295,8 +295,10 @@ class APIExperiment:
             tab: a UI tab such as ``"system-metrics"`` or ``"installed-packages"``.
 
         Never raises for a missing display: with neither Jupyter nor a browser it logs the URL.
+        On a comet-agent local server the opened URL carries a single-use login token (never the
+        key), so the page opens logged in; see ``comet_agent.server.pages``.
         """
-        url = self._get_experiment_url(tab)
+        url = _local_page_login_url(self._api, self._get_experiment_url(tab))
         if _in_jupyter_kernel():
             from IPython.display import IFrame, clear_output, display
 
@@ -956,3 +958,21 @@ def _in_jupyter_kernel() -> bool:
 
 
 __all__ = ["APIExperiment", "CometApiError", "SYSTEM_DETAILS_FIELDS", "read_git_patch_zip"]
+
+
+def _local_page_login_url(api: Any, url: str) -> str:
+    """``url`` with a single-use page login token when the server is a comet-agent local server.
+
+    Comet (hosted or on-prem) has no ``/local/page-login``: its 404, or any failure, leaves
+    ``url`` unchanged. The hosted default is not even asked.
+    """
+    client = getattr(api, "_client", None)
+    root = getattr(client, "root", None)
+    if not root or urllib.parse.urlsplit(root).hostname in ("www.comet.com", "comet.com"):
+        return url
+    from comet_agent.server.pages import page_url
+
+    try:
+        return page_url(root, client._api_key, url, timeout_s=5.0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return url

@@ -668,3 +668,128 @@ def _summaries(rows, editable: bool) -> list[dict]:
         del summary["_max"], summary["_min"]
         result.append(summary)
     return result
+
+
+# ------------------------------------------------------------ page reads (downsampled)
+
+#: Default cap on the points returned per series by ``metric_series_downsampled``.
+DEFAULT_MAX_POINTS_PER_SERIES = 1000
+
+
+def downsample_min_max(points: list[tuple[float, float]], max_points: int) -> list[tuple[float, float]]:
+    """Reduce ``(x, y)`` points sorted by x to at most ``max_points``, keeping every bucket's extremes.
+
+    The x range is cut into ``max_points // 2`` equal-width buckets; from each non-empty bucket
+    the point with the smallest and the one with the largest y are kept (once if they are the
+    same point), in x order. The first and last points always survive, and so do the series'
+    global minimum and maximum, so spikes never disappear from a chart.
+
+    Args:
+        points: ``(x, y)`` pairs sorted by x (e.g. epoch milliseconds, value).
+        max_points: the cap (at least 4).
+
+    Returns:
+        A new list; ``points`` itself (copied) when it already fits.
+
+    Raises:
+        ValueError: ``max_points`` below 4.
+
+    Example:
+        >>> downsample_min_max([(0, 1), (1, 5), (2, 0), (3, 2), (4, 3), (5, 1)], 4)
+        [(0, 1), (1, 5), (2, 0), (5, 1)]
+    """
+    if max_points < 4:
+        raise ValueError(f"max_points must be at least 4, got {max_points}")
+    if len(points) <= max_points:
+        return list(points)
+    first, last = points[0], points[-1]
+    inner = points[1:-1]
+    bucket_count = max((max_points - 2) // 2, 1)
+    x_low, x_high = inner[0][0], inner[-1][0]
+    width = (x_high - x_low) / bucket_count or 1.0
+    lows: list[tuple[float, float] | None] = [None] * bucket_count
+    highs: list[tuple[float, float] | None] = [None] * bucket_count
+    low_index = [0] * bucket_count
+    high_index = [0] * bucket_count
+    for index, point in enumerate(inner):
+        bucket = min(int((point[0] - x_low) / width), bucket_count - 1)
+        low, high = lows[bucket], highs[bucket]
+        if low is None or point[1] < low[1]:
+            lows[bucket], low_index[bucket] = point, index
+        if high is None or point[1] > high[1]:
+            highs[bucket], high_index[bucket] = point, index
+    kept: list[tuple[float, float]] = [first]
+    for bucket in range(bucket_count):
+        if lows[bucket] is None:
+            continue
+        if low_index[bucket] == high_index[bucket]:
+            kept.append(lows[bucket])
+        elif low_index[bucket] < high_index[bucket]:
+            kept.extend((lows[bucket], highs[bucket]))
+        else:
+            kept.extend((highs[bucket], lows[bucket]))
+    kept.append(last)
+    return kept
+
+
+def metric_series_downsampled(store: Store, experiment_key: str,
+                              max_points: int = DEFAULT_MAX_POINTS_PER_SERIES) -> dict[str, dict]:
+    """Every numeric metric series of an experiment, each cut to at most ``max_points`` points.
+
+    A page read: x is the step for a metric whose points all carry one (typical of user metrics),
+    else the timestamp in epoch milliseconds; points are sorted by x. Non-numeric values are left
+    out (they cannot be charted). Downsampling is ``downsample_min_max``.
+
+    Args:
+        store: the server's store (use it from its own thread).
+        experiment_key: the experiment.
+        max_points: cap per series (at least 4).
+
+    Returns:
+        ``{name: {"x": "step" | "timestamp", "points": [[x, y], ...], "count": stored numeric
+        points, "isSystem": bool}}``, names in sorted order.
+    """
+    rows = store.connection.execute(
+        "SELECT name, timestamp_ms, step, value_number, is_system FROM metrics "
+        "WHERE experiment_key=? AND value_number IS NOT NULL ORDER BY name, id", (experiment_key,))
+    by_name: dict[str, list[tuple]] = {}
+    system: dict[str, bool] = {}
+    for name, timestamp_ms, step, number, is_system in rows:
+        series = by_name.get(name)
+        if series is None:
+            series = by_name[name] = []
+            system[name] = bool(is_system)
+        series.append((timestamp_ms, step, number))
+    result: dict[str, dict] = {}
+    for name in sorted(by_name):
+        series = by_name[name]
+        use_step = not system[name] and all(step is not None for _, step, _ in series)
+        if use_step:
+            points = sorted(((step, number) for _, step, number in series), key=lambda p: p[0])
+        else:
+            points = sorted(((ts, number) for ts, _, number in series), key=lambda p: p[0])
+        result[name] = {"x": "step" if use_step else "timestamp", "count": len(series),
+                        "isSystem": system[name], "points": [list(p) for p in
+                                                             downsample_min_max(points, max_points)]}
+    return result
+
+
+def experiments_for_index(store: Store, workspace: str, project_name: str | None = None) -> list[dict]:
+    """The experiments of a workspace (or one of its projects) for an index page, newest first.
+
+    Returns:
+        ``[{"experimentKey", "name", "projectName", "createdMs", "startMs", "endMs",
+        "lastHeartbeatMs", "lastUpdateMs", "hasCrashed", "archived", "hostname"}]``.
+    """
+    query = ("SELECT e.experiment_key, e.name, p.name, e.created_ms, e.start_ms, e.end_ms, "
+             "e.last_heartbeat_ms, e.last_update_ms, e.has_crashed, e.archived, "
+             "json_extract(e.system_details, '$.hostname') FROM experiments e JOIN projects p "
+             "ON p.project_id = e.project_id WHERE e.workspace=?")
+    params: tuple = (workspace,)
+    if project_name is not None:
+        query += " AND p.name=?"
+        params += (project_name,)
+    rows = store.connection.execute(query + " ORDER BY e.created_ms DESC, e.rowid DESC", params)
+    names = ("experimentKey", "name", "projectName", "createdMs", "startMs", "endMs",
+             "lastHeartbeatMs", "lastUpdateMs", "hasCrashed", "archived", "hostname")
+    return [dict(zip(names, row)) for row in rows]
