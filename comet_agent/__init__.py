@@ -1,12 +1,13 @@
 """comet-agent: records where and how a training run executed, and what it consumed, into a Comet experiment.
 
-Public surface (grows with the project): ``API``, ``APIExperiment`` and ``__version__``.
+Public surface: ``API``, ``APIExperiment`` (the REST client), ``Agent`` and ``monitor`` (the
+agent in training code) and ``__version__``.
 Heavy modules are imported lazily so that ``import comet_agent`` stays cheap inside training code.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["API", "APIExperiment", "__version__"]
+__all__ = ["API", "APIExperiment", "Agent", "monitor", "__version__"]
 
 
 def __getattr__(name):
@@ -20,4 +21,8 @@ def __getattr__(name):
         from comet_agent.api.experiment import APIExperiment
 
         return APIExperiment
+    if name in ("Agent", "monitor"):
+        from comet_agent import agent
+
+        return getattr(agent, name)
     raise AttributeError(f"module 'comet_agent' has no attribute {name!r}")

@@ -80,6 +80,74 @@ def _run_collect(args: argparse.Namespace) -> int:
     return collect_from_args(args)
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="record a run into a Comet experiment: beside a job (--pid), wrapping a command (-- CMD), or until stopped",
+        description="Attach to an experiment (--experiment KEY) or create one (--workspace/--project or configuration), "
+        "send the static snapshot once, and sample until SIGINT/SIGTERM, until --pid exits, or until the command "
+        "after -- exits (then exit with its status). With no Comet configured, the local server is used.",
+        usage="comet-agent run [options] [-- COMMAND [ARGS...]]",
+    )
+    p.add_argument("--experiment", metavar="KEY", help="attach to this experiment")
+    p.add_argument("--workspace", help="workspace of a new experiment (default: configuration)")
+    p.add_argument("--project", help="project of a new experiment (default: configuration, else 'general')")
+    p.add_argument("--name", help="name of a new experiment")
+    p.add_argument("--tag", action="append", help="add a tag to the experiment (repeatable)")
+    p.add_argument("--pid", type=int, help="watch this process: its process tree is sampled and the run ends when it exits")
+    p.add_argument("--directory", help="the job's working directory, for git and disk usage (default: the current one)")
+    p.add_argument("--sample-interval", type=float, metavar="SECONDS",
+                   help="sample this often and push the window's aggregate at the server's cadence (default: one sample per push)")
+    p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to keep sending at the end before leaving the rest in the spool (default: %(default)s)")
+    _add_data_dir(p)
+    p.add_argument("--no-os-packages", action="store_true", help="do not record OS packages")
+    p.add_argument("--no-git", action="store_true", help="do not record git metadata and patch")
+    p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=_lazy("comet_agent.subcommands", "run_from_args"))
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="print an experiment's system details, tags, git metadata and metric summary",
+                       description="Read an experiment from the configured server (or the local one) and print it.")
+    p.add_argument("key", help="the experiment key")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--open", action="store_true", help="open the experiment's page in a browser")
+    _add_data_dir(p)
+    p.set_defaults(func=_lazy("comet_agent.subcommands", "show_from_args"))
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show what the running agents are doing",
+                       description="Experiment, intervals in force, last push and delivery, spool depth and drops of each running agent.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_data_dir(p)
+    p.set_defaults(func=_lazy("comet_agent.subcommands", "status_from_args"))
+
+
+def _add_flush(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flush", help="send what earlier runs left in the spool",
+                       description="Send every record waiting in the spool with the current configuration; exit 5 if some remain.")
+    _add_data_dir(p)
+    p.set_defaults(func=_lazy("comet_agent.subcommands", "flush_from_args"))
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="where the spool, status files and the local server's data live (default: $COMET_AGENT_DATA_DIR, "
+                   "else the per-user data directory)")
+
+
+def _lazy(module: str, function: str):
+    def call(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(args)
+
+    return call
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comet-agent",
@@ -88,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"comet-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    _add_show(sub)
+    _add_status(sub)
+    _add_flush(sub)
     _add_server(sub)
     _add_collect(sub)
     return parser

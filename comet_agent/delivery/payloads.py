@@ -202,3 +202,119 @@ def ram_metrics_payload(sample: MemorySample) -> dict[str, Any]:
 def load_metrics_payload(sample: LoadSample) -> dict[str, Any]:
     """Keyword arguments for ``APIExperiment.log_load_metrics``: the 1-minute load average."""
     return {"load_avg": sample.load_1m, "timestamp": sample.taken_at_ms}
+
+
+# ------------------------------------------------------------------------------------------------
+# Push windows: many samples -> one push (the agent's --sample-interval finer than the push interval)
+# ------------------------------------------------------------------------------------------------
+
+#: How a window of values of one metric becomes the one value a push carries. Memory in use keeps
+#: the window's peak (an OOM risk is a peak, not a mean), memory free its trough; totals and
+#: counters keep the last value; throttle-reason bitmasks are OR-ed so no event in the window is
+#: lost; everything else (utilisations, rates, temperatures, power, load, clocks) is the mean.
+_PEAK_SUFFIXES = (".used_memory", "sys.ram.used", "sys.ram.percent.used", "sys.swap.used", "sys.swap.percent.used",
+                  ".percent.used_memory", "sys.proc.rss", "sys.agent.rss", "sys.proc.threads", "sys.proc.open_files",
+                  "sys.proc.count", ".used", ".percent.used")
+_TROUGH_SUFFIXES = (".free_memory", "sys.ram.available")
+_LAST_SUFFIXES = (".total_memory", "sys.ram.total", "sys.swap.total", ".power_limit", ".ecc_errors_corrected",
+                  ".ecc_errors_uncorrected")
+
+
+def window_rule(metric_name: str) -> str:
+    """``"max"``, ``"min"``, ``"last"``, ``"or"`` or ``"mean"``: how a push window aggregates this metric."""
+    if metric_name.endswith(".throttle_reasons"):
+        return "or"
+    if metric_name.endswith(_LAST_SUFFIXES):
+        return "last"
+    if metric_name.endswith(_TROUGH_SUFFIXES):
+        return "min"
+    if metric_name.endswith(_PEAK_SUFFIXES):
+        return "max"
+    return "mean"
+
+
+def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
+    """One point per metric name for a window of samples, by ``window_rule``.
+
+    The aggregated point carries the timestamp of the window's last sample of that metric; names
+    keep the order of their first appearance. A window of one sample is returned unchanged.
+    """
+    values: dict[str, list] = {}
+    last_timestamp: dict[str, int] = {}
+    for point in points:
+        name = point["metricName"]
+        values.setdefault(name, []).append(point["metricValue"])
+        last_timestamp[name] = point["timestamp"]
+    aggregated: list[MetricPoint] = []
+    for name, series in values.items():
+        rule = window_rule(name)
+        if rule == "max":
+            value = max(series)
+        elif rule == "min":
+            value = min(series)
+        elif rule == "last":
+            value = series[-1]
+        elif rule == "or":
+            value = 0
+            for item in series:
+                value |= int(item)
+        else:
+            value = sum(series) / len(series)
+            if all(isinstance(item, int) for item in series) and name.endswith("_bps"):
+                value = round(value)  # Comet's byte rates are whole numbers
+        aggregated.append({"metricName": name, "metricValue": value, "timestamp": last_timestamp[name]})
+    return aggregated
+
+
+_GPU_FIVE = {"free_memory": "freeMemory", "used_memory": "usedMemory", "gpu_utilization": "gpuUtilization",
+             "total_memory": "totalMemory"}
+
+
+def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
+    """Turn one push window's aggregated points into the requests that carry them.
+
+    Returns ``(endpoint, payload)`` pairs, in this order: ``cpu_metrics`` (per-CPU percents for
+    ``log_cpu_metrics``), ``ram_metrics`` (total and used bytes), ``load_metrics`` (1-minute load),
+    ``gpu_metrics`` (Comet's five keys per GPU, each item with its ``timestamp``), then one
+    ``metrics_batch`` with every other point (at most 1000 per batch; more batches if needed).
+    The server derives ``sys.cpu.percent.NN``/``.avg``, ``sys.ram.total``/``.used``,
+    ``sys.load.avg`` and ``sys.gpu.<i>.{free,used,total}_memory``/``gpu_utilization`` from the
+    first four, so those names are not repeated in the batch.
+    """
+    by_name = {point["metricName"]: point for point in aggregate_window(points)}
+    requests: list[tuple[str, dict]] = []
+    covered: set[str] = set()
+
+    per_cpu = sorted(name for name in by_name if name.startswith("sys.cpu.percent.") and name[len("sys.cpu.percent."):].isdigit())
+    if per_cpu:
+        requests.append(("cpu_metrics", {"cpu_metrics": [by_name[n]["metricValue"] for n in per_cpu],
+                                         "timestamp": by_name[per_cpu[-1]]["timestamp"]}))
+        covered.update(per_cpu)
+        covered.add("sys.cpu.percent.avg")
+    if "sys.ram.total" in by_name and "sys.ram.used" in by_name:
+        requests.append(("ram_metrics", {"total_ram": by_name["sys.ram.total"]["metricValue"],
+                                         "used_ram": by_name["sys.ram.used"]["metricValue"],
+                                         "timestamp": by_name["sys.ram.used"]["timestamp"]}))
+        covered.update(("sys.ram.total", "sys.ram.used"))
+    if "sys.load.avg" in by_name:
+        requests.append(("load_metrics", {"load_avg": by_name["sys.load.avg"]["metricValue"],
+                                          "timestamp": by_name["sys.load.avg"]["timestamp"]}))
+        covered.add("sys.load.avg")
+    gpu_items = []
+    gpu_indices = sorted({int(name.split(".")[2]) for name in by_name if name.startswith("sys.gpu.") and name.split(".")[2].isdigit()})
+    for index in gpu_indices:
+        names = {suffix: f"sys.gpu.{index}.{suffix}" for suffix in _GPU_FIVE}
+        if all(name in by_name for name in names.values()):
+            item = {"gpuId": index}
+            for suffix, key in _GPU_FIVE.items():
+                value = by_name[names[suffix]]["metricValue"]
+                item[key] = int(round(value))
+            item["timestamp"] = by_name[names["gpu_utilization"]]["timestamp"]
+            gpu_items.append(item)
+            covered.update(names.values())
+    if gpu_items:
+        requests.append(("gpu_metrics", {"gpus": gpu_items}))
+    rest = [point for name, point in by_name.items() if name not in covered]
+    for start in range(0, len(rest), 1000):
+        requests.append(("metrics_batch", {"values": rest[start:start + 1000]}))
+    return requests

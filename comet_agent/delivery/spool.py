@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE TABLE IF NOT EXISTS dropped (
     experiment_key TEXT PRIMARY KEY,
-    count INTEGER NOT NULL
+    count INTEGER NOT NULL,          -- dropped and not yet reported to the experiment
+    total INTEGER NOT NULL DEFAULT 0 -- dropped since the spool was created
 );
 """
 
@@ -215,9 +216,9 @@ class Spool:
             counts[key] = counts.get(key, 0) + 1
         self._conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in victims])
         self._conn.executemany(
-            "INSERT INTO dropped (experiment_key, count) VALUES (?, ?)"
-            " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count",
-            list(counts.items()),
+            "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
+            " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
+            [(key, n, n) for key, n in counts.items()],
         )
         log.warning("spool at its cap of %d bytes: dropped the %d oldest periodic samples", self.max_bytes, len(victims))
 
@@ -255,6 +256,18 @@ class Spool:
         with self._lock:
             row = self._conn.execute("SELECT count FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone()
         return row[0] if row else 0
+
+    def dropped_total(self, experiment_key: str) -> int:
+        """How many periodic entries of this experiment were ever dropped at the cap (reported or not)."""
+        with self._lock:
+            row = self._conn.execute("SELECT total FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone()
+        return row[0] if row else 0
+
+    def experiment_keys(self) -> list[str]:
+        """The experiments with entries waiting, oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT experiment_key, MIN(seq) FROM entries GROUP BY experiment_key ORDER BY 2").fetchall()
+        return [row[0] for row in rows]
 
     def take_dropped(self, experiment_key: str, reported: int) -> None:
         """Subtract ``reported`` from the experiment's drop count once the server has acknowledged the report."""

@@ -33,7 +33,9 @@ as ``<data dir>/api_key``, and reused afterwards; its location (never the key) i
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -46,7 +48,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.redaction import register_secret
-from comet_agent.server import routes
+from comet_agent.server import pages, routes
 from comet_agent.server.routes import ApiError, ServerState, error_response
 from comet_agent.server.store import Store
 
@@ -57,6 +59,7 @@ DEFAULT_CPU_INTERVAL_MS = 68000
 DEFAULT_GPU_INTERVAL_MS = 60000
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 API_KEY_FILE_NAME = "api_key"
+SERVER_INFO_FILE_NAME = "server.json"  # {"url", "pid"} of the running server, for discovery
 _START_TIMEOUT_S = 30.0
 
 
@@ -95,6 +98,7 @@ def build_application(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[_error_middleware], client_max_size=state.max_upload_bytes)
     app[routes.STATE_KEY] = state
     routes.add_routes(app)
+    pages.add_page_routes(app)  # after the REST routes: their fixed paths win
     return app
 
 
@@ -209,7 +213,25 @@ class LocalServer:
             self._thread = None
             raise failure[0]
         logger.info("local Comet server listening on %s (data in %s)", self.url, self.data_dir)
+        self._write_discovery_file()
         return self
+
+    def _write_discovery_file(self) -> None:
+        # Lets `comet-agent run` with no configuration find and reuse this server (comet_agent.embedded).
+        info = {"url": self.url, "pid": os.getpid()}
+        try:
+            write_private_file(self.data_dir / SERVER_INFO_FILE_NAME, json.dumps(info).encode("utf-8"))
+        except OSError as exc:
+            logger.warning("cannot write %s (%s); agents will not find this server by themselves",
+                           self.data_dir / SERVER_INFO_FILE_NAME, exc)
+
+    def _remove_discovery_file(self) -> None:
+        path = self.data_dir / SERVER_INFO_FILE_NAME
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("url") == self.url:
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def _serve(self, started: threading.Event, failure: list[BaseException]) -> None:
         loop = self._loop
@@ -247,6 +269,7 @@ class LocalServer:
         """Stop listening, finish in-flight requests, close the store. Idempotent."""
         if self._thread is None:
             return
+        self._remove_discovery_file()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._thread = None

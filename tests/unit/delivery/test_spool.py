@@ -62,6 +62,7 @@ def test_spool_at_cap_drops_oldest_periodic_first_and_counts_exactly(tmp_path):
         assert spool.size_bytes() <= spool.max_bytes
         spool.take_dropped("exp", 2)
         assert spool.dropped("exp") == 0
+        assert spool.dropped_total("exp") == 2
 
 
 def test_spool_full_of_static_entries_refuses_with_a_reason(tmp_path):

@@ -1,0 +1,305 @@
+"""The sender: drains the spool through ``APIExperiment``, in order, at least once, never twice.
+
+Each spooled entry names the client call that carries it (``endpoint``) and its arguments
+(``payload``). The sender sends entries strictly in spool order; an entry is deleted from the
+spool only after the server acknowledged it. Every write of one entry goes inside
+``APIExperiment.idempotent(entry.request_id)``, so a resend after a crash (or after a reply lost
+on the way back) carries the same ids and is applied once by a server that honours them.
+
+What each failure leads to (decided here, and only here):
+
+| failure | what happens |
+|---|---|
+| connection refused or reset, timeout, 5xx, 429 | the entry stays; the sender waits (full-jitter backoff doubling up to ``max_backoff_s``, or the server's ``Retry-After``/``Retry-After-Custom`` when longer) and resends it, order kept |
+| 413 on a metric batch | the batch is split in halves, each sent with its own derived id; a single point that is still too large is dropped and counted |
+| 401/403 | the key was rejected: entries stay, one ERROR line naming the key's source, slow retry (``auth_backoff_s``) |
+| 400, 404, 409, other 4xx | the entry can never succeed: it is dropped, counted in ``rejected``, and logged once per endpoint and status |
+| a malformed reply (HTML page, bad JSON) | retried like a 5xx: proxies and restarting servers answer that way |
+
+After each successful send, samples the spool dropped at its cap are reported to the
+experiment as the other ``comet_agent.dropped_samples`` (the running total).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from comet_agent.api import errors
+from comet_agent.delivery.spool import Spool, SpoolEntry
+
+log = logging.getLogger(__name__)
+
+DROPPED_OTHER_KEY = "comet_agent.dropped_samples"
+
+
+def _send_system_details(exp, p):
+    return exp.update_system_details(p["fields"])
+
+
+def _send_git_patch(exp, p):
+    return exp.set_git_patch(base64.b64decode(p["patch_base64"]))
+
+
+def _send_output(exp, p):
+    return exp.log_output(p["output"], stderr=p["stderr"], timestamp=p["timestamp_ms"] / 1000.0)
+
+
+#: endpoint name -> how an entry's payload is sent. One table: adding a record kind is one line.
+DISPATCH: dict[str, Callable] = {
+    "system_details": _send_system_details,
+    "git_metadata": lambda exp, p: exp.set_git_metadata(p["user"], p["root"], p["branch"], p["parent"], p["origin"]),
+    "git_patch": _send_git_patch,
+    "cpu_metrics": lambda exp, p: exp.log_cpu_metrics(p["cpu_metrics"], timestamp=p["timestamp"]),
+    "ram_metrics": lambda exp, p: exp.log_ram_metrics(p["total_ram"], p["used_ram"], timestamp=p["timestamp"]),
+    "load_metrics": lambda exp, p: exp.log_load_metrics(p["load_avg"], timestamp=p["timestamp"]),
+    "gpu_metrics": lambda exp, p: exp.log_gpu_metrics(p["gpus"]),
+    "metrics_batch": lambda exp, p: exp.log_metrics_batch(p["values"]),
+    "output": _send_output,
+    "other": lambda exp, p: exp.log_other(p["key"], p["value"], timestamp=p.get("timestamp_ms", 0) / 1000.0 or None),
+    "start_time": lambda exp, p: exp.set_start_time(p["timestamp_ms"]),
+    "end_time": lambda exp, p: exp.set_end_time(p["timestamp_ms"]),
+    "tags": lambda exp, p: exp.add_tags(p["tags"]),
+}
+
+
+@dataclass
+class SenderStats:
+    """What the sender did so far (shown by ``comet-agent status``)."""
+
+    sent: int = 0
+    rejected: int = 0
+    too_large_points: int = 0
+    last_success_ms: Optional[int] = None
+    last_error: Optional[str] = None
+    consecutive_failures: int = 0
+    rejected_by_reason: dict = field(default_factory=dict)
+
+
+class Sender:
+    """Drains a ``Spool`` into experiments on a background thread.
+
+    Args:
+        spool: the spool to drain.
+        experiment_for: returns the ``APIExperiment`` for an experiment key.
+        batch_size: entries read from the spool at a time.
+        base_backoff_s, max_backoff_s: full-jitter backoff after a retryable failure.
+        auth_backoff_s: wait after a rejected key (the operator must fix it; no need to hammer).
+        rng: randomness for jitter (tests pass a seeded one).
+        wall_clock_ms: epoch ms, for ``last_success_ms``.
+    """
+
+    def __init__(self, spool: Spool, experiment_for: Callable[[str], object], *, batch_size: int = 50,
+                 base_backoff_s: float = 1.0, max_backoff_s: float = 60.0, auth_backoff_s: float = 60.0,
+                 rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+        self.spool = spool
+        self._experiment_for = experiment_for
+        self.batch_size = batch_size
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.auth_backoff_s = auth_backoff_s
+        self._rng = rng or random.Random()
+        self._wall_clock_ms = wall_clock_ms
+        self.stats = SenderStats()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._logged: set = set()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def send_pending(self) -> Optional[float]:
+        """Send entries in order until the spool is empty or a send fails.
+
+        Returns None when the spool is empty, else the seconds to wait before trying again.
+        Never raises for a delivery failure.
+        """
+        while not self._stop.is_set():
+            entries = self.spool.peek(self.batch_size)
+            if not entries:
+                self.stats.consecutive_failures = 0
+                return None
+            for entry in entries:
+                wait_s = self._send_entry(entry)
+                if wait_s is not None:
+                    return wait_s
+        return 0.0
+
+    def _send_entry(self, entry: SpoolEntry) -> Optional[float]:
+        """Send one entry; None when it is done with (acked or dropped), else seconds to wait."""
+        send = DISPATCH.get(entry.endpoint)
+        if send is None:
+            self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)")
+            return None
+        try:
+            experiment = self._experiment_for(entry.experiment_key)
+            with experiment.idempotent(entry.request_id):
+                send(experiment, entry.payload)
+        except errors.PayloadTooLarge as exc:
+            if entry.endpoint == "metrics_batch":
+                return self._send_split(entry)
+            self._reject(entry, f"{exc.status} {type(exc).__name__}")
+            return None
+        except errors.Unauthorized as exc:
+            self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
+            return self.auth_backoff_s
+        except errors.CometApiError as exc:
+            if exc.retryable or isinstance(exc, errors.InvalidReply):
+                return self._retry_after(exc)
+            self._reject(entry, f"{exc.status} {type(exc).__name__}")
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A payload our own client refuses (ValueError) or cannot read can never succeed.
+            self._reject(entry, f"{type(exc).__name__}: {exc}")
+            return None
+        self._acknowledge(entry)
+        return None
+
+    def _send_split(self, entry: SpoolEntry) -> Optional[float]:
+        """Send a metric batch the server found too large as halves (recursively), then ack the entry.
+
+        Halves get derived ids (``<id>.a``, ``<id>.b``, ``<id>.a.b``...), the same on every replay."""
+        experiment = self._experiment_for(entry.experiment_key)
+
+        def send(values: list, request_id: str) -> None:
+            try:
+                with experiment.idempotent(request_id):
+                    experiment.log_metrics_batch(values)
+            except errors.PayloadTooLarge:
+                if len(values) == 1:
+                    self.stats.too_large_points += 1
+                    self._log_once(("too-large-point",), logging.WARNING,
+                                   "a metric point is larger than the server accepts (413); it was dropped")
+                    return
+                middle = len(values) // 2
+                send(values[:middle], request_id + ".a")
+                send(values[middle:], request_id + ".b")
+
+        values = list(entry.payload["values"])
+        middle = len(values) // 2
+        try:
+            if middle == 0:
+                send(values, entry.request_id)  # a single point: dropped and counted inside
+            else:
+                send(values[:middle], entry.request_id + ".a")
+                send(values[middle:], entry.request_id + ".b")
+        except errors.CometApiError as exc:
+            if exc.retryable or isinstance(exc, errors.InvalidReply) or isinstance(exc, errors.Unauthorized):
+                return self._retry_after(exc)
+            self._reject(entry, f"{exc.status} {type(exc).__name__}")
+            return None
+        self._acknowledge(entry)
+        return None
+
+    def _acknowledge(self, entry: SpoolEntry) -> None:
+        self.spool.ack([entry])
+        self.stats.sent += 1
+        self.stats.consecutive_failures = 0
+        self.stats.last_success_ms = self._wall_clock_ms()
+        if ("recovered",) in self._logged:
+            self._logged.discard(("recovered",))
+            log.info("the server accepts data again; sending what waited in the spool")
+        self._report_dropped(entry.experiment_key)
+
+    def _report_dropped(self, experiment_key: str) -> None:
+        pending = self.spool.dropped(experiment_key)
+        if not pending:
+            return
+        total = self.spool.dropped_total(experiment_key)
+        try:
+            self._experiment_for(experiment_key).log_other(DROPPED_OTHER_KEY, total)
+        except errors.CometApiError:
+            return  # reported at the next successful push
+        self.spool.take_dropped(experiment_key, pending)
+
+    def _reject(self, entry: SpoolEntry, reason: str) -> None:
+        self.spool.ack([entry])
+        self.stats.rejected += 1
+        key = f"{entry.endpoint}: {reason}"
+        self.stats.rejected_by_reason[key] = self.stats.rejected_by_reason.get(key, 0) + 1
+        self._log_once(("reject", key), logging.WARNING,
+                       "the server refused a %s record for good (%s); it was dropped (further ones are counted, not logged)",
+                       entry.endpoint, reason)
+
+    def _retry_after(self, exc: errors.CometApiError) -> float:
+        self.stats.consecutive_failures += 1
+        ceiling_s = min(self.max_backoff_s, self.base_backoff_s * 2 ** (self.stats.consecutive_failures - 1))
+        wait_s = self._rng.uniform(0.0, ceiling_s)
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s is not None:
+            wait_s = max(wait_s, float(retry_after_s))
+        self._note_failure(exc, once_key=("retry", type(exc).__name__), level=logging.WARNING)
+        self._logged.add(("recovered",))
+        return wait_s
+
+    def _note_failure(self, exc: errors.CometApiError, *, once_key: tuple, level: int) -> None:
+        self.stats.last_error = str(exc)
+        self._log_once(once_key, level, "cannot deliver to the server (%s); data waits in the spool %s", exc, self.spool.path)
+
+    def _log_once(self, key: tuple, level: int, message: str, *args) -> None:
+        if key in self._logged:
+            log.debug(message, *args)
+            return
+        self._logged.add(key)
+        log.log(level, message, *args)
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start draining on a daemon thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="comet-agent-sender", daemon=True)
+            self._thread.start()
+
+    def notify(self) -> None:
+        """New entries are in the spool: send them now rather than at the next wake-up."""
+        self._idle.clear()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait_s = self.send_pending()
+            except Exception as exc:  # a bug or a broken spool must not kill delivery for good
+                log.exception("the sender failed unexpectedly; retrying in 5 s: %s", exc)
+                wait_s = 5.0
+            if wait_s is None:
+                self._idle.set()
+                self._wake.wait(30.0)
+            else:
+                self._wake.wait(wait_s)
+            self._wake.clear()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until the spool is empty (True) or ``timeout_s`` passed (False).
+
+        Retries go on at their own pace meanwhile; a server that is down keeps the data in the
+        spool, where the next start (or ``comet-agent flush``) sends it.
+        """
+        deadline = time.monotonic() + timeout_s
+        self.notify()
+        while time.monotonic() < deadline:
+            if self.spool.depth() == 0:
+                return True
+            if self._thread is None:
+                wait_s = self.send_pending()
+                if wait_s is None:
+                    return True
+                time.sleep(min(wait_s, max(0.0, deadline - time.monotonic())))
+            else:
+                # The thread keeps its own backoff: flushing must not hammer a server that is down.
+                self._idle.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self.spool.depth() == 0
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread (a send in flight finishes or times out); safe to call twice."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)

@@ -1,0 +1,97 @@
+"""The agent inside training code: `with comet_agent.monitor(...)`, in this process, on daemon threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import comet_agent
+from comet_agent.agent import AgentError
+from comet_agent.api import API, APIExperiment
+
+FAST = {"heartbeat_ms": 1000, "cpu_interval_ms": 1000, "gpu_interval_ms": 1000}
+
+
+def _options(server, tmp_path, **extra):
+    options = dict(api_key=server.api_key, url_override=server.clientlib_url, data_dir=tmp_path / "data",
+                   workspace="ws", project_name="cm", include_os_packages=False, stop_timeout_s=10)
+    options.update(extra)
+    return options
+
+
+def _busy(seconds: float) -> int:
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        n += sum(i * i for i in range(1000))
+    return n
+
+
+def test_monitor_records_this_training_process(local_server, tmp_path):
+    local_server.set_intervals(**FAST)
+    with comet_agent.monitor(**_options(local_server, tmp_path, sample_interval_s=0.25)) as agent:
+        _busy(2.5)
+    assert not agent.running
+    experiment = APIExperiment(api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
+                               previous_experiment=agent.experiment_key)
+    details = experiment.get_system_details()
+    assert details["pid"] == os.getpid()
+    proc_cpu = [p["metricValue"] for p in experiment.get_metrics("sys.proc.cpu.percent")]
+    assert proc_cpu and max(float(v) for v in proc_cpu) > 50, "the busy loop shows in the process tree's CPU"
+    assert experiment.get_metrics("sys.cpu.percent.avg")
+    assert not list((tmp_path / "data" / "agents").glob("*.json")), "the status file is removed at stop"
+
+
+def test_monitor_never_raises_into_the_block_when_the_server_goes_away(local_server, tmp_path):
+    local_server.set_intervals(**FAST)
+    agent = comet_agent.monitor(**_options(local_server, tmp_path, sample_interval_s=0.2, stop_timeout_s=2))
+    with agent:
+        local_server.stop()
+        _busy(1.5)
+        started = time.monotonic()
+    stopped_in_s = time.monotonic() - started
+    assert stopped_in_s < 6, "stop() is bounded by its timeout"
+    from comet_agent.delivery.spool import Spool
+
+    with Spool(tmp_path / "data" / "spool" / f"{agent.experiment_key}.db") as spool:
+        assert spool.depth() > 0, "what could not be sent stays in the spool"
+
+
+def test_a_forked_child_does_not_inherit_the_agent(local_server, tmp_path):
+    local_server.set_intervals(**FAST)
+    with comet_agent.monitor(**_options(local_server, tmp_path)) as agent:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the agent copy is inert, stop() touches nothing
+            try:
+                result = (agent.running, agent.stop(timeout_s=1), threading.active_count())
+                os.write(write_end, repr(result).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        child_view = os.read(read_end, 200).decode()
+        os.close(read_end)
+        assert agent.running, "the parent's agent keeps running"
+    assert os.WEXITSTATUS(status) == 0
+    assert child_view == "(False, False, 1)"
+
+
+def test_a_wrong_key_fails_at_the_with_line(local_server, tmp_path):
+    with pytest.raises(AgentError) as raised:
+        with comet_agent.monitor(**_options(local_server, tmp_path, api_key="wrong-canary-key-98765")):
+            pytest.fail("the block must not run")
+    assert raised.value.exit_status == 3
+    assert "wrong-canary-key-98765" not in str(raised.value)
+
+
+def test_stop_is_idempotent_and_status_reports_the_run(local_server, tmp_path):
+    local_server.set_intervals(**FAST)
+    agent = comet_agent.Agent(**_options(local_server, tmp_path)).start()
+    status = agent.status()
+    assert status.experiment_key == agent.experiment_key
+    assert status.intervals_ms["cpu"] in (1000, 68000)
+    assert agent.stop() is True
+    assert agent.stop() is True

@@ -1,0 +1,70 @@
+"""A push window's samples become one value per metric, then the requests that carry them."""
+
+from __future__ import annotations
+
+import pytest
+
+from comet_agent.delivery.payloads import aggregate_window, push_requests, window_rule
+
+
+def _points(name, values, start_ms=1000):
+    return [{"metricName": name, "metricValue": v, "timestamp": start_ms + 100 * i} for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("name,rule", [
+    ("sys.cpu.percent.01", "mean"), ("sys.gpu.0.gpu_utilization", "mean"), ("sys.network.send_bps", "mean"),
+    ("sys.gpu.1.used_memory", "max"), ("sys.ram.used", "max"), ("sys.proc.rss", "max"), ("sys.disk.root.used", "max"),
+    ("sys.gpu.0.free_memory", "min"), ("sys.ram.available", "min"),
+    ("sys.ram.total", "last"), ("sys.gpu.0.total_memory", "last"), ("sys.gpu.0.ecc_errors_corrected", "last"),
+    ("sys.gpu.0.throttle_reasons", "or"), ("sys.load.avg", "mean"), ("user_metric", "mean"),
+])
+def test_window_rules(name, rule):
+    assert window_rule(name) == rule
+
+
+def test_aggregate_window_applies_each_rule_and_keeps_the_last_timestamp():
+    points = (_points("sys.cpu.percent.avg", [10.0, 20.0, 60.0]) + _points("sys.ram.used", [5, 9, 7])
+              + _points("sys.ram.available", [50, 40, 45]) + _points("sys.ram.total", [100, 100, 101])
+              + _points("sys.gpu.0.throttle_reasons", [0, 4, 1]) + _points("sys.network.send_bps", [1, 2, 2]))
+    result = {p["metricName"]: p for p in aggregate_window(points)}
+    assert result["sys.cpu.percent.avg"]["metricValue"] == pytest.approx(30.0)
+    assert result["sys.ram.used"]["metricValue"] == 9
+    assert result["sys.ram.available"]["metricValue"] == 40
+    assert result["sys.ram.total"]["metricValue"] == 101
+    assert result["sys.gpu.0.throttle_reasons"]["metricValue"] == 5
+    assert result["sys.network.send_bps"]["metricValue"] == 2  # whole bytes per second
+    assert all(p["timestamp"] == 1200 for p in result.values())
+
+
+def test_a_window_of_one_sample_is_unchanged():
+    points = _points("sys.load.avg5", [1.25])
+    assert aggregate_window(points) == points
+
+
+def test_push_requests_maps_comet_metrics_to_their_endpoints_and_the_rest_to_a_batch():
+    points = (_points("sys.cpu.percent.01", [10.0]) + _points("sys.cpu.percent.02", [30.0])
+              + _points("sys.cpu.percent.avg", [20.0]) + _points("sys.ram.total", [100]) + _points("sys.ram.used", [40])
+              + _points("sys.load.avg", [0.5]) + _points("sys.load.avg5", [0.25])
+              + [{"metricName": f"sys.gpu.0.{f}", "metricValue": v, "timestamp": 1000}
+                 for f, v in (("free_memory", 60), ("used_memory", 20), ("total_memory", 80), ("gpu_utilization", 97.6),
+                              ("temperature", 61))])
+    requests = dict(push_requests(points))
+    assert requests["cpu_metrics"] == {"cpu_metrics": [10.0, 30.0], "timestamp": 1000}
+    assert requests["ram_metrics"] == {"total_ram": 100, "used_ram": 40, "timestamp": 1000}
+    assert requests["load_metrics"] == {"load_avg": 0.5, "timestamp": 1000}
+    assert requests["gpu_metrics"] == {"gpus": [{"gpuId": 0, "freeMemory": 60, "usedMemory": 20, "gpuUtilization": 98,
+                                                 "totalMemory": 80, "timestamp": 1000}]}
+    batch_names = [p["metricName"] for p in requests["metrics_batch"]["values"]]
+    # What the server derives from the four endpoints is not sent twice.
+    assert batch_names == ["sys.load.avg5", "sys.gpu.0.temperature"]
+
+
+def test_push_requests_keeps_a_gpu_without_all_five_keys_in_the_batch():
+    points = [{"metricName": "sys.gpu.3.used_memory", "metricValue": 5, "timestamp": 1}]
+    assert push_requests(points) == [("metrics_batch", {"values": points})]
+
+
+def test_push_requests_splits_batches_at_1000_points():
+    points = [{"metricName": f"user.{i}", "metricValue": i, "timestamp": 1} for i in range(2500)]
+    sizes = [len(p["values"]) for endpoint, p in push_requests(points)]
+    assert sizes == [1000, 1000, 500]
