@@ -26,6 +26,8 @@ class ExitStatus:
     NOT_FOUND = 4  # unknown experiment / workspace / project
     UNREACHABLE = 5  # server down or not answering
     CONFIG = 78  # EX_CONFIG: configuration error; systemd units must not restart-loop on it
+    COMMAND_NOT_FOUND = 127  # `run -- CMD` could not start CMD (as a shell reports it)
+    # `run -- CMD` otherwise exits with CMD's own status (128 + N when signal N ended it).
 
 
 def _add_server(sub: argparse._SubParsersAction) -> None:
@@ -52,13 +54,7 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-upload-mb", type=float, default=200.0, help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)"
     )
-    p.set_defaults(func=_run_server)
-
-
-def _run_server(args: argparse.Namespace) -> int:
-    from comet_agent.server.app import serve_from_args
-
-    return serve_from_args(args)
+    p.set_defaults(func=_lazy("comet_agent.server.app", "serve_from_args"))
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
@@ -71,13 +67,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--directory", default=None, help="the job's working directory, for git and disk usage (default: the current one)")
     p.add_argument("--pid", type=int, default=None, help="the watched job's pid (its interpreter's packages, its process tree)")
     p.add_argument("--no-os-packages", action="store_true", help="skip the OS package list")
-    p.set_defaults(func=_run_collect)
-
-
-def _run_collect(args: argparse.Namespace) -> int:
-    from comet_agent.collectors.snapshot import collect_from_args
-
-    return collect_from_args(args)
+    p.set_defaults(func=_lazy("comet_agent.collectors.snapshot", "collect_from_args"))
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
