@@ -190,6 +190,7 @@ class Agent:
         self._status_path: Optional[Path] = None
         self._stop_event = threading.Event()
         self._created = False
+        self._key: Optional[str] = None  # kept only to mask it in the recorded command line
 
     # ------------------------------------------------------------------ start
 
@@ -281,9 +282,10 @@ class Agent:
             from comet_agent.embedded import connect_local
 
             self._local = connect_local(self.data_dir)
-            self._api = API(api_key=self._local.api_key, url_override=self._local.clientlib_url, retry=retry, sleep=sleep)
+            self._key = self._local.api_key
+            self._api = API(api_key=self._key, url_override=self._local.clientlib_url, retry=retry, sleep=sleep)
         else:
-            config.require_api_key()
+            self._key = config.require_api_key()
             self._api = API(api_key=self._api_key, url_override=self._url_override, config=config, retry=retry, sleep=sleep)
 
     @property
@@ -308,7 +310,7 @@ class Agent:
             return
         workspace = self.workspace or self._api.config.workspace
         if workspace is None and self._local is not None:
-            workspace = self._api._client.get("account-details").get("defaultWorkspaceName")
+            workspace = self._api.get_default_workspace()  # the local server's key owns one
         self.experiment = APIExperiment(api=self._api, workspace=workspace, project_name=self.project_name,
                                         experiment_name=self.experiment_name)
         self.experiment_key = self.experiment.id
@@ -340,7 +342,7 @@ class Agent:
         try:
             snapshot = collect_static(directory=self.directory, pid=self.pid, include_os_packages=self.include_os_packages,
                                       include_gpu=self.include_gpu, include_git=self.include_git,
-                                      server_url=self.server_url, secrets=[self._api._client._api_key] if self._api else [])
+                                      server_url=self.server_url, secrets=[self._key] if self._key else [])
         except Exception as exc:  # the static snapshot must never take the agent down
             log.warning("the static snapshot failed: %s", exc)
             return
@@ -610,8 +612,20 @@ def monitor(experiment_key: Optional[str] = None, **options: Any) -> Agent:
     process (daemon threads) and stops it, flushing within ``stop_timeout_s``, when the block
     ends. Options are those of ``Agent``. A failure to start raises ``AgentError`` at the ``with``
     line; after that nothing the agent does raises into the block.
+
+    When a ``comet-agent daemon`` answers on ``$COMET_AGENT_DAEMON_SOCKET`` (else
+    ``/run/comet-agent/daemon.sock``) and ``experiment_key`` is given, the process registers with
+    it instead (``comet_agent.daemon.DaemonRegistration``, same context-manager surface): the
+    daemon samples for it, with this user's own API key. ``use_daemon=False`` forces in-process.
     """
     options.setdefault("pid", os.getpid())
+    use_daemon = options.pop("use_daemon", None)
+    if experiment_key and use_daemon is not False:
+        from comet_agent.daemon import DaemonRegistration, find_daemon
+
+        socket_path = find_daemon()
+        if socket_path is not None:
+            return DaemonRegistration(socket_path, experiment_key, pid=options["pid"], api_key=options.get("api_key"))
     return Agent(experiment_key, **options)
 
 

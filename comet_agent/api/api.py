@@ -164,6 +164,14 @@ class API:
             logger.warning("No experiment %s/%s/%s found", workspace, project_name, experiment)
         return found
 
+    def get_account_details(self) -> Dict[str, str]:
+        """The authorized user: ``{"userName": ..., "defaultWorkspaceName": ...}``."""
+        return self._client.get("account-details", {})
+
+    def get_default_workspace(self) -> str:
+        """The default workspace name of the authorized user."""
+        return self.get_account_details()["defaultWorkspaceName"]
+
     def get_workspaces(self) -> List[str]:
         """Workspace names."""
         return self._client.get("workspaces", {})["workspaceNames"]
