@@ -123,6 +123,31 @@ def _add_flush(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("comet_agent.subcommands", "flush_from_args"))
 
 
+def _add_daemon(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("daemon", help="the host service: sample the host once per tick for every registered job",
+                       description="Listen for job registrations (comet-agent attach, or monitor()) on a Unix socket and feed "
+                       "each job's experiment with the host metrics, its own process tree and its GPUs until its pid exits.")
+    p.add_argument("--socket", default=None, help="registration socket (default: $RUNTIME_DIRECTORY/daemon.sock, else <data dir>/daemon.sock)")
+    p.add_argument("--socket-group", default=None, metavar="GROUP", help="let this group's members register (socket 0660); default: 0600")
+    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="seconds between host samples and pushes (default: %(default)s)")
+    p.add_argument("--max-jobs", type=int, default=256, help="registrations held at once (default: %(default)s)")
+    p.add_argument("--registrations-per-minute", type=int, default=30, help="per user (default: %(default)s)")
+    p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
+    _add_data_dir(p)
+    p.set_defaults(func=_lazy("comet_agent.daemon", "daemon_from_args"))
+
+
+def _add_attach(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attach", help="register a job with the running comet-agent daemon",
+                       description="Register PID (default: the calling shell) with the daemon, which then records it into "
+                       "the experiment with your own API key until PID exits.")
+    p.add_argument("--experiment", metavar="KEY", required=True, help="the experiment to record into")
+    p.add_argument("--pid", type=int, default=None, help="the job's pid (default: the parent process, i.e. the job script)")
+    p.add_argument("--socket", default=None, help="the daemon's socket (default: $COMET_AGENT_DAEMON_SOCKET, else /run/comet-agent/daemon.sock)")
+    p.add_argument("--detach", action="store_true", help="end the registration now (the experiment gets its end time)")
+    p.set_defaults(func=_lazy("comet_agent.daemon", "attach_from_args"))
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None,
                    help="where the spool, status files and the local server's data live (default: $COMET_AGENT_DATA_DIR, "
@@ -152,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flush(sub)
     _add_server(sub)
     _add_collect(sub)
+    _add_daemon(sub)
+    _add_attach(sub)
     return parser
 
 
@@ -160,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=min(level, logging.INFO) if args.command == "server" else level,
+    logging.basicConfig(level=min(level, logging.INFO) if args.command in ("server", "daemon") else level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

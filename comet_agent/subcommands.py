@@ -112,7 +112,25 @@ def _agent_from_args(args, command=None) -> Agent:
         args.experiment, workspace=args.workspace, project_name=args.project, experiment_name=args.name,
         data_dir=args.data_dir, pid=args.pid, directory=args.directory, sample_interval_s=args.sample_interval,
         stop_timeout_s=args.stop_timeout, include_os_packages=not args.no_os_packages, include_git=not args.no_git,
-        include_gpu=not args.no_gpu, tags=args.tag or (), command=command)
+        include_gpu=not args.no_gpu, tags=args.tag or (), command=command, spool_max_bytes=_spool_max_bytes())
+
+
+def _spool_max_bytes() -> int:
+    """The spool cap from ``COMET_AGENT_SPOOL_MAX_BYTES`` (bytes), else the default; garbage is refused loudly."""
+    from comet_agent.delivery.spool import DEFAULT_MAX_BYTES
+
+    text = os.environ.get("COMET_AGENT_SPOOL_MAX_BYTES")
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        _err(f"ignoring COMET_AGENT_SPOOL_MAX_BYTES={text!r} (not a positive number of bytes); "
+             f"using {DEFAULT_MAX_BYTES}")
+        return DEFAULT_MAX_BYTES
+    return value
 
 
 def run_from_args(args) -> int:
@@ -123,6 +141,13 @@ def run_from_args(args) -> int:
     if command and args.pid is not None:
         _err("give either --pid or a command after --, not both")
         return 2
+    from comet_agent.daemon import systemd_credential_problem
+    from comet_agent.sdnotify import Notifier, WatchdogPinger
+
+    problem = systemd_credential_problem()  # under systemd: a missing or shared key file is EX_CONFIG
+    if problem:
+        _err(problem)
+        return 78
     agent = _agent_from_args(args, command=command or None)
     try:
         agent.prepare()
@@ -130,10 +155,19 @@ def run_from_args(args) -> int:
         _err(str(exc))
         return exc.exit_status
     print(f"comet-agent: experiment {agent.experiment_key}: {agent.url}", file=sys.stderr, flush=True)
-    if command:
-        status = _run_wrapped(agent, command)
-    else:
-        status = _run_watching(agent)
+    notifier = Notifier.from_environment()
+    notifier.ready(status=f"experiment {agent.experiment_key}")
+    # Pings only while the agent runs and its sampling thread is alive (a crashed sampler stops them).
+    pinger = WatchdogPinger(notifier, lambda: agent.running and getattr(
+        getattr(agent._scheduler, "_thread", None), "is_alive", lambda: False)()).start()
+    try:
+        if command:
+            status = _run_wrapped(agent, command)
+        else:
+            status = _run_watching(agent)
+    finally:
+        pinger.stop()
+        notifier.stopping()
     _say_where_to_look(agent)
     return status
 
