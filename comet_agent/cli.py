@@ -91,6 +91,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="how long to keep sending at the end before leaving the rest in the spool (default: %(default)s)")
     _add_data_dir(p)
+    p.add_argument("--spool-max-mb", type=float, default=None, metavar="MB",
+                   help="cap of the spool; at the cap the oldest periodic samples are dropped and counted "
+                   "(default: $COMET_AGENT_SPOOL_MAX_BYTES, else 256)")
     p.add_argument("--no-os-packages", action="store_true", help="do not record OS packages")
     p.add_argument("--no-git", action="store_true", help="do not record git metadata and patch")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")

@@ -112,13 +112,20 @@ def _agent_from_args(args, command=None) -> Agent:
         args.experiment, workspace=args.workspace, project_name=args.project, experiment_name=args.name,
         data_dir=args.data_dir, pid=args.pid, directory=args.directory, sample_interval_s=args.sample_interval,
         stop_timeout_s=args.stop_timeout, include_os_packages=not args.no_os_packages, include_git=not args.no_git,
-        include_gpu=not args.no_gpu, tags=args.tag or (), command=command, spool_max_bytes=_spool_max_bytes())
+        include_gpu=not args.no_gpu, tags=args.tag or (), command=command,
+        spool_max_bytes=_spool_max_bytes(getattr(args, "spool_max_mb", None)))
 
 
-def _spool_max_bytes() -> int:
-    """The spool cap from ``COMET_AGENT_SPOOL_MAX_BYTES`` (bytes), else the default; garbage is refused loudly."""
+def _spool_max_bytes(max_mb: Optional[float] = None) -> int:
+    """The spool cap: ``--spool-max-mb``, else ``COMET_AGENT_SPOOL_MAX_BYTES`` (bytes), else the
+    default; a value that is not a positive number is refused loudly and the default used."""
     from comet_agent.delivery.spool import DEFAULT_MAX_BYTES
 
+    if max_mb is not None:
+        if max_mb > 0:
+            return int(max_mb * 2**20)
+        _err(f"ignoring --spool-max-mb {max_mb} (not positive); using {DEFAULT_MAX_BYTES} bytes")
+        return DEFAULT_MAX_BYTES
     text = os.environ.get("COMET_AGENT_SPOOL_MAX_BYTES")
     if not text:
         return DEFAULT_MAX_BYTES

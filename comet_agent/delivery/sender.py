@@ -10,7 +10,7 @@ What each failure leads to (decided here, and only here):
 
 | failure | what happens |
 |---|---|
-| connection refused or reset, timeout, 5xx, 429 | the entry stays; the sender waits (full-jitter backoff doubling up to ``max_backoff_s``, or the server's ``Retry-After``/``Retry-After-Custom`` when longer) and resends it, order kept |
+| connection refused or reset, timeout, 408, 5xx, 429 | the entry stays; the sender waits (full-jitter backoff doubling up to ``max_backoff_s``, or the server's ``Retry-After``/``Retry-After-Custom`` when longer, capped at ``MAX_RETRY_AFTER_S``) and resends it, order kept |
 | 413 on a metric batch | the batch is split in halves, each sent with its own derived id; a single point that is still too large is dropped and counted |
 | 401/403 | the key was rejected: entries stay, one ERROR line naming the key's source, slow retry (``auth_backoff_s``) |
 | 400, 404, 409, other 4xx | the entry can never succeed: it is dropped, counted in ``rejected``, and logged once per endpoint and status |
@@ -31,11 +31,21 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from comet_agent.api import errors
-from comet_agent.delivery.spool import Spool, SpoolEntry
+from comet_agent.delivery.spool import Spool, SpoolEntry, SpoolError
 
 log = logging.getLogger(__name__)
 
 DROPPED_OTHER_KEY = "comet_agent.dropped_samples"
+#: The longest server-requested wait (``Retry-After``/``Retry-After-Custom``) the sender honours, in seconds.
+MAX_RETRY_AFTER_S = 600.0
+#: 4xx statuses that mean "try again later", not "never": 408 Request Timeout is the server giving
+#: up on a slow upload; dropping the entry for it would lose data.
+RETRYABLE_CLIENT_STATUSES = frozenset({408})
+
+
+def _worth_retrying(exc: errors.CometApiError) -> bool:
+    """Whether sending the same entry later may succeed (see the table above)."""
+    return exc.retryable or isinstance(exc, errors.InvalidReply) or exc.status in RETRYABLE_CLIENT_STATUSES
 
 
 def _send_system_details(exp, p):
@@ -133,10 +143,17 @@ class Sender:
 
     def _send_entry(self, entry: SpoolEntry) -> Optional[float]:
         """Send one entry; None when it is done with (acked or dropped), else seconds to wait."""
+        if not self.spool.claim(entry):
+            return None  # dropped at the spool's cap since it was peeked: counted there, not sent
+        try:
+            return self._send_claimed(entry)
+        finally:
+            self.spool.release(entry)
+
+    def _send_claimed(self, entry: SpoolEntry) -> Optional[float]:
         send = DISPATCH.get(entry.endpoint)
         if send is None:
-            self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)")
-            return None
+            return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)")
         try:
             experiment = self._experiment_for(entry.experiment_key)
             with experiment.idempotent(entry.request_id):
@@ -144,22 +161,18 @@ class Sender:
         except errors.PayloadTooLarge as exc:
             if entry.endpoint == "metrics_batch":
                 return self._send_split(entry)
-            self._reject(entry, f"{exc.status} {type(exc).__name__}")
-            return None
+            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
         except errors.Unauthorized as exc:
             self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
             return self.auth_backoff_s
         except errors.CometApiError as exc:
-            if exc.retryable or isinstance(exc, errors.InvalidReply):
+            if _worth_retrying(exc):
                 return self._retry_after(exc)
-            self._reject(entry, f"{exc.status} {type(exc).__name__}")
-            return None
+            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # A payload our own client refuses (ValueError) or cannot read can never succeed.
-            self._reject(entry, f"{type(exc).__name__}: {exc}")
-            return None
-        self._acknowledge(entry)
-        return None
+            return self._reject(entry, f"{type(exc).__name__}: {exc}")
+        return self._acknowledge(entry)
 
     def _send_split(self, entry: SpoolEntry) -> Optional[float]:
         """Send a metric batch the server found too large as halves (recursively), then ack the entry.
@@ -189,16 +202,31 @@ class Sender:
             else:
                 send(values[:middle], entry.request_id + ".a")
                 send(values[middle:], entry.request_id + ".b")
+        except errors.Unauthorized as exc:
+            self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
+            return self.auth_backoff_s
         except errors.CometApiError as exc:
-            if exc.retryable or isinstance(exc, errors.InvalidReply) or isinstance(exc, errors.Unauthorized):
+            if _worth_retrying(exc):
                 return self._retry_after(exc)
-            self._reject(entry, f"{exc.status} {type(exc).__name__}")
-            return None
-        self._acknowledge(entry)
+            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
+        return self._acknowledge(entry)
+
+    def _delete(self, entry: SpoolEntry) -> Optional[float]:
+        """Remove a sent (or refused) entry; on a spool that cannot write, the seconds to wait instead."""
+        try:
+            self.spool.ack([entry])
+        except SpoolError as exc:
+            # The entry stays and is sent again later with the same id (the server dedupes it); wait
+            # rather than resend in a tight loop while the disk is full.
+            self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.base_backoff_s)
+            return self.base_backoff_s
         return None
 
-    def _acknowledge(self, entry: SpoolEntry) -> None:
-        self.spool.ack([entry])
+    def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
+        wait_s = self._delete(entry)
+        if wait_s is not None:
+            return wait_s
+        self._logged.discard(("spool-ack",))
         self.stats.sent += 1
         self.stats.consecutive_failures = 0
         self.stats.last_success_ms = self._wall_clock_ms()
@@ -206,6 +234,7 @@ class Sender:
             self._logged.discard(("recovered",))
             log.info("the server accepts data again; sending what waited in the spool")
         self._report_dropped(entry.experiment_key)
+        return None
 
     def _report_dropped(self, experiment_key: str) -> None:
         pending = self.spool.dropped(experiment_key)
@@ -216,16 +245,22 @@ class Sender:
             self._experiment_for(experiment_key).log_other(DROPPED_OTHER_KEY, total)
         except errors.CometApiError:
             return  # reported at the next successful push
-        self.spool.take_dropped(experiment_key, pending)
+        try:
+            self.spool.take_dropped(experiment_key, pending)
+        except SpoolError:
+            return  # the running total is reported again next time: harmless (it is a total, not a delta)
 
-    def _reject(self, entry: SpoolEntry, reason: str) -> None:
-        self.spool.ack([entry])
+    def _reject(self, entry: SpoolEntry, reason: str) -> Optional[float]:
+        wait_s = self._delete(entry)
+        if wait_s is not None:
+            return wait_s  # still in the spool: refused again on the next pass, and counted then
         self.stats.rejected += 1
         key = f"{entry.endpoint}: {reason}"
         self.stats.rejected_by_reason[key] = self.stats.rejected_by_reason.get(key, 0) + 1
         self._log_once(("reject", key), logging.WARNING,
                        "the server refused a %s record for good (%s); it was dropped (further ones are counted, not logged)",
                        entry.endpoint, reason)
+        return None
 
     def _retry_after(self, exc: errors.CometApiError) -> float:
         self.stats.consecutive_failures += 1
@@ -233,7 +268,8 @@ class Sender:
         wait_s = self._rng.uniform(0.0, ceiling_s)
         retry_after_s = getattr(exc, "retry_after_s", None)
         if retry_after_s is not None:
-            wait_s = max(wait_s, float(retry_after_s))
+            # Capped: a broken or hostile server must not park delivery for days (Retry-After: 999999).
+            wait_s = max(wait_s, min(float(retry_after_s), MAX_RETRY_AFTER_S))
         self._note_failure(exc, once_key=("retry", type(exc).__name__), level=logging.WARNING)
         self._logged.add(("recovered",))
         return wait_s

@@ -11,8 +11,8 @@ from configuration, so a tampered spool cannot send the key elsewhere.
 
 Bounds: the total payload size is capped (``max_bytes``, default 256 MiB). When an append would
 exceed it, the oldest *periodic* entries are dropped first (never static ones: the snapshot is
-sent once and cannot be re-collected), and the number dropped per experiment is counted in the
-same transaction, so the count is exact. ``take_dropped()`` hands the count to the sender, which
+sent once and cannot be re-collected), nor the entry the sender has ``claim()``ed and is sending,
+and the number dropped per experiment is counted in the same transaction, so the count is exact. ``take_dropped()`` hands the count to the sender, which
 reports it to the experiment at the next successful push.
 
 A spool file that SQLite cannot open or that fails its integrity check is quarantined (renamed to
@@ -94,6 +94,9 @@ class Spool:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self._lock = threading.Lock()
+        # seqs the sender is sending right now: never dropped at the cap, or a sample could be both
+        # delivered and counted as dropped (the drop count must be exact)
+        self._claimed: set[int] = set()
         try:
             ensure_private_dir(self.path.parent)
         except OSError as exc:
@@ -186,7 +189,7 @@ class Spool:
                     )
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    self._rollback()
                     raise
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
@@ -202,6 +205,8 @@ class Spool:
         for seq, key, size in self._conn.execute(
             "SELECT seq, experiment_key, size_bytes FROM entries WHERE kind = ? ORDER BY seq", (PERIODIC,)
         ):
+            if seq in self._claimed:
+                continue
             victims.append((seq, key))
             freed += size
             if freed >= excess:
@@ -236,20 +241,48 @@ class Spool:
             rows = self._conn.execute(sql, args + (int(limit),)).fetchall()
         return [SpoolEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
+    def claim(self, entry: SpoolEntry) -> bool:
+        """Mark an entry as being sent, so the cap cannot drop it meanwhile; False if it is already gone
+        (dropped at the cap after it was peeked: it must not be sent). Pair with ``release()``."""
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM entries WHERE seq = ?", (entry.seq,)).fetchone() is None:
+                return False
+            self._claimed.add(entry.seq)
+            return True
+
+    def release(self, entry: SpoolEntry) -> None:
+        """End ``claim()``: the entry may be dropped at the cap again (if it is still there)."""
+        with self._lock:
+            self._claimed.discard(entry.seq)
+
     def ack(self, entries: Iterable[SpoolEntry | int]) -> int:
-        """Delete acknowledged entries (entries or their ``seq``). Returns how many were deleted."""
+        """Delete acknowledged entries (entries or their ``seq``). Returns how many were deleted.
+
+        Raises:
+            SpoolError: the deletion could not be committed (disk full, I/O error); the entries
+                stay and are sent again later, with the same request ids.
+        """
         seqs = [(e.seq if isinstance(e, SpoolEntry) else int(e),) for e in entries]
         if not seqs:
             return 0
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._conn.executemany("DELETE FROM entries WHERE seq = ?", seqs)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = self._conn.executemany("DELETE FROM entries WHERE seq = ?", seqs)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot delete sent entries from spool {self.path}: {exc}") from None
         return cur.rowcount
+
+    def _rollback(self) -> None:
+        # After some failures (SQLITE_FULL at COMMIT) SQLite has already rolled back; a second
+        # ROLLBACK would raise "no transaction is active" and hide the real error (disk full).
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def dropped(self, experiment_key: str) -> int:
         """How many periodic entries of this experiment were dropped and not yet reported."""
@@ -270,11 +303,16 @@ class Spool:
         return [row[0] for row in rows]
 
     def take_dropped(self, experiment_key: str, reported: int) -> None:
-        """Subtract ``reported`` from the experiment's drop count once the server has acknowledged the report."""
+        """Subtract ``reported`` from the experiment's drop count once the server has acknowledged the report.
+
+        Raises ``SpoolError`` when the update cannot be stored (the count is then reported again)."""
         with self._lock:
-            self._conn.execute(
-                "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?", (int(reported), experiment_key)
-            )
+            try:
+                self._conn.execute(
+                    "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?", (int(reported), experiment_key)
+                )
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
 
     def depth(self) -> int:
         """Number of entries waiting."""

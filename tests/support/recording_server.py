@@ -68,6 +68,10 @@ class RecordedRequest:
     was_gzipped: bool = False
     json: Any = None
     parts: dict[str, MultipartPart] = field(default_factory=dict)
+    #: the status this server answered with; None while unanswered or when the connection was dropped
+    answered_status: int | None = None
+    #: ``time.monotonic()`` when the request was read (for gaps such as Retry-After waits)
+    received_monotonic_s: float = field(default_factory=time.monotonic)
 
     @property
     def query_single(self) -> dict[str, str]:
@@ -85,6 +89,8 @@ class Fault:
     status/headers/body/content_type: the reply to send instead of the normal one.
     delay_s: wait this long before answering (interrupted by ``stop()``).
     close_connection: read the request, then close the socket without any reply.
+    partial_body_bytes: send the headers (with the full Content-Length) and only this many bytes
+        of the body, then close: a reply torn mid-body.
     """
 
     status: int | None = None
@@ -93,6 +99,7 @@ class Fault:
     content_type: str | None = "application/json"
     delay_s: float = 0.0
     close_connection: bool = False
+    partial_body_bytes: int | None = None
 
     @classmethod
     def html_error_page(cls, status: int = 502) -> "Fault":
@@ -246,15 +253,31 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = dict(fault.headers)
                 if fault.content_type is not None:
                     headers.setdefault("Content-Type", fault.content_type)
+                if fault.partial_body_bytes is not None:
+                    request.answered_status = status
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body_out)))
+                    self.end_headers()
+                    self.wfile.write(body_out[: fault.partial_body_bytes])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                request.answered_status = status
                 self._send(status, headers, body_out)
                 return
         reply = owner._reply_for(request)
         if isinstance(reply, tuple):
             status, headers, body_out = reply
+            request.answered_status = status
             self._send(status, headers, body_out)
         elif isinstance(reply, (bytes, bytearray)):
+            request.answered_status = 200
             self._send(200, {"Content-Type": "application/octet-stream"}, bytes(reply))
         else:
+            request.answered_status = 200
             self._send(200, {"Content-Type": "application/json"}, json.dumps(reply).encode())
 
     def _read_chunked(self) -> bytes:
@@ -274,7 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (e.g. its read timeout after a scripted delay): nothing to answer
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
@@ -346,6 +372,11 @@ class RecordingServer:
     def fail_next(self, times: int, status: int, headers: dict[str, str] | None = None, **kwargs: Any) -> None:
         """Shorthand: the next ``times`` requests answer ``status`` with ``headers``."""
         self.add_fault(Fault(status=status, headers=dict(headers or {})), times, **kwargs)
+
+    def remove_faults(self) -> None:
+        """Drop every pending fault (recorded requests and routes stay): ends a scripted outage."""
+        with self._lock:
+            self._faults.clear()
 
     def set_route(self, method: str, path: str, reply: Responder | dict | list | bytes | tuple) -> None:
         """Override the reply for ``method path``: a JSON-able value, raw bytes, a

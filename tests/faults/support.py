@@ -1,0 +1,128 @@
+"""Helpers for the fault suite: a scriptable Comet backend and the agent as a subprocess.
+
+The backend is ``tests.support.recording_server.RecordingServer`` answering ``update_status()``
+with 1 s intervals (the fastest the agent accepts), so a run produces a push every second.
+Samples are identified by their spool ``request_id``: the sender sends entry ``R`` with the header
+``X-Comet-Agent-Request-Id: R/1`` (``R.a/1``, ``R.b/1`` for the halves of a split batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Optional
+
+from tests.e2e.agent_support import agent_argv, agent_env, wait_for
+from tests.support.recording_server import RecordingServer
+
+EXPERIMENT_KEY = "f" * 32
+STATUS_PATH = "/api/rest/v2/write/experiment/set-status"
+CPU_PATH = "/api/rest/v2/write/experiment/cpu-metrics"
+BATCH_PATH = "/clientlib/batch/logger/experiment/metric"
+OTHER_PATH = "/api/rest/v2/write/experiment/log-other"
+FAST_INTERVALS = {"isAliveBeatDurationMillis": 1000, "cpuMonitorIntervalMillis": 1000, "gpuMonitorIntervalMillis": 1000}
+#: the collectors that run commands or need hardware are off: they add start-up time, not coverage
+LEAN = ("--no-os-packages", "--no-git", "--no-gpu")
+
+
+@contextlib.contextmanager
+def backend(api_key: str = "fault-suite-key-0123456789") -> Iterator[RecordingServer]:
+    """A ``RecordingServer`` that recommends 1 s intervals; ``.api_key`` is the key agents use."""
+    with RecordingServer() as server:
+        server.set_route("GET", STATUS_PATH, dict(FAST_INTERVALS))
+        server.api_key = api_key  # type: ignore[attr-defined]
+        yield server
+
+
+def start(server, data_dir: Path, *args: str, env: Optional[dict] = None, stderr_file=None,
+          command: str = "run", **popen) -> subprocess.Popen:
+    """``comet-agent run --experiment EXPERIMENT_KEY`` (lean, stop timeout 3 s) plus ``args``.
+
+    ``stderr_file``: an open file for the agent's stderr, to read while it runs (else a pipe).
+    ``command="flush"`` runs ``comet-agent flush`` with the same environment instead."""
+    target = SimpleNamespace(clientlib_url=server.clientlib_url, api_key=server.api_key)
+    if command == "run":
+        argv = agent_argv("run", "--experiment", EXPERIMENT_KEY, *LEAN, "--stop-timeout", "3", *args)
+    else:
+        argv = agent_argv(command, *args)
+    full_env = agent_env(target, data_dir, **(env or {}))
+    return subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
+                            stderr=stderr_file if stderr_file is not None else subprocess.PIPE, **popen)
+
+
+def terminate(agent: subprocess.Popen, timeout_s: float = 30) -> tuple[int, str]:
+    """SIGTERM, wait (bounded), and return (exit status, stderr text)."""
+    if agent.poll() is None:
+        agent.send_signal(signal.SIGTERM)
+    try:
+        _, err = agent.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        _, err = agent.communicate()
+        raise AssertionError(f"the agent did not exit within {timeout_s} s of SIGTERM:\n{(err or b'').decode(errors='replace')}")
+    return agent.returncode, (err or b"").decode("utf-8", errors="replace")
+
+
+def kill(agent: subprocess.Popen) -> str:
+    """SIGKILL and reap; returns stderr text."""
+    if agent.poll() is None:
+        os.kill(agent.pid, signal.SIGKILL)
+    _, err = agent.communicate(timeout=30)
+    return err.decode("utf-8", errors="replace")
+
+
+def spool_path(data_dir: Path, key: str = EXPERIMENT_KEY) -> Path:
+    return data_dir / "spool" / f"{key}.db"
+
+
+def spool_rows(data_dir: Path, key: str = EXPERIMENT_KEY) -> list[tuple]:
+    """(seq, endpoint, request_id, size_bytes, kind) of every waiting entry, read-only; [] while absent."""
+    path = spool_path(data_dir, key)
+    if not path.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return []
+    try:
+        return conn.execute("SELECT seq, endpoint, request_id, size_bytes, kind FROM entries ORDER BY seq").fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        conn.close()
+
+
+def dropped_total(data_dir: Path, key: str = EXPERIMENT_KEY) -> int:
+    conn = sqlite3.connect(f"file:{spool_path(data_dir, key)}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute("SELECT total FROM dropped WHERE experiment_key = ?", (key,)).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else 0
+
+
+def entry_id(request) -> Optional[str]:
+    """The spool request id a recorded request carried (``R`` of ``R/1``; ``R.a`` for a split half)."""
+    header = request.header("X-Comet-Agent-Request-Id")
+    return header.rsplit("/", 1)[0] if header else None
+
+
+def delivered_ids(server, path: Optional[str] = None) -> list[str]:
+    """Spool ids of the requests the server answered 2xx, in arrival order (optionally one path)."""
+    return [entry_id(r) for r in list(server.requests)
+            if (path is None or r.path == path) and r.answered_status is not None and 200 <= r.answered_status < 300
+            and entry_id(r) is not None]
+
+
+def wait_drained(data_dir: Path, timeout_s: float = 40) -> None:
+    wait_for(lambda: spool_path(data_dir).exists() and not spool_rows(data_dir), timeout_s, what="the spool to drain")
+
+
+__all__ = ["backend", "start", "terminate", "kill", "spool_rows", "spool_path", "dropped_total", "entry_id",
+           "delivered_ids", "wait_drained", "wait_for", "EXPERIMENT_KEY", "CPU_PATH", "BATCH_PATH", "OTHER_PATH",
+           "STATUS_PATH", "FAST_INTERVALS", "LEAN"]
