@@ -191,6 +191,7 @@ class Agent:
         self._stop_event = threading.Event()
         self._created = False
         self._key: Optional[str] = None  # kept only to mask it in the recorded command line
+        self._unstored = 0  # records the spool could not store (disk full), not yet counted as dropped
 
     # ------------------------------------------------------------------ start
 
@@ -470,7 +471,13 @@ class Agent:
     def _spool_entry(self, endpoint: str, payload: dict, *, kind: str = PERIODIC) -> None:
         try:
             self._spool.append(self.experiment_key, endpoint, payload, kind=kind)
+            if self._unstored:
+                # The spool writes again (space came back): what it could not hold counts as dropped,
+                # and is reported to the experiment with the other drops.
+                self._spool.count_dropped(self.experiment_key, self._unstored)
+                self._unstored = 0
         except SpoolError as exc:
+            self._unstored += 1
             key = ("spool", str(exc)[:60])
             if key not in self._logged_intervals:
                 self._logged_intervals.add(key)
@@ -562,6 +569,10 @@ class Agent:
     @property
     def running(self) -> bool:
         return self._running
+
+    def healthy(self) -> bool:
+        """True while the agent runs and its sampling thread is alive (what a watchdog should check)."""
+        return self._running and self._scheduler is not None and self._scheduler.alive
 
     @property
     def url(self) -> Optional[str]:

@@ -167,3 +167,8 @@ class Scheduler:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """True while the scheduler thread runs."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()

@@ -165,8 +165,7 @@ def run_from_args(args) -> int:
     notifier = Notifier.from_environment()
     notifier.ready(status=f"experiment {agent.experiment_key}")
     # Pings only while the agent runs and its sampling thread is alive (a crashed sampler stops them).
-    pinger = WatchdogPinger(notifier, lambda: agent.running and getattr(
-        getattr(agent._scheduler, "_thread", None), "is_alive", lambda: False)()).start()
+    pinger = WatchdogPinger(notifier, agent.healthy).start()
     try:
         if command:
             status = _run_wrapped(agent, command)

@@ -302,6 +302,22 @@ class Spool:
             rows = self._conn.execute("SELECT experiment_key, MIN(seq) FROM entries GROUP BY experiment_key ORDER BY 2").fetchall()
         return [row[0] for row in rows]
 
+    def count_dropped(self, experiment_key: str, count: int) -> None:
+        """Count ``count`` records of this experiment that never reached the spool as dropped
+        (the agent could not store them: a full disk), so that they are reported like those
+        dropped at the cap. Raises ``SpoolError`` when the count cannot be stored."""
+        if count <= 0:
+            return
+        with self._lock:
+            try:
+                self._conn.execute(
+                    "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
+                    " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
+                    (experiment_key, int(count), int(count)),
+                )
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
+
     def take_dropped(self, experiment_key: str, reported: int) -> None:
         """Subtract ``reported`` from the experiment's drop count once the server has acknowledged the report.
 

@@ -90,7 +90,8 @@ def _fill(directory: Path) -> Path:
 def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path):
     """Pass: with the data directory on a 4 MiB tmpfs that fills up during an outage, the agent keeps
     running, logs exactly one "cannot store" ERROR naming "disk is full", and once space is freed
-    new samples are spooled and delivered; no corrupt spool is left behind.
+    new samples are spooled and delivered, and the records it could not store are reported as
+    comet_agent.dropped_samples; no corrupt spool is left behind.
 
     Simulation: a real ENOSPC from a tmpfs (needs root; skips visibly otherwise)."""
     mount = tmp_path / "mnt"
@@ -114,6 +115,10 @@ def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path)
                 wait_for(lambda: [r for r in server.requests_to(CPU_PATH)
                                   if r.answered_status == 200 and r.json["timestamp"] > freed_at_ms + 500], 30,
                          what="a sample taken after space returned")
+                # What could not be stored while the disk was full is counted and reported.
+                reported = wait_for(lambda: [r.json["value"] for r in server.requests_to("write/experiment/log-other")
+                                             if r.answered_status == 200 and r.json.get("key") == "comet_agent.dropped_samples"],
+                                    30, what="the report of what could not be stored")
             finally:
                 code, _ = terminate(agent)
         stderr = log_path.read_text(errors="replace")
@@ -124,6 +129,7 @@ def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path)
     assert stderr.count("cannot store") == 1, stderr
     assert "disk is full" in stderr
     assert not corrupt and "Traceback" not in stderr
+    assert max(reported) >= 1
 
 
 def test_garbage_intervals_from_update_status_are_ignored_or_clamped_and_logged_once(tmp_path):

@@ -142,3 +142,11 @@ def test_spool_keeps_every_committed_entry_across_sigkill(tmp_path):
     # Every committed append is there, contiguous from 0: nothing lost, nothing torn.
     assert len(values) > 50
     assert values == list(range(len(values)))
+
+
+def test_records_that_never_reached_the_spool_are_counted_with_the_drops(tmp_path):
+    with Spool(tmp_path / "s.db") as spool:
+        spool.count_dropped("exp", 3)
+        spool.count_dropped("exp", 0)
+        assert spool.dropped("exp") == 3
+        assert spool.dropped_total("exp") == 3

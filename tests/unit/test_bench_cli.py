@@ -1,0 +1,33 @@
+"""Smoke test: the benchmark commands documented in bench/README.md parse their arguments.
+
+The benchmarks themselves are not run here (they take minutes and measure the machine); this
+only guards against the documented command lines rotting.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json"]),
+    ("bench_agent.py", ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest"]),
+])
+def test_bench_help_lists_documented_options(script, expected):
+    out = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for option in expected:
+        assert option in out.stdout
+
+
+def test_bench_compare_rejects_unknown_peer():
+    out = subprocess.run([sys.executable, str(BENCH / "bench_compare.py"), "--peers", "neptune"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "invalid choice" in out.stderr
