@@ -61,6 +61,8 @@ SERVER_INTERVAL_KEYS = {"heartbeat": "isAliveBeatDurationMillis", "cpu": "cpuMon
                         "gpu": "gpuMonitorIntervalMillis"}
 #: Delay between priming the rate collectors and the first push, so the first sample has rates.
 FIRST_PUSH_DELAY_S = 0.5
+#: How often the status file (``comet-agent status``) is rewritten at most.
+STATUS_WRITE_INTERVAL_S = 5.0
 
 
 class AgentError(Exception):
@@ -192,6 +194,7 @@ class Agent:
         self._created = False
         self._key: Optional[str] = None  # kept only to mask it in the recorded command line
         self._unstored = 0  # records the spool could not store (disk full), not yet counted as dropped
+        self._status_written_s = float("-inf")
 
     # ------------------------------------------------------------------ start
 
@@ -267,7 +270,7 @@ class Agent:
         self._running = True
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget_after_fork)
-        self._write_status()
+        self._write_status(force=True)
         return self
 
     def _connect(self) -> None:
@@ -444,6 +447,7 @@ class Agent:
 
     def apply_intervals(self, reply: dict) -> None:
         """Apply the intervals of an ``update_status()`` reply from the next tick on (clamped; garbage ignored)."""
+        changed = False
         for name, server_key in SERVER_INTERVAL_KEYS.items():
             value_ms, reason = clamp_interval_ms(name, reply.get(server_key))
             if reason is not None and reason != "not given":
@@ -459,7 +463,9 @@ class Agent:
             if self._scheduler is not None and job in self._scheduler.jobs():
                 self._scheduler.set_interval(job, value_ms / 1000)
             log.info("%s interval is now %d ms (from the server)", name, value_ms)
-        self._write_status()
+            changed = True
+        if changed:
+            self._write_status(force=True)
 
     def _watch_pid(self) -> None:
         if not _pid_alive(self.pid):
@@ -591,7 +597,13 @@ class Agent:
             rejected=sender.rejected if sender else 0, last_error=sender.last_error if sender else None,
             watching=str(self.pid) if self.pid is not None else None)
 
-    def _write_status(self) -> None:
+    def _write_status(self, force: bool = False) -> None:
+        # At most every STATUS_WRITE_INTERVAL_S: the file is for a person running `comet-agent
+        # status`, and rewriting it at every push was a tenth of the agent's steady CPU.
+        now = time.monotonic()
+        if not force and now - self._status_written_s < STATUS_WRITE_INTERVAL_S:
+            return
+        self._status_written_s = now
         try:
             directory = ensure_private_dir(self.data_dir / "agents")
             self._status_path = directory / f"{os.getpid()}.json"

@@ -150,3 +150,39 @@ def test_records_that_never_reached_the_spool_are_counted_with_the_drops(tmp_pat
         spool.count_dropped("exp", 0)
         assert spool.dropped("exp") == 3
         assert spool.dropped_total("exp") == 3
+
+
+def test_running_totals_match_the_entries_across_appends_acks_drops_and_reopen(tmp_path):
+    path = tmp_path / "s.db"
+    payload = {"x": "y" * 50}
+    with Spool(path, max_bytes=10_000) as spool:
+        entries = [spool.append("exp", "m", payload) for _ in range(300)]  # past the cap: drops happen
+        spool.ack(spool.peek(7))
+        import sqlite3
+
+        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        count, size = reader.execute("SELECT COUNT(*), SUM(size_bytes) FROM entries").fetchone()
+        reader.close()
+        assert (spool.depth(), spool.size_bytes()) == (count, size)
+        assert spool.size_bytes() <= 10_000
+        assert len(entries) == 300
+    with Spool(path, max_bytes=10_000) as reopened:
+        assert (reopened.depth(), reopened.size_bytes()) == (count, size)
+
+
+def test_a_spool_from_before_the_totals_table_gets_its_totals_computed(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, experiment_key TEXT NOT NULL, endpoint TEXT NOT NULL,"
+        " kind TEXT NOT NULL, request_id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL, size_bytes INTEGER NOT NULL,"
+        " created_ms INTEGER NOT NULL);"
+        "INSERT INTO entries VALUES (NULL, 'exp', 'm', 'periodic', 'r1', '{}', 2, 1);"
+        "INSERT INTO entries VALUES (NULL, 'exp', 'm', 'periodic', 'r2', '{}', 2, 1);")
+    conn.close()
+    with Spool(path) as spool:
+        assert (spool.depth(), spool.size_bytes()) == (2, 4)
+        spool.ack(spool.peek(1))
+        assert (spool.depth(), spool.size_bytes()) == (1, 2)
