@@ -3,8 +3,6 @@ with data, hostile values shown as text and never run. Skips visibly without Chr
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +17,7 @@ from tests.browser.pages_support import (
     require_chromium,
 )
 
-# The README's screenshot is refreshed only on request (COMET_AGENT_UPDATE_DOCS=1): tests never
-# write into the checkout by default.
-DOCS_SCREENSHOT = (Path(__file__).resolve().parents[2] / "docs" / "experiment-page.png"
-                   if os.environ.get("COMET_AGENT_UPDATE_DOCS") == "1" else None)
+
 
 
 def _filled(server, hostile: bool):
@@ -52,7 +47,7 @@ def clean(local_server):
 
 def test_experiment_page_renders_every_section_and_chart(clean, tmp_path):
     server, experiment, info = clean
-    check = check_experiment_page(server, experiment.id, tmp_path, screenshot_to=DOCS_SCREENSHOT)
+    check = check_experiment_page(server, experiment.id, tmp_path)
 
     assert check.missing_sections == [], check.sections
     assert check.charts, "no chart on the page"
@@ -67,8 +62,6 @@ def test_experiment_page_renders_every_section_and_chart(clean, tmp_path):
     rendered_series = {name for chart in check.charts.values() for name in chart["series"]}
     assert set(info["metric_names"]) <= rendered_series
     assert check.screenshot.stat().st_size > 10_000
-    if DOCS_SCREENSHOT is not None:
-        assert DOCS_SCREENSHOT.exists()
 
 
 def test_hostile_values_show_as_text_and_never_run(filled, tmp_path):

@@ -9,6 +9,7 @@ import socket
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -266,7 +267,10 @@ def test_a_real_run_renders_as_an_experiment_page(local_server, tmp_path):
                        "--sample-interval", "0.25", "--", sys.executable, "examples/train.py", "--steps", "400")
     assert result.returncode == 0, result.stderr.decode()
     key = experiment_key_from(result.stderr.decode())
-    check = check_experiment_page(local_server, key, tmp_path)
+    # UPDATE_DOCS_SCREENSHOT=1 refreshes the README's screenshot from this real run.
+    docs = Path(__file__).resolve().parents[2] / "docs" / "experiment-page.png"
+    check = check_experiment_page(local_server, key, tmp_path,
+                                  screenshot_to=docs if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else None)
     assert check.missing_sections == [], check.sections
     assert check.empty_charts == []
     assert not check.pwned
