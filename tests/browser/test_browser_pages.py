@@ -3,7 +3,6 @@ with data, hostile values shown as text and never run. Skips visibly without Chr
 
 from __future__ import annotations
 
-
 import pytest
 
 from comet_agent.api import API, APIExperiment
@@ -16,8 +15,6 @@ from tests.browser.pages_support import (
     read_dom,
     require_chromium,
 )
-
-
 
 
 def _filled(server, hostile: bool):
