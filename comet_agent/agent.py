@@ -49,6 +49,7 @@ from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, PERIODIC, STATIC, Spool, SpoolError
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.scheduler import Scheduler
+from comet_agent.sources.procfs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +328,10 @@ class Agent:
     def _abort(self) -> None:
         if self._static_thread is not None:
             self._static_thread.join(30)  # whatever it collected goes into the spool first
+        self._release()
+
+    def _release(self) -> None:
+        """Close the spool, the HTTP session and a local server started for this run."""
         if self._spool is not None:
             self._spool.close()
         if self._local is not None:
@@ -468,7 +473,7 @@ class Agent:
             self._write_status(force=True)
 
     def _watch_pid(self) -> None:
-        if not _pid_alive(self.pid):
+        if not pid_alive(self.pid):
             log.info("the watched process %d exited", self.pid)
             self._stop_event.set()  # whoever waits in wait() now calls stop()
 
@@ -542,12 +547,7 @@ class Agent:
                 self._spool_closed_empty = delivered
                 self._close_collectors()
                 self._remove_status()
-                if self._spool is not None:
-                    self._spool.close()
-                if self._local is not None:
-                    self._local.stop()
-                if self._api is not None:
-                    self._api.close()
+                self._release()
             return delivered
 
     _spool_closed_empty = False
@@ -661,26 +661,9 @@ def read_statuses(data_dir: Optional[os.PathLike | str] = None) -> list[dict]:
             status = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(status, dict) and _pid_alive(int(status.get("pid", -1))):
+        if isinstance(status, dict) and pid_alive(int(status.get("pid", -1))):
             statuses.append(status)
     return statuses
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not a running job.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _now_ms() -> int:

@@ -33,7 +33,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -288,3 +288,25 @@ def _warn_if_shared(path: Path) -> None:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         logger.warning("Comet config file %s holds an API key and is readable by other users; run: chmod 600 %s", path, path)
+
+
+def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """Why ``$CREDENTIALS_DIRECTORY/api-key`` is unusable, or None (fine, or not under systemd).
+
+    Under systemd (``CREDENTIALS_DIRECTORY`` set) the key file must exist, be readable by its owner
+    only, and hold one word; ``comet-agent run`` and ``daemon`` exit 78 with this message otherwise,
+    which ``RestartPreventExitStatus=78`` turns into one clear failure instead of a restart loop.
+    """
+    environ = os.environ if environ is None else environ
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / "api-key"
+    if not path.exists():
+        return (f"the credential file {path} is missing: install the key as /etc/comet-agent/api-key "
+                f"(mode 0600) for LoadCredential=api-key:/etc/comet-agent/api-key")
+    try:
+        read_key_file(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None

@@ -55,6 +55,8 @@ from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
 from comet_agent.paths import default_data_dir, ensure_private_dir
+from comet_agent.config import systemd_credential_problem
+from comet_agent.sources.procfs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -83,30 +85,6 @@ class Refused(Exception):
 # ------------------------------------------------------------------------------------------------
 # credentials (systemd LoadCredential=)
 # ------------------------------------------------------------------------------------------------
-
-
-def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
-    """Why ``$CREDENTIALS_DIRECTORY/api-key`` is unusable, or None (fine, or not under systemd).
-
-    Under systemd (``CREDENTIALS_DIRECTORY`` set) the key file must exist, be readable by its owner
-    only, and hold one word; ``comet-agent run`` and ``daemon`` exit 78 with this message otherwise,
-    which ``RestartPreventExitStatus=78`` turns into one clear failure instead of a restart loop.
-    """
-    from comet_agent.config import ConfigError, read_key_file
-
-    environ = os.environ if environ is None else environ
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        return None
-    path = Path(directory) / "api-key"
-    if not path.exists():
-        return (f"the credential file {path} is missing: install the key as /etc/comet-agent/api-key "
-                f"(mode 0600) for LoadCredential=api-key:/etc/comet-agent/api-key")
-    try:
-        read_key_file(path)
-    except ConfigError as exc:
-        return str(exc)
-    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -520,10 +498,8 @@ class Daemon:
 
     def tick(self) -> None:
         """One tick: end the registrations whose pid exited, sample the host once, feed every job."""
-        from comet_agent.agent import _pid_alive
-
         for job in self.jobs():
-            if not _pid_alive(job.pid):
+            if not pid_alive(job.pid):
                 with self._jobs_lock:
                     if self._jobs.get(job.experiment_key) is job:
                         del self._jobs[job.experiment_key]

@@ -20,6 +20,7 @@ from typing import Optional
 import requests
 
 from comet_agent.paths import default_data_dir
+from comet_agent.sources.procfs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,6 @@ class LocalTarget:
             self.server = None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def find_running(data_dir: Optional[Path] = None) -> Optional[LocalTarget]:
     """A running local server on this data directory whose key we can read, or None."""
     from comet_agent.server.app import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME
@@ -71,7 +62,7 @@ def find_running(data_dir: Optional[Path] = None) -> Optional[LocalTarget]:
         key = (directory / API_KEY_FILE_NAME).read_text(encoding="utf-8").strip()
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not key or not _pid_alive(pid):
+    if not key or not pid_alive(pid):
         return None
     try:
         reply = requests.get(url + "/clientlib/isAlive/ver", timeout=2)

@@ -148,7 +148,7 @@ def run_from_args(args) -> int:
     if command and args.pid is not None:
         _err("give either --pid or a command after --, not both")
         return 2
-    from comet_agent.daemon import systemd_credential_problem
+    from comet_agent.config import systemd_credential_problem
     from comet_agent.sdnotify import Notifier, WatchdogPinger
 
     problem = systemd_credential_problem()  # under systemd: a missing or shared key file is EX_CONFIG

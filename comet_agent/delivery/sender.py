@@ -161,14 +161,9 @@ class Sender:
         except errors.PayloadTooLarge as exc:
             if entry.endpoint == "metrics_batch":
                 return self._send_split(entry)
-            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
-        except errors.Unauthorized as exc:
-            self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
-            return self.auth_backoff_s
+            return self._on_failure(entry, exc)
         except errors.CometApiError as exc:
-            if _worth_retrying(exc):
-                return self._retry_after(exc)
-            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
+            return self._on_failure(entry, exc)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # A payload our own client refuses (ValueError) or cannot read can never succeed.
             return self._reject(entry, f"{type(exc).__name__}: {exc}")
@@ -202,14 +197,19 @@ class Sender:
             else:
                 send(values[:middle], entry.request_id + ".a")
                 send(values[middle:], entry.request_id + ".b")
-        except errors.Unauthorized as exc:
+        except errors.CometApiError as exc:
+            return self._on_failure(entry, exc)
+        return self._acknowledge(entry)
+
+    def _on_failure(self, entry: SpoolEntry, exc: errors.CometApiError) -> Optional[float]:
+        """What a failed send leads to (the table in the module docstring): seconds to wait, or
+        None once the entry was dropped for good."""
+        if isinstance(exc, errors.Unauthorized):
             self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
             return self.auth_backoff_s
-        except errors.CometApiError as exc:
-            if _worth_retrying(exc):
-                return self._retry_after(exc)
-            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
-        return self._acknowledge(entry)
+        if _worth_retrying(exc):
+            return self._retry_after(exc)
+        return self._reject(entry, f"{exc.status} {type(exc).__name__}")
 
     def _delete(self, entry: SpoolEntry) -> Optional[float]:
         """Remove a sent (or refused) entry; on a spool that cannot write, the seconds to wait instead."""

@@ -432,6 +432,24 @@ def _read_bytes(path: str) -> bytes:
         return handle.read()
 
 
+def pid_alive(pid: int, procfs_root: str = "/proc") -> bool:
+    """True while ``pid`` runs: it exists (``kill(pid, 0)``, also when it belongs to another user)
+    and is not a zombie (exited, not yet reaped by its parent)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    try:
+        with open(os.path.join(procfs_root, str(pid), "stat"), "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # /proc unreadable here: kill() said it exists
+
+
 def read_pid_executable(procfs_root: str, pid: int) -> str:
     """The executable of ``pid`` (``<procfs_root>/<pid>/exe``), without the kernel's `` (deleted)`` suffix.
 

@@ -35,7 +35,7 @@ def test_static_snapshot_shapes(real_uuids):
     for item in gpu_static_info_payload(snapshot):
         assert set(item) == {"gpuIndex", "name", "uuid", "totalMemory", "powerLimit"}
         assert item["name"] and item["uuid"].startswith(("GPU-", "MIG-"))
-        assert 1 << 30 <= item["totalMemory"] <= 1 << 40  # 1 GiB .. 1 TiB
+        assert (1 << 30) <= item["totalMemory"] <= (1 << 40)  # 1 GiB .. 1 TiB
         assert item["powerLimit"] is None or 10_000 <= item["powerLimit"] <= 2_000_000  # 10 W .. 2 kW
 
 

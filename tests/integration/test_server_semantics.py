@@ -279,10 +279,10 @@ def test_32_concurrent_writers_leave_every_point(local_server):
                                               timeout=60, json={"experimentKey": experiment_key, "values": [
                                                   {"metricName": f"w{writer}", "metricValue": i, "step": i}
                                                   for i in steps]})]
-                for response in responses:
-                    if response.status_code != 200 or "locked" in response.text:
-                        errors.append(response.text)
-                        return
+                failed = [r.text for r in responses if r.status_code != 200 or "locked" in r.text]
+                if failed:
+                    errors.extend(failed)
+                    break  # this writer stops; the test fails on `errors`
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
     for thread in threads:
