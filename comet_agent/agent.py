@@ -31,8 +31,8 @@ within this machine's noise), i.e. its 1.5 ms/s of steady CPU at 1 s sampling; a
 (``comet-agent run --pid``) would add a second interpreter with its own imports, ~43 MB of RSS and
 ~0.4 s of start-up CPU, to save a GIL share that is already below measurement. The agent's threads
 are daemons and are not inherited by a forked child: after ``fork()`` the child's copy of the
-agent is inert (``stop()`` does nothing there). Set ``use_daemon`` or run ``comet-agent daemon``
-where one sampler per host is wanted instead.
+agent is inert (``stop()`` does nothing there). Run ``comet-agent daemon``
+where one sampler per host is wanted instead: ``monitor()`` then registers with it.
 """
 
 from __future__ import annotations
