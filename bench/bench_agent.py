@@ -36,7 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from bench_compare import API_KEY, create_experiment, start_server  # noqa: E402
+from bench_support import API_KEY, create_experiment, start_server  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------

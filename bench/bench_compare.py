@@ -61,10 +61,8 @@ from pathlib import Path
 from typing import Optional
 
 import psutil
-import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "bench-compare-key-0123456789abcdef"
+from bench_support import API_KEY, REPO_ROOT, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
 POLL_INTERVAL_S = 0.1
 #: Seconds after start (at most half the duration) before the steady CPU window opens.
 STEADY_WARMUP_S = 10.0
@@ -442,27 +440,7 @@ def base_env(home: str) -> dict:
     return env
 
 
-def start_server(data_dir: str, *extra: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "comet_agent", "server", "--port", "0", "--data-dir", data_dir,
-         "--api-key", API_KEY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith("comet-agent server listening on "):
-            return process, line.split()[-1]
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError("the local server did not start")
 
-
-def create_experiment(root: str) -> str:
-    response = requests.post(root + "/api/rest/v2/write/experiment/create", headers={"Authorization": API_KEY},
-                             json={"workspaceName": "bench", "projectName": "compare"}, timeout=10)
-    response.raise_for_status()
-    return response.json()["experimentKey"]
 
 
 def server_samples(data_dir: str, experiment_key: str) -> tuple[int, Optional[int]]:
@@ -555,7 +533,7 @@ class Bench:
         if config.startswith("comet-agent"):
             mode = config.split()[1]
             server, root, server_dir = self.servers["1s" if mode == "1s" else "default"]
-            key = create_experiment(root)
+            key = create_experiment(root, "compare")
             data_dir = work / "agent-data"
             env.update({"COMET_URL_OVERRIDE": root + "/clientlib/", "COMET_API_KEY": API_KEY,
                         "COMET_AGENT_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO_ROOT)})

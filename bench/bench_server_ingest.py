@@ -14,39 +14,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "bench-key-0123456789abcdef"
-
-
-def start_server(data_dir: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "comet_agent", "server", "--port", "0", "--data-dir", data_dir,
-         "--api-key", API_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith("comet-agent server listening on "):
-            return process, line.split()[-1]
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError("the server did not start")
-
-
-def create_experiment(root: str) -> str:
-    response = requests.post(root + "/api/rest/v2/write/experiment/create", headers={"Authorization": API_KEY},
-                             json={"workspaceName": "bench", "projectName": "ingest"}, timeout=10)
-    response.raise_for_status()
-    return response.json()["experimentKey"]
+from bench_support import API_KEY, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
 
 
 def raw_client(root: str, experiment_key: str, client: int, points: int, start_at: float) -> None:
@@ -79,7 +52,7 @@ def measure(kind: str, root: str, clients: int, points: int, server_pid: int) ->
     import psutil
 
     server_process = psutil.Process(server_pid)
-    experiment_key = create_experiment(root)
+    experiment_key = create_experiment(root, "ingest")
     target = raw_client if kind == "raw" else sdk_client
     start_at = time.time() + (2.0 if kind == "raw" else 6.0)  # let every client be ready first
     processes = [multiprocessing.Process(target=target, args=(root, experiment_key, n, points, start_at))

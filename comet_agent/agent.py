@@ -43,9 +43,9 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender

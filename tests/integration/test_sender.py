@@ -10,7 +10,7 @@ from comet_agent.api import API, APIExperiment
 from comet_agent.api.client import RetryPolicy
 from comet_agent.delivery.sender import DROPPED_OTHER_KEY, Sender
 from comet_agent.delivery.spool import PERIODIC, Spool
-from tests.support.recording_server import Fault, RecordingServer
+from tests.support.recording_server import RecordingServer
 
 KEY = "a" * 32
 BATCH = "/clientlib/batch/logger/experiment/metric"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from comet_agent.delivery.spool import PERIODIC, STATIC, Spool, SpoolError
+from comet_agent.delivery.spool import STATIC, Spool, SpoolError
 
 
 def test_spool_entries_come_back_in_append_order_until_acked(tmp_path):

@@ -1,0 +1,39 @@
+"""What the benchmarks share: a local server in its own process, and an experiment on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "bench-key-0123456789abcdef"
+
+
+def start_server(data_dir: str, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``comet-agent server`` on a free port in its own process; returns (process, root URL)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "comet_agent", "server", "--port", "0", "--data-dir", data_dir,
+         "--api-key", API_KEY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith("comet-agent server listening on "):
+            return process, line.split()[-1]
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise RuntimeError("the local server did not start")
+
+
+def create_experiment(root: str, project: str = "bench") -> str:
+    """A new experiment in workspace ``bench``; returns its key."""
+    response = requests.post(root + "/api/rest/v2/write/experiment/create", headers={"Authorization": API_KEY},
+                             json={"workspaceName": "bench", "projectName": project}, timeout=10)
+    response.raise_for_status()
+    return response.json()["experimentKey"]
