@@ -74,10 +74,11 @@ def _mount_tmpfs(where: Path, size: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
 
 
-def _fill(directory: Path) -> Path:
-    """Write a filler file until the filesystem is full; returns it."""
-    filler = directory / "filler"
-    with open(filler, "wb") as handle:
+def _fill(filler: Path) -> Path:
+    """Grow ``filler`` (created before the agent started, so that creating it cannot itself fail
+    for lack of space) until the filesystem is full; returns it."""
+    # Unbuffered: with a buffer, the last ENOSPC surfaced at close(), outside the try below.
+    with open(filler, "ab", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
@@ -88,24 +89,27 @@ def _fill(directory: Path) -> Path:
 
 
 def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path):
-    """Pass: with the data directory on a 4 MiB tmpfs that fills up during an outage, the agent keeps
+    """Pass: with the data directory on a 16 MiB tmpfs that fills up during an outage, the agent keeps
     running, logs exactly one "cannot store" ERROR naming "disk is full", and once space is freed
     new samples are spooled and delivered, and the records it could not store are reported as
     comet_agent.dropped_samples; no corrupt spool is left behind.
 
     Simulation: a real ENOSPC from a tmpfs (needs root; skips visibly otherwise)."""
     mount = tmp_path / "mnt"
-    _mount_tmpfs(mount, "4m")
+    # Roomy enough that the agent's own spool (snapshot, WAL) never fills it before the filler does.
+    _mount_tmpfs(mount, "16m")
     data_dir = mount / "data"
     log_path = tmp_path / "agent.log"
     try:
+        filler = mount / "filler"
+        filler.touch()
         with backend() as server, open(log_path, "wb") as log_file:
             agent = start(server, data_dir, stderr_file=log_file)
             try:
                 wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
                 for path in (CPU_PATH, BATCH_PATH):
                     server.add_fault(Fault(status=503), times=10**6, path=path)
-                filler = _fill(mount)
+                _fill(filler)
                 wait_for(lambda: b"cannot store" in log_path.read_bytes(), 30, what="the disk-full error")
                 time.sleep(2.5)  # a few more pushes fail to store: they must not log again
                 assert agent.poll() is None, "still running on a full disk"
