@@ -49,7 +49,8 @@ from typing import Any, Optional, Sequence
 
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
-from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, PERIODIC, STATIC, Spool, SpoolError
+from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, PERIODIC, STATIC, Spool
+from comet_agent.errors import AgentError, SpoolError
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.scheduler import Scheduler
 from comet_agent.sources.procfs import pid_alive
@@ -67,14 +68,6 @@ SERVER_INTERVAL_KEYS = {"heartbeat": "isAliveBeatDurationMillis", "cpu": "cpuMon
 FIRST_PUSH_DELAY_S = 0.5
 #: How often the status file (``comet-agent status``) is rewritten at most.
 STATUS_WRITE_INTERVAL_S = 5.0
-
-
-class AgentError(Exception):
-    """The agent could not start. ``exit_status`` is the CLI's exit status for this failure."""
-
-    def __init__(self, message: str, exit_status: int):
-        super().__init__(message)
-        self.exit_status = exit_status
 
 
 def clamp_interval_ms(name: str, value: Any) -> tuple[Optional[int], Optional[str]]:
@@ -220,7 +213,7 @@ class Agent:
         ``comet-agent run -- CMD`` calls this before launching the command (a wrong key is then
         reported before the job starts), and ``begin(pid=...)`` once the command runs.
         """
-        from comet_agent.api import errors
+        from comet_agent import errors
 
         self._started_ms = _now_ms()
         try:
@@ -312,7 +305,7 @@ class Agent:
         if self.experiment_key:
             self.experiment = APIExperiment(api=self._api, previous_experiment=self.experiment_key)
             if not self.experiment.id:
-                from comet_agent.api import errors
+                from comet_agent import errors
 
                 raise errors.NotFound(f"the server knows no experiment {self.experiment_key}", status=404)
             return
@@ -442,7 +435,7 @@ class Agent:
         self._write_status()
 
     def _heartbeat(self) -> None:
-        from comet_agent.api import errors
+        from comet_agent import errors
 
         try:
             reply = self.experiment.update_status()

@@ -14,20 +14,7 @@ import sys
 from typing import Sequence
 
 from comet_agent import __version__
-
-
-class ExitStatus:
-    """Exit statuses: distinct per failure class so job scripts and systemd can tell them apart."""
-
-    OK = 0
-    FAILURE = 1
-    USAGE = 2
-    UNAUTHORIZED = 3  # wrong or missing API key
-    NOT_FOUND = 4  # unknown experiment / workspace / project
-    UNREACHABLE = 5  # server down or not answering
-    CONFIG = 78  # EX_CONFIG: configuration error; systemd units must not restart-loop on it
-    COMMAND_NOT_FOUND = 127  # `run -- CMD` could not start CMD (as a shell reports it)
-    # `run -- CMD` otherwise exits with CMD's own status (128 + N when signal N ended it).
+from comet_agent.errors import ExitStatus
 
 
 def _add_server(sub: argparse._SubParsersAction) -> None:

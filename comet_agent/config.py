@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+from comet_agent.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL_OVERRIDE = "https://www.comet.com/clientlib/"
@@ -47,10 +49,6 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "workspace": ("COMET_WORKSPACE",),
     "project_name": ("COMET_PROJECT_NAME",),
 }
-
-
-class ConfigError(ValueError):
-    """Configuration is missing or unusable. The message says which places were looked at."""
 
 
 @dataclass(frozen=True)

@@ -384,7 +384,7 @@ class Daemon:
         return self._attach(key, message, uid)
 
     def _attach(self, key: str, message: dict, uid: int) -> dict:
-        from comet_agent.api import errors
+        from comet_agent import errors
         from comet_agent.api.api import API
         from comet_agent.api.client import RetryPolicy
         from comet_agent.api.experiment import APIExperiment
@@ -625,7 +625,7 @@ class DaemonRegistration:
 
     def start(self) -> "DaemonRegistration":
         """Register with the daemon. Raises ``AgentError`` (with the CLI exit status) when refused."""
-        from comet_agent.agent import AgentError
+        from comet_agent.errors import AgentError
 
         if self._running:
             return self
@@ -722,7 +722,7 @@ def daemon_from_args(args) -> int:
 
 def attach_from_args(args) -> int:
     """``comet-agent attach --experiment KEY --pid PID``: register a job with the running daemon."""
-    from comet_agent.config import ConfigError
+    from comet_agent.errors import ConfigError
 
     socket_path = Path(args.socket) if args.socket else default_socket_path()
     try:

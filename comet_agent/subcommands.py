@@ -280,7 +280,7 @@ class _Server:
 
 
 def _api_error_status(exc) -> int:
-    from comet_agent.api import errors
+    from comet_agent import errors
 
     if isinstance(exc, errors.Unauthorized):
         return 3
@@ -293,7 +293,7 @@ def _api_error_status(exc) -> int:
 
 def show_from_args(args) -> int:
     """``comet-agent show KEY [--json] [--open]``."""
-    from comet_agent.api import errors
+    from comet_agent import errors
     from comet_agent.api.experiment import APIExperiment
 
     try:

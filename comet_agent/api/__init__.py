@@ -1,7 +1,7 @@
 """Our re-implementation of Comet's REST client: ``API`` and ``APIExperiment``.
 
 ``comet_agent.api.client.RestClient`` is the low-level session (auth, retries, redirects, typed
-errors from ``comet_agent.api.errors``); ``API`` and ``APIExperiment`` mirror comet_ml 3.58.8.
+errors from ``comet_agent.errors``); ``API`` and ``APIExperiment`` mirror comet_ml 3.58.8.
 """
 
 from __future__ import annotations

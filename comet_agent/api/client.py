@@ -9,7 +9,7 @@ purpose where the SDK is weak:
   ``Retry-After`` (seconds or HTTP date) and ``Retry-After-Custom`` honoured, capped; other 4xx
   are never retried. Sleep, clock and randomness are injectable so tests never sleep.
 - Redirects are followed by hand: the key travels only to the same scheme/host/port.
-- Errors are typed (``comet_agent.api.errors``) and say what to do next, naming the key's source.
+- Errors are typed (``comet_agent.errors``) and say what to do next, naming the key's source.
 - The key is registered with ``comet_agent.redaction`` so no log record can carry it.
 - ``X-COMET-DEBUG-SDK-VERSION`` says ``comet-agent/<version>``, so Comet can tell us apart.
 - Uploads stream from disk (``MultipartBody``) with a known Content-Length.
@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import requests
 
 from comet_agent import __version__
-from comet_agent.api import errors
+from comet_agent import errors
 from comet_agent.redaction import register_secret
 
 logger = logging.getLogger(__name__)

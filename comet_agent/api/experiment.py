@@ -46,7 +46,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from comet_agent.api.errors import CometApiError, InvalidReply
+from comet_agent.errors import CometApiError, InvalidReply
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class APIExperiment:
 
     Raises:
         ValueError: no workspace could be resolved for a new experiment.
-        comet_agent.api.errors.CometApiError: the server refused or could not be reached.
+        comet_agent.errors.CometApiError: the server refused or could not be reached.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

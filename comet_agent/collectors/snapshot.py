@@ -356,7 +356,7 @@ def collect_from_args(args: argparse.Namespace) -> int:
     None), ``no_os_packages`` (bool). A directory or pid that does not exist is a usage error
     (status 2) with a message on stderr; nothing is printed on stdout then.
     """
-    from comet_agent.cli import ExitStatus
+    from comet_agent.errors import ExitStatus
 
     directory = args.directory
     if directory is not None and not os.path.isdir(directory):

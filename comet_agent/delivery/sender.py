@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from comet_agent.api import errors
+from comet_agent import errors
 from comet_agent.delivery.spool import Spool, SpoolEntry, SpoolError
 
 log = logging.getLogger(__name__)

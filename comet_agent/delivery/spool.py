@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from comet_agent.errors import SpoolError
 from comet_agent.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,6 @@ CREATE TRIGGER IF NOT EXISTS totals_after_delete AFTER DELETE ON entries BEGIN
     UPDATE totals SET entries = entries - 1, size_bytes = size_bytes - OLD.size_bytes WHERE id = 1;
 END;
 """
-
-
-class SpoolError(Exception):
-    """The spool could not store an entry (disk full, read-only directory); the entry was not kept."""
 
 
 @dataclass(frozen=True)

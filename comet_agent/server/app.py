@@ -337,7 +337,7 @@ class LocalServer:
 
 def serve_from_args(args) -> int:
     """Run ``comet-agent server`` until SIGINT/SIGTERM. Returns the exit status (0 on a clean stop)."""
-    from comet_agent.cli import ExitStatus
+    from comet_agent.errors import ExitStatus
 
     max_upload_mb = getattr(args, "max_upload_mb", 200.0)
     if max_upload_mb is None or max_upload_mb <= 0:

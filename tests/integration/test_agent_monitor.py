@@ -9,7 +9,7 @@ import time
 import pytest
 
 import comet_agent
-from comet_agent.agent import AgentError
+from comet_agent.errors import AgentError
 from comet_agent.api import API, APIExperiment
 
 FAST = {"heartbeat_ms": 1000, "cpu_interval_ms": 1000, "gpu_interval_ms": 1000}

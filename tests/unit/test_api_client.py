@@ -8,7 +8,7 @@ import random
 import pytest
 from hypothesis import given, strategies as st
 
-from comet_agent.api import errors
+from comet_agent import errors
 from comet_agent.api.client import MultipartBody, RestClient, RetryPolicy, parse_retry_after_s, server_root
 
 NOW_S = 1_800_000_000.0

@@ -10,7 +10,7 @@ import pytest
 import comet_agent
 from comet_agent.api import API, APIExperiment
 from comet_agent.api.client import RetryPolicy
-from comet_agent.api.errors import ConnectionFailed
+from comet_agent.errors import ConnectionFailed
 from comet_agent.api.experiment import SYSTEM_DETAILS_FIELDS
 
 

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from comet_agent.delivery.spool import STATIC, Spool, SpoolError
+from comet_agent.delivery.spool import STATIC, Spool
+from comet_agent.errors import SpoolError
 
 
 def test_spool_entries_come_back_in_append_order_until_acked(tmp_path):

@@ -1,4 +1,6 @@
-"""The typed errors of the REST client: one hierarchy, each saying what to do next.
+"""Every error type of comet-agent, and the exit statuses the command line maps them to.
+
+The REST client's errors form one hierarchy, each saying what to do next.
 
 Every error has ``.status`` (the HTTP status, or None when no reply came) and ``.retryable``
 (whether sending the same request again later may succeed). Messages name where the API key came
@@ -19,6 +21,36 @@ from (``key_source``), never the key itself.
 """
 
 from __future__ import annotations
+
+
+class ExitStatus:
+    """Exit statuses: distinct per failure class so job scripts and systemd can tell them apart."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    UNAUTHORIZED = 3  # wrong or missing API key
+    NOT_FOUND = 4  # unknown experiment / workspace / project
+    UNREACHABLE = 5  # server down or not answering
+    CONFIG = 78  # EX_CONFIG: configuration error; systemd units must not restart-loop on it
+    COMMAND_NOT_FOUND = 127  # `run -- CMD` could not start CMD (as a shell reports it)
+    # `run -- CMD` otherwise exits with CMD's own status (128 + N when signal N ended it).
+
+
+class ConfigError(ValueError):
+    """Configuration is missing or unusable. The message says which places were looked at."""
+
+
+class SpoolError(Exception):
+    """The spool could not store an entry (disk full, read-only directory); the entry was not kept."""
+
+
+class AgentError(Exception):
+    """The agent could not start. ``exit_status`` is the CLI's exit status for this failure."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class CometApiError(Exception):
