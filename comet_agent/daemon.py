@@ -35,32 +35,30 @@ Protocol: one JSON line (at most ``MAX_MESSAGE_BYTES``) per connection, answered
 from __future__ import annotations
 
 import collections
-import dataclasses
 import grp
 import json
 import logging
 import os
 import re
-import signal
 import socket
 import socketserver
 import struct
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
-from comet_agent.delivery import payloads
-from comet_agent.delivery.sender import Sender
-from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
+from comet_agent.delivery.spool import Spool
+from comet_agent.engine.host_sampler import HostSampler
+from comet_agent.engine.job import GpuView, Job
+from comet_agent.engine.link import ExperimentLink
 from comet_agent.paths import default_data_dir, ensure_private_dir
-from comet_agent.config import systemd_credential_problem
 from comet_agent.sources.procfs import pid_alive
+from comet_agent.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
 
-#: Where jobs look for the daemon when neither ``--socket`` nor ``$COMET_AGENT_DAEMON_SOCKET`` says.
+#: The system daemon's socket (systemd/comet-agent.service); see ``socket_path()`` for the rule.
 DEFAULT_SOCKET_PATH = "/run/comet-agent/daemon.sock"
 SOCKET_ENV = "COMET_AGENT_DAEMON_SOCKET"
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -80,46 +78,6 @@ class Refused(Exception):
     def __init__(self, reason: str, code: str = "refused"):
         super().__init__(reason)
         self.code = code
-
-
-# ------------------------------------------------------------------------------------------------
-# credentials (systemd LoadCredential=)
-# ------------------------------------------------------------------------------------------------
-
-
-# ------------------------------------------------------------------------------------------------
-# GPU attribution
-# ------------------------------------------------------------------------------------------------
-
-
-def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optional[str],
-                    used_gpu_indices: Sequence[int] = ()) -> list:
-    """The host's GPU samples that belong to one job, renumbered as the job sees its GPUs.
-
-    Args:
-        gpu_samples: ``GpuSample`` records of every host GPU (``gpu_index`` = NVML index).
-        cuda_visible_devices: the job's ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUID
-            prefixes), or None when unset.
-        used_gpu_indices: host GPU indices on which NVML lists a process of the job's tree.
-
-    Returns:
-        With ``cuda_visible_devices`` set: the GPUs it selects (CUDA's rules: the list stops at the
-        first entry that does not resolve), ``gpu_index`` = position in that list. Without it:
-        the GPUs in ``used_gpu_indices``, in index order, renumbered from 0. A job that neither
-        names nor uses a GPU gets none.
-    """
-    from comet_agent.sources.nvml import parse_cuda_visible_devices, select_visible_devices
-
-    by_index = {sample.gpu_index: sample for sample in gpu_samples}
-    entries = parse_cuda_visible_devices(cuda_visible_devices)
-    if entries is not None:
-        uuids = [by_index[i].uuid if i in by_index else None for i in range(max(by_index, default=-1) + 1)]
-        selection, _ = select_visible_devices(entries, uuids, lambda: {})
-        chosen = [index for index, mig_slot in selection if mig_slot is None]
-    else:
-        chosen = sorted(set(used_gpu_indices))
-    return [dataclasses.replace(by_index[index], gpu_index=position)
-            for position, index in enumerate(i for i in chosen if i in by_index)]
 
 
 def _read_environ_value(pid: int, name: str, procfs_root: str = "/proc") -> tuple[bool, Optional[str]]:
@@ -144,80 +102,37 @@ def _pid_owner_uid(pid: int, procfs_root: str = "/proc") -> Optional[int]:
 
 
 # ------------------------------------------------------------------------------------------------
-# one registered job
-# ------------------------------------------------------------------------------------------------
-
-
-class Job:
-    """One registered job: its experiment (written with its user's key), spool, sender and process tree."""
-
-    def __init__(self, *, experiment_key: str, pid: int, uid: int, experiment: Any, api: Any, spool: Spool,
-                 process_collector: Any, cuda_visible_devices: Optional[str]):
-        self.experiment_key = experiment_key
-        self.pid = pid
-        self.uid = uid
-        self.experiment = experiment
-        self._api = api
-        self.spool = spool
-        self.sender = Sender(spool, lambda key: self.experiment)
-        self.process_collector = process_collector
-        self.cuda_visible_devices = cuda_visible_devices
-        self.registered_ms = int(time.time() * 1000)
-        self.ended = False
-
-    def __repr__(self) -> str:  # never shows the experiment's client (which holds the key)
-        return f"Job(experiment_key={self.experiment_key!r}, pid={self.pid}, uid={self.uid})"
-
-    def feed(self, host_records: Sequence[Any], gpu_samples: Sequence[Any], now_ms: int) -> None:
-        """Spool one tick: host metrics, this job's process tree, and its GPUs."""
-        if self.ended:  # detached while this tick was running: its spool is closing
-            return
-        records = list(host_records)
-        used: list[int] = []
-        if self.process_collector is not None:
-            try:
-                tree = list(self.process_collector.sample(now_ms))
-            except Exception as exc:  # the job may have just exited: its registration ends next tick
-                log.debug("process tree of pid %d: %s", self.pid, exc)
-                tree = []
-            records.extend(tree)
-            for sample in tree:
-                used.extend((getattr(sample, "gpu_memory_used_bytes_by_index", None) or {}).keys())
-        records.extend(job_gpu_samples(gpu_samples, cuda_visible_devices=self.cuda_visible_devices,
-                                       used_gpu_indices=used))
-        for endpoint, payload in payloads.push_requests(payloads.metric_points(records)):
-            self.spool.append(self.experiment_key, endpoint, payload, kind=PERIODIC)
-        self.sender.notify()
-
-    def end(self, *, set_end_time: bool, timeout_s: float = END_FLUSH_TIMEOUT_S) -> bool:
-        """Stop feeding: record the end time (when the job exited), deliver what is left, close."""
-        delivered = False
-        self.ended = True
-        try:
-            if set_end_time:
-                self.spool.append(self.experiment_key, "end_time", {"timestamp_ms": int(time.time() * 1000)}, kind=STATIC)
-            delivered = self.sender.flush(timeout_s)
-            self.sender.stop(timeout_s=2.0)
-            if not delivered:
-                log.warning("experiment %s: %d records stay in %s until the job registers again",
-                            self.experiment_key, self.spool.depth(), self.spool.path)
-        except Exception as exc:  # ending one job must never disturb the others
-            log.warning("ending experiment %s failed: %s", self.experiment_key, exc)
-        finally:
-            close = getattr(self.process_collector, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # best effort
-                    pass
-            self.spool.close()
-            self._api.close()
-        return delivered
-
-
-# ------------------------------------------------------------------------------------------------
 # the daemon
 # ------------------------------------------------------------------------------------------------
+
+
+class Registration:
+    """One registered job: the engine's ``Job`` plus who registered it and the client it writes with."""
+
+    def __init__(self, *, job: Job, uid: int, api: Any):
+        self.job = job
+        self.uid = uid
+        self._api = api
+
+    def __repr__(self) -> str:  # never shows the client (which holds the key)
+        return f"Registration(experiment_key={self.job.experiment_key!r}, pid={self.job.pid}, uid={self.uid})"
+
+    def end(self, *, job_ended: bool, timeout_s: float = END_FLUSH_TIMEOUT_S) -> bool:
+        """Stop the job: the end time when the job ended (pid exited, detach), then a bounded flush.
+
+        A daemon shutting down passes ``job_ended=False``: the job still runs and registers again."""
+        try:
+            return self.job.stop(timeout_s, job_ended=job_ended)
+        finally:
+            self._api.close()
+
+
+def _process_cwd(pid: int, procfs_root: str = "/proc") -> str:
+    """The working directory of ``pid`` (its git repository, its job disk); ``/`` when unreadable."""
+    try:
+        return os.readlink(f"{procfs_root}/{pid}/cwd")
+    except OSError:
+        return "/"
 
 
 class RateLimiter:
@@ -252,7 +167,7 @@ class Daemon:
         url_override: the Comet server every job's experiment is written to (default: configuration).
         include_gpu: sample GPUs through NVML.
         procfs_root: the ``/proc`` tree.
-        max_jobs: registrations held at once.
+        max_jobs: registrations held at once by one user (uid).
         registrations_per_minute: per uid.
     """
 
@@ -277,31 +192,55 @@ class Daemon:
         self._own_key = self._config.api_key  # used for root's registrations only
         self._limiter = RateLimiter(registrations_per_minute)
         self.notifier = notifier or Notifier.from_environment()
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Registration] = {}
         self._jobs_lock = threading.Lock()
-        self._logged: set = set()
+        self._warn = WarnOnce(log)
         self._stop = threading.Event()
-        self._host_collectors: list = []
-        self._gpu_collector = None
+        self._host: Optional[HostSampler] = None
+        self._local: Any = None
         self._server: Optional[socketserver.UnixStreamServer] = None
         self.ticks = 0
 
     # -- setup ----------------------------------------------------------------------------------
 
     def open(self) -> "Daemon":
-        """Build the collectors, create the spool directory and listen. Raises ``OSError``/``ValueError``."""
-        from comet_agent.collectors.periodic import build_periodic_collectors
+        """Build the host sampler, create the spool directory and listen. Raises ``OSError``/``ValueError``.
 
+        With no Comet configured (no key, no URL), the daemon serves the local server of its data
+        directory (``comet_agent.embedded``), and registrations need no key of their own.
+        """
         os.umask(0o077)
         ensure_private_dir(self.data_dir / "spool")
-        collectors, unavailable = build_periodic_collectors(procfs_root=self.procfs_root, include_gpu=self.include_gpu)
+        self._refuse_if_served()
+        if self._own_key is None and not self._config.server_configured:
+            from comet_agent.embedded import connect_local
+
+            self._local = connect_local(self.data_dir)
+            self._own_key, self.url_override = self._local.api_key, self._local.clientlib_url
+        # Every job reads this one sampler; a reading younger than half a tick is shared, so the
+        # host is sampled once per tick however many jobs there are.
+        self._host, unavailable = HostSampler.build(procfs_root=self.procfs_root, include_gpu=self.include_gpu,
+                                                    reuse_within_s=self.interval_s / 2)
         for name, reason in unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)
-        self._host_collectors = [c for c in collectors if c.name != "gpu"]
-        self._gpu_collector = next((c for c in collectors if c.name == "gpu"), None)
-        self._sample_host()  # prime the rate collectors: the first tick then has rates
         self._listen()
         return self
+
+    @property
+    def serves_local_server(self) -> bool:
+        """True when the daemon writes to its own local server (registrations need no key then)."""
+        return self._local is not None
+
+    def _refuse_if_served(self) -> None:
+        """A second daemon must not take over a live socket: refuse with a clear message."""
+        if self.socket_path.is_socket():
+            try:
+                answered = request(self.socket_path, {"op": "ping"}, timeout_s=2.0).get("ok")
+            except OSError:
+                answered = False
+            if answered:
+                raise ValueError(f"another comet-agent daemon already listens on {self.socket_path}; "
+                                 "stop it first, or give this one another --socket")
 
     def _listen(self) -> None:
         gid = None
@@ -310,7 +249,8 @@ class Daemon:
                 gid = grp.getgrnam(self.socket_group).gr_gid
             except KeyError:
                 raise ValueError(f"the socket group {self.socket_group!r} does not exist") from None
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.socket_path.parent.is_dir():
+            raise ValueError(f"the socket's directory {self.socket_path.parent} does not exist")
         if self.socket_path.is_socket():
             self.socket_path.unlink()  # left by a daemon that was killed
         daemon = self
@@ -354,10 +294,8 @@ class Daemon:
             pass  # the caller went away; nothing to tell
 
     def _log_refusal(self, uid: int, exc: Refused) -> None:
-        key = (uid, exc.code)
-        if key not in self._logged:  # a flood must not flood the journal
-            self._logged.add(key)
-            log.warning("refused a registration from uid %d: %s", uid, exc)
+        # A flood must not flood the journal: once per uid and reason.
+        self._warn(("refused", uid, exc.code), logging.WARNING, "refused a registration from uid %d: %s", uid, exc)
 
     def handle_message(self, line: bytes, uid: int) -> dict:
         """Answer one registration message from a caller whose uid the kernel told us. Raises ``Refused``."""
@@ -371,9 +309,12 @@ class Daemon:
             raise Refused("the message is not a JSON object", "malformed")
         op = message.get("op")
         if op == "ping":
-            return {"ok": True, "error": None, "jobs": len(self._jobs)}
+            return {"ok": True, "error": None, "jobs": len(self._jobs), "local_server": self.serves_local_server}
+        if op == "status":
+            return {"ok": True, "error": None, "pid": os.getpid(), "socket": str(self.socket_path),
+                    "interval_s": self.interval_s, "server": self.url_override, "jobs": self.job_statuses(uid)}
         if op not in ("attach", "detach"):
-            raise Refused(f"unknown op {str(op)[:40]!r} (expected attach, detach or ping)", "malformed")
+            raise Refused(f"unknown op {str(op)[:40]!r} (expected attach, detach, status or ping)", "malformed")
         key = message.get("experiment_key")
         if not isinstance(key, str) or not EXPERIMENT_KEY_RE.match(key):
             raise Refused("experiment_key must be 32 to 50 letters and digits", "malformed")
@@ -387,8 +328,6 @@ class Daemon:
         from comet_agent import errors
         from comet_agent.api.api import API
         from comet_agent.api.client import RetryPolicy
-        from comet_agent.api.experiment import APIExperiment
-        from comet_agent.collectors.process import ProcessTreeCollector
 
         pid = message.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
@@ -404,28 +343,30 @@ class Daemon:
             raise Refused(f"no process {pid} exists", "no_such_pid")
         if uid != 0 and owner != uid:
             raise Refused(f"process {pid} belongs to another user", "not_owner")
-        if api_key is None:
-            if uid != 0 or not self._own_key:
+        if api_key is None or self.serves_local_server:
+            # The daemon's own key: for root, and for everyone when it serves its own local server
+            # (that server is the daemon's; a user key would not be known there).
+            if not self._own_key or (uid != 0 and not self.serves_local_server):
                 raise Refused("the registration carries no API key (attach sends the job user's own key)", "no_key")
             api_key = self._own_key
         with self._jobs_lock:
             existing = self._jobs.get(key)
             if existing is not None:
-                if existing.pid == pid and existing.uid == uid:
+                if existing.job.pid == pid and existing.uid == uid:
                     return {"ok": True, "error": None, "already": True}
                 raise Refused(f"experiment {key} is already attached to another process", "busy")
-            if len(self._jobs) >= self.max_jobs:
-                raise Refused(f"the daemon already serves {self.max_jobs} jobs", "full")
+            held = sum(1 for registration in self._jobs.values() if registration.uid == uid)
+            if held >= self.max_jobs:
+                raise Refused(f"this user already has {self.max_jobs} registrations with the daemon", "full")
         readable, from_proc = _read_environ_value(pid, "CUDA_VISIBLE_DEVICES", self.procfs_root)
         if readable:
             visible = from_proc
         api = API(api_key=api_key, url_override=self.url_override,
                   retry=RetryPolicy(max_retries=1, backoff_base_s=0.5, backoff_max_s=2.0))
+        link = ExperimentLink(api, key, create=False)
         try:
             # Reading the experiment with the job user's key is the permission check: Comet decides.
-            experiment = APIExperiment(api=api, previous_experiment=key)
-            if not experiment.id:
-                raise errors.NotFound(f"the server knows no experiment {key}", status=404)
+            link.get()
         except errors.Unauthorized:
             api.close()
             raise Refused("the server rejected this user's API key for the experiment", "unauthorized") from None
@@ -435,88 +376,74 @@ class Daemon:
         except errors.CometApiError as exc:
             api.close()
             raise Refused(f"cannot reach the Comet server: {type(exc).__name__}", "unreachable") from None
-        try:
-            process = ProcessTreeCollector(pid, procfs_root=self.procfs_root)
-            process.sample(int(time.time() * 1000))  # prime the CPU rate
-        except Exception as exc:
+        if not pid_alive(pid):
             api.close()
-            raise Refused(f"cannot read process {pid}: {type(exc).__name__}", "no_such_pid") from None
+            raise Refused(f"no process {pid} exists", "no_such_pid")
         spool = Spool(ensure_private_dir(self.data_dir / "spool") / f"{key}.db")
-        job = Job(experiment_key=key, pid=pid, uid=uid, experiment=experiment, api=api, spool=spool,
-                  process_collector=process, cuda_visible_devices=visible)
+        assert self._host is not None, "open() first"
+        job = Job(link, spool, self._host, pid=pid, directory=_process_cwd(pid, self.procfs_root),
+                  sample_interval_s=self.interval_s, gpus=GpuView(select=True, cuda_visible_devices=visible),
+                  include_gpu=self.include_gpu, procfs_root=self.procfs_root,
+                  secrets=[api_key])
+        registration = Registration(job=job, uid=uid, api=api)
         with self._jobs_lock:
             if key in self._jobs:  # a concurrent registration won
-                job.end(set_end_time=False, timeout_s=0)
+                spool.close()
+                api.close()
                 raise Refused(f"experiment {key} is already attached to another process", "busy")
-            self._jobs[key] = job
-        job.sender.start()  # sends whatever an earlier registration left in the spool too
+            self._jobs[key] = registration
+        job.start()  # sends whatever an earlier registration left in the spool too
         log.info("attached pid %d (uid %d) to experiment %s", pid, uid, key)
-        return {"ok": True, "error": None, "experiment_url": getattr(experiment, "url", None)}
+        return {"ok": True, "error": None, "experiment_url": job.url}
 
     def _detach(self, key: str, uid: int) -> dict:
         with self._jobs_lock:
-            job = self._jobs.get(key)
-            if job is None:
+            registration = self._jobs.get(key)
+            if registration is None:
                 raise Refused(f"experiment {key} is not attached", "not_attached")
-            if uid != 0 and job.uid != uid:
+            if uid != 0 and registration.uid != uid:
                 raise Refused(f"experiment {key} was attached by another user", "not_owner")
             del self._jobs[key]
-        log.info("detached experiment %s (pid %d)", key, job.pid)
-        self._end_async(job, set_end_time=True)
+        log.info("detached experiment %s (pid %s)", key, registration.job.pid)
+        self._end_async(registration, job_ended=True)
         return {"ok": True, "error": None}
 
-    def _end_async(self, job: Job, *, set_end_time: bool) -> threading.Thread:
-        thread = threading.Thread(target=job.end, kwargs={"set_end_time": set_end_time},
-                                  name=f"comet-agent-end-{job.pid}", daemon=True)
+    def _end_async(self, registration: "Registration", *, job_ended: bool) -> threading.Thread:
+        thread = threading.Thread(target=registration.end, kwargs={"job_ended": job_ended},
+                                  name=f"comet-agent-end-{registration.job.pid}", daemon=True)
         thread.start()
         return thread
 
     def jobs(self) -> list[Job]:
         """The registered jobs (a copy)."""
         with self._jobs_lock:
-            return list(self._jobs.values())
+            return [registration.job for registration in self._jobs.values()]
 
-    # -- sampling -------------------------------------------------------------------------------
+    def job_statuses(self, uid: int) -> list[dict]:
+        """The status of each registration this uid may see (root: all)."""
+        with self._jobs_lock:
+            registrations = list(self._jobs.values())
+        return [{**registration.job.status(pid=registration.job.pid).__dict__, "uid": registration.uid}
+                for registration in registrations if uid == 0 or registration.uid == uid]
 
-    def _sample_host(self) -> tuple[list, list]:
-        now_ms = int(time.time() * 1000)
-        host: list = []
-        for collector in self._host_collectors:
-            host.extend(self._safe_sample(collector, now_ms))
-        gpus = list(self._safe_sample(self._gpu_collector, now_ms)) if self._gpu_collector is not None else []
-        return host, gpus
-
-    def _safe_sample(self, collector: Any, now_ms: int) -> Sequence[Any]:
-        try:
-            return collector.sample(now_ms)
-        except Exception as exc:  # one collector's failure costs its own data only
-            key = ("collector", collector.name, type(exc).__name__)
-            if key not in self._logged:
-                self._logged.add(key)
-                log.warning("collector %s failed: %s", collector.name, exc)
-            return []
+    # -- ticking --------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One tick: end the registrations whose pid exited, sample the host once, feed every job."""
-        for job in self.jobs():
-            if not pid_alive(job.pid):
+        """End the registrations whose pid exited (each job samples and pushes on its own clock)."""
+        for key, registration in self._registrations():
+            if not registration.job.watched_pid_alive():
                 with self._jobs_lock:
-                    if self._jobs.get(job.experiment_key) is job:
-                        del self._jobs[job.experiment_key]
-                log.info("pid %d exited: experiment %s ends", job.pid, job.experiment_key)
-                self._end_async(job, set_end_time=True)
-        jobs = self.jobs()
-        host, gpus = self._sample_host()
-        now_ms = int(time.time() * 1000)
-        for job in jobs:
-            try:
-                job.feed(host, gpus, now_ms)
-            except Exception as exc:  # a full disk for one spool must not starve the others
-                key = ("feed", job.experiment_key, type(exc).__name__)
-                if key not in self._logged:
-                    self._logged.add(key)
-                    log.error("cannot spool for experiment %s: %s", job.experiment_key, exc)
+                    if self._jobs.get(key) is registration:
+                        del self._jobs[key]
+                    else:
+                        continue
+                log.info("pid %s exited: experiment %s ends", registration.job.pid, key)
+                self._end_async(registration, job_ended=True)
         self.ticks += 1
+
+    def _registrations(self) -> list[tuple[str, "Registration"]]:
+        with self._jobs_lock:
+            return list(self._jobs.items())
 
     def serve(self) -> int:
         """Tick until ``stop()`` (SIGTERM/SIGINT in the CLI); pings the watchdog from this loop."""
@@ -549,18 +476,15 @@ class Daemon:
             except OSError:
                 pass
         with self._jobs_lock:
-            jobs, self._jobs = list(self._jobs.values()), {}
-        threads = [self._end_async(job, set_end_time=False) for job in jobs]
+            registrations, self._jobs = list(self._jobs.values()), {}
+        threads = [self._end_async(registration, job_ended=False) for registration in registrations]
         deadline = time.monotonic() + timeout_s + 2
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        for collector in self._host_collectors + ([self._gpu_collector] if self._gpu_collector else []):
-            close = getattr(collector, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # best effort
-                    pass
+        if self._host is not None:
+            self._host.close()
+        if self._local is not None:
+            self._local.stop()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -568,10 +492,29 @@ class Daemon:
 # ------------------------------------------------------------------------------------------------
 
 
-def default_socket_path(environ: Optional[Mapping[str, str]] = None) -> Path:
-    """``$COMET_AGENT_DAEMON_SOCKET``, else ``/run/comet-agent/daemon.sock``."""
+def socket_path(explicit: Optional[os.PathLike | str] = None, *, environ: Optional[Mapping[str, str]] = None,
+                data_dir: Optional[os.PathLike | str] = None) -> Path:
+    """Where the daemon listens, and where ``attach`` and ``monitor()`` look: one rule for all three.
+
+    In order: ``explicit`` (``--socket``); ``$COMET_AGENT_DAEMON_SOCKET``; ``$RUNTIME_DIRECTORY/
+    daemon.sock`` (systemd's ``RuntimeDirectory=comet-agent``: ``/run/comet-agent``); the system
+    socket ``/run/comet-agent/daemon.sock`` when it exists or when running as root; the user's
+    ``$XDG_RUNTIME_DIR/comet-agent/daemon.sock``; else ``<data dir>/daemon.sock``.
+    """
     environ = os.environ if environ is None else environ
-    return Path(environ.get(SOCKET_ENV) or DEFAULT_SOCKET_PATH)
+    if explicit:
+        return Path(explicit)
+    if environ.get(SOCKET_ENV):
+        return Path(environ[SOCKET_ENV])
+    runtime = environ.get("RUNTIME_DIRECTORY")
+    if runtime:
+        return Path(runtime.split(":")[0]) / "daemon.sock"
+    system = Path(DEFAULT_SOCKET_PATH)
+    if system.exists() or os.geteuid() == 0:
+        return system
+    if environ.get("XDG_RUNTIME_DIR"):
+        return Path(environ["XDG_RUNTIME_DIR"]) / "comet-agent" / "daemon.sock"
+    return Path(data_dir or default_data_dir()) / "daemon.sock"
 
 
 def request(socket_path: os.PathLike | str, message: dict, timeout_s: float = 30.0) -> dict:
@@ -593,7 +536,7 @@ def request(socket_path: os.PathLike | str, message: dict, timeout_s: float = 30
 
 def find_daemon(environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
     """The daemon's socket when a daemon answers on it, else None (no socket, or nobody listening)."""
-    path = default_socket_path(environ)
+    path = socket_path(environ=environ)
     if not path.exists():
         return None
     try:
@@ -667,12 +610,14 @@ def attach_request(socket_path: os.PathLike | str, experiment_key: str, pid: int
                    api_key: Optional[str] = None) -> dict:
     """Register ``pid`` for ``experiment_key`` with the user's own key (from configuration unless given).
 
+    Without a configured key the registration goes without one: a daemon that serves its own
+    local server accepts it, any other refuses it (``no_key``).
     Returns the daemon's reply; ``{"ok": False, "code": "unreachable_daemon", ...}`` when no daemon answers.
-    Raises ``ConfigError`` when this user has no API key configured.
+    Raises ``ConfigError`` when the configuration is unreadable.
     """
     from comet_agent.config import resolve_config
 
-    key = api_key or resolve_config().require_api_key()
+    key = api_key or resolve_config().api_key
     message = {"op": "attach", "experiment_key": experiment_key, "pid": pid, "api_key": key,
                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     try:
@@ -680,66 +625,3 @@ def attach_request(socket_path: os.PathLike | str, experiment_key: str, pid: int
     except OSError as exc:
         return {"ok": False, "error": f"no comet-agent daemon answers at {socket_path}: {exc.strerror or exc}",
                 "code": "unreachable_daemon"}
-
-
-# ------------------------------------------------------------------------------------------------
-# the subcommands
-# ------------------------------------------------------------------------------------------------
-
-
-def _err(message: str) -> None:
-    print(f"comet-agent: {message}", file=sys.stderr, flush=True)
-
-
-def daemon_from_args(args) -> int:
-    """``comet-agent daemon``: serve registrations until SIGTERM/SIGINT."""
-    problem = systemd_credential_problem()
-    if problem:
-        _err(problem)
-        return 78
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    socket_path = Path(args.socket) if args.socket else (
-        Path(runtime.split(":")[0]) / "daemon.sock" if runtime else data_dir / "daemon.sock")
-    try:
-        daemon = Daemon(socket_path, data_dir=data_dir, interval_s=args.interval, socket_group=args.socket_group,
-                        include_gpu=not args.no_gpu, max_jobs=args.max_jobs,
-                        registrations_per_minute=args.registrations_per_minute)
-        daemon.open()
-    except (ValueError, OSError) as exc:
-        _err(f"cannot start the daemon: {exc}")
-        return 78
-    previous = {sig: signal.signal(sig, lambda _s, _f: daemon.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    print(f"comet-agent: daemon listening on {socket_path}", file=sys.stderr, flush=True)
-    try:
-        daemon.serve()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        daemon.close()
-    return 0
-
-
-def attach_from_args(args) -> int:
-    """``comet-agent attach --experiment KEY --pid PID``: register a job with the running daemon."""
-    from comet_agent.errors import ConfigError
-
-    socket_path = Path(args.socket) if args.socket else default_socket_path()
-    try:
-        if args.detach:
-            try:
-                reply = request(socket_path, {"op": "detach", "experiment_key": args.experiment})
-            except OSError as exc:
-                reply = {"ok": False, "error": f"no comet-agent daemon answers at {socket_path}: {exc}",
-                         "code": "unreachable_daemon"}
-        else:
-            reply = attach_request(socket_path, args.experiment, args.pid or os.getppid())
-    except ConfigError as exc:
-        _err(str(exc))
-        return 78
-    if not reply.get("ok"):
-        _err(str(reply.get("error")))
-        return REFUSAL_EXIT_STATUS.get(reply.get("code"), 5 if reply.get("code") == "unreachable_daemon" else 1)
-    if not args.detach:
-        print(f"comet-agent: pid {args.pid or os.getppid()} attached to experiment {args.experiment}", file=sys.stderr)
-    return 0

@@ -256,3 +256,25 @@ class API:
             return None
         by_name = {m["experimentName"]: m for m in listing if m.get("experimentName") is not None}
         return by_name.get(name)
+
+    # -- comet-agent extension -----------------------------------------------------------------
+    def get_or_create_experiment(self, experiment_key: str, workspace: Optional[str] = None,
+                                 project_name: Optional[str] = None) -> APIExperiment:
+        """The experiment ``experiment_key``, created with that key when it does not exist yet.
+
+        This is the handshake comet_ml's own ``Experiment`` makes (``POST {cl}logger/add/run``
+        with a client-chosen 32-character hex key and ``getOrCreateEnabled``), which hosted
+        Comet and the local server both accept. So an agent can choose the key before it can
+        reach the server, and a training script given the same key (``COMET_EXPERIMENT_KEY`` with
+        ``comet_ml.start()``) lands in the same experiment whichever of the two arrives first.
+        ``workspace`` None: the server's default workspace for the key; ``project_name`` None:
+        ``general``.
+
+        Raises: a ``CometApiError`` subclass (``Unauthorized`` for a rejected key, ``BadRequest``
+        for an unknown workspace).
+        """
+        payload = {"apiKey": self._client._api_key, "experimentKey": experiment_key, "offline": False,
+                   "projectName": project_name, "teamName": workspace, "local_timestamp": int(time.time() * 1000),
+                   "libVersion": "comet-agent", "getOrCreateEnabled": True}
+        self._client.post("logger/add/run", payload, base="clientlib")
+        return APIExperiment(api=self, previous_experiment=experiment_key)

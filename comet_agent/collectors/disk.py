@@ -158,3 +158,34 @@ class DiskCollector:
     def close(self) -> None:
         """Forget the previous reading (nothing to release)."""
         self._previous = None
+
+
+class DirectoryUsageCollector:
+    """Usage of the filesystem that holds one job's working directory (``sys.disk.job.*``).
+
+    The job-specific half of disk usage: the host-wide ``DiskCollector`` (I/O rates, ``/``) is
+    sampled once per host, this one once per job. A directory whose ``statvfs`` fails yields
+    nothing (logged once).
+    """
+
+    name = "job_disk"
+    cadence = "cpu"
+
+    def __init__(self, directory: Union[str, os.PathLike], *,
+                 statvfs: Callable[[str], os.statvfs_result] = os.statvfs):
+        self._path = os.path.abspath(os.fspath(directory))
+        self._statvfs = statvfs
+        self._failed = False
+
+    def sample(self, now_ms: int) -> Sequence[DiskUsageSample]:
+        """The directory's filesystem usage now."""
+        try:
+            return [disk_usage_sample("job", self._path, self._statvfs(self._path), now_ms)]
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                logger.info("disk: no usage for the job directory %s: %s", self._path, exc)
+            return []
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -44,6 +44,7 @@ def build_periodic_collectors(
     pid: Optional[int] = None,
     directory: Optional[Union[str, os.PathLike]] = None,
     include_gpu: bool = True,
+    with_process_tree: bool = True,
     sysfs_root: str = "/sys",
     cgroup_root: str = "/sys/fs/cgroup",
     clock: Callable[[], float] = time.monotonic,
@@ -56,6 +57,8 @@ def build_periodic_collectors(
             honour the job's cgroup quota.
         directory: the job's working directory, whose filesystem usage the disk collector reports.
         include_gpu: add the GPU collector when NVML and a device are available.
+        with_process_tree: add the process-tree collector for ``pid`` (the engine's jobs build
+            their own and pass False: ``pid`` then only selects the cgroup quota).
         sysfs_root: the ``/sys`` tree (whole-disk detection).
         cgroup_root: the cgroup v2 mount (CPU quota).
         clock: monotonic clock in seconds, shared by the rate collectors.
@@ -71,7 +74,7 @@ def build_periodic_collectors(
         ("disk", lambda: DiskCollector(procfs_root=procfs_root, sysfs_root=sysfs_root, directory=directory, clock=clock)),
         ("network", lambda: NetworkCollector(procfs_root=procfs_root, clock=clock)),
     ]
-    if pid is not None:
+    if pid is not None and with_process_tree:
         factories.append(("process", lambda: ProcessTreeCollector(pid, procfs_root=procfs_root, clock=clock)))
     factories.append(("agent_self", lambda: AgentSelfCollector(procfs_root=procfs_root, clock=clock)))
     if include_gpu:

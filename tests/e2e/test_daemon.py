@@ -48,6 +48,8 @@ def _experiment(server, key=None) -> APIExperiment:
 
 
 def _start_daemon(server, data_dir: Path, socket_path: Path, *args: str, **env: str) -> subprocess.Popen:
+    # Each job pushes at the cadence the server recommends (as an in-process agent does): a fast one.
+    server.set_intervals(heartbeat_ms=1000, cpu_interval_ms=1000, gpu_interval_ms=1000)
     process = subprocess.Popen(agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu", *args),
                                env=agent_env(server, data_dir, **env), cwd=str(REPO),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

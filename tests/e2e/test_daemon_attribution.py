@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from comet_agent.daemon import RateLimiter, job_gpu_samples
+from comet_agent.daemon import RateLimiter
+from comet_agent.engine.job import job_gpu_samples
 from comet_agent.records import GpuSample
 
 HOST = [GpuSample(gpu_index=i, taken_at_ms=1, uuid=f"GPU-{i}aaaa-{i}", utilization_percent=10.0 * i) for i in range(4)]

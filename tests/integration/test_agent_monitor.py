@@ -79,12 +79,28 @@ def test_a_forked_child_does_not_inherit_the_agent(local_server, tmp_path):
     assert child_view == "(False, False, 1)"
 
 
-def test_a_wrong_key_fails_at_the_with_line(local_server, tmp_path):
+def test_a_wrong_key_never_stops_the_training_block(local_server, tmp_path, caplog):
+    ran = False
+    with comet_agent.monitor(**_options(local_server, tmp_path, api_key="wrong-canary-key-98765",
+                                        stop_timeout_s=1)) as agent:
+        ran = True
+    assert ran, "the block runs whatever the server says"
+    assert agent.stop() is False, "nothing could be delivered with a rejected key"
+    spool = tmp_path / "data" / "spool" / f"{agent.experiment_key}.db"
+    assert spool.exists(), "what was collected waits in the spool"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "cannot reach" in r.getMessage()]
+    assert len(warnings) == 1 and str(spool) in warnings[0]
+    assert "wrong-canary-key-98765" not in caplog.text
+
+
+def test_a_malformed_configuration_fails_at_the_with_line(local_server, tmp_path, monkeypatch):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".comet.config").write_text("[comet\napi_key = x\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with pytest.raises(AgentError) as raised:
-        with comet_agent.monitor(**_options(local_server, tmp_path, api_key="wrong-canary-key-98765")):
-            pytest.fail("the block must not run")
-    assert raised.value.exit_status == 3
-    assert "wrong-canary-key-98765" not in str(raised.value)
+        with comet_agent.monitor(data_dir=tmp_path / "data"):
+            pytest.fail("the block must not run with an unreadable configuration")
+    assert raised.value.exit_status == 78
 
 
 def test_stop_is_idempotent_and_status_reports_the_run(local_server, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from comet_agent.scheduler import Scheduler
+from comet_agent.engine.scheduler import Scheduler
 
 
 class FakeClock:

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from comet_agent.cli import ExitStatus, main
+from comet_agent.cli import main
+from comet_agent.errors import ExitStatus
 from comet_agent.collectors.snapshot import (
     SYSTEM_DETAILS_KEYS,
     StaticSnapshot,

@@ -1,20 +1,50 @@
-"""The ``comet-agent`` command line: argument parsing and composition only, no logic.
+"""The ``comet-agent`` command line: the parser here, one module per subcommand beside it.
 
-Each subcommand imports its module lazily so that ``comet-agent --version`` and ``--help`` stay
-instant, and a missing optional piece (no GPU library, no git binary) never breaks the others.
+Each subcommand's module is imported lazily so that ``comet-agent --version`` and ``--help``
+stay instant, and a missing optional piece (no GPU library, no git binary) never breaks the
+others. Every option has a type and a range checked here, so a typo ends in one line of usage
+error (exit 2) before anything starts.
 
-Exit statuses are shared by every subcommand (see ``ExitStatus``).
+Exit statuses are shared by every subcommand (see ``comet_agent.errors.ExitStatus``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from comet_agent import __version__
 from comet_agent.errors import ExitStatus
+
+
+def _number(kind: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse type: ``kind`` (int or float) within ``[low, high]``, finite; else a one-line usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not finite")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({low:g} to {high:g})")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+PORT = _number(int, 0, 65535, "a port number")
+PID = _number(int, 1, 2**22, "a process id")
+SECONDS = _number(float, 0.05, 86400.0, "a number of seconds")
+TIMEOUT_SECONDS = _number(float, 0.0, 86400.0, "a number of seconds")
+MILLISECONDS = _number(int, 1, 86_400_000, "a number of milliseconds")
+MEGABYTES = _number(float, 0.001, 1_048_576.0, "a size in MB")
+COUNT = _number(int, 1, 1_000_000, "a positive whole number")
 
 
 def _add_server(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +55,7 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         "COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--port", type=PORT, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="where the SQLite store, uploads and generated key live (default: <per-user data dir>/server)")
     p.add_argument(
         "--api-key",
@@ -35,11 +65,11 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         help="accept this API key (repeatable). Without it a key is generated on first start and stored 0600 in the data dir",
     )
     # None = "not given": the stored value (or Comet's documented default) applies; a given flag wins.
-    p.add_argument("--heartbeat-ms", type=int, default=None, help="isAliveBeatDurationMillis that update_status() recommends (default: stored, else 10000)")
-    p.add_argument("--cpu-interval-ms", type=int, default=None, help="cpuMonitorIntervalMillis that update_status() recommends (default: stored, else 68000)")
-    p.add_argument("--gpu-interval-ms", type=int, default=None, help="gpuMonitorIntervalMillis that update_status() recommends (default: stored, else 60000)")
+    p.add_argument("--heartbeat-ms", type=MILLISECONDS, default=None, help="isAliveBeatDurationMillis that update_status() recommends (default: stored, else 10000)")
+    p.add_argument("--cpu-interval-ms", type=MILLISECONDS, default=None, help="cpuMonitorIntervalMillis that update_status() recommends (default: stored, else 68000)")
+    p.add_argument("--gpu-interval-ms", type=MILLISECONDS, default=None, help="gpuMonitorIntervalMillis that update_status() recommends (default: stored, else 60000)")
     p.add_argument(
-        "--max-upload-mb", type=float, default=200.0, help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)"
+        "--max-upload-mb", type=MEGABYTES, default=200.0, help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)"
     )
     p.set_defaults(func=_lazy("comet_agent.server.app", "serve_from_args"))
 
@@ -52,9 +82,9 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a readable summary")
     p.add_argument("--directory", default=None, help="the job's working directory, for git and disk usage (default: the current one)")
-    p.add_argument("--pid", type=int, default=None, help="the watched job's pid (its interpreter's packages, its process tree)")
+    p.add_argument("--pid", type=PID, default=None, help="the watched job's pid (its interpreter's packages, its process tree)")
     p.add_argument("--no-os-packages", action="store_true", help="skip the OS package list")
-    p.set_defaults(func=_lazy("comet_agent.collectors.snapshot", "collect_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.collect", "collect_from_args"))
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -71,21 +101,24 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", help="project of a new experiment (default: configuration, else 'general')")
     p.add_argument("--name", help="name of a new experiment")
     p.add_argument("--tag", action="append", help="add a tag to the experiment (repeatable)")
-    p.add_argument("--pid", type=int, help="watch this process: its process tree is sampled and the run ends when it exits")
+    p.add_argument("--pid", type=PID, help="watch this process: its process tree is sampled and the run ends when it exits")
     p.add_argument("--directory", help="the job's working directory, for git and disk usage (default: the current one)")
-    p.add_argument("--sample-interval", type=float, metavar="SECONDS",
+    p.add_argument("--sample-interval", type=SECONDS, metavar="SECONDS",
                    help="sample this often and push the window's aggregate at the server's cadence (default: one sample per push)")
-    p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--stop-timeout", type=TIMEOUT_SECONDS, default=10.0, metavar="SECONDS",
                    help="how long to keep sending at the end before leaving the rest in the spool (default: %(default)s)")
     _add_data_dir(p)
-    p.add_argument("--spool-max-mb", type=float, default=None, metavar="MB",
+    p.add_argument("--spool-max-mb", type=MEGABYTES, default=None, metavar="MB",
                    help="cap of the spool; at the cap the oldest periodic samples are dropped and counted "
                    "(default: $COMET_AGENT_SPOOL_MAX_BYTES, else 256)")
     p.add_argument("--no-os-packages", action="store_true", help="do not record OS packages")
     p.add_argument("--no-git", action="store_true", help="do not record git metadata and patch")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
+    p.add_argument("--no-share-experiment", action="store_true",
+                   help="do not hand the experiment to the wrapped command (COMET_EXPERIMENT_KEY, the local server's "
+                   "URL and key, comet_ml's own system loggers off)")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.set_defaults(func=_lazy("comet_agent.subcommands", "run_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.run", "run_from_args"))
 
 
 def _add_show(sub: argparse._SubParsersAction) -> None:
@@ -95,7 +128,7 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--open", action="store_true", help="open the experiment's page in a browser")
     _add_data_dir(p)
-    p.set_defaults(func=_lazy("comet_agent.subcommands", "show_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.show", "show_from_args"))
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
@@ -103,28 +136,31 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
                        description="Experiment, intervals in force, last push and delivery, spool depth and drops of each running agent.")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_data_dir(p)
-    p.set_defaults(func=_lazy("comet_agent.subcommands", "status_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.status", "status_from_args"))
 
 
 def _add_flush(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flush", help="send what earlier runs left in the spool",
                        description="Send every record waiting in the spool with the current configuration; exit 5 if some remain.")
     _add_data_dir(p)
-    p.set_defaults(func=_lazy("comet_agent.subcommands", "flush_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.flush", "flush_from_args"))
 
 
 def _add_daemon(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("daemon", help="the host service: sample the host once per tick for every registered job",
                        description="Listen for job registrations (comet-agent attach, or monitor()) on a Unix socket and feed "
                        "each job's experiment with the host metrics, its own process tree and its GPUs until its pid exits.")
-    p.add_argument("--socket", default=None, help="registration socket (default: $RUNTIME_DIRECTORY/daemon.sock, else <data dir>/daemon.sock)")
+    p.add_argument("--socket", default=None, help="registration socket; its folder must exist (default: "
+                   "$COMET_AGENT_DAEMON_SOCKET, $RUNTIME_DIRECTORY/daemon.sock, /run/comet-agent/daemon.sock as root, "
+                   "$XDG_RUNTIME_DIR/comet-agent/daemon.sock, else <data dir>/daemon.sock)")
     p.add_argument("--socket-group", default=None, metavar="GROUP", help="let this group's members register (socket 0660); default: 0600")
-    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="seconds between host samples and pushes (default: %(default)s)")
-    p.add_argument("--max-jobs", type=int, default=256, help="registrations held at once (default: %(default)s)")
-    p.add_argument("--registrations-per-minute", type=int, default=30, help="per user (default: %(default)s)")
+    p.add_argument("--interval", type=SECONDS, default=60.0, metavar="SECONDS",
+                   help="seconds between host samples; pushes follow the server's cadence (default: %(default)s)")
+    p.add_argument("--max-jobs", type=COUNT, default=256, help="registrations one user may hold at once (default: %(default)s)")
+    p.add_argument("--registrations-per-minute", type=COUNT, default=30, help="per user (default: %(default)s)")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
     _add_data_dir(p)
-    p.set_defaults(func=_lazy("comet_agent.daemon", "daemon_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.daemon", "daemon_from_args"))
 
 
 def _add_attach(sub: argparse._SubParsersAction) -> None:
@@ -132,10 +168,11 @@ def _add_attach(sub: argparse._SubParsersAction) -> None:
                        description="Register PID (default: the calling shell) with the daemon, which then records it into "
                        "the experiment with your own API key until PID exits.")
     p.add_argument("--experiment", metavar="KEY", required=True, help="the experiment to record into")
-    p.add_argument("--pid", type=int, default=None, help="the job's pid (default: the parent process, i.e. the job script)")
-    p.add_argument("--socket", default=None, help="the daemon's socket (default: $COMET_AGENT_DAEMON_SOCKET, else /run/comet-agent/daemon.sock)")
+    p.add_argument("--pid", type=PID, default=None, help="the job's pid (default: the parent process, i.e. the job script)")
+    p.add_argument("--socket", default=None, help="the daemon's socket (default: as the daemon decides it, see "
+                   "`comet-agent daemon --help`)")
     p.add_argument("--detach", action="store_true", help="end the registration now (the experiment gets its end time)")
-    p.set_defaults(func=_lazy("comet_agent.daemon", "attach_from_args"))
+    p.set_defaults(func=_lazy("comet_agent.cli.attach", "attach_from_args"))
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -154,21 +191,22 @@ def _lazy(module: str, function: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; global options are accepted before or after the subcommand."""
     parser = argparse.ArgumentParser(
         prog="comet-agent",
         description="Record where and how a training run executed, and what it consumed, into a Comet experiment.",
+        epilog="exit statuses: 0 ok, 1 failure, 2 usage, 3 key rejected, 4 experiment or workspace not found, "
+        "5 server unreachable, 78 configuration; `run -- CMD` exits with CMD's status (127: CMD not found).",
     )
     parser.add_argument("--version", action="version", version=f"comet-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_run(sub)
-    _add_show(sub)
-    _add_status(sub)
-    _add_flush(sub)
-    _add_server(sub)
-    _add_collect(sub)
-    _add_daemon(sub)
-    _add_attach(sub)
+    for add in (_add_run, _add_show, _add_status, _add_flush, _add_server, _add_collect, _add_daemon, _add_attach):
+        add(sub)
+    for subparser in sub.choices.values():
+        # The same option after the subcommand adds to the count given before it.
+        subparser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                               help="more logging (-vv for debug)")
     return parser
 
 
@@ -182,7 +220,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return ExitStatus.USAGE
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader of our output went away (`show KEY | head`): end quietly, as cat does.
+        _silence_stdout()
+        return ExitStatus.OK
+    except KeyboardInterrupt:
+        return 128 + 2
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        logging.getLogger("comet_agent").debug("internal error", exc_info=True)
+        print(f"comet-agent: internal error: {type(exc).__name__}: {exc} (run with -vv for details)",
+              file=sys.stderr, flush=True)
+        return ExitStatus.FAILURE
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Rules:
   job's next tick (the server's ``update_status()`` reply takes effect that way).
 - A job still running when its next tick comes skips that tick (counted in ``skipped``), rather
   than queueing up: a slow sample never snowballs. Jobs marked ``blocking=True`` (network calls)
-  run on their own worker thread so they cannot delay the others.
+  run on one long-lived worker thread (started with the first of them), so they cannot delay the
+  others and no thread is created per run.
 - An exception escaping a job is caught, logged once per distinct message, and counted in
   ``failures``; the job keeps its cadence.
 """
@@ -18,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ class Scheduler:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._blocking_queue: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
+        self._worker: Optional[threading.Thread] = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -115,7 +119,8 @@ class Scheduler:
             job.skipped += missed
             if job.blocking:
                 job.running = True
-                threading.Thread(target=self._run_job, args=(job,), name=f"comet-agent-{job.name}", daemon=True).start()
+                self._start_worker()
+                self._blocking_queue.put(job)
             else:
                 self._run_job(job)
         with self._lock:
@@ -140,6 +145,18 @@ class Scheduler:
         finally:
             job.running = False
 
+    def _start_worker(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="comet-agent-worker", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._blocking_queue.get()
+            if job is None:
+                return
+            self._run_job(job)
+
     def start(self) -> None:
         """Start the scheduler thread (a daemon: it never keeps the process alive)."""
         if self._thread is not None:
@@ -161,6 +178,7 @@ class Scheduler:
         """Stop the thread and wait up to ``timeout_s`` for it; safe to call twice or before start."""
         self._stop.set()
         self._wake.set()
+        self._blocking_queue.put(None)  # ends the worker once the blocking run in hand (if any) returns
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
 

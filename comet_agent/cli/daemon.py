@@ -1,0 +1,42 @@
+"""``comet-agent daemon``: the host service (``comet_agent.daemon.Daemon``) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from comet_agent.cli.common import err
+from comet_agent.config import systemd_credential_problem
+from comet_agent.daemon import Daemon, socket_path
+from comet_agent.errors import ExitStatus
+from comet_agent.paths import default_data_dir
+
+
+def daemon_from_args(args) -> int:
+    """``comet-agent daemon``: serve registrations until SIGTERM/SIGINT."""
+    problem = systemd_credential_problem()
+    if problem:
+        err(problem)
+        return ExitStatus.CONFIG
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    path = socket_path(args.socket, data_dir=data_dir)
+    try:
+        if not args.socket:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the default's folder is ours to make
+        daemon = Daemon(path, data_dir=data_dir, interval_s=args.interval, socket_group=args.socket_group,
+                        include_gpu=not args.no_gpu, max_jobs=args.max_jobs,
+                        registrations_per_minute=args.registrations_per_minute)
+        daemon.open()
+    except (ValueError, OSError) as exc:
+        err(f"cannot start the daemon: {exc}")
+        return ExitStatus.CONFIG
+    previous = {sig: signal.signal(sig, lambda _s, _f: daemon.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    print(f"comet-agent: daemon listening on {path}", file=sys.stderr, flush=True)
+    try:
+        daemon.serve()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        daemon.close()
+    return 0
