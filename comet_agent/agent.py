@@ -41,7 +41,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.host_sampler import HostSampler
-from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms
+from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms, job_directory
 from comet_agent.engine.link import ExperimentLink, forget_link, new_experiment_key, save_link
 from comet_agent.errors import AgentError, ConfigError, SpoolError
 from comet_agent.paths import default_data_dir, ensure_private_dir
@@ -74,7 +74,8 @@ class Agent:
         data_dir: where the spool and status files live (default: the per-user data directory).
         pid: the watched job (its process tree, interpreter packages, command line); None: no
             process tree (``monitor()`` passes the training process itself).
-        directory: the job's working directory (git, disk usage); default: the current one.
+        directory: the job's working directory (git, disk usage); default: the watched process's
+            own, else the current one.
         sample_interval_s: sample this often and aggregate per push; None: one sample per push.
         stop_timeout_s: how long ``stop()`` may take to flush the spool.
         spool_max_bytes: the spool's cap.
@@ -105,7 +106,7 @@ class Agent:
         self._api_key, self._url_override = api_key, url_override
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.pid = pid
-        self.directory = directory or os.getcwd()
+        self.directory = directory
         self.sample_interval_s = sample_interval_s
         self.stop_timeout_s = stop_timeout_s
         self.spool_max_bytes = spool_max_bytes
@@ -169,7 +170,8 @@ class Agent:
                                                     include_gpu=self.include_gpu)
         for name, reason in unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)
-        self.job = Job(link, spool, self._host, pid=self.pid, directory=self.directory, command=self.command,
+        self.job = Job(link, spool, self._host, pid=self.pid, directory=self.directory or job_directory(self.pid, self.procfs_root),
+                       command=self.command,
                        sample_interval_s=self.sample_interval_s, include_os_packages=self.include_os_packages,
                        include_git=self.include_git, include_gpu=self.include_gpu, procfs_root=self.procfs_root,
                        tags=self.tags, set_start_time=self._created_here, set_end_time=self._created_here,

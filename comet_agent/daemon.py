@@ -50,7 +50,7 @@ from typing import Any, Mapping, Optional
 
 from comet_agent.delivery.spool import Spool
 from comet_agent.engine.host_sampler import HostSampler
-from comet_agent.engine.job import GpuView, Job
+from comet_agent.engine.job import GpuView, Job, job_directory
 from comet_agent.engine.link import ExperimentLink
 from comet_agent.paths import default_data_dir, ensure_private_dir
 from comet_agent.sources.procfs import pid_alive
@@ -125,14 +125,6 @@ class Registration:
             return self.job.stop(timeout_s, job_ended=job_ended)
         finally:
             self._api.close()
-
-
-def _process_cwd(pid: int, procfs_root: str = "/proc") -> str:
-    """The working directory of ``pid`` (its git repository, its job disk); ``/`` when unreadable."""
-    try:
-        return os.readlink(f"{procfs_root}/{pid}/cwd")
-    except OSError:
-        return "/"
 
 
 class RateLimiter:
@@ -381,7 +373,7 @@ class Daemon:
             raise Refused(f"no process {pid} exists", "no_such_pid")
         spool = Spool(ensure_private_dir(self.data_dir / "spool") / f"{key}.db")
         assert self._host is not None, "open() first"
-        job = Job(link, spool, self._host, pid=pid, directory=_process_cwd(pid, self.procfs_root),
+        job = Job(link, spool, self._host, pid=pid, directory=job_directory(pid, self.procfs_root),
                   sample_interval_s=self.interval_s, gpus=GpuView(select=True, cuda_visible_devices=visible),
                   include_gpu=self.include_gpu, procfs_root=self.procfs_root,
                   secrets=[api_key])

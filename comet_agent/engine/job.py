@@ -47,7 +47,7 @@ from comet_agent.engine.link import ExperimentLink
 from comet_agent.engine.scheduler import Scheduler
 from comet_agent.errors import SpoolError
 from comet_agent.paths import ensure_private_dir, write_private_file
-from comet_agent.sources.procfs import pid_alive
+from comet_agent.sources.procfs import pid_alive, read_pid_cwd
 from comet_agent.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,17 @@ def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optiona
         chosen = sorted(set(used_gpu_indices))
     return [dataclasses.replace(by_index[index], gpu_index=position)
             for position, index in enumerate(i for i in chosen if i in by_index)]
+
+
+def job_directory(pid: Optional[int], procfs_root: str = "/proc") -> str:
+    """A watched job's working directory (its git repository, its ``sys.disk.job.*``): the pid's
+    own when readable, else this process's."""
+    if pid is not None and pid != os.getpid():
+        try:
+            return read_pid_cwd(procfs_root, pid)
+        except OSError:
+            pass
+    return os.getcwd()
 
 
 @dataclass
