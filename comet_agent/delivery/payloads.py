@@ -1,29 +1,12 @@
-"""Periodic records -> Comet payloads: metric points and the ``log_*_metrics`` arguments.
+"""Periodic records -> Comet metric points, push windows, and the requests that carry them.
 
 This is the one place where our records (snake_case, units in names) meet Comet's names. Metric
 names follow what Comet's own SDK logs (``comet_ml/system/*``, reference §6.3) where one exists;
-the rest are our documented extensions under the same ``sys.`` prefix.
+the rest are our documented extensions under the same ``sys.`` prefix. Which names exist, their
+units, kinds and window rules are in the metric catalogue (``comet_agent/catalogue.py``, rendered
+as ``docs/metrics.md``); a test checks that what this module emits and the catalogue agree.
 
-| record | metric names | origin |
-|---|---|---|
-| ``CpuSample`` | ``sys.cpu.percent.avg`` (host-wide overall), ``sys.cpu.percent.NN`` (CPU number + 1, at least 2 digits) | Comet |
-| | ``sys.cpu.cgroup.percent.avg`` (overall relative to the job's cgroup CPU quota; only when one applies) | ours |
-| ``MemorySample`` | ``sys.ram.total``, ``sys.ram.used`` (total - available), ``sys.ram.available``, ``sys.ram.percent.used`` | Comet |
-| | ``sys.swap.total``, ``sys.swap.used``, ``sys.swap.percent.used`` (bytes, percent; none without swap) | ours |
-| ``LoadSample`` | ``sys.load.avg`` (1 minute) | Comet |
-| | ``sys.load.avg5``, ``sys.load.avg15`` (5 and 15 minutes) | ours |
-| ``DiskIoSample`` | ``sys.disk.read_bps``, ``sys.disk.write_bps`` (int bytes/s) | Comet |
-| ``DiskUsageSample`` | ``sys.disk.root.used`` (bytes), ``sys.disk.root.percent.used`` | Comet |
-| | ``sys.disk.job.used``, ``sys.disk.job.percent.used`` (the job directory's filesystem) | ours |
-| ``NetworkSample`` | ``sys.network.send_bps``, ``sys.network.receive_bps`` (int bytes/s) | Comet |
-| ``ProcessTreeSample`` | ``sys.proc.cpu.percent`` (summed over the tree; 200 = two CPUs), ``sys.proc.rss`` (bytes), ``sys.proc.threads``, ``sys.proc.open_files``, ``sys.proc.count``, ``sys.proc.gpu.<i>.used_memory`` (bytes) | ours |
-| ``AgentSelfSample`` | ``sys.agent.cpu.percent``, ``sys.agent.rss`` (bytes) | ours |
-| ``GpuSample`` | ``sys.gpu.<i>.gpu_utilization``, ``.memory_utilization``, ``.temperature``, ``.power_usage`` (mW), ``.used_memory``, ``.free_memory``, ``.total_memory`` (bytes), ``.percent.used_memory`` | Comet |
-| | ``sys.gpu.<i>.power_limit`` (mW), ``.clock_sm``, ``.clock_mem`` (MHz), ``.fan_speed`` (%), ``.throttle_reasons`` (NVML bitmask), ``.ecc_errors_corrected``, ``.ecc_errors_uncorrected`` | ours |
-
-``<i>`` is the GPU's position in the visible device list (``CUDA_VISIBLE_DEVICES`` honoured), as
-in Comet. A ``None`` field produces no point: an unsupported reading is absent, never a fake 0.
-Comet logs per-CPU figures only when ``COMET_AUTO_LOG_ENV_CPU_PER_CORE`` is set; we always do.
+A ``None`` field produces no point: an unsupported reading is absent, never a fake 0.
 """
 
 from __future__ import annotations
@@ -31,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 from comet_agent import records as _records
+from comet_agent.catalogue import Window, entry_for
 from comet_agent.records import (
     AgentSelfSample,
     CpuSample,
@@ -208,36 +192,13 @@ def load_metrics_payload(sample: LoadSample) -> dict[str, Any]:
 # Push windows: many samples -> one push (the agent's --sample-interval finer than the push interval)
 # ------------------------------------------------------------------------------------------------
 
-#: How a window of values of one metric becomes the one value a push carries. Memory in use keeps
-#: the window's peak (an OOM risk is a peak, not a mean), memory free its trough; totals and
-#: counters keep the last value; throttle-reason bitmasks are OR-ed so no event in the window is
-#: lost; everything else (utilisations, rates, temperatures, power, load, clocks) is the mean.
-_PEAK_SUFFIXES = (".used_memory", "sys.ram.used", "sys.ram.percent.used", "sys.swap.used", "sys.swap.percent.used",
-                  ".percent.used_memory", "sys.proc.rss", "sys.agent.rss", "sys.proc.threads", "sys.proc.open_files",
-                  "sys.proc.count", ".used", ".percent.used")
-_TROUGH_SUFFIXES = (".free_memory", "sys.ram.available")
-_LAST_SUFFIXES = (".total_memory", "sys.ram.total", "sys.swap.total", ".power_limit", ".ecc_errors_corrected",
-                  ".ecc_errors_uncorrected")
-
-
-def window_rule(metric_name: str) -> str:
-    """``"max"``, ``"min"``, ``"last"``, ``"or"`` or ``"mean"``: how a push window aggregates this metric."""
-    if metric_name.endswith(".throttle_reasons"):
-        return "or"
-    if metric_name.endswith(_LAST_SUFFIXES):
-        return "last"
-    if metric_name.endswith(_TROUGH_SUFFIXES):
-        return "min"
-    if metric_name.endswith(_PEAK_SUFFIXES):
-        return "max"
-    return "mean"
-
-
 def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
-    """One point per metric name for a window of samples, by ``window_rule``.
+    """One point per metric name for a window of samples, by the catalogue's window rule.
 
-    The aggregated point carries the timestamp of the window's last sample of that metric; names
-    keep the order of their first appearance. A window of one sample is returned unchanged.
+    Each name is aggregated as ``comet_agent.catalogue.window_rule`` says (mean for a name not in
+    the catalogue); the mean of a whole-number series is rounded. The aggregated point carries
+    the timestamp of the window's last sample of that metric; names keep the order of their first
+    appearance. A window of one sample is returned unchanged.
     """
     values: dict[str, list] = {}
     last_timestamp: dict[str, int] = {}
@@ -247,21 +208,24 @@ def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
         last_timestamp[name] = point["timestamp"]
     aggregated: list[MetricPoint] = []
     for name, series in values.items():
-        rule = window_rule(name)
-        if rule == "max":
+        entry = entry_for(name)
+        rule = entry.window if entry is not None else Window.MEAN
+        if len(series) == 1:
+            value = series[0]
+        elif rule is Window.MAX:
             value = max(series)
-        elif rule == "min":
+        elif rule is Window.MIN:
             value = min(series)
-        elif rule == "last":
+        elif rule is Window.LAST:
             value = series[-1]
-        elif rule == "or":
+        elif rule is Window.OR:
             value = 0
             for item in series:
                 value |= int(item)
         else:
             value = sum(series) / len(series)
-            if all(isinstance(item, int) for item in series) and name.endswith("_bps"):
-                value = round(value)  # Comet's byte rates are whole numbers
+            if entry is not None and entry.integer:
+                value = round(value)  # bytes, milliwatts, counts: whole numbers on the wire, as Comet sends them
         aggregated.append({"metricName": name, "metricValue": value, "timestamp": last_timestamp[name]})
     return aggregated
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from comet_agent.delivery.payloads import aggregate_window, push_requests, window_rule
+from comet_agent.catalogue import window_rule
+from comet_agent.delivery.payloads import aggregate_window, push_requests
 
 
 def _points(name, values, start_ms=1000):
@@ -33,6 +34,7 @@ def test_aggregate_window_applies_each_rule_and_keeps_the_last_timestamp():
     assert result["sys.ram.total"]["metricValue"] == 101
     assert result["sys.gpu.0.throttle_reasons"]["metricValue"] == 5
     assert result["sys.network.send_bps"]["metricValue"] == 2  # whole bytes per second
+    assert isinstance(result["sys.network.send_bps"]["metricValue"], int)
     assert all(p["timestamp"] == 1200 for p in result.values())
 
 
@@ -68,3 +70,10 @@ def test_push_requests_splits_batches_at_1000_points():
     points = [{"metricName": f"user.{i}", "metricValue": i, "timestamp": 1} for i in range(2500)]
     sizes = [len(p["values"]) for endpoint, p in push_requests(points)]
     assert sizes == [1000, 1000, 500]
+
+
+def test_a_window_mean_of_a_whole_number_series_stays_whole_and_a_fraction_stays_a_fraction():
+    points = _points("sys.gpu.0.power_usage", [300_000, 300_001]) + _points("sys.gpu.0.temperature", [60.0, 61.0])
+    result = {p["metricName"]: p["metricValue"] for p in aggregate_window(points)}
+    assert result["sys.gpu.0.power_usage"] in (300_000, 300_001) and isinstance(result["sys.gpu.0.power_usage"], int)
+    assert result["sys.gpu.0.temperature"] == pytest.approx(60.5)
