@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 from comet_agent import records as _records
-from comet_agent.catalogue import Window, entry_for
+from comet_agent.catalogue import Window, entry_for, index_of
 from comet_agent.records import (
     AgentSelfSample,
     CpuSample,
@@ -230,6 +230,11 @@ def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
     return aggregated
 
 
+def _is_per_cpu(name: str) -> bool:
+    entry = entry_for(name)
+    return entry is not None and entry.pattern == "sys.cpu.percent.<NN>"
+
+
 _GPU_FIVE = {"free_memory": "freeMemory", "used_memory": "usedMemory", "gpu_utilization": "gpuUtilization",
              "total_memory": "totalMemory"}
 
@@ -243,18 +248,25 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
     ``metrics_batch`` with every other point (at most 1000 per batch; more batches if needed).
     The server derives ``sys.cpu.percent.NN``/``.avg``, ``sys.ram.total``/``.used``,
     ``sys.load.avg`` and ``sys.gpu.<i>.{free,used,total}_memory``/``gpu_utilization`` from the
-    first four, so those names are not repeated in the batch.
+    first four, so those names are not repeated in the batch. ``cpu_metrics`` is sent only when
+    the window has every CPU from ``sys.cpu.percent.01`` up (the server names its values by
+    position); otherwise the per-CPU points and ``sys.cpu.percent.avg`` go in the batch.
     """
     by_name = {point["metricName"]: point for point in aggregate_window(points)}
     requests: list[tuple[str, dict]] = []
     covered: set[str] = set()
 
-    per_cpu = sorted(name for name in by_name if name.startswith("sys.cpu.percent.") and name[len("sys.cpu.percent."):].isdigit())
-    if per_cpu:
-        requests.append(("cpu_metrics", {"cpu_metrics": [by_name[n]["metricValue"] for n in per_cpu],
-                                         "timestamp": by_name[per_cpu[-1]]["timestamp"]}))
-        covered.update(per_cpu)
-        covered.add("sys.cpu.percent.avg")
+    # The server names log_cpu_metrics' values by position (the first is .01), so the list must be
+    # in CPU order (numeric: .100 after .99, not after .10) and complete from .01: one CPU missing
+    # this interval (offline, counters gone backwards) would shift every later value onto its
+    # neighbour's name. When it is not complete, each figure travels under its own name instead.
+    per_cpu = sorted((index_of(name), name) for name in by_name if _is_per_cpu(name))
+    if per_cpu and per_cpu[-1][0] == len(per_cpu):  # indices are distinct and >= 1: so exactly 1..N
+        names = [name for _, name in per_cpu]
+        requests.append(("cpu_metrics", {"cpu_metrics": [by_name[name]["metricValue"] for name in names],
+                                         "timestamp": by_name[names[-1]]["timestamp"]}))
+        covered.update(names)
+        covered.add("sys.cpu.percent.avg")  # the server derives it from the list
     if "sys.ram.total" in by_name and "sys.ram.used" in by_name:
         requests.append(("ram_metrics", {"total_ram": by_name["sys.ram.total"]["metricValue"],
                                          "used_ram": by_name["sys.ram.used"]["metricValue"],
@@ -265,7 +277,7 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
                                           "timestamp": by_name["sys.load.avg"]["timestamp"]}))
         covered.add("sys.load.avg")
     gpu_items = []
-    gpu_indices = sorted({int(name.split(".")[2]) for name in by_name if name.startswith("sys.gpu.") and name.split(".")[2].isdigit()})
+    gpu_indices = sorted({index_of(name) for name in by_name if name.startswith("sys.gpu.")} - {None})
     for index in gpu_indices:
         names = {suffix: f"sys.gpu.{index}.{suffix}" for suffix in _GPU_FIVE}
         if all(name in by_name for name in names.values()):

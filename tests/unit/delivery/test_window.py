@@ -77,3 +77,35 @@ def test_a_window_mean_of_a_whole_number_series_stays_whole_and_a_fraction_stays
     result = {p["metricName"]: p["metricValue"] for p in aggregate_window(points)}
     assert result["sys.gpu.0.power_usage"] in (300_000, 300_001) and isinstance(result["sys.gpu.0.power_usage"], int)
     assert result["sys.gpu.0.temperature"] == pytest.approx(60.5)
+
+
+def _per_cpu_points(cpu_numbers):
+    # Each CPU's value encodes its own number, so a value under another CPU's name shows.
+    return [{"metricName": f"sys.cpu.percent.{n + 1:02d}", "metricValue": n / 10, "timestamp": 1000} for n in cpu_numbers]
+
+
+@pytest.mark.parametrize("cpu_count", [99, 100, 128, 512])
+def test_push_requests_lists_cpus_in_numeric_order_beyond_99(cpu_count):
+    points = _per_cpu_points(range(cpu_count)) + _points("sys.cpu.percent.avg", [5.0])
+    [(endpoint, payload)] = push_requests(points)
+    assert endpoint == "cpu_metrics"
+    # position p of the list becomes sys.cpu.percent.<p+1> on the server: it must hold CPU p's value
+    assert payload["cpu_metrics"] == [n / 10 for n in range(cpu_count)]
+
+
+def test_push_requests_sends_per_cpu_figures_by_name_when_a_cpu_is_missing():
+    """CPU 2 went offline this interval: a positional list would put CPU 3's value under .03."""
+    points = _per_cpu_points([0, 1, 3, 127]) + _points("sys.cpu.percent.avg", [5.0])
+    [(endpoint, payload)] = push_requests(points)
+    assert endpoint == "metrics_batch"
+    assert {p["metricName"]: p["metricValue"] for p in payload["values"]} == {
+        "sys.cpu.percent.01": 0.0, "sys.cpu.percent.02": 0.1, "sys.cpu.percent.04": 0.3, "sys.cpu.percent.128": 12.7,
+        "sys.cpu.percent.avg": 5.0}
+
+
+def test_push_requests_orders_gpus_by_index_beyond_9():
+    points = [{"metricName": f"sys.gpu.{i}.{f}", "metricValue": 100 * i + k, "timestamp": 1000}
+              for i in (10, 2, 1, 0) for k, f in enumerate(("free_memory", "used_memory", "total_memory", "gpu_utilization"))]
+    requests = dict(push_requests(points))
+    assert [(item["gpuId"], item["freeMemory"], item["gpuUtilization"]) for item in requests["gpu_metrics"]["gpus"]] == [
+        (0, 0, 3), (1, 100, 103), (2, 200, 203), (10, 1000, 1003)]
