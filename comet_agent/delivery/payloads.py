@@ -11,15 +11,15 @@ A ``None`` field produces no point: an unsupported reading is absent, never a fa
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
-from comet_agent import records as _records
 from comet_agent.catalogue import Window, entry_for, index_of
 from comet_agent.records import (
     AgentSelfSample,
     CpuSample,
     DiskIoSample,
     DiskUsageSample,
+    GpuSample,
     LoadSample,
     MemorySample,
     NetworkSample,
@@ -50,11 +50,6 @@ GPU_METRIC_FIELDS: tuple[tuple[str, str], ...] = (
 def cpu_metric_name(cpu_number: int) -> str:
     """Comet's per-CPU metric name: ``sys.cpu.percent.01`` for CPU 0 (1-based, 2 digits at least)."""
     return f"sys.cpu.percent.{cpu_number + 1:02d}"
-
-
-def _gpu_sample_class() -> Optional[type]:
-    # Looked up at call time: the GPU section of records.py is owned by another module's author.
-    return getattr(_records, "GpuSample", None)
 
 
 def _pairs_for(record: object) -> list[tuple[str, Any]]:
@@ -102,8 +97,7 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
         return pairs
     if isinstance(record, AgentSelfSample):
         return [("sys.agent.cpu.percent", record.cpu_percent), ("sys.agent.rss", record.rss_bytes)]
-    gpu_sample_class = _gpu_sample_class()
-    if gpu_sample_class is not None and isinstance(record, gpu_sample_class):
+    if isinstance(record, GpuSample):
         prefix = f"sys.gpu.{record.gpu_index}."
         pairs = [(prefix + suffix, getattr(record, field_name)) for field_name, suffix in GPU_METRIC_FIELDS]
         used, total = record.memory_used_bytes, record.memory_total_bytes
@@ -143,49 +137,6 @@ def metric_points(records: Iterable[object]) -> list[MetricPoint]:
 def system_metric_names(records: Iterable[object]) -> list[str]:
     """The distinct metric names ``records`` produce, sorted (system-details ``systemMetricNames``)."""
     return sorted({point["metricName"] for point in metric_points(records)})
-
-
-def gpu_metrics_payload(gpu_samples: Iterable[object]) -> list[dict[str, int]]:
-    """The ``gpu_metrics`` list for ``APIExperiment.log_gpu_metrics``, one item per GPU.
-
-    Items have exactly Comet's five keys: ``gpuId`` (visible index), ``freeMemory``,
-    ``usedMemory``, ``totalMemory`` (bytes) and ``gpuUtilization`` (integer percent). Comet
-    requires all five, so a GPU missing any of them (utilization on a MIG instance, for one) is
-    left out of this payload; its other readings still go out as ``sys.gpu.*`` metric points.
-    """
-    items: list[dict[str, int]] = []
-    for sample in gpu_samples:
-        values = (sample.memory_free_bytes, sample.memory_used_bytes, sample.utilization_percent, sample.memory_total_bytes)
-        if any(value is None for value in values):
-            continue
-        items.append(
-            {
-                "gpuId": sample.gpu_index,
-                "freeMemory": int(sample.memory_free_bytes),
-                "usedMemory": int(sample.memory_used_bytes),
-                "gpuUtilization": int(round(sample.utilization_percent)),
-                "totalMemory": int(sample.memory_total_bytes),
-            }
-        )
-    return items
-
-
-def cpu_metrics_payload(sample: CpuSample) -> dict[str, Any]:
-    """Keyword arguments for ``APIExperiment.log_cpu_metrics``: per-CPU percents ordered by CPU.
-
-    Example: ``experiment.log_cpu_metrics(**cpu_metrics_payload(sample))``.
-    """
-    return {"cpu_metrics": list(sample.per_cpu_percent), "timestamp": sample.taken_at_ms}
-
-
-def ram_metrics_payload(sample: MemorySample) -> dict[str, Any]:
-    """Keyword arguments for ``APIExperiment.log_ram_metrics``: total and used RAM in bytes."""
-    return {"total_ram": sample.total_bytes, "used_ram": sample.used_bytes, "timestamp": sample.taken_at_ms}
-
-
-def load_metrics_payload(sample: LoadSample) -> dict[str, Any]:
-    """Keyword arguments for ``APIExperiment.log_load_metrics``: the 1-minute load average."""
-    return {"load_avg": sample.load_1m, "timestamp": sample.taken_at_ms}
 
 
 # ------------------------------------------------------------------------------------------------
