@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from comet_agent.collectors.gpu import GpuCollector
 from comet_agent.delivery import payloads
 from comet_agent.records import (
     AgentSelfSample,
@@ -18,6 +19,7 @@ from comet_agent.records import (
     NetworkSample,
     ProcessTreeSample,
 )
+from tests.support.fake_nvml import MODELS, build_fake_nvml
 
 T = 1_764_230_000_000
 
@@ -190,11 +192,8 @@ def test_metric_points_rejects_records_without_a_mapping():
         payloads.metric_points(["not a record"])
 
 
-@pytest.mark.parametrize("model", ["a100-sxm4-80gb", "h100-80gb-mig", "t4-not-supported"])
+@pytest.mark.parametrize("model", MODELS)
 def test_gpu_collector_samples_map_to_points_and_log_gpu_metrics_items(model):
-    from comet_agent.collectors.gpu import GpuCollector
-    from tests.support.fake_nvml import build_fake_nvml
-
     collector = GpuCollector(nvml_module=build_fake_nvml(model), environ={})
     try:
         samples = collector.sample(T)
