@@ -127,3 +127,39 @@ def test_the_module_prints_the_docs():
     assert result.stdout.decode("utf-8") == catalogue.render_markdown()
     usage = subprocess.run([sys.executable, "-m", "comet_agent.catalogue"], capture_output=True, cwd=REPO, timeout=60)
     assert usage.returncode == 2 and b"--markdown" in usage.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Both ways against a fixture host: every emitted name is catalogued, every row is emitted.
+
+
+@pytest.fixture(scope="module")
+def emitted(tmp_path_factory):
+    """``{metric name: collector name}`` for every point the fixture host's records map to."""
+    from comet_agent.delivery.payloads import metric_points
+    from tests.support.fixture_host import fixture_host_records
+
+    names: dict[str, set] = {}
+    for collector_name, record in fixture_host_records(tmp_path_factory.mktemp("fixture-host")):
+        for point in metric_points([record]):
+            names.setdefault(point["metricName"], set()).add(collector_name)
+    return names
+
+
+def test_every_name_a_fixture_host_emits_is_catalogued_under_its_collector(emitted):
+    uncatalogued = sorted(name for name in emitted if entry_for(name) is None)
+    assert uncatalogued == [], "add these to comet_agent/catalogue.py"
+    for name, collectors in emitted.items():
+        assert collectors == {entry_for(name).source}, name
+
+
+def test_every_catalogue_row_is_emitted_by_some_fixture(emitted):
+    rows_seen = {entry_for(name).pattern for name in emitted if entry_for(name) is not None}
+    never_emitted = [entry.pattern for entry in CATALOGUE if entry.pattern not in rows_seen]
+    assert never_emitted == [], "no fixture produces these rows: record a fixture that does, or remove the row"
+
+
+def test_the_fixture_host_covers_the_edges_of_indexed_names(emitted):
+    # Beyond 99 CPUs and on more than one GPU: where name order and number order part ways.
+    assert {"sys.cpu.percent.01", "sys.cpu.percent.99", "sys.cpu.percent.100", "sys.cpu.percent.128"} <= set(emitted)
+    assert {index_of(name) for name in emitted if name.startswith("sys.gpu.")} == {0, 1, 2, 3}
