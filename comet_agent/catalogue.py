@@ -3,9 +3,10 @@
 One table (``CATALOGUE``) says, for each metric name pattern, what the series is: its unit, its
 kind (gauge, counter or rate), how a push window aggregates it, which collector produces it, and
 whether the name is Comet's own or our extension. The payload mapping (``delivery/payloads.py``)
-reads the window rule from here; pages, ``show`` and exporters read units from here;
-``docs/metrics.md`` is generated from here (``python -m comet_agent.catalogue --markdown``), and a
-test fails when the checked-in file differs.
+reads window rules and indices from here; what readers (pages, ``show``, an exporter) need about
+a name, its unit and its sort order, is here too. ``docs/metrics.md`` is generated from here
+(``python -m comet_agent.catalogue --markdown``), and a test fails when the checked-in file
+differs.
 
 Name patterns are literal names with at most one placeholder:
 
@@ -135,6 +136,7 @@ class CatalogueEntry:
     source: str
     origin: Origin
     integer: bool = False
+    _placeholder: Optional[str] = field(default=None, init=False, repr=False, compare=False)
     _regex: Optional[re.Pattern] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -144,13 +146,13 @@ class CatalogueEntry:
             raise ValueError(f"catalogue pattern {self.pattern!r} has more than one placeholder")
         if placeholders:
             body = "".join(_PLACEHOLDERS[part] if index % 2 else re.escape(part) for index, part in enumerate(parts))
+            object.__setattr__(self, "_placeholder", placeholders[0])
             object.__setattr__(self, "_regex", re.compile(body))
 
     @property
     def placeholder(self) -> Optional[str]:
         """``"<i>"``, ``"<NN>"``, or ``None`` for a literal name."""
-        parts = _PLACEHOLDER_SPLIT.split(self.pattern)
-        return parts[1] if len(parts) > 1 else None
+        return self._placeholder
 
     def name(self, index: Optional[int] = None) -> str:
         """The metric name of this row for ``index`` (the number the placeholder holds).
