@@ -1,41 +1,25 @@
-"""Periodic records -> Comet payloads: metric points and the ``log_*_metrics`` arguments.
+"""Periodic records -> Comet metric points, push windows, and the requests that carry them.
 
 This is the one place where our records (snake_case, units in names) meet Comet's names. Metric
 names follow what Comet's own SDK logs (``comet_ml/system/*``, reference §6.3) where one exists;
-the rest are our documented extensions under the same ``sys.`` prefix.
+the rest are our documented extensions under the same ``sys.`` prefix. Which names exist, their
+units, kinds and window rules are in the metric catalogue (``comet_agent/catalogue.py``, rendered
+as ``docs/metrics.md``); a test checks that what this module emits and the catalogue agree.
 
-| record | metric names | origin |
-|---|---|---|
-| ``CpuSample`` | ``sys.cpu.percent.avg`` (host-wide overall), ``sys.cpu.percent.NN`` (CPU number + 1, at least 2 digits) | Comet |
-| | ``sys.cpu.cgroup.percent.avg`` (overall relative to the job's cgroup CPU quota; only when one applies) | ours |
-| ``MemorySample`` | ``sys.ram.total``, ``sys.ram.used`` (total - available), ``sys.ram.available``, ``sys.ram.percent.used`` | Comet |
-| | ``sys.swap.total``, ``sys.swap.used``, ``sys.swap.percent.used`` (bytes, percent; none without swap) | ours |
-| ``LoadSample`` | ``sys.load.avg`` (1 minute) | Comet |
-| | ``sys.load.avg5``, ``sys.load.avg15`` (5 and 15 minutes) | ours |
-| ``DiskIoSample`` | ``sys.disk.read_bps``, ``sys.disk.write_bps`` (int bytes/s) | Comet |
-| ``DiskUsageSample`` | ``sys.disk.root.used`` (bytes), ``sys.disk.root.percent.used`` | Comet |
-| | ``sys.disk.job.used``, ``sys.disk.job.percent.used`` (the job directory's filesystem) | ours |
-| ``NetworkSample`` | ``sys.network.send_bps``, ``sys.network.receive_bps`` (int bytes/s) | Comet |
-| ``ProcessTreeSample`` | ``sys.proc.cpu.percent`` (summed over the tree; 200 = two CPUs), ``sys.proc.rss`` (bytes), ``sys.proc.threads``, ``sys.proc.open_files``, ``sys.proc.count``, ``sys.proc.gpu.<i>.used_memory`` (bytes) | ours |
-| ``AgentSelfSample`` | ``sys.agent.cpu.percent``, ``sys.agent.rss`` (bytes) | ours |
-| ``GpuSample`` | ``sys.gpu.<i>.gpu_utilization``, ``.memory_utilization``, ``.temperature``, ``.power_usage`` (mW), ``.used_memory``, ``.free_memory``, ``.total_memory`` (bytes), ``.percent.used_memory`` | Comet |
-| | ``sys.gpu.<i>.power_limit`` (mW), ``.clock_sm``, ``.clock_mem`` (MHz), ``.fan_speed`` (%), ``.throttle_reasons`` (NVML bitmask), ``.ecc_errors_corrected``, ``.ecc_errors_uncorrected`` | ours |
-
-``<i>`` is the GPU's position in the visible device list (``CUDA_VISIBLE_DEVICES`` honoured), as
-in Comet. A ``None`` field produces no point: an unsupported reading is absent, never a fake 0.
-Comet logs per-CPU figures only when ``COMET_AUTO_LOG_ENV_CPU_PER_CORE`` is set; we always do.
+A ``None`` field produces no point: an unsupported reading is absent, never a fake 0.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
-from comet_agent import records as _records
+from comet_agent.catalogue import Window, entry_for, index_of
 from comet_agent.records import (
     AgentSelfSample,
     CpuSample,
     DiskIoSample,
     DiskUsageSample,
+    GpuSample,
     LoadSample,
     MemorySample,
     NetworkSample,
@@ -66,11 +50,6 @@ GPU_METRIC_FIELDS: tuple[tuple[str, str], ...] = (
 def cpu_metric_name(cpu_number: int) -> str:
     """Comet's per-CPU metric name: ``sys.cpu.percent.01`` for CPU 0 (1-based, 2 digits at least)."""
     return f"sys.cpu.percent.{cpu_number + 1:02d}"
-
-
-def _gpu_sample_class() -> Optional[type]:
-    # Looked up at call time: the GPU section of records.py is owned by another module's author.
-    return getattr(_records, "GpuSample", None)
 
 
 def _pairs_for(record: object) -> list[tuple[str, Any]]:
@@ -118,8 +97,7 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
         return pairs
     if isinstance(record, AgentSelfSample):
         return [("sys.agent.cpu.percent", record.cpu_percent), ("sys.agent.rss", record.rss_bytes)]
-    gpu_sample_class = _gpu_sample_class()
-    if gpu_sample_class is not None and isinstance(record, gpu_sample_class):
+    if isinstance(record, GpuSample):
         prefix = f"sys.gpu.{record.gpu_index}."
         pairs = [(prefix + suffix, getattr(record, field_name)) for field_name, suffix in GPU_METRIC_FIELDS]
         used, total = record.memory_used_bytes, record.memory_total_bytes
@@ -161,83 +139,17 @@ def system_metric_names(records: Iterable[object]) -> list[str]:
     return sorted({point["metricName"] for point in metric_points(records)})
 
 
-def gpu_metrics_payload(gpu_samples: Iterable[object]) -> list[dict[str, int]]:
-    """The ``gpu_metrics`` list for ``APIExperiment.log_gpu_metrics``, one item per GPU.
-
-    Items have exactly Comet's five keys: ``gpuId`` (visible index), ``freeMemory``,
-    ``usedMemory``, ``totalMemory`` (bytes) and ``gpuUtilization`` (integer percent). Comet
-    requires all five, so a GPU missing any of them (utilization on a MIG instance, for one) is
-    left out of this payload; its other readings still go out as ``sys.gpu.*`` metric points.
-    """
-    items: list[dict[str, int]] = []
-    for sample in gpu_samples:
-        values = (sample.memory_free_bytes, sample.memory_used_bytes, sample.utilization_percent, sample.memory_total_bytes)
-        if any(value is None for value in values):
-            continue
-        items.append(
-            {
-                "gpuId": sample.gpu_index,
-                "freeMemory": int(sample.memory_free_bytes),
-                "usedMemory": int(sample.memory_used_bytes),
-                "gpuUtilization": int(round(sample.utilization_percent)),
-                "totalMemory": int(sample.memory_total_bytes),
-            }
-        )
-    return items
-
-
-def cpu_metrics_payload(sample: CpuSample) -> dict[str, Any]:
-    """Keyword arguments for ``APIExperiment.log_cpu_metrics``: per-CPU percents ordered by CPU.
-
-    Example: ``experiment.log_cpu_metrics(**cpu_metrics_payload(sample))``.
-    """
-    return {"cpu_metrics": list(sample.per_cpu_percent), "timestamp": sample.taken_at_ms}
-
-
-def ram_metrics_payload(sample: MemorySample) -> dict[str, Any]:
-    """Keyword arguments for ``APIExperiment.log_ram_metrics``: total and used RAM in bytes."""
-    return {"total_ram": sample.total_bytes, "used_ram": sample.used_bytes, "timestamp": sample.taken_at_ms}
-
-
-def load_metrics_payload(sample: LoadSample) -> dict[str, Any]:
-    """Keyword arguments for ``APIExperiment.log_load_metrics``: the 1-minute load average."""
-    return {"load_avg": sample.load_1m, "timestamp": sample.taken_at_ms}
-
-
 # ------------------------------------------------------------------------------------------------
 # Push windows: many samples -> one push (the agent's --sample-interval finer than the push interval)
 # ------------------------------------------------------------------------------------------------
 
-#: How a window of values of one metric becomes the one value a push carries. Memory in use keeps
-#: the window's peak (an OOM risk is a peak, not a mean), memory free its trough; totals and
-#: counters keep the last value; throttle-reason bitmasks are OR-ed so no event in the window is
-#: lost; everything else (utilisations, rates, temperatures, power, load, clocks) is the mean.
-_PEAK_SUFFIXES = (".used_memory", "sys.ram.used", "sys.ram.percent.used", "sys.swap.used", "sys.swap.percent.used",
-                  ".percent.used_memory", "sys.proc.rss", "sys.agent.rss", "sys.proc.threads", "sys.proc.open_files",
-                  "sys.proc.count", ".used", ".percent.used")
-_TROUGH_SUFFIXES = (".free_memory", "sys.ram.available")
-_LAST_SUFFIXES = (".total_memory", "sys.ram.total", "sys.swap.total", ".power_limit", ".ecc_errors_corrected",
-                  ".ecc_errors_uncorrected")
-
-
-def window_rule(metric_name: str) -> str:
-    """``"max"``, ``"min"``, ``"last"``, ``"or"`` or ``"mean"``: how a push window aggregates this metric."""
-    if metric_name.endswith(".throttle_reasons"):
-        return "or"
-    if metric_name.endswith(_LAST_SUFFIXES):
-        return "last"
-    if metric_name.endswith(_TROUGH_SUFFIXES):
-        return "min"
-    if metric_name.endswith(_PEAK_SUFFIXES):
-        return "max"
-    return "mean"
-
-
 def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
-    """One point per metric name for a window of samples, by ``window_rule``.
+    """One point per metric name for a window of samples, by the catalogue's window rule.
 
-    The aggregated point carries the timestamp of the window's last sample of that metric; names
-    keep the order of their first appearance. A window of one sample is returned unchanged.
+    Each name is aggregated as ``comet_agent.catalogue.window_rule`` says (mean for a name not in
+    the catalogue); the mean of a whole-number series is rounded. The aggregated point carries
+    the timestamp of the window's last sample of that metric; names keep the order of their first
+    appearance. A window of one sample is returned unchanged.
     """
     values: dict[str, list] = {}
     last_timestamp: dict[str, int] = {}
@@ -247,23 +159,31 @@ def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
         last_timestamp[name] = point["timestamp"]
     aggregated: list[MetricPoint] = []
     for name, series in values.items():
-        rule = window_rule(name)
-        if rule == "max":
+        entry = entry_for(name)
+        rule = entry.window if entry is not None else Window.MEAN
+        if len(series) == 1:
+            value = series[0]
+        elif rule is Window.MAX:
             value = max(series)
-        elif rule == "min":
+        elif rule is Window.MIN:
             value = min(series)
-        elif rule == "last":
+        elif rule is Window.LAST:
             value = series[-1]
-        elif rule == "or":
+        elif rule is Window.OR:
             value = 0
             for item in series:
                 value |= int(item)
         else:
             value = sum(series) / len(series)
-            if all(isinstance(item, int) for item in series) and name.endswith("_bps"):
-                value = round(value)  # Comet's byte rates are whole numbers
+            if entry is not None and entry.integer:
+                value = round(value)  # bytes, milliwatts, counts: whole numbers on the wire, as Comet sends them
         aggregated.append({"metricName": name, "metricValue": value, "timestamp": last_timestamp[name]})
     return aggregated
+
+
+def _is_per_cpu(name: str) -> bool:
+    entry = entry_for(name)
+    return entry is not None and entry.pattern == "sys.cpu.percent.<NN>"
 
 
 _GPU_FIVE = {"free_memory": "freeMemory", "used_memory": "usedMemory", "gpu_utilization": "gpuUtilization",
@@ -279,18 +199,25 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
     ``metrics_batch`` with every other point (at most 1000 per batch; more batches if needed).
     The server derives ``sys.cpu.percent.NN``/``.avg``, ``sys.ram.total``/``.used``,
     ``sys.load.avg`` and ``sys.gpu.<i>.{free,used,total}_memory``/``gpu_utilization`` from the
-    first four, so those names are not repeated in the batch.
+    first four, so those names are not repeated in the batch. ``cpu_metrics`` is sent only when
+    the window has every CPU from ``sys.cpu.percent.01`` up (the server names its values by
+    position); otherwise the per-CPU points and ``sys.cpu.percent.avg`` go in the batch.
     """
     by_name = {point["metricName"]: point for point in aggregate_window(points)}
     requests: list[tuple[str, dict]] = []
     covered: set[str] = set()
 
-    per_cpu = sorted(name for name in by_name if name.startswith("sys.cpu.percent.") and name[len("sys.cpu.percent."):].isdigit())
-    if per_cpu:
-        requests.append(("cpu_metrics", {"cpu_metrics": [by_name[n]["metricValue"] for n in per_cpu],
-                                         "timestamp": by_name[per_cpu[-1]]["timestamp"]}))
-        covered.update(per_cpu)
-        covered.add("sys.cpu.percent.avg")
+    # The server names log_cpu_metrics' values by position (the first is .01), so the list must be
+    # in CPU order (numeric: .100 after .99, not after .10) and complete from .01: one CPU missing
+    # this interval (offline, counters gone backwards) would shift every later value onto its
+    # neighbour's name. When it is not complete, each figure travels under its own name instead.
+    per_cpu = sorted((index_of(name), name) for name in by_name if _is_per_cpu(name))
+    if per_cpu and per_cpu[-1][0] == len(per_cpu):  # indices are distinct and >= 1: so exactly 1..N
+        names = [name for _, name in per_cpu]
+        requests.append(("cpu_metrics", {"cpu_metrics": [by_name[name]["metricValue"] for name in names],
+                                         "timestamp": by_name[names[-1]]["timestamp"]}))
+        covered.update(names)
+        covered.add("sys.cpu.percent.avg")  # the server derives it from the list
     if "sys.ram.total" in by_name and "sys.ram.used" in by_name:
         requests.append(("ram_metrics", {"total_ram": by_name["sys.ram.total"]["metricValue"],
                                          "used_ram": by_name["sys.ram.used"]["metricValue"],
@@ -301,7 +228,7 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
                                           "timestamp": by_name["sys.load.avg"]["timestamp"]}))
         covered.add("sys.load.avg")
     gpu_items = []
-    gpu_indices = sorted({int(name.split(".")[2]) for name in by_name if name.startswith("sys.gpu.") and name.split(".")[2].isdigit()})
+    gpu_indices = sorted({index_of(name) for name in by_name if name.startswith("sys.gpu.")} - {None})
     for index in gpu_indices:
         names = {suffix: f"sys.gpu.{index}.{suffix}" for suffix in _GPU_FIVE}
         if all(name in by_name for name in names.values()):

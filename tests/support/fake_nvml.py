@@ -35,7 +35,7 @@ from typing import Any, Optional, Union
 import pynvml
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "nvml"
-MODELS = ("a100-sxm4-80gb", "h100-80gb-mig", "t4-not-supported")
+MODELS = ("a100-sxm4-80gb", "h100-80gb-mig", "t4-not-supported", "rtx-a6000")
 
 
 def load_recording(model: str) -> dict:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
+from comet_agent.collectors.gpu import GpuCollector
 from comet_agent.delivery import payloads
 from comet_agent.records import (
     AgentSelfSample,
     CpuSample,
     DiskIoSample,
     DiskUsageSample,
+    GpuSample,
     LoadSample,
     MemorySample,
     NetworkSample,
     ProcessTreeSample,
 )
+from tests.support.fake_nvml import MODELS, build_fake_nvml
 
 T = 1_764_230_000_000
 
@@ -126,15 +131,8 @@ def test_process_and_agent_points_leave_out_unknown_values():
     assert (names["sys.proc.cpu.percent"], names["sys.proc.open_files"], names["sys.agent.cpu.percent"]) == (150.0, 9, 0.5)
 
 
-def gpu_sample(**overrides):
-    gpu_sample_class = getattr(payloads._records, "GpuSample", None)
-    if gpu_sample_class is None:
-        pytest.skip("GpuSample is not defined in comet_agent.records yet (GPU engineer's section)")
-    return gpu_sample_class(**overrides)
-
-
 def test_gpu_points_use_comets_names_and_skip_unsupported_fields():
-    sample = gpu_sample(
+    sample = GpuSample(
         gpu_index=1,
         taken_at_ms=T,
         uuid="GPU-1",
@@ -164,37 +162,18 @@ def test_gpu_points_use_comets_names_and_skip_unsupported_fields():
     assert "sys.gpu.1.fan_speed" not in names  # None: datacenter GPU without a fan reading
 
 
-def test_gpu_metrics_payload_has_comets_five_keys_and_skips_incomplete_devices():
-    full = gpu_sample(
-        gpu_index=0,
-        taken_at_ms=T,
-        utilization_percent=87.4,
-        memory_used_bytes=3,
-        memory_free_bytes=5,
-        memory_total_bytes=8,
-    )
-    mig_instance = gpu_sample(gpu_index=1, taken_at_ms=T, memory_used_bytes=1, memory_free_bytes=1, memory_total_bytes=2)
-    assert payloads.gpu_metrics_payload([full, mig_instance]) == [
-        {"gpuId": 0, "freeMemory": 5, "usedMemory": 3, "gpuUtilization": 87, "totalMemory": 8}
-    ]
-
-
 def test_log_metrics_keyword_arguments_match_apiexperiment_signatures():
-    inspect = pytest.importorskip("inspect")
+    """The cpu/ram/load payloads of push_requests bind to comet_ml's own APIExperiment signatures."""
     comet_ml = pytest.importorskip("comet_ml")
-    api_experiment = comet_ml.APIExperiment
-    sample_cpu = cpu_sample()
-    memory = MemorySample(1000, 400, 600, 60.0, 0, 0, None, T)
-    load = LoadSample(0.5, 0.25, 0.125, T)
-    for method, arguments in (
-        (api_experiment.log_cpu_metrics, payloads.cpu_metrics_payload(sample_cpu)),
-        (api_experiment.log_ram_metrics, payloads.ram_metrics_payload(memory)),
-        (api_experiment.log_load_metrics, payloads.load_metrics_payload(load)),
-    ):
-        inspect.signature(method).bind(None, **arguments)  # raises TypeError on a wrong keyword
-    assert payloads.cpu_metrics_payload(sample_cpu) == {"cpu_metrics": [10.0, 90.0, 50.0], "timestamp": T}
-    assert payloads.ram_metrics_payload(memory) == {"total_ram": 1000, "used_ram": 600, "timestamp": T}
-    assert payloads.load_metrics_payload(load) == {"load_avg": 0.5, "timestamp": T}
+    records = [cpu_sample(cpu_numbers=(0, 1, 2)), MemorySample(1000, 400, 600, 60.0, 0, 0, None, T), LoadSample(0.5, 0.25, 0.125, T)]
+    requests = dict(payloads.push_requests(payloads.metric_points(records)))
+    for endpoint, method in (("cpu_metrics", comet_ml.APIExperiment.log_cpu_metrics),
+                             ("ram_metrics", comet_ml.APIExperiment.log_ram_metrics),
+                             ("load_metrics", comet_ml.APIExperiment.log_load_metrics)):
+        inspect.signature(method).bind(None, **requests[endpoint])  # raises TypeError on a wrong keyword
+    assert requests["cpu_metrics"] == {"cpu_metrics": [10.0, 90.0, 50.0], "timestamp": T}
+    assert requests["ram_metrics"] == {"total_ram": 1000, "used_ram": 600, "timestamp": T}
+    assert requests["load_metrics"] == {"load_avg": 0.5, "timestamp": T}
 
 
 def test_system_metric_names_sorted_and_distinct():
@@ -213,11 +192,8 @@ def test_metric_points_rejects_records_without_a_mapping():
         payloads.metric_points(["not a record"])
 
 
-@pytest.mark.parametrize("model", ["a100-sxm4-80gb", "h100-80gb-mig", "t4-not-supported"])
+@pytest.mark.parametrize("model", MODELS)
 def test_gpu_collector_samples_map_to_points_and_log_gpu_metrics_items(model):
-    from comet_agent.collectors.gpu import GpuCollector
-    from tests.support.fake_nvml import build_fake_nvml
-
     collector = GpuCollector(nvml_module=build_fake_nvml(model), environ={})
     try:
         samples = collector.sample(T)
@@ -230,6 +206,9 @@ def test_gpu_collector_samples_map_to_points_and_log_gpu_metrics_items(model):
         assert (prefix + "used_memory" in names) == (sample.memory_used_bytes is not None)
         assert (prefix + "fan_speed" in names) == (sample.fan_speed_percent is not None)
     assert all(value is not None for value in names.values())
-    items = payloads.gpu_metrics_payload(samples)
-    assert all(set(item) == {"gpuId", "freeMemory", "usedMemory", "gpuUtilization", "totalMemory"} for item in items)
+    requests = dict(payloads.push_requests(payloads.metric_points(samples)))
+    items = requests["gpu_metrics"]["gpus"]
+    # Comet's five keys (plus our per-item sample time), whole numbers; only GPUs that know all four figures.
+    assert all(set(item) == {"gpuId", "freeMemory", "usedMemory", "gpuUtilization", "totalMemory", "timestamp"} for item in items)
     assert all(isinstance(value, int) for item in items for value in item.values())
+    assert [item["gpuId"] for item in items] == [s.gpu_index for s in samples if s.utilization_percent is not None]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from comet_agent.delivery.payloads import aggregate_window, push_requests, window_rule
+from comet_agent.catalogue import window_rule
+from comet_agent.delivery.payloads import aggregate_window, push_requests
 
 
 def _points(name, values, start_ms=1000):
@@ -33,6 +34,7 @@ def test_aggregate_window_applies_each_rule_and_keeps_the_last_timestamp():
     assert result["sys.ram.total"]["metricValue"] == 101
     assert result["sys.gpu.0.throttle_reasons"]["metricValue"] == 5
     assert result["sys.network.send_bps"]["metricValue"] == 2  # whole bytes per second
+    assert isinstance(result["sys.network.send_bps"]["metricValue"], int)
     assert all(p["timestamp"] == 1200 for p in result.values())
 
 
@@ -68,3 +70,42 @@ def test_push_requests_splits_batches_at_1000_points():
     points = [{"metricName": f"user.{i}", "metricValue": i, "timestamp": 1} for i in range(2500)]
     sizes = [len(p["values"]) for endpoint, p in push_requests(points)]
     assert sizes == [1000, 1000, 500]
+
+
+def test_a_window_mean_of_a_whole_number_series_stays_whole_and_a_fraction_stays_a_fraction():
+    points = _points("sys.gpu.0.power_usage", [300_000, 300_001]) + _points("sys.gpu.0.temperature", [60.0, 61.0])
+    result = {p["metricName"]: p["metricValue"] for p in aggregate_window(points)}
+    assert result["sys.gpu.0.power_usage"] in (300_000, 300_001) and isinstance(result["sys.gpu.0.power_usage"], int)
+    assert result["sys.gpu.0.temperature"] == pytest.approx(60.5)
+
+
+def _per_cpu_points(cpu_numbers):
+    # Each CPU's value encodes its own number, so a value under another CPU's name shows.
+    return [{"metricName": f"sys.cpu.percent.{n + 1:02d}", "metricValue": n / 10, "timestamp": 1000} for n in cpu_numbers]
+
+
+@pytest.mark.parametrize("cpu_count", [99, 100, 128, 512])
+def test_push_requests_lists_cpus_in_numeric_order_beyond_99(cpu_count):
+    points = _per_cpu_points(range(cpu_count)) + _points("sys.cpu.percent.avg", [5.0])
+    [(endpoint, payload)] = push_requests(points)
+    assert endpoint == "cpu_metrics"
+    # position p of the list becomes sys.cpu.percent.<p+1> on the server: it must hold CPU p's value
+    assert payload["cpu_metrics"] == [n / 10 for n in range(cpu_count)]
+
+
+def test_push_requests_sends_per_cpu_figures_by_name_when_a_cpu_is_missing():
+    """CPU 2 went offline this interval: a positional list would put CPU 3's value under .03."""
+    points = _per_cpu_points([0, 1, 3, 127]) + _points("sys.cpu.percent.avg", [5.0])
+    [(endpoint, payload)] = push_requests(points)
+    assert endpoint == "metrics_batch"
+    assert {p["metricName"]: p["metricValue"] for p in payload["values"]} == {
+        "sys.cpu.percent.01": 0.0, "sys.cpu.percent.02": 0.1, "sys.cpu.percent.04": 0.3, "sys.cpu.percent.128": 12.7,
+        "sys.cpu.percent.avg": 5.0}
+
+
+def test_push_requests_orders_gpus_by_index_beyond_9():
+    points = [{"metricName": f"sys.gpu.{i}.{f}", "metricValue": 100 * i + k, "timestamp": 1000}
+              for i in (10, 2, 1, 0) for k, f in enumerate(("free_memory", "used_memory", "total_memory", "gpu_utilization"))]
+    requests = dict(push_requests(points))
+    assert [(item["gpuId"], item["freeMemory"], item["gpuUtilization"]) for item in requests["gpu_metrics"]["gpus"]] == [
+        (0, 0, 3), (1, 100, 103), (2, 200, 203), (10, 1000, 1003)]
