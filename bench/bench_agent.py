@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 from bench_support import API_KEY, create_experiment, start_server  # noqa: E402
 
-
 # ---------------------------------------------------------------------------------------------
 # 1. Training-loop slowdown
 

@@ -61,8 +61,8 @@ from pathlib import Path
 from typing import Optional
 
 import psutil
-
 from bench_support import API_KEY, REPO_ROOT, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
+
 POLL_INTERVAL_S = 0.1
 #: Seconds after start (at most half the duration) before the steady CPU window opens.
 STEADY_WARMUP_S = 10.0
@@ -294,7 +294,7 @@ class TreeMeter:
         except psutil.Error:
             pass
         # Orphans reparented to us (the subreaper) are no longer under the root: keep them.
-        for pid, proc in list(self.seen.items()):
+        for _pid, proc in list(self.seen.items()):
             if proc not in procs and proc.is_running():
                 procs.append(proc)
         return procs

@@ -18,7 +18,6 @@ import tempfile
 import time
 
 import requests
-
 from bench_support import API_KEY, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
 
 

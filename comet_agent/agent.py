@@ -92,7 +92,7 @@ class Agent:
     def __init__(self, experiment_key: Optional[str] = None, *, workspace: Optional[str] = None,
                  project_name: Optional[str] = None, experiment_name: Optional[str] = None,
                  api_key: Optional[str] = None, url_override: Optional[str] = None,
-                 data_dir: Optional[os.PathLike | str] = None, pid: Optional[int] = None,
+                 data_dir: Optional[os.PathLike[str] | str] = None, pid: Optional[int] = None,
                  directory: Optional[str] = None, sample_interval_s: Optional[float] = None,
                  stop_timeout_s: float = 10.0, spool_max_bytes: int = DEFAULT_MAX_BYTES,
                  include_os_packages: bool = True, include_git: bool = True, include_gpu: bool = True,
@@ -203,7 +203,8 @@ class Agent:
         config = resolve_config(api_key=self._api_key, url_override=self._url_override)
         # Few, short client-side retries: the spool and the sender's backoff carry outages.
         retry = RetryPolicy(max_retries=2, backoff_base_s=0.5, backoff_max_s=5.0)
-        sleep = self._stop_event.wait
+        def sleep(seconds: float) -> None:
+            self._stop_event.wait(seconds)  # a retry's wait ends early when the agent stops
         if config.api_key is None and not config.server_configured:
             from comet_agent.embedded import connect_local
 

@@ -567,7 +567,7 @@ class DaemonRegistration:
         reply = attach_request(self.socket_path, self.experiment_key, self.pid, api_key=self._api_key)
         if not reply.get("ok"):
             raise AgentError(f"the comet-agent daemon refused the registration: {reply.get('error')}",
-                             REFUSAL_EXIT_STATUS.get(reply.get("code"), 1))
+                             REFUSAL_EXIT_STATUS.get(str(reply.get("code")), 1))
         self.url = reply.get("experiment_url")
         self._running = True
         return self

@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import requests
 
@@ -37,7 +37,7 @@ class LocalTarget:
 
     clientlib_url: str
     api_key: str
-    server: object = None
+    server: Any = None
 
     @property
     def started_here(self) -> bool:

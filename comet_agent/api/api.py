@@ -17,9 +17,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from comet_agent.api.client import RestClient, RetryPolicy, Timeouts
-from comet_agent.errors import BadRequest, NotFound
 from comet_agent.api.experiment import APIExperiment
 from comet_agent.config import ResolvedConfig, resolve_config
+from comet_agent.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
 

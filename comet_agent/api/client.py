@@ -18,13 +18,13 @@ purpose where the SDK is weak:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import json
 import logging
 import os
 import platform
-import contextlib
 import random
 import threading
 import time
@@ -36,8 +36,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import requests
 
-from comet_agent import __version__
-from comet_agent import errors
+from comet_agent import __version__, errors
 from comet_agent.redaction import register_secret
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ def attach_from_args(args) -> int:
         return ExitStatus.CONFIG
     if not reply.get("ok"):
         err(str(reply.get("error")))
-        return REFUSAL_EXIT_STATUS.get(reply.get("code"), 5 if reply.get("code") == "unreachable_daemon" else 1)
+        return REFUSAL_EXIT_STATUS.get(str(reply.get("code")), 5 if reply.get("code") == "unreachable_daemon" else 1)
     if not args.detach:
         print(f"comet-agent: pid {args.pid or os.getppid()} attached to experiment {args.experiment}", file=sys.stderr)
     return 0

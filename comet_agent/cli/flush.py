@@ -12,8 +12,9 @@ from comet_agent.paths import default_data_dir
 def flush_from_args(args) -> int:
     """``comet-agent flush``: send what earlier runs left in the spool, with the current configuration."""
     from comet_agent.delivery.sender import Sender
-    from comet_agent.delivery.spool import Spool, SpoolError
+    from comet_agent.delivery.spool import Spool
     from comet_agent.engine.link import forget_link, load_link
+    from comet_agent.errors import SpoolError
 
     spool_dir = Path(args.data_dir or default_data_dir()) / "spool"
     paths = sorted(spool_dir.glob("*.db")) if spool_dir.is_dir() else []

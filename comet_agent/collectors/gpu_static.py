@@ -130,8 +130,8 @@ def _additional_items(
     driver_version: Optional[str],
     cuda_driver_version: Optional[str],
     selection_note: Optional[str],
-) -> list[dict]:
-    items = [
+) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = [
         {"key": "gpu.driverVersion", "value": driver_version},
         {"key": "gpu.cudaDriverVersion", "value": cuda_driver_version},
         {"key": "gpu.visibleDevices", "value": selection_note},

@@ -203,6 +203,8 @@ class OsPackagesCollector:
         return self._finish(manager, parse(text))
 
     def _from_rpm(self) -> OsPackagesSnapshot:
+        if self.rpm_argv is None:
+            return OsPackagesSnapshot("rpm", (), reason="the rpm query is switched off")
         try:
             result = run_command(self.rpm_argv, timeout_s=self.rpm_timeout_s, max_output_bytes=16 * 1024 * 1024)
         except CommandError as exc:

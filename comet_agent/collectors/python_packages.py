@@ -86,7 +86,9 @@ def package_from_metadata(name: str, version: str, direct_url_json: Optional[str
             info = {}
         if isinstance(info, dict):
             url = strip_url_credentials(info.get("url")) if isinstance(info.get("url"), str) else None
-            dir_info = info.get("dir_info") if isinstance(info.get("dir_info"), dict) else {}
+            dir_info = info.get("dir_info")
+            if not isinstance(dir_info, dict):
+                dir_info = {}
             editable = bool(dir_info.get("editable"))
             local = not editable and bool(url and url.startswith("file://"))
     return PythonPackage(name=name.lower(), version=version, editable=editable, local=local, url=url)

@@ -214,7 +214,7 @@ def system_details(snapshot: StaticSnapshot, system_metric_names: Sequence[str] 
         version = packages.python_version or version
         verbose = packages.python_version_verbose or verbose
     gpus = snapshot.gpu_static_info_list()
-    gpu_memories = [g.get("totalMemory") for g in gpus if isinstance(g.get("totalMemory"), int)]
+    gpu_memories: list[int] = [g["totalMemory"] for g in gpus if isinstance(g.get("totalMemory"), int)]
     details = {
         "command": list(host.command),
         "env": None,

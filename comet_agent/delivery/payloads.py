@@ -130,7 +130,8 @@ def metric_points(records: Iterable[object]) -> list[MetricPoint]:
     for record in records:
         for name, value in _pairs_for(record):
             if value is not None:
-                points.append({"metricName": name, "metricValue": value, "timestamp": record.taken_at_ms})
+                points.append({"metricName": name, "metricValue": value,
+                               "timestamp": getattr(record, "taken_at_ms")})  # noqa: B009 (every record has it)
     return points
 
 
@@ -151,7 +152,7 @@ def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
     the timestamp of the window's last sample of that metric; names keep the order of their first
     appearance. A window of one sample is returned unchanged.
     """
-    values: dict[str, list] = {}
+    values: dict[str, list[Any]] = {}
     last_timestamp: dict[str, int] = {}
     for point in points:
         name = point["metricName"]
@@ -190,7 +191,7 @@ _GPU_FIVE = {"free_memory": "freeMemory", "used_memory": "usedMemory", "gpu_util
              "total_memory": "totalMemory"}
 
 
-def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
+def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict[str, Any]]]:
     """Turn one push window's aggregated points into the requests that carry them.
 
     Returns ``(endpoint, payload)`` pairs, in this order: ``cpu_metrics`` (per-CPU percents for
@@ -204,7 +205,7 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
     position); otherwise the per-CPU points and ``sys.cpu.percent.avg`` go in the batch.
     """
     by_name = {point["metricName"]: point for point in aggregate_window(points)}
-    requests: list[tuple[str, dict]] = []
+    requests: list[tuple[str, dict[str, Any]]] = []
     covered: set[str] = set()
 
     # The server names log_cpu_metrics' values by position (the first is .01), so the list must be
@@ -227,18 +228,18 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict]]:
         requests.append(("load_metrics", {"load_avg": by_name["sys.load.avg"]["metricValue"],
                                           "timestamp": by_name["sys.load.avg"]["timestamp"]}))
         covered.add("sys.load.avg")
-    gpu_items = []
-    gpu_indices = sorted({index_of(name) for name in by_name if name.startswith("sys.gpu.")} - {None})
+    gpu_items: list[dict[str, Any]] = []
+    gpu_indices = sorted(i for i in {index_of(name) for name in by_name if name.startswith("sys.gpu.")} if i is not None)
     for index in gpu_indices:
-        names = {suffix: f"sys.gpu.{index}.{suffix}" for suffix in _GPU_FIVE}
-        if all(name in by_name for name in names.values()):
-            item = {"gpuId": index}
+        gpu_names = {suffix: f"sys.gpu.{index}.{suffix}" for suffix in _GPU_FIVE}
+        if all(name in by_name for name in gpu_names.values()):
+            item: dict[str, Any] = {"gpuId": index}
             for suffix, key in _GPU_FIVE.items():
-                value = by_name[names[suffix]]["metricValue"]
+                value = by_name[gpu_names[suffix]]["metricValue"]
                 item[key] = int(round(value))
-            item["timestamp"] = by_name[names["gpu_utilization"]]["timestamp"]
+            item["timestamp"] = by_name[gpu_names["gpu_utilization"]]["timestamp"]
             gpu_items.append(item)
-            covered.update(names.values())
+            covered.update(gpu_names.values())
     if gpu_items:
         requests.append(("gpu_metrics", {"gpus": gpu_items}))
     rest = [point for name, point in by_name.items() if name not in covered]

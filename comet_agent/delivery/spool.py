@@ -230,7 +230,7 @@ class Spool:
                 "nothing periodic left to drop"
             )
         counts: dict[str, int] = {}
-        for seq, key in victims:
+        for _seq, key in victims:
             counts[key] = counts.get(key, 0) + 1
         self._conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in victims])
         self._conn.executemany(

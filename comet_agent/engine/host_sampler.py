@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 CADENCES = ("cpu", "gpu")
 
 
-def sample_collectors(collectors: Sequence[Any], now_ms: int, warn: WarnOnce) -> list:
+def sample_collectors(collectors: Sequence[Any], now_ms: int, warn: WarnOnce) -> list[Any]:
     """Sample each collector; one collector's exception costs its own records only (logged once)."""
-    records: list = []
+    records: list[Any] = []
     for collector in collectors:
         try:
             records.extend(collector.sample(now_ms))
@@ -64,13 +64,13 @@ class HostSampler:
 
     def __init__(self, collectors: Sequence[PeriodicCollector], *, reuse_within_s: float = 0.0,
                  clock: Callable[[], float] = time.monotonic):
-        self._collectors: dict[str, list] = {cadence: [] for cadence in CADENCES}
+        self._collectors: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
         for collector in collectors:
             self._collectors.setdefault(getattr(collector, "cadence", "cpu"), []).append(collector)
         self.reuse_within_s = reuse_within_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, list]] = {}
+        self._last: dict[str, tuple[float, list[Any]]] = {}
         self._warn = WarnOnce(log)
         self.samples_taken = 0
 
@@ -97,7 +97,7 @@ class HostSampler:
     def has_gpu(self) -> bool:
         return self.has("gpu")
 
-    def sample(self, cadence: str, now_ms: int) -> list:
+    def sample(self, cadence: str, now_ms: int) -> list[Any]:
         """The host's records for ``cadence`` now (or from within the reuse window)."""
         with self._lock:
             now_s = self._clock()

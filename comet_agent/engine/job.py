@@ -97,7 +97,7 @@ def clamp_interval_ms(name: str, value: Any) -> tuple[Optional[int], Optional[st
 
 
 def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optional[str],
-                    used_gpu_indices: Sequence[int] = ()) -> list:
+                    used_gpu_indices: Sequence[int] = ()) -> list[Any]:
     """The host's GPU samples that belong to one job, renumbered as the job sees its GPUs.
 
     Args:
@@ -145,7 +145,7 @@ class JobStatus:
     experiment_key: Optional[str]
     experiment_url: Optional[str]
     server: Optional[str]
-    intervals_ms: dict
+    intervals_ms: dict[str, int]
     sample_interval_s: Optional[float]
     started_ms: int
     last_push_ms: Optional[int] = None
@@ -223,8 +223,8 @@ class Job:
         self.intervals_ms = dict(DEFAULT_INTERVALS_MS)
         self.unavailable: dict[str, str] = {}
         self.sender = Sender(spool, link.get)
-        self._own_collectors: list = []
-        self._windows: dict[str, list] = {cadence: [] for cadence in CADENCES}
+        self._own_collectors: list[Any] = []
+        self._windows: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
         self._window_lock = threading.Lock()
         self._used_gpu_indices: list[int] = []
         self._scheduler: Optional[Scheduler] = None
@@ -334,7 +334,7 @@ class Job:
     def _has(self, cadence: str) -> bool:
         return self.host.has(cadence) or (cadence == "cpu" and bool(self._own_collectors))
 
-    def sample(self, cadence: str) -> list:
+    def sample(self, cadence: str) -> list[Any]:
         """Sample one cadence (host records plus the job's own) into its window; returns the points added."""
         now_ms = _now_ms()
         records = list(self.host.sample(cadence, now_ms))
@@ -382,7 +382,7 @@ class Job:
             self.sender.notify()  # the server is back: resend now instead of at the end of a long backoff
         self.apply_intervals(reply if isinstance(reply, dict) else {})
 
-    def apply_intervals(self, reply: dict) -> None:
+    def apply_intervals(self, reply: dict[str, Any]) -> None:
         """Apply the intervals of an ``update_status()`` reply from the next tick on (clamped; garbage ignored)."""
         changed = False
         for name, server_key in SERVER_INTERVAL_KEYS.items():
@@ -416,7 +416,7 @@ class Job:
 
     # ------------------------------------------------------------------ recording
 
-    def spool_entry(self, endpoint: str, payload: dict, *, kind: str = PERIODIC) -> None:
+    def spool_entry(self, endpoint: str, payload: dict[str, Any], *, kind: str = PERIODIC) -> None:
         """Store one record for the sender; a full disk counts it as dropped instead of raising."""
         try:
             self.spool.append(self.experiment_key, endpoint, payload, kind=kind)

@@ -109,7 +109,8 @@ class ExperimentLink:
     def url(self) -> Optional[str]:
         """The experiment's page: from the server once resolved, else built from what is known."""
         if self._experiment is not None:
-            return self._experiment.url
+            url: Optional[str] = self._experiment.url
+            return url
         if self.workspace:
             return f"{self.api.server_url}/{self.workspace}/{self.project_name or 'general'}/{self.experiment_key}"
         return None

@@ -42,7 +42,7 @@ class Job:
     failures: int = 0
     running: bool = False
     last_error: Optional[str] = None
-    _logged_errors: set = field(default_factory=set)
+    _logged_errors: set[str] = field(default_factory=set)
 
 
 class Scheduler:

@@ -164,11 +164,12 @@ def run_command(
         if cwd is not None and not os.path.isdir(cwd):
             raise CommandError(f"cannot run {argv[0]!r}: working directory {cwd!r} does not exist", argv) from None
         raise CommandNotFound(f"{argv[0]!r} not found or not executable ({exc.strerror})", argv) from None
+    assert process.stdout is not None and process.stderr is not None  # both are PIPE above
     stdout_reader = _BoundedReader(process.stdout, max_output_bytes)
     stderr_reader = _BoundedReader(process.stderr, _MAX_STDERR_BYTES)
     stdout_reader.start()
     stderr_reader.start()
-    if stdin_bytes is not None:
+    if stdin_bytes is not None and process.stdin is not None:
         try:
             process.stdin.write(stdin_bytes)
         except BrokenPipeError:

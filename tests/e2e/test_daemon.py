@@ -117,7 +117,7 @@ def test_two_jobs_each_get_their_process_metrics_and_the_shared_host_metrics(loc
             assert result.returncode == 0, result.stderr.decode()
 
         for experiment in (exp_a, exp_b):
-            wait_for(lambda: _values(experiment, "sys.proc.threads") and _values(experiment, "sys.ram.total")
+            wait_for(lambda experiment=experiment: _values(experiment, "sys.proc.threads") and _values(experiment, "sys.ram.total")
                      and _values(experiment, "sys.cpu.percent.avg"), timeout_s=30, what="metrics in each experiment")
         # Each experiment holds its own job's process tree: 1 + 5 threads against 1.
         assert set(_values(exp_a, "sys.proc.threads")) == {6}

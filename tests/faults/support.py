@@ -64,7 +64,7 @@ def terminate(agent: subprocess.Popen, timeout_s: float = 30) -> tuple[int, str]
     except subprocess.TimeoutExpired:
         agent.kill()
         _, err = agent.communicate()
-        raise AssertionError(f"the agent did not exit within {timeout_s} s of SIGTERM:\n{(err or b'').decode(errors='replace')}")
+        raise AssertionError(f"the agent did not exit within {timeout_s} s of SIGTERM:\n{(err or b'').decode(errors='replace')}") from None
     return agent.returncode, (err or b"").decode("utf-8", errors="replace")
 
 

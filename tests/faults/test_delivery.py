@@ -11,8 +11,19 @@ import signal
 import time
 
 from tests.faults.support import (
-    BATCH_PATH, CPU_PATH, OTHER_PATH, backend, delivered_ids, dropped_total, entry_id, kill, spool_rows, start,
-    terminate, wait_drained, wait_for,
+    BATCH_PATH,
+    CPU_PATH,
+    OTHER_PATH,
+    backend,
+    delivered_ids,
+    dropped_total,
+    entry_id,
+    kill,
+    spool_rows,
+    start,
+    terminate,
+    wait_drained,
+    wait_for,
 )
 from tests.support.recording_server import Fault
 

@@ -15,8 +15,17 @@ import pytest
 from comet_agent.delivery.spool import Spool
 from tests.e2e.agent_support import agent_argv
 from tests.faults.support import (
-    BATCH_PATH, CPU_PATH, EXPERIMENT_KEY, FAST_INTERVALS, STATUS_PATH, backend, delivered_ids, spool_path,
-    start, terminate, wait_for,
+    BATCH_PATH,
+    CPU_PATH,
+    EXPERIMENT_KEY,
+    FAST_INTERVALS,
+    STATUS_PATH,
+    backend,
+    delivered_ids,
+    spool_path,
+    start,
+    terminate,
+    wait_for,
 )
 from tests.support.recording_server import Fault
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comet_agent.agent import INTERVAL_BOUNDS_MS, clamp_interval_ms
 from comet_agent import errors
+from comet_agent.agent import INTERVAL_BOUNDS_MS, clamp_interval_ms
 from comet_agent.api.api import API
 from comet_agent.api.client import RetryPolicy, parse_retry_after_s
 from comet_agent.api.experiment import APIExperiment

@@ -15,7 +15,15 @@ from comet_agent.api.experiment import APIExperiment
 from comet_agent.delivery.sender import MAX_RETRY_AFTER_S, Sender
 from comet_agent.delivery.spool import Spool
 from tests.faults.support import (
-    BATCH_PATH, EXPERIMENT_KEY, backend, delivered_ids, entry_id, spool_rows, start, terminate, wait_for,
+    BATCH_PATH,
+    EXPERIMENT_KEY,
+    backend,
+    delivered_ids,
+    entry_id,
+    spool_rows,
+    start,
+    terminate,
+    wait_for,
 )
 from tests.support.recording_server import Fault, RecordingServer
 
@@ -86,7 +94,7 @@ def test_retry_after_seconds_http_date_and_custom_are_honoured(tmp_path):
                 ("custom", lambda: {"Retry-After-Custom": "2.0"}, 1.9),
             ):
                 faulted = _inject(server, Fault(status=429, headers=headers()))
-                retry = wait_for(lambda: [r for r in server.requests_to(BATCH_PATH)
+                retry = wait_for(lambda faulted=faulted: [r for r in server.requests_to(BATCH_PATH)
                                           if entry_id(r) == entry_id(faulted) and r is not faulted], 10, what="the retry")[0]
                 gaps[name] = (retry.received_monotonic_s - faulted.received_monotonic_s, floor_s)
                 assert retry.answered_status == 200

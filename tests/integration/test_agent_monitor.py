@@ -9,8 +9,8 @@ import time
 import pytest
 
 import comet_agent
-from comet_agent.errors import AgentError
 from comet_agent.api import API, APIExperiment
+from comet_agent.errors import AgentError
 
 FAST = {"heartbeat_ms": 1000, "cpu_interval_ms": 1000, "gpu_interval_ms": 1000}
 

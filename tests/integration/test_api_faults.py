@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from comet_agent.api import API, APIExperiment
 from comet_agent import errors
+from comet_agent.api import API, APIExperiment
 from comet_agent.api.client import REQUEST_ID_HEADER, RestClient, RetryPolicy, Timeouts
 from tests.support.recording_server import Fault, RecordingServer
 

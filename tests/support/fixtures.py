@@ -8,7 +8,6 @@ import secrets
 
 import pytest
 
-
 # --------------------------------------------------------------------------------------------
 # The local Comet-compatible server (owned by the server part; comet_agent/server/app.py).
 

@@ -6,7 +6,8 @@ import email.utils
 import random
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comet_agent import errors
 from comet_agent.api.client import MultipartBody, RestClient, RetryPolicy, parse_retry_after_s, server_root

@@ -10,8 +10,8 @@ import pytest
 import comet_agent
 from comet_agent.api import API, APIExperiment
 from comet_agent.api.client import RetryPolicy
-from comet_agent.errors import ConnectionFailed
 from comet_agent.api.experiment import SYSTEM_DETAILS_FIELDS
+from comet_agent.errors import ConnectionFailed
 
 
 def _never_sleeps(seconds: float) -> None:

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from comet_agent.cli import main
-from comet_agent.errors import ExitStatus
 from comet_agent.collectors.snapshot import (
     SYSTEM_DETAILS_KEYS,
     StaticSnapshot,
@@ -18,6 +17,7 @@ from comet_agent.collectors.snapshot import (
     format_summary,
     system_details,
 )
+from comet_agent.errors import ExitStatus
 from comet_agent.records import (
     GitSnapshot,
     GpuDeviceInfo,

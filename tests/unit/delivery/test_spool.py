@@ -50,7 +50,7 @@ def test_spool_at_cap_drops_oldest_periodic_first_and_counts_exactly(tmp_path):
     size = len(json.dumps(payload, separators=(",", ":")))
     with Spool(tmp_path / "s.db", max_bytes=size * 4) as spool:
         spool.append("exp", "system_details", payload, kind=STATIC)
-        for i in range(3):
+        for _ in range(3):
             spool.append("exp", "metrics_batch", payload)
         assert spool.dropped("exp") == 0
         spool.append("exp", "metrics_batch", payload)  # one over the cap: the oldest periodic entry goes
