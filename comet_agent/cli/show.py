@@ -23,7 +23,7 @@ def show_from_args(args) -> int:
     try:
         experiment = APIExperiment(api=server.api, previous_experiment=args.key)
         if not experiment.id:
-            raise errors.NotFound(f"the server knows no experiment {args.key}", status=404)
+            raise errors.NotFound(f"{server.api.server_url} knows no experiment {args.key}", status=404)
         report = {
             "experimentKey": experiment.id, "name": experiment.name, "workspace": experiment.workspace,
             "project": experiment.project_name, "url": experiment.url,

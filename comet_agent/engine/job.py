@@ -64,6 +64,10 @@ _SCHEDULER_JOB = {"heartbeat": "heartbeat", "cpu": "push_cpu", "gpu": "push_gpu"
 FIRST_PUSH_DELAY_S = 0.5
 #: How often the status file (``comet-agent status``) is rewritten at most.
 STATUS_WRITE_INTERVAL_S = 5.0
+#: How long ``stop()`` waits for a static snapshot still being collected, however short its
+#: timeout: the snapshot is only spooled then (not sent), so waiting for it costs no network time,
+#: and a stop that did not wait would lose it.
+STATIC_SNAPSHOT_GRACE_S = 10.0
 #: How often a watched pid is checked.
 WATCH_INTERVAL_S = 0.5
 #: System-details fields the snapshot knows but the write does not carry (derived by the server).
@@ -464,7 +468,7 @@ class Job:
                 if self.set_end_time or job_ended:
                     self.spool_entry("end_time", {"timestamp_ms": _now_ms()}, kind=STATIC)
                 if self._static_thread is not None:
-                    self._static_thread.join(max(0.0, deadline - time.monotonic()))
+                    self._static_thread.join(max(STATIC_SNAPSHOT_GRACE_S, deadline - time.monotonic()))
                 delivered = self.sender.flush(max(0.0, deadline - time.monotonic()))
                 self.sender.stop(timeout_s=max(0.1, deadline - time.monotonic()))
                 pending = self.spool.depth()

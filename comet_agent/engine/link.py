@@ -95,7 +95,7 @@ class ExperimentLink:
             return experiment
         experiment = APIExperiment(api=self.api, previous_experiment=self.experiment_key)
         if not experiment.id:
-            raise errors.NotFound(f"the server knows no experiment {self.experiment_key}", status=404)
+            raise errors.NotFound(f"{self.api.server_url} knows no experiment {self.experiment_key}", status=404)
         return experiment
 
     def _say_unreachable(self, exc: errors.CometApiError) -> None:
