@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from comet_agent.api.client import RestClient, RetryPolicy, Timeouts
-from comet_agent.errors import BadRequest, NotFound
+from comet_agent.errors import BadRequest, InvalidReply, NotFound
 from comet_agent.api.experiment import APIExperiment
 from comet_agent.config import ResolvedConfig, resolve_config
 
@@ -84,7 +85,8 @@ class API:
         ValueError: ``version`` is not "v2", or the server URL is not http(s).
 
     Unlike comet_ml, construction sends no request (no version probe), so an ``API`` can be
-    built while the server is unreachable.
+    built while the server is unreachable. The default workspace (``get_default_workspace``) is
+    asked for once, when first needed, and remembered for the life of this object.
     """
 
     def __init__(
@@ -120,6 +122,8 @@ class API:
                 extra_headers=_allow_header(self.config),
             )
         self._client = client
+        self._default_workspace: Optional[str] = None
+        self._default_workspace_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"API(server={self._client.root!r}, key_source={self._client.key_source!r})"
@@ -169,8 +173,35 @@ class API:
         return self._client.get("account-details", {})
 
     def get_default_workspace(self) -> str:
-        """The default workspace name of the authorized user."""
-        return self.get_account_details()["defaultWorkspaceName"]
+        """The default workspace of the key's user: ``defaultWorkspaceName`` from ``GET account-details``.
+
+        This is where a new experiment goes when no workspace is configured: comet_ml's live
+        ``Experiment`` leaves the choice to the server, which picks this same workspace. Asked
+        once per ``API`` object, then remembered (the key, hence the user, never changes).
+
+        Raises:
+            InvalidReply: the account details carry no usable workspace name (the message names
+                the server and says how to configure a workspace instead).
+            CometApiError: any other failure of the request (a rejected key, an unreachable server).
+
+        Example::
+
+            API().get_default_workspace()   # -> "my-user"
+        """
+        with self._default_workspace_lock:
+            if self._default_workspace is None:
+                details = self.get_account_details()
+                name = details.get("defaultWorkspaceName") if isinstance(details, dict) else None
+                if not isinstance(name, str) or not name.strip():
+                    endpoint = "GET /api/rest/v2/account-details"
+                    raise InvalidReply(
+                        f"{endpoint}: {self._client.root} named no default workspace (defaultWorkspaceName), so there is "
+                        "nowhere to create the experiment; pass workspace=..., set COMET_WORKSPACE, "
+                        "or put 'workspace = ...' under [comet] in ~/.comet.config",
+                        endpoint=endpoint,
+                    )
+                self._default_workspace = name
+            return self._default_workspace
 
     def get_workspaces(self) -> List[str]:
         """Workspace names."""

@@ -20,6 +20,9 @@ Deliberate differences from comet_ml (each is listed with its reason in the wire
   multiplying a ms time by 1000 again); ``log_output`` without ``timestamp`` uses epoch ms
   rather than a monotonic clock.
 - System-details getters return None for a field the server omitted (comet_ml raises KeyError).
+- A new experiment without a configured workspace goes to the user's default workspace
+  (``GET account-details``, once per ``API``); comet_ml's ``APIExperiment`` raises ``ValueError``
+  there, while its live ``Experiment`` lets the server choose that same workspace.
 - Writes answering with an empty body return None (comet_ml raises a JSON decode error).
 
 comet-agent extensions (not in comet_ml): ``update_system_details(fields)`` /
@@ -160,14 +163,17 @@ class APIExperiment:
 
     - ``APIExperiment(previous_experiment=KEY)``: attach to an existing experiment (one metadata GET).
     - ``APIExperiment(workspace=WS, project_name=PROJ, experiment_name=None)``: create a new one.
-      Workspace and project fall back to configuration; the project defaults to ``general``.
+      Workspace and project fall back to configuration; then the workspace is the user's default
+      (``API.get_default_workspace()``, one ``account-details`` request per ``API``) and the
+      project ``general``.
     - ``APIExperiment(api=API, metadata=METADATA)``: what ``API.get_experiment`` builds.
 
     Any other keyword (``api_key``, ``cache``, and our ``url_override``, ``client``...) goes to
     ``API(...)`` when no ``api`` is given.
 
     Raises:
-        ValueError: no workspace could be resolved for a new experiment.
+        comet_agent.errors.InvalidReply: the server answered something no Comet server sends
+            (including account details without a default workspace, for a new experiment).
         comet_agent.errors.CometApiError: the server refused or could not be reached.
     """
 
@@ -207,13 +213,10 @@ class APIExperiment:
             project_name = kwargs.pop("project_name", None)
             experiment_name = kwargs.pop("experiment_name", None)
             self._api = api or API(**kwargs)
-            workspace = workspace or self._api.config.workspace
+            # comet_ml's APIExperiment refuses to guess; its live Experiment lets the server pick the
+            # user's default workspace. A user with only COMET_API_KEY expects the latter.
+            workspace = workspace or self._api.config.workspace or self._api.get_default_workspace()
             project_name = project_name or self._api.config.project_name or DEFAULT_PROJECT_NAME
-            if workspace is None:
-                raise ValueError(
-                    "A new APIExperiment needs a workspace: pass workspace=..., set COMET_WORKSPACE, "
-                    "or put 'workspace = ...' under [comet] in ~/.comet.config"
-                )
             payload: Dict[str, Any] = {"workspaceName": workspace, "projectName": project_name}
             if experiment_name is not None:
                 payload["experimentName"] = experiment_name
