@@ -17,9 +17,9 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from comet_agent.api.client import RestClient, RetryPolicy, Timeouts
-from comet_agent.errors import BadRequest, InvalidReply, NotFound
-from comet_agent.api.experiment import APIExperiment
+from comet_agent.api.client import RestClient, RetryPolicy, Timeouts, describe_json
+from comet_agent.errors import BadRequest, NotFound
+from comet_agent.api.experiment import APIExperiment, check_metadata
 from comet_agent.config import ResolvedConfig, resolve_config
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,9 @@ class API:
         return self._client.root
 
     def _get_experiment_metadata(self, experiment_key: str) -> Dict[str, Any]:
-        return self._client.get("experiment/metadata", {"experimentKey": experiment_key})
+        # Checked here, where every metadata read passes: an APIExperiment's attributes come from it.
+        reply = self._client.get("experiment/metadata", {"experimentKey": experiment_key})
+        return check_metadata(self._client, reply, "experiment/metadata")
 
     def close(self) -> None:
         """Close the HTTP session's pooled connections."""
@@ -169,8 +171,10 @@ class API:
         return found
 
     def get_account_details(self) -> Dict[str, str]:
-        """The authorized user: ``{"userName": ..., "defaultWorkspaceName": ...}``."""
-        return self._client.get("account-details", {})
+        """The authorized user: ``{"userName": ..., "defaultWorkspaceName": ...}``.
+
+        Raises ``InvalidReply`` when the reply is not a JSON object."""
+        return self._client.get_object("account-details", {})
 
     def get_default_workspace(self) -> str:
         """The default workspace of the key's user: ``defaultWorkspaceName`` from ``GET account-details``.
@@ -190,29 +194,29 @@ class API:
         """
         with self._default_workspace_lock:
             if self._default_workspace is None:
-                details = self.get_account_details()
+                details = self._client.get("account-details", {})
                 name = details.get("defaultWorkspaceName") if isinstance(details, dict) else None
                 if not isinstance(name, str) or not name.strip():
-                    endpoint = "GET /api/rest/v2/account-details"
-                    raise InvalidReply(
-                        f"{endpoint}: {self._client.root} named no default workspace (defaultWorkspaceName), so there is "
-                        "nowhere to create the experiment; pass workspace=..., set COMET_WORKSPACE, "
-                        "or put 'workspace = ...' under [comet] in ~/.comet.config",
-                        endpoint=endpoint,
+                    shape = describe_json(details) if not isinstance(details, dict) else "account details without a defaultWorkspaceName"
+                    raise self._client.invalid_reply(
+                        "GET", "account-details", shape,
+                        hint="there is no default workspace to create the experiment in: pass workspace=..., "
+                             "set COMET_WORKSPACE, or put 'workspace = ...' under [comet] in ~/.comet.config",
                     )
                 self._default_workspace = name
             return self._default_workspace
 
     def get_workspaces(self) -> List[str]:
         """Workspace names."""
-        return self._client.get("workspaces", {})["workspaceNames"]
+        return self._client.field_of(self._client.get_object("workspaces", {}), "workspaceNames", list, "workspaces", items=str)
 
     def get_projects(self, workspace: str) -> Optional[List[str]]:
-        """Project names in ``workspace``."""
-        results = self._client.get("projects", {"workspaceName": workspace})
-        if results and "projects" in results:
-            return [project["projectName"] for project in results["projects"]]
-        return None
+        """Project names in ``workspace``, or None when the reply lists none (as comet_ml)."""
+        results = self._client.get_object("projects", {"workspaceName": workspace})
+        if "projects" not in results:
+            return None
+        projects = self._client.field_of(results, "projects", list, "projects", items=dict)
+        return [self._client.field_of(project, "projectName", str, "projects") for project in projects]
 
     def get_experiment(self, workspace: str, project_name: str, experiment: str) -> Optional[APIExperiment]:
         """An experiment by key, or by name when no key matches (400/404 on the key lookup)."""
@@ -261,7 +265,8 @@ class API:
             return experiments
         return [
             e for e, m in zip(experiments, listing)
-            if re.match(pattern, m["experimentKey"]) or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
+            if (m.get("experimentKey") is not None and re.match(pattern, m["experimentKey"]))
+            or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
         ]
 
     def _project_experiments(self, workspace, project_name, page=None, page_size=None, sort_by=None, sort_order=None) -> List[Dict[str, Any]]:
@@ -277,8 +282,9 @@ class API:
         for key, value in (("page", page), ("size", page_size), ("sortBy", sort_by), ("sortOrder", sort_order)):
             if value is not None:
                 params[key] = value
-        results = self._client.get("experiments", params)
-        return list(results.get("experiments") or []) if results else []
+        results = self._client.get_object("experiments", params)
+        listing = self._client.field_of(results, "experiments", (list, type(None)), "experiments") or []
+        return [check_metadata(self._client, metadata, "experiments") for metadata in listing]
 
     def _experiment_metadata_by_name(self, workspace: str, project_name: str, name: str) -> Optional[Dict[str, Any]]:
         try:

@@ -38,7 +38,7 @@ import requests
 
 from comet_agent import __version__
 from comet_agent import errors
-from comet_agent.redaction import register_secret
+from comet_agent.redaction import redact_text, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -355,6 +355,64 @@ class RestClient:
         response = self.request("GET", self.url_for(endpoint, base), params=params, read_timeout_s=timeout_s, stream=stream)
         return self._decode(response, return_type)
 
+    def get_object(
+        self,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        base: str = "rest",
+        timeout_s: float | None = None,
+    ) -> dict:
+        """GET ``endpoint`` and return its reply, which must be a JSON object.
+
+        Raises: ``InvalidReply`` for any other JSON value (a list, a string, null...), and the
+        errors of ``get()``.
+        """
+        reply = self.get(endpoint, params, base=base, timeout_s=timeout_s)
+        if not isinstance(reply, dict):
+            raise self.invalid_reply("GET", endpoint, f"{describe_json(reply)} where a JSON object belongs", base=base)
+        return reply
+
+    def field_of(
+        self,
+        reply: Mapping[str, Any],
+        field: str,
+        kinds: type | tuple[type, ...],
+        endpoint: str,
+        *,
+        items: type | tuple[type, ...] | None = None,
+        method: str = "GET",
+        base: str = "rest",
+    ) -> Any:
+        """``reply[field]``, checked: present, an instance of ``kinds`` and, for a list, every item
+        an instance of ``items``. ``endpoint``/``method``/``base`` name the request in the error.
+
+        Raises: ``InvalidReply`` (naming the server and the endpoint) when the check fails.
+
+        Example::
+
+            tags = client.field_of(client.get_object("experiment/tags", params), "tags", list, "experiment/tags", items=str)
+        """
+        if field not in reply:
+            raise self.invalid_reply(method, endpoint, f"an object without {field!r}", base=base)
+        value = reply[field]
+        if not _is_kind(value, kinds):
+            raise self.invalid_reply(method, endpoint, f"{field!r} as {describe_json(value)}", base=base)
+        if items is not None and isinstance(value, list):
+            for item in value:
+                if not _is_kind(item, items):
+                    raise self.invalid_reply(method, endpoint, f"{describe_json(item)} inside {field!r}", base=base)
+        return value
+
+    def invalid_reply(self, method: str, endpoint: str, problem: str, *, base: str = "rest",
+                      hint: str = "check that COMET_URL_OVERRIDE names a Comet server") -> errors.InvalidReply:
+        """The ``InvalidReply`` for a reply of the wrong shape: one line naming the request and this
+        server, never the key, e.g. ``GET /api/rest/v2/experiment/tags: http://h:1 answered a JSON list
+        where a JSON object belongs, which no Comet server sends; check that ...``. ``hint`` says
+        what the user can do."""
+        where = f"{method} {_path_of(self.url_for(endpoint, base))}"
+        return errors.InvalidReply(f"{where}: {self.root} answered {problem}, which no Comet server sends; {hint}", endpoint=where)
+
     def post(
         self,
         endpoint: str,
@@ -524,8 +582,11 @@ class RestClient:
         try:
             parsed = json.loads(excerpt)
             if isinstance(parsed, dict):
-                server_message = str(parsed.get("msg"))[:300] if parsed.get("msg") is not None else None
-                sdk_error_code = parsed.get("sdk_error_code")
+                if parsed.get("msg") is not None:
+                    # One line, and never the key: a hostile or echoing server may put either in msg.
+                    server_message = redact_text(" ".join(str(parsed["msg"]).split())[:300], [self._api_key])
+                code = parsed.get("sdk_error_code")
+                sdk_error_code = code if isinstance(code, int) and not isinstance(code, bool) else None
         except ValueError:
             pass
         said = f": {server_message}" if server_message else ""
@@ -595,6 +656,32 @@ class RestClient:
                 status=response.status_code,
                 endpoint=endpoint,
             ) from None
+
+
+def describe_json(value: Any) -> str:
+    """A few words for a parsed JSON value's shape, for error messages (never its content: a
+    hostile server could echo the key back)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an empty JSON list" if not value else "a JSON list"
+    if isinstance(value, dict):
+        return "an empty JSON object" if not value else "a JSON object"
+    return type(value).__name__
+
+
+def _is_kind(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    # JSON true is no number, though Python's bool is an int.
+    if isinstance(value, bool) and bool not in kinds and object not in kinds:
+        return False
+    return isinstance(value, kinds)
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
