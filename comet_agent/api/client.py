@@ -5,9 +5,11 @@
 ``json.dumps(payload)`` with ``Content-Type: application/json;charset=utf-8``. It differs on
 purpose where the SDK is weak:
 
-- Retries: exponential backoff with full jitter on connection errors, timeouts, 429 and 5xx;
-  ``Retry-After`` (seconds or HTTP date) and ``Retry-After-Custom`` honoured, capped; other 4xx
-  are never retried. Sleep, clock and randomness are injectable so tests never sleep.
+- Retries: what is resent is decided by ``comet_agent.errors.classify`` (connection errors,
+  timeouts, 408, 429 and 5xx; never another 4xx nor a malformed reply), how long to wait by
+  ``RetryPolicy`` (``comet_agent.delivery.retry``, shared with the sender): full-jitter
+  backoff, ``Retry-After`` (seconds or HTTP date) and ``Retry-After-Custom`` honoured, capped.
+  Sleep, clock and randomness are injectable so tests never sleep.
 - Redirects are followed by hand: the key travels only to the same scheme/host/port.
 - Errors are typed (``comet_agent.errors``) and say what to do next, naming the key's source.
 - The key is registered with ``comet_agent.redaction`` so no log record can carry it.
@@ -18,7 +20,6 @@ purpose where the SDK is weak:
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import json
 import logging
@@ -30,7 +31,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -38,6 +39,7 @@ import requests
 
 from comet_agent import __version__
 from comet_agent import errors
+from comet_agent.delivery.retry import RetryPolicy, parse_retry_after_s
 from comet_agent.redaction import redact_text, register_secret
 
 logger = logging.getLogger(__name__)
@@ -58,58 +60,6 @@ class Timeouts:
     read_s: float = 10.0
     upload_read_s: float = 900.0
     download_read_s: float = 600.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before sending a request again.
-
-    Args:
-        max_retries: retries after the first attempt (comet_ml uses 3: four attempts in all).
-        backoff_base_s: the first backoff ceiling; it doubles each retry (full jitter picks a
-            uniformly random wait between 0 and the ceiling).
-        backoff_max_s: the largest backoff ceiling.
-        retry_after_cap_s: the longest server-requested wait honoured (``Retry-After``,
-            ``Retry-After-Custom``); longer requests are shortened to this.
-        retry_statuses: HTTP statuses that are retried.
-    """
-
-    max_retries: int = 3
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 30.0
-    retry_after_cap_s: float = 600.0
-    retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
-
-    def backoff_s(self, retry_number: int, rng: random.Random) -> float:
-        """Full-jitter wait before retry ``retry_number`` (1-based)."""
-        ceiling_s = min(self.backoff_max_s, self.backoff_base_s * (2 ** (retry_number - 1)))
-        return rng.uniform(0.0, ceiling_s)
-
-
-def parse_retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
-    """Seconds the server asked us to wait: ``Retry-After`` (delta seconds or HTTP date) or
-    ``Retry-After-Custom`` (float seconds, what Comet sends on 429). None when absent or unparsable.
-    ``now_s`` is the current epoch time in seconds (for HTTP dates)."""
-    value = headers.get("Retry-After")
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            return max(0.0, when.timestamp() - now_s)
-    custom = headers.get("Retry-After-Custom")
-    if custom:
-        try:
-            return max(0.0, float(custom.strip()))
-        except ValueError:
-            return None
-    return None
 
 
 class MultipartBody:
@@ -491,29 +441,22 @@ class RestClient:
         attempt = 0
         while True:
             attempt += 1
+            response = None
             try:
                 response = self._send_following_redirects(method, url, params, body, headers, read_timeout_s, stream)
             except errors.CometApiError as exc:
-                if not exc.retryable or attempt > self.retry.max_retries:
-                    raise
-                wait_s = self.retry.backoff_s(attempt, self._rng)
-                logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), exc, attempt, self.retry.max_retries, wait_s)
-                self._sleep(wait_s)
-                continue
-            if 200 <= response.status_code < 300:
-                return response
-            error = self._error_for(method, url, response)
-            if response.status_code not in self.retry.retry_statuses or attempt > self.retry.max_retries:
-                raise error
-            retry_after_s = parse_retry_after_s(response.headers, self._now())
-            if retry_after_s is not None:
-                wait_s = min(retry_after_s, self.retry.retry_after_cap_s)
+                error = exc
             else:
-                wait_s = self.retry.backoff_s(attempt, self._rng)
-            logger.info(
-                "%s %s answered %d; retry %d/%d in %.2f s", method, _path_of(url), response.status_code, attempt, self.retry.max_retries, wait_s
-            )
-            response.close()
+                if 200 <= response.status_code < 300:
+                    return response
+                error = self._error_for(method, url, response)
+            if not self.retry.resends_now(error, attempt):
+                raise error
+            retry_after_s = parse_retry_after_s(response.headers, self._now()) if response is not None else None
+            wait_s = self.retry.wait_s(attempt, self._rng, retry_after_s)
+            logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), error, attempt, self.retry.max_retries, wait_s)
+            if response is not None:
+                response.close()
             self._sleep(wait_s)
 
     def _send_following_redirects(self, method, url, params, body, headers, read_timeout_s, stream) -> requests.Response:

@@ -6,7 +6,9 @@ spool only after the server acknowledged it. Every write of one entry goes insid
 ``APIExperiment.idempotent(entry.request_id)``, so a resend after a crash (or after a reply lost
 on the way back) carries the same ids and is applied once by a server that honours them.
 
-What each failure leads to (decided here, and only here):
+What each failure leads to. Its class comes from ``comet_agent.errors.classify`` (the one place
+that decides it, shared with the REST client's retries), the waits from the same ``RetryPolicy``
+type the client uses (``comet_agent.delivery.retry``):
 
 | failure | what happens |
 |---|---|
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from comet_agent import errors
+from comet_agent.delivery.retry import RetryPolicy
 from comet_agent.delivery.spool import Spool, SpoolEntry, SpoolError
 
 log = logging.getLogger(__name__)
@@ -38,14 +41,6 @@ log = logging.getLogger(__name__)
 DROPPED_OTHER_KEY = "comet_agent.dropped_samples"
 #: The longest server-requested wait (``Retry-After``/``Retry-After-Custom``) the sender honours, in seconds.
 MAX_RETRY_AFTER_S = 600.0
-#: 4xx statuses that mean "try again later", not "never": 408 Request Timeout is the server giving
-#: up on a slow upload; dropping the entry for it would lose data.
-RETRYABLE_CLIENT_STATUSES = frozenset({408})
-
-
-def _worth_retrying(exc: errors.CometApiError) -> bool:
-    """Whether sending the same entry later may succeed (see the table above)."""
-    return exc.retryable or isinstance(exc, errors.InvalidReply) or exc.status in RETRYABLE_CLIENT_STATUSES
 
 
 def _send_system_details(exp, p):
@@ -98,20 +93,24 @@ class Sender:
         spool: the spool to drain.
         experiment_for: returns the ``APIExperiment`` for an experiment key.
         batch_size: entries read from the spool at a time.
-        base_backoff_s, max_backoff_s: full-jitter backoff after a retryable failure.
+        base_backoff_s, max_backoff_s: full-jitter backoff after a retryable failure, in seconds
+            (the ``RetryPolicy`` built when ``retry`` is not given).
         auth_backoff_s: wait after a rejected key (the operator must fix it; no need to hammer).
         rng: randomness for jitter (tests pass a seeded one).
         wall_clock_ms: epoch ms, for ``last_success_ms``.
+        retry: the policy for the waits between passes; its ``max_retries`` is unused (an entry
+            is resent until it is delivered or found permanent).
     """
 
     def __init__(self, spool: Spool, experiment_for: Callable[[str], object], *, batch_size: int = 50,
                  base_backoff_s: float = 1.0, max_backoff_s: float = 60.0, auth_backoff_s: float = 60.0,
-                 rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 retry: Optional[RetryPolicy] = None):
         self.spool = spool
         self._experiment_for = experiment_for
         self.batch_size = batch_size
-        self.base_backoff_s = base_backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.retry = retry or RetryPolicy(backoff_base_s=base_backoff_s, backoff_max_s=max_backoff_s,
+                                          retry_after_cap_s=MAX_RETRY_AFTER_S)
         self.auth_backoff_s = auth_backoff_s
         self._rng = rng or random.Random()
         self._wall_clock_ms = wall_clock_ms
@@ -204,12 +203,13 @@ class Sender:
     def _on_failure(self, entry: SpoolEntry, exc: errors.CometApiError) -> Optional[float]:
         """What a failed send leads to (the table in the module docstring): seconds to wait, or
         None once the entry was dropped for good."""
-        if isinstance(exc, errors.Unauthorized):
+        failure = errors.classify(exc)
+        if failure == errors.Failure.UNAUTHORIZED:
             self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
             return self.auth_backoff_s
-        if _worth_retrying(exc):
-            return self._retry_after(exc)
-        return self._reject(entry, f"{exc.status} {type(exc).__name__}")
+        if failure == errors.Failure.PERMANENT:
+            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
+        return self._retry_after(exc)
 
     def _delete(self, entry: SpoolEntry) -> Optional[float]:
         """Remove a sent (or refused) entry; on a spool that cannot write, the seconds to wait instead."""
@@ -218,8 +218,8 @@ class Sender:
         except SpoolError as exc:
             # The entry stays and is sent again later with the same id (the server dedupes it); wait
             # rather than resend in a tight loop while the disk is full.
-            self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.base_backoff_s)
-            return self.base_backoff_s
+            self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            return self.retry.backoff_base_s
         return None
 
     def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
@@ -264,12 +264,8 @@ class Sender:
 
     def _retry_after(self, exc: errors.CometApiError) -> float:
         self.stats.consecutive_failures += 1
-        ceiling_s = min(self.max_backoff_s, self.base_backoff_s * 2 ** (self.stats.consecutive_failures - 1))
-        wait_s = self._rng.uniform(0.0, ceiling_s)
-        retry_after_s = getattr(exc, "retry_after_s", None)
-        if retry_after_s is not None:
-            # Capped: a broken or hostile server must not park delivery for days (Retry-After: 999999).
-            wait_s = max(wait_s, min(float(retry_after_s), MAX_RETRY_AFTER_S))
+        # Only a 429 carries the server's wait this far (Throttled.retry_after_s); the policy caps it.
+        wait_s = self.retry.wait_s(self.stats.consecutive_failures, self._rng, getattr(exc, "retry_after_s", None))
         self._note_failure(exc, once_key=("retry", type(exc).__name__), level=logging.WARNING)
         self._logged.add(("recovered",))
         return wait_s
