@@ -15,8 +15,11 @@ type the client uses (``comet_agent.delivery.retry``):
 | connection refused or reset, timeout, 408, 5xx, 429 | the entry stays; the sender waits (full-jitter backoff doubling up to ``max_backoff_s``, or the server's ``Retry-After``/``Retry-After-Custom`` when longer, capped at ``MAX_RETRY_AFTER_S``) and resends it, order kept |
 | 413 on a metric batch | the batch is split in halves, each sent with its own derived id; a single point that is still too large is dropped and counted |
 | 401/403 | the key was rejected: entries stay, one ERROR line naming the key's source, slow retry (``auth_backoff_s``) |
-| 400, 404, 409, other 4xx | the entry can never succeed: it is dropped, counted in ``rejected``, and logged once per endpoint and status |
+| 400, 404, 409, other 4xx | the entry can never succeed: it is moved to the spool's quarantine table (``Spool.quarantine``), counted in ``rejected``, and logged once per endpoint and status; the entries behind it go on |
 | a malformed reply (HTML page, bad JSON) | retried like a 5xx: proxies and restarting servers answer that way |
+| an entry we cannot send at all (an unknown record kind, a payload missing its fields) | quarantined like a 4xx |
+
+An entry whose row cannot even be decoded never reaches the sender: ``Spool.peek`` quarantines it.
 
 After each successful send, samples the spool dropped at its cap are reported to the
 experiment as the other ``comet_agent.dropped_samples`` (the running total).
@@ -152,7 +155,7 @@ class Sender:
     def _send_claimed(self, entry: SpoolEntry) -> Optional[float]:
         send = DISPATCH.get(entry.endpoint)
         if send is None:
-            return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)")
+            return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)", by_server=False)
         try:
             experiment = self._experiment_for(entry.experiment_key)
             with experiment.idempotent(entry.request_id):
@@ -165,7 +168,7 @@ class Sender:
             return self._on_failure(entry, exc)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # A payload our own client refuses (ValueError) or cannot read can never succeed.
-            return self._reject(entry, f"{type(exc).__name__}: {exc}")
+            return self._reject(entry, f"{type(exc).__name__}: {exc}", by_server=False)
         return self._acknowledge(entry)
 
     def _send_split(self, entry: SpoolEntry) -> Optional[float]:
@@ -211,8 +214,8 @@ class Sender:
             return self._reject(entry, f"{exc.status} {type(exc).__name__}")
         return self._retry_after(exc)
 
-    def _delete(self, entry: SpoolEntry) -> Optional[float]:
-        """Remove a sent (or refused) entry; on a spool that cannot write, the seconds to wait instead."""
+    def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
+        """Remove a sent entry; on a spool that cannot write, the seconds to wait instead."""
         try:
             self.spool.ack([entry])
         except SpoolError as exc:
@@ -220,12 +223,6 @@ class Sender:
             # rather than resend in a tight loop while the disk is full.
             self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
-        return None
-
-    def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
-        wait_s = self._delete(entry)
-        if wait_s is not None:
-            return wait_s
         self._logged.discard(("spool-ack",))
         self.stats.sent += 1
         self.stats.consecutive_failures = 0
@@ -250,16 +247,22 @@ class Sender:
         except SpoolError:
             return  # the running total is reported again next time: harmless (it is a total, not a delta)
 
-    def _reject(self, entry: SpoolEntry, reason: str) -> Optional[float]:
-        wait_s = self._delete(entry)
-        if wait_s is not None:
-            return wait_s  # still in the spool: refused again on the next pass, and counted then
+    def _reject(self, entry: SpoolEntry, reason: str, *, by_server: bool = True) -> Optional[float]:
+        """Set aside an entry that can never be sent (the spool's quarantine), so the rest flows."""
+        try:
+            self.spool.quarantine(entry, reason if by_server else f"cannot be sent: {reason}")
+        except SpoolError as exc:
+            # Still in the spool: refused again on the next pass, and counted then. Wait rather than
+            # resend in a tight loop while the disk is full.
+            self._log_once(("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            return self.retry.backoff_base_s
         self.stats.rejected += 1
         key = f"{entry.endpoint}: {reason}"
         self.stats.rejected_by_reason[key] = self.stats.rejected_by_reason.get(key, 0) + 1
+        what = "the server refused a %s record for good (%s)" if by_server else "a %s record cannot be sent (%s)"
         self._log_once(("reject", key), logging.WARNING,
-                       "the server refused a %s record for good (%s); it was dropped (further ones are counted, not logged)",
-                       entry.endpoint, reason)
+                       what + "; it was moved to the quarantine table of %s (further ones are counted, not logged)",
+                       entry.endpoint, reason, self.spool.path)
         return None
 
     def _retry_after(self, exc: errors.CometApiError) -> float:
