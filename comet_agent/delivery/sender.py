@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from comet_agent import errors
@@ -86,7 +86,6 @@ class SenderStats:
     last_success_ms: Optional[int] = None
     last_error: Optional[str] = None
     consecutive_failures: int = 0
-    rejected_by_reason: dict = field(default_factory=dict)
 
 
 class Sender:
@@ -257,10 +256,8 @@ class Sender:
             self._log_once(("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
         self.stats.rejected += 1
-        key = f"{entry.endpoint}: {reason}"
-        self.stats.rejected_by_reason[key] = self.stats.rejected_by_reason.get(key, 0) + 1
         what = "the server refused a %s record for good (%s)" if by_server else "a %s record cannot be sent (%s)"
-        self._log_once(("reject", key), logging.WARNING,
+        self._log_once(("reject", entry.endpoint, reason), logging.WARNING,
                        what + "; it was moved to the quarantine table of %s (further ones are counted, not logged)",
                        entry.endpoint, reason, self.spool.path)
         return None

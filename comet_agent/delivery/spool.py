@@ -487,12 +487,6 @@ class Spool:
             "SELECT total FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone())
         return row[0] if row else 0
 
-    def experiment_keys(self) -> list[str]:
-        """The experiments with entries waiting, oldest first."""
-        rows = self._locked(lambda conn: conn.execute(
-            "SELECT experiment_key, MIN(seq) FROM entries GROUP BY experiment_key ORDER BY 2").fetchall())
-        return [row[0] for row in rows]
-
     def count_dropped(self, experiment_key: str, count: int) -> None:
         """Count ``count`` records of this experiment that never reached the spool as dropped
         (the agent could not store them: a full disk), so that they are reported like those
