@@ -374,6 +374,7 @@ class RestClient:
         request_id: str | None = None,
         timeout_s: float | None = None,
         method: str = "POST",
+        retry: RetryPolicy | None = None,
     ) -> Any:
         """POST a JSON ``payload`` (serialised like comet_ml: ``json.dumps``, UTF-8) and return the
         reply's JSON (None for an empty body).
@@ -382,6 +383,8 @@ class RestClient:
             compress: gzip the body (``Content-Encoding: gzip``), as comet_ml does for batches.
             request_id: idempotency id sent as ``X-Comet-Agent-Request-Id`` (comet-agent extension);
                 the same id goes out on every retry of this call.
+            retry: this call's policy instead of the client's (e.g. ``RetryPolicy(max_retries=0)``
+                for a best-effort call a person waits on).
         """
         data = json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": JSON_CONTENT_TYPE}
@@ -391,7 +394,8 @@ class RestClient:
         request_id = self._scoped_request_id(request_id)
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers, read_timeout_s=timeout_s)
+        response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers,
+                                read_timeout_s=timeout_s, retry=retry)
         return self._decode_write(response)
 
     def post_multipart(
@@ -432,12 +436,15 @@ class RestClient:
         headers: Mapping[str, str] | None = None,
         read_timeout_s: float | None = None,
         stream: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> requests.Response:
         """Send one logical request, with retries and manual redirects; return a 2xx response.
 
-        ``body`` is a factory so that each attempt gets a fresh (possibly streamed) body.
+        ``body`` is a factory so that each attempt gets a fresh (possibly streamed) body;
+        ``retry`` replaces the client's policy for this request.
         Raises a ``CometApiError`` subclass for any failure that is final.
         """
+        retry = retry or self.retry
         attempt = 0
         while True:
             attempt += 1
@@ -450,11 +457,11 @@ class RestClient:
                 if 200 <= response.status_code < 300:
                     return response
                 error = self._error_for(method, url, response)
-            if not self.retry.resends_now(error, attempt):
+            if not retry.resends_now(error, attempt):
                 raise error
             retry_after_s = parse_retry_after_s(response.headers, self._now()) if response is not None else None
-            wait_s = self.retry.wait_s(attempt, self._rng, retry_after_s)
-            logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), error, attempt, self.retry.max_retries, wait_s)
+            wait_s = retry.wait_s(attempt, self._rng, retry_after_s)
+            logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), error, attempt, retry.max_retries, wait_s)
             if response is not None:
                 response.close()
             self._sleep(wait_s)

@@ -54,7 +54,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from comet_agent.api.client import describe_json
+from comet_agent.api.client import RetryPolicy, describe_json
 from comet_agent.errors import CometApiError
 
 logger = logging.getLogger(__name__)
@@ -1000,16 +1000,22 @@ __all__ = ["APIExperiment", "CometApiError", "SYSTEM_DETAILS_FIELDS", "read_git_
 def _local_page_login_url(api: Any, url: str) -> str:
     """``url`` with a single-use page login token when the server is a comet-agent local server.
 
-    Comet (hosted or on-prem) has no ``/local/page-login``: its 404, or any failure, leaves
+    Asks ``POST {root}/local/page-login`` (the key goes in ``Authorization`` as on every call,
+    never into the URL) and adds ``login=<token>``, which the local server swaps for a session
+    cookie. Comet (hosted or on-prem) has no such endpoint: its 404, or any failure, leaves
     ``url`` unchanged. The hosted default is not even asked.
     """
-    client = getattr(api, "_client", None)
-    root = getattr(client, "root", None)
-    if not root or urllib.parse.urlsplit(root).hostname in ("www.comet.com", "comet.com"):
+    client = api._client
+    if urllib.parse.urlsplit(client.root).hostname in ("www.comet.com", "comet.com"):
         return url
-    from comet_agent.server.pages import page_url
-
     try:
-        return page_url(root, client._api_key, url, timeout_s=5.0)
-    except (OSError, ValueError, KeyError, TypeError):
+        # Best effort, once: a person is waiting for the page, and it opens without the token too.
+        reply = client.post("local/page-login", {}, base="root", timeout_s=5.0, retry=RetryPolicy(max_retries=0))
+    except CometApiError:
         return url
+    token = reply.get("token") if isinstance(reply, dict) else None
+    if not isinstance(token, str) or not token:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "login"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query + [("login", token)])))
