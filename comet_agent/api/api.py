@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from comet_agent.api.client import RestClient, RetryPolicy, Timeouts, describe_json
 from comet_agent.errors import BadRequest, NotFound
+from comet_agent.api import experiment
 from comet_agent.api.experiment import APIExperiment, check_metadata
 from comet_agent.config import ResolvedConfig, resolve_config
 
@@ -293,3 +294,7 @@ class API:
             return None
         by_name = {m["experimentName"]: m for m in listing if m.get("experimentName") is not None}
         return by_name.get(name)
+
+
+# APIExperiment(previous_experiment=KEY) without api= builds one of these (see experiment.api_factory).
+experiment.api_factory = API

@@ -52,7 +52,7 @@ import urllib.parse
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from comet_agent.api.client import RetryPolicy, describe_json
 from comet_agent.errors import CometApiError
@@ -177,6 +177,17 @@ def _model_to_string(graph: Any) -> str:
     return str(graph)
 
 
+#: Builds the ``API`` an ``APIExperiment`` made without ``api=`` uses. api.py imports this module
+#: (its API returns APIExperiments), so this module does not import it back: api.py sets this.
+api_factory: Optional[Callable[..., Any]] = None
+
+
+def _new_api(kwargs: Dict[str, Any]) -> Any:
+    if api_factory is None:  # pragma: no cover - importing comet_agent.api.experiment runs comet_agent.api first
+        raise RuntimeError("comet_agent.api.api was not imported; import APIExperiment from comet_agent.api")
+    return api_factory(**kwargs)
+
+
 def read_git_patch_zip(data: bytes) -> str:
     """The text of ``git_diff.patch`` inside a git-patch zip (what ``get_git_patch`` returns)."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -205,8 +216,6 @@ class APIExperiment:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from comet_agent.api.api import API  # here: api.py imports this module
-
         self.id: Optional[str] = None
         self._name: Optional[str] = None
         self.workspace: Optional[str] = None
@@ -232,14 +241,14 @@ class APIExperiment:
                 if ignored in kwargs:
                     logger.info("APIExperiment(previous_experiment=...) ignores %s", ignored)
                     kwargs.pop(ignored)
-            self._api = kwargs.pop("api", None) or API(**kwargs)
+            self._api = kwargs.pop("api", None) or _new_api(kwargs)
             self._set_from_metadata(self._api._get_experiment_metadata(previous_experiment))
         else:
             api = kwargs.pop("api", None)
             workspace = kwargs.pop("workspace", None)
             project_name = kwargs.pop("project_name", None)
             experiment_name = kwargs.pop("experiment_name", None)
-            self._api = api or API(**kwargs)
+            self._api = api or _new_api(kwargs)
             # comet_ml's APIExperiment refuses to guess; its live Experiment lets the server pick the
             # user's default workspace. A user with only COMET_API_KEY expects the latter.
             workspace = workspace or self._api.config.workspace or self._api.get_default_workspace()
