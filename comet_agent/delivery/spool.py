@@ -25,7 +25,7 @@ sender (``quarantine()``). There it can be inspected::
 
     sqlite3 SPOOL.db 'SELECT seq, endpoint, reason, payload FROM quarantine'
 
-``quarantined_total()`` counts every row ever moved there. The table keeps the newest rows, up
+``quarantined_total()`` counts every row ever moved there. The table keeps the latest rows, up
 to an eighth of ``max_bytes`` of payload (a larger payload is kept cut to that size); older ones
 are deleted, and stay counted. A table dropped behind the spool's back (a hand edit, a damaged
 file) is recreated at the next use and the running totals recounted, with one WARNING line.
@@ -102,6 +102,9 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- The quarantine's payload bytes, kept up to date on each move so that trimming it is not a scan.
+INSERT OR REPLACE INTO counters (name, value)
+    SELECT 'quarantine_bytes', COALESCE(SUM(length(CAST(payload AS BLOB))), 0) FROM quarantine;
 """
 
 # Text columns are read as bytes and decoded per row, so that one row SQLite cannot hand back as
@@ -110,6 +113,7 @@ _PEEK_SQL = ("SELECT seq, CAST(experiment_key AS BLOB), CAST(endpoint AS BLOB), 
              " CAST(request_id AS BLOB), CAST(payload AS BLOB), created_ms FROM entries")
 
 _QUARANTINED = "quarantined"
+_QUARANTINE_BYTES = "quarantine_bytes"
 
 
 @dataclass(frozen=True)
@@ -408,9 +412,11 @@ class Spool:
             if not moved:
                 return False
             conn.execute("DELETE FROM entries WHERE seq = ?", (seq,))
-            conn.execute("INSERT INTO counters (name, value) VALUES (?, 1)"
-                         " ON CONFLICT(name) DO UPDATE SET value = value + 1", (_QUARANTINED,))
-            self._trim_quarantine(conn, keep_bytes)
+            stored = conn.execute("SELECT length(CAST(payload AS BLOB)) FROM quarantine WHERE seq = ?", (seq,)).fetchone()[0]
+            self._add_to_counter(conn, _QUARANTINED, 1)
+            kept_bytes = self._add_to_counter(conn, _QUARANTINE_BYTES, stored or 0)
+            if kept_bytes > keep_bytes:
+                self._trim_quarantine(conn, kept_bytes - keep_bytes)
             return True
 
         try:
@@ -421,16 +427,22 @@ class Spool:
         return moved
 
     @staticmethod
-    def _trim_quarantine(conn: sqlite3.Connection, keep_bytes: int) -> None:
-        kept = 0
-        doomed = []
-        for seq, size in conn.execute(
-            "SELECT seq, length(CAST(payload AS BLOB)) FROM quarantine ORDER BY quarantined_ms DESC, seq DESC"
-        ):
-            kept += size or 0
-            if kept > keep_bytes:
-                doomed.append((seq,))
+    def _add_to_counter(conn: sqlite3.Connection, name: str, amount: int) -> int:
+        conn.execute("INSERT INTO counters (name, value) VALUES (?, ?)"
+                     " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, amount))
+        return conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+
+    @classmethod
+    def _trim_quarantine(cls, conn: sqlite3.Connection, excess_bytes: int) -> None:
+        # Oldest first, in spool order (the order rows are set aside in), until the rest fits.
+        doomed, freed = [], 0
+        for seq, size in conn.execute("SELECT seq, length(CAST(payload AS BLOB)) FROM quarantine ORDER BY seq"):
+            doomed.append((seq,))
+            freed += size or 0
+            if freed >= excess_bytes:
+                break
         conn.executemany("DELETE FROM quarantine WHERE seq = ?", doomed)
+        cls._add_to_counter(conn, _QUARANTINE_BYTES, -freed)
 
     def quarantined_total(self) -> int:
         """How many rows were ever moved to the quarantine (undecodable, or refused for good by the
