@@ -132,14 +132,20 @@ def api(server):
         server.set_route(_method(endpoint), REST + endpoint, default_reply)
 
 
-def _check_accepted(result, reply, on_object):
-    if on_object == "whole":
-        assert result == reply
+def _answer_and_check(server, endpoint, reply, is_object, on_object, read):
+    """Make ``endpoint`` answer ``reply``, then ``read()``: the outcome the table states."""
+    server.set_route(_method(endpoint), REST + endpoint, reply)
+    if not is_object or on_object == "invalid":
+        with pytest.raises(errors.InvalidReply) as info:
+            read()
+        _assert_one_clean_invalid_reply(info, server, endpoint)
+    elif on_object == "whole":
+        assert read() == reply
     elif on_object == "none":
-        assert result is None, "an object without the field reads as nothing known, as in comet_ml"
+        assert read() is None, "an object without the field reads as nothing known, as in comet_ml"
     else:
         assert on_object == "accepted"
-        assert getattr(result, "id", None) in (None, KEY), "an empty metadata object gives an experiment of Nones"
+        assert getattr(read(), "id", None) in (None, KEY), "an empty metadata object gives an experiment of Nones"
 
 
 def _assert_one_clean_invalid_reply(info, server, endpoint):
@@ -159,26 +165,14 @@ def test_experiment_reads_end_in_one_invalid_reply(server, api, label, reply, is
     # The first calls are answered normally: the experiment is attached through the real metadata read.
     experiment = APIExperiment(api=api, previous_experiment=KEY)
     assert experiment.id == KEY
-    experiment.name = None  # the name is read again from the server, through the route below
-    server.set_route(_method(endpoint), REST + endpoint, reply)
-    if is_object and on_object != "invalid":
-        _check_accepted(call(experiment), reply, on_object)
-    else:
-        with pytest.raises(errors.InvalidReply) as info:
-            call(experiment)
-        _assert_one_clean_invalid_reply(info, server, endpoint)
+    experiment.name = None  # the name is read again from the server, through the bad route
+    _answer_and_check(server, endpoint, reply, is_object, on_object, lambda: call(experiment))
 
 
 @pytest.mark.parametrize("label, reply, is_object, on_object", list(_cases(API_READS)))
 def test_api_reads_and_experiment_creation_end_in_one_invalid_reply(server, api, label, reply, is_object, on_object):
     endpoint, call, _, _ = API_READS[label]
-    server.set_route(_method(endpoint), REST + endpoint, reply)
-    if is_object and on_object != "invalid":
-        _check_accepted(call(api), reply, on_object)
-    else:
-        with pytest.raises(errors.InvalidReply) as info:
-            call(api)
-        _assert_one_clean_invalid_reply(info, server, endpoint)
+    _answer_and_check(server, endpoint, reply, is_object, on_object, lambda: call(api))
 
 
 def test_git_patch_that_is_neither_a_zip_nor_a_message(server, api):
