@@ -144,3 +144,51 @@ class InvalidReply(CometApiError):
 
 class TooManyRedirects(CometApiError):
     """The server redirected more times than allowed (a loop or a misconfigured proxy)."""
+
+
+class Failure:
+    """What a failed request means for sending it again: the one place that decides it.
+
+    ``classify(error)`` returns one of these. The REST client resends within one request only
+    what ``RESENT_AT_ONCE`` holds; the sender keeps a spooled entry for a later pass for every
+    class but ``PERMANENT`` (which it quarantines). How long each waits is the retry policy's
+    business (``comet_agent.delivery.retry.RetryPolicy``), not this one's.
+
+    | class | errors | at once | later |
+    |---|---|---|---|
+    | ``TRANSIENT`` | refused, reset, timeouts, 5xx, 408 | yes | yes, with backoff |
+    | ``THROTTLED`` | 429 | yes | yes, after the server's Retry-After |
+    | ``INVALID_REPLY`` | an HTML page, bad JSON, a wrong shape | no: a wrong URL answers the same again | yes: proxies and restarting servers answer that way |
+    | ``UNAUTHORIZED`` | 401, 403 | no | yes, slowly: the operator must fix the key |
+    | ``PERMANENT`` | other 4xx, redirect loops | no | no |
+    """
+
+    TRANSIENT = "transient"
+    THROTTLED = "throttled"
+    INVALID_REPLY = "invalid_reply"
+    UNAUTHORIZED = "unauthorized"
+    PERMANENT = "permanent"
+    RESENT_AT_ONCE = frozenset({TRANSIENT, THROTTLED})
+
+
+#: 4xx statuses that mean "later", not "never": 408 Request Timeout is the server giving up on a
+#: slow request (an upload on a slow link); treating it as permanent would lose data.
+RETRYABLE_CLIENT_STATUSES = frozenset({408})
+
+
+def classify(error: CometApiError) -> str:
+    """The ``Failure`` class of ``error`` (see the table there).
+
+    Example::
+
+        classify(ServerError("...", status=503))  # -> Failure.TRANSIENT
+    """
+    if isinstance(error, Unauthorized):
+        return Failure.UNAUTHORIZED
+    if isinstance(error, Throttled):
+        return Failure.THROTTLED
+    if isinstance(error, InvalidReply):
+        return Failure.INVALID_REPLY
+    if error.retryable or error.status in RETRYABLE_CLIENT_STATUSES:
+        return Failure.TRANSIENT
+    return Failure.PERMANENT

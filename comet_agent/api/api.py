@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from comet_agent.api.client import RestClient, RetryPolicy, Timeouts
-from comet_agent.api.experiment import APIExperiment
+from comet_agent.api import experiment
+from comet_agent.api.client import RestClient, RetryPolicy, Timeouts, describe_json
+from comet_agent.api.experiment import APIExperiment, check_metadata
 from comet_agent.config import ResolvedConfig, resolve_config
 from comet_agent.errors import BadRequest, NotFound
 
@@ -84,7 +86,8 @@ class API:
         ValueError: ``version`` is not "v2", or the server URL is not http(s).
 
     Unlike comet_ml, construction sends no request (no version probe), so an ``API`` can be
-    built while the server is unreachable.
+    built while the server is unreachable. The default workspace (``get_default_workspace``) is
+    asked for once, when first needed, and remembered for the life of this object.
     """
 
     def __init__(
@@ -120,6 +123,8 @@ class API:
                 extra_headers=_allow_header(self.config),
             )
         self._client = client
+        self._default_workspace: Optional[str] = None
+        self._default_workspace_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"API(server={self._client.root!r}, key_source={self._client.key_source!r})"
@@ -133,7 +138,9 @@ class API:
         return self._client.root
 
     def _get_experiment_metadata(self, experiment_key: str) -> Dict[str, Any]:
-        return self._client.get("experiment/metadata", {"experimentKey": experiment_key})
+        # Checked here, where every metadata read passes: an APIExperiment's attributes come from it.
+        reply = self._client.get("experiment/metadata", {"experimentKey": experiment_key})
+        return check_metadata(self._client, reply, "experiment/metadata")
 
     def close(self) -> None:
         """Close the HTTP session's pooled connections."""
@@ -165,23 +172,52 @@ class API:
         return found
 
     def get_account_details(self) -> Dict[str, str]:
-        """The authorized user: ``{"userName": ..., "defaultWorkspaceName": ...}``."""
-        return self._client.get("account-details", {})
+        """The authorized user: ``{"userName": ..., "defaultWorkspaceName": ...}``.
+
+        Raises ``InvalidReply`` when the reply is not a JSON object."""
+        return self._client.get_object("account-details", {})
 
     def get_default_workspace(self) -> str:
-        """The default workspace name of the authorized user."""
-        return self.get_account_details()["defaultWorkspaceName"]
+        """The default workspace of the key's user: ``defaultWorkspaceName`` from ``GET account-details``.
+
+        This is where a new experiment goes when no workspace is configured: comet_ml's live
+        ``Experiment`` leaves the choice to the server, which picks this same workspace. Asked
+        once per ``API`` object, then remembered (the key, hence the user, never changes).
+
+        Raises:
+            InvalidReply: the account details carry no usable workspace name (the message names
+                the server and says how to configure a workspace instead).
+            CometApiError: any other failure of the request (a rejected key, an unreachable server).
+
+        Example::
+
+            API().get_default_workspace()   # -> "my-user"
+        """
+        with self._default_workspace_lock:
+            if self._default_workspace is None:
+                details = self._client.get("account-details", {})
+                name = details.get("defaultWorkspaceName") if isinstance(details, dict) else None
+                if not isinstance(name, str) or not name.strip():
+                    shape = describe_json(details) if not isinstance(details, dict) else "account details without a defaultWorkspaceName"
+                    raise self._client.invalid_reply(
+                        "GET", "account-details", shape,
+                        hint="there is no default workspace to create the experiment in: pass workspace=..., "
+                             "set COMET_WORKSPACE, or put 'workspace = ...' under [comet] in ~/.comet.config",
+                    )
+                self._default_workspace = name
+            return self._default_workspace
 
     def get_workspaces(self) -> List[str]:
         """Workspace names."""
-        return self._client.get("workspaces", {})["workspaceNames"]
+        return self._client.field_of(self._client.get_object("workspaces", {}), "workspaceNames", list, "workspaces", items=str)
 
     def get_projects(self, workspace: str) -> Optional[List[str]]:
-        """Project names in ``workspace``."""
-        results = self._client.get("projects", {"workspaceName": workspace})
-        if results and "projects" in results:
-            return [project["projectName"] for project in results["projects"]]
-        return None
+        """Project names in ``workspace``, or None when the reply lists none (as comet_ml)."""
+        results = self._client.get_object("projects", {"workspaceName": workspace})
+        if "projects" not in results:
+            return None
+        projects = self._client.field_of(results, "projects", list, "projects", items=dict)
+        return [self._client.field_of(project, "projectName", str, "projects") for project in projects]
 
     def get_experiment(self, workspace: str, project_name: str, experiment: str) -> Optional[APIExperiment]:
         """An experiment by key, or by name when no key matches (400/404 on the key lookup)."""
@@ -230,7 +266,8 @@ class API:
             return experiments
         return [
             e for e, m in zip(experiments, listing)
-            if re.match(pattern, m["experimentKey"]) or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
+            if (m.get("experimentKey") is not None and re.match(pattern, m["experimentKey"]))
+            or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
         ]
 
     def _project_experiments(self, workspace, project_name, page=None, page_size=None, sort_by=None, sort_order=None) -> List[Dict[str, Any]]:
@@ -246,8 +283,9 @@ class API:
         for key, value in (("page", page), ("size", page_size), ("sortBy", sort_by), ("sortOrder", sort_order)):
             if value is not None:
                 params[key] = value
-        results = self._client.get("experiments", params)
-        return list(results.get("experiments") or []) if results else []
+        results = self._client.get_object("experiments", params)
+        listing = self._client.field_of(results, "experiments", (list, type(None)), "experiments") or []
+        return [check_metadata(self._client, metadata, "experiments") for metadata in listing]
 
     def _experiment_metadata_by_name(self, workspace: str, project_name: str, name: str) -> Optional[Dict[str, Any]]:
         try:
@@ -278,3 +316,6 @@ class API:
                    "libVersion": "comet-agent", "getOrCreateEnabled": True}
         self._client.post("logger/add/run", payload, base="clientlib")
         return APIExperiment(api=self, previous_experiment=experiment_key)
+
+# APIExperiment(previous_experiment=KEY) without api= builds one of these (see experiment.api_factory).
+experiment.api_factory = API

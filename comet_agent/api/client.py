@@ -5,9 +5,11 @@
 ``json.dumps(payload)`` with ``Content-Type: application/json;charset=utf-8``. It differs on
 purpose where the SDK is weak:
 
-- Retries: exponential backoff with full jitter on connection errors, timeouts, 429 and 5xx;
-  ``Retry-After`` (seconds or HTTP date) and ``Retry-After-Custom`` honoured, capped; other 4xx
-  are never retried. Sleep, clock and randomness are injectable so tests never sleep.
+- Retries: what is resent is decided by ``comet_agent.errors.classify`` (connection errors,
+  timeouts, 408, 429 and 5xx; never another 4xx nor a malformed reply), how long to wait by
+  ``RetryPolicy`` (``comet_agent.delivery.retry``, shared with the sender): full-jitter
+  backoff, ``Retry-After`` (seconds or HTTP date) and ``Retry-After-Custom`` honoured, capped.
+  Sleep, clock and randomness are injectable so tests never sleep.
 - Redirects are followed by hand: the key travels only to the same scheme/host/port.
 - Errors are typed (``comet_agent.errors``) and say what to do next, naming the key's source.
 - The key is registered with ``comet_agent.redaction`` so no log record can carry it.
@@ -19,7 +21,6 @@ purpose where the SDK is weak:
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import gzip
 import json
 import logging
@@ -30,14 +31,15 @@ import threading
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import requests
 
 from comet_agent import __version__, errors
-from comet_agent.redaction import register_secret
+from comet_agent.delivery.retry import RetryPolicy, parse_retry_after_s
+from comet_agent.redaction import redact_text, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -57,58 +59,6 @@ class Timeouts:
     read_s: float = 10.0
     upload_read_s: float = 900.0
     download_read_s: float = 600.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before sending a request again.
-
-    Args:
-        max_retries: retries after the first attempt (comet_ml uses 3: four attempts in all).
-        backoff_base_s: the first backoff ceiling; it doubles each retry (full jitter picks a
-            uniformly random wait between 0 and the ceiling).
-        backoff_max_s: the largest backoff ceiling.
-        retry_after_cap_s: the longest server-requested wait honoured (``Retry-After``,
-            ``Retry-After-Custom``); longer requests are shortened to this.
-        retry_statuses: HTTP statuses that are retried.
-    """
-
-    max_retries: int = 3
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 30.0
-    retry_after_cap_s: float = 600.0
-    retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
-
-    def backoff_s(self, retry_number: int, rng: random.Random) -> float:
-        """Full-jitter wait before retry ``retry_number`` (1-based)."""
-        ceiling_s = min(self.backoff_max_s, self.backoff_base_s * (2 ** (retry_number - 1)))
-        return rng.uniform(0.0, ceiling_s)
-
-
-def parse_retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
-    """Seconds the server asked us to wait: ``Retry-After`` (delta seconds or HTTP date) or
-    ``Retry-After-Custom`` (float seconds, what Comet sends on 429). None when absent or unparsable.
-    ``now_s`` is the current epoch time in seconds (for HTTP dates)."""
-    value = headers.get("Retry-After")
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            return max(0.0, when.timestamp() - now_s)
-    custom = headers.get("Retry-After-Custom")
-    if custom:
-        try:
-            return max(0.0, float(custom.strip()))
-        except ValueError:
-            return None
-    return None
 
 
 class MultipartBody:
@@ -354,6 +304,64 @@ class RestClient:
         response = self.request("GET", self.url_for(endpoint, base), params=params, read_timeout_s=timeout_s, stream=stream)
         return self._decode(response, return_type)
 
+    def get_object(
+        self,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        base: str = "rest",
+        timeout_s: float | None = None,
+    ) -> dict:
+        """GET ``endpoint`` and return its reply, which must be a JSON object.
+
+        Raises: ``InvalidReply`` for any other JSON value (a list, a string, null...), and the
+        errors of ``get()``.
+        """
+        reply = self.get(endpoint, params, base=base, timeout_s=timeout_s)
+        if not isinstance(reply, dict):
+            raise self.invalid_reply("GET", endpoint, f"{describe_json(reply)} where a JSON object belongs", base=base)
+        return reply
+
+    def field_of(
+        self,
+        reply: Mapping[str, Any],
+        field: str,
+        kinds: type | tuple[type, ...],
+        endpoint: str,
+        *,
+        items: type | tuple[type, ...] | None = None,
+        method: str = "GET",
+        base: str = "rest",
+    ) -> Any:
+        """``reply[field]``, checked: present, an instance of ``kinds`` and, for a list, every item
+        an instance of ``items``. ``endpoint``/``method``/``base`` name the request in the error.
+
+        Raises: ``InvalidReply`` (naming the server and the endpoint) when the check fails.
+
+        Example::
+
+            tags = client.field_of(client.get_object("experiment/tags", params), "tags", list, "experiment/tags", items=str)
+        """
+        if field not in reply:
+            raise self.invalid_reply(method, endpoint, f"an object without {field!r}", base=base)
+        value = reply[field]
+        if not _is_kind(value, kinds):
+            raise self.invalid_reply(method, endpoint, f"{field!r} as {describe_json(value)}", base=base)
+        if items is not None and isinstance(value, list):
+            for item in value:
+                if not _is_kind(item, items):
+                    raise self.invalid_reply(method, endpoint, f"{describe_json(item)} inside {field!r}", base=base)
+        return value
+
+    def invalid_reply(self, method: str, endpoint: str, problem: str, *, base: str = "rest",
+                      hint: str = "check that COMET_URL_OVERRIDE names a Comet server") -> errors.InvalidReply:
+        """The ``InvalidReply`` for a reply of the wrong shape: one line naming the request and this
+        server, never the key, e.g. ``GET /api/rest/v2/experiment/tags: http://h:1 answered a JSON list
+        where a JSON object belongs, which no Comet server sends; check that ...``. ``hint`` says
+        what the user can do."""
+        where = f"{method} {_path_of(self.url_for(endpoint, base))}"
+        return errors.InvalidReply(f"{where}: {self.root} answered {problem}, which no Comet server sends; {hint}", endpoint=where)
+
     def post(
         self,
         endpoint: str,
@@ -365,6 +373,7 @@ class RestClient:
         request_id: str | None = None,
         timeout_s: float | None = None,
         method: str = "POST",
+        retry: RetryPolicy | None = None,
     ) -> Any:
         """POST a JSON ``payload`` (serialised like comet_ml: ``json.dumps``, UTF-8) and return the
         reply's JSON (None for an empty body).
@@ -373,6 +382,8 @@ class RestClient:
             compress: gzip the body (``Content-Encoding: gzip``), as comet_ml does for batches.
             request_id: idempotency id sent as ``X-Comet-Agent-Request-Id`` (comet-agent extension);
                 the same id goes out on every retry of this call.
+            retry: this call's policy instead of the client's (e.g. ``RetryPolicy(max_retries=0)``
+                for a best-effort call a person waits on).
         """
         data = json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": JSON_CONTENT_TYPE}
@@ -382,7 +393,8 @@ class RestClient:
         request_id = self._scoped_request_id(request_id)
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers, read_timeout_s=timeout_s)
+        response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers,
+                                read_timeout_s=timeout_s, retry=retry)
         return self._decode_write(response)
 
     def post_multipart(
@@ -423,38 +435,34 @@ class RestClient:
         headers: Mapping[str, str] | None = None,
         read_timeout_s: float | None = None,
         stream: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> requests.Response:
         """Send one logical request, with retries and manual redirects; return a 2xx response.
 
-        ``body`` is a factory so that each attempt gets a fresh (possibly streamed) body.
+        ``body`` is a factory so that each attempt gets a fresh (possibly streamed) body;
+        ``retry`` replaces the client's policy for this request.
         Raises a ``CometApiError`` subclass for any failure that is final.
         """
+        retry = retry or self.retry
         attempt = 0
         while True:
             attempt += 1
+            response = None
             try:
                 response = self._send_following_redirects(method, url, params, body, headers, read_timeout_s, stream)
             except errors.CometApiError as exc:
-                if not exc.retryable or attempt > self.retry.max_retries:
-                    raise
-                wait_s = self.retry.backoff_s(attempt, self._rng)
-                logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), exc, attempt, self.retry.max_retries, wait_s)
-                self._sleep(wait_s)
-                continue
-            if 200 <= response.status_code < 300:
-                return response
-            error = self._error_for(method, url, response)
-            if response.status_code not in self.retry.retry_statuses or attempt > self.retry.max_retries:
-                raise error
-            retry_after_s = parse_retry_after_s(response.headers, self._now())
-            if retry_after_s is not None:
-                wait_s = min(retry_after_s, self.retry.retry_after_cap_s)
+                error = exc
             else:
-                wait_s = self.retry.backoff_s(attempt, self._rng)
-            logger.info(
-                "%s %s answered %d; retry %d/%d in %.2f s", method, _path_of(url), response.status_code, attempt, self.retry.max_retries, wait_s
-            )
-            response.close()
+                if 200 <= response.status_code < 300:
+                    return response
+                error = self._error_for(method, url, response)
+            if not retry.resends_now(error, attempt):
+                raise error
+            retry_after_s = parse_retry_after_s(response.headers, self._now()) if response is not None else None
+            wait_s = retry.wait_s(attempt, self._rng, retry_after_s)
+            logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), error, attempt, retry.max_retries, wait_s)
+            if response is not None:
+                response.close()
             self._sleep(wait_s)
 
     def _send_following_redirects(self, method, url, params, body, headers, read_timeout_s, stream) -> requests.Response:
@@ -523,8 +531,11 @@ class RestClient:
         try:
             parsed = json.loads(excerpt)
             if isinstance(parsed, dict):
-                server_message = str(parsed.get("msg"))[:300] if parsed.get("msg") is not None else None
-                sdk_error_code = parsed.get("sdk_error_code")
+                if parsed.get("msg") is not None:
+                    # One line, and never the key: a hostile or echoing server may put either in msg.
+                    server_message = redact_text(" ".join(str(parsed["msg"]).split())[:300], [self._api_key])
+                code = parsed.get("sdk_error_code")
+                sdk_error_code = code if isinstance(code, int) and not isinstance(code, bool) else None
         except ValueError:
             pass
         said = f": {server_message}" if server_message else ""
@@ -594,6 +605,32 @@ class RestClient:
                 status=response.status_code,
                 endpoint=endpoint,
             ) from None
+
+
+def describe_json(value: Any) -> str:
+    """A few words for a parsed JSON value's shape, for error messages (never its content: a
+    hostile server could echo the key back)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an empty JSON list" if not value else "a JSON list"
+    if isinstance(value, dict):
+        return "an empty JSON object" if not value else "a JSON object"
+    return type(value).__name__
+
+
+def _is_kind(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    # JSON true is no number, though Python's bool is an int.
+    if isinstance(value, bool) and bool not in kinds and object not in kinds:
+        return False
+    return isinstance(value, kinds)
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

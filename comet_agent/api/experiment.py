@@ -20,7 +20,15 @@ Deliberate differences from comet_ml (each is listed with its reason in the wire
   multiplying a ms time by 1000 again); ``log_output`` without ``timestamp`` uses epoch ms
   rather than a monotonic clock.
 - System-details getters return None for a field the server omitted (comet_ml raises KeyError).
+- A new experiment without a configured workspace goes to the user's default workspace
+  (``GET account-details``, once per ``API``); comet_ml's ``APIExperiment`` raises ``ValueError``
+  there, while its live ``Experiment`` lets the server choose that same workspace.
 - Writes answering with an empty body return None (comet_ml raises a JSON decode error).
+- A read whose reply has the wrong shape (a list, a string or null where an object belongs, an
+  object without the field the getter returns, a field of the wrong type) raises
+  ``InvalidReply`` naming the server and the endpoint. comet_ml raises ``KeyError`` or
+  ``TypeError`` there, or returns None / ``[]`` for an empty object; only the system-details
+  field getters keep that (an empty object reads as "nothing known", reference §2).
 
 comet-agent extensions (not in comet_ml): ``update_system_details(fields)`` /
 ``set_system_details(**fields)`` (one combined system-details write, as the live SDK sends),
@@ -44,9 +52,10 @@ import urllib.parse
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-from comet_agent.errors import CometApiError, InvalidReply
+from comet_agent.api.client import RetryPolicy, describe_json
+from comet_agent.errors import CometApiError
 
 logger = logging.getLogger(__name__)
 
@@ -91,20 +100,41 @@ _UI_TABS = {
     "stdout": "stdout",
 }
 
+_TEXT = (str, type(None))
+_NUMBER = (int, float, type(None))
+
+# (attribute, metadata field, JSON types the field may hold)
 _ATTR_FIELD_MAP = [
-    ("id", "experimentKey"),
-    ("duration_millis", "durationMillis"),
-    ("start_server_timestamp", "startTimeMillis"),
-    ("end_server_timestamp", "endTimeMillis"),
-    ("archived", "archived"),
-    ("project_name", "projectName"),
-    ("project_id", "projectId"),
-    ("workspace", "workspaceName"),
-    ("_name", "experimentName"),
-    ("file_path", "filePath"),
-    ("file_name", "fileName"),
-    ("optimization_id", "optimizationId"),
+    ("id", "experimentKey", _TEXT),
+    ("duration_millis", "durationMillis", _NUMBER),
+    ("start_server_timestamp", "startTimeMillis", _NUMBER),
+    ("end_server_timestamp", "endTimeMillis", _NUMBER),
+    ("archived", "archived", (bool, type(None))),
+    ("project_name", "projectName", _TEXT),
+    ("project_id", "projectId", _TEXT),
+    ("workspace", "workspaceName", _TEXT),
+    ("_name", "experimentName", _TEXT),
+    ("file_path", "filePath", _TEXT),
+    ("file_name", "fileName", _TEXT),
+    ("optimization_id", "optimizationId", _TEXT),
 ]
+
+
+def check_metadata(client: Any, metadata: Any, endpoint: str) -> Dict[str, Any]:
+    """``metadata`` (one experiment's, as ``experiment/metadata`` or an ``experiments`` listing
+    item carries it) when it is an object whose known fields have their JSON types; missing
+    fields are fine (comet_ml reads each with ``.get``). ``client`` is the ``RestClient`` that
+    fetched it, ``endpoint`` the read (both name the request in the error).
+
+    Raises ``InvalidReply`` otherwise: a number as the workspace name would break the URL, and
+    a list would break every attribute.
+    """
+    if not isinstance(metadata, dict):
+        raise client.invalid_reply("GET", endpoint, f"{describe_json(metadata)} as an experiment's metadata")
+    for _, item, kinds in _ATTR_FIELD_MAP:
+        if item in metadata:
+            client.field_of(metadata, item, kinds, endpoint)
+    return metadata
 
 
 def _seconds_to_ms(timestamp_s: float) -> int:
@@ -147,6 +177,17 @@ def _model_to_string(graph: Any) -> str:
     return str(graph)
 
 
+#: Builds the ``API`` an ``APIExperiment`` made without ``api=`` uses. api.py imports this module
+#: (its API returns APIExperiments), so this module does not import it back: api.py sets this.
+api_factory: Optional[Callable[..., Any]] = None
+
+
+def _new_api(kwargs: Dict[str, Any]) -> Any:
+    if api_factory is None:  # pragma: no cover - importing comet_agent.api.experiment runs comet_agent.api first
+        raise RuntimeError("comet_agent.api.api was not imported; import APIExperiment from comet_agent.api")
+    return api_factory(**kwargs)
+
+
 def read_git_patch_zip(data: bytes) -> str:
     """The text of ``git_diff.patch`` inside a git-patch zip (what ``get_git_patch`` returns)."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -160,20 +201,21 @@ class APIExperiment:
 
     - ``APIExperiment(previous_experiment=KEY)``: attach to an existing experiment (one metadata GET).
     - ``APIExperiment(workspace=WS, project_name=PROJ, experiment_name=None)``: create a new one.
-      Workspace and project fall back to configuration; the project defaults to ``general``.
+      Workspace and project fall back to configuration; then the workspace is the user's default
+      (``API.get_default_workspace()``, one ``account-details`` request per ``API``) and the
+      project ``general``.
     - ``APIExperiment(api=API, metadata=METADATA)``: what ``API.get_experiment`` builds.
 
     Any other keyword (``api_key``, ``cache``, and our ``url_override``, ``client``...) goes to
     ``API(...)`` when no ``api`` is given.
 
     Raises:
-        ValueError: no workspace could be resolved for a new experiment.
+        comet_agent.errors.InvalidReply: the server answered something no Comet server sends
+            (including account details without a default workspace, for a new experiment).
         comet_agent.errors.CometApiError: the server refused or could not be reached.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from comet_agent.api.api import API  # here: api.py imports this module
-
         self.id: Optional[str] = None
         self._name: Optional[str] = None
         self.workspace: Optional[str] = None
@@ -199,31 +241,30 @@ class APIExperiment:
                 if ignored in kwargs:
                     logger.info("APIExperiment(previous_experiment=...) ignores %s", ignored)
                     kwargs.pop(ignored)
-            self._api = kwargs.pop("api", None) or API(**kwargs)
+            self._api = kwargs.pop("api", None) or _new_api(kwargs)
             self._set_from_metadata(self._api._get_experiment_metadata(previous_experiment))
         else:
             api = kwargs.pop("api", None)
             workspace = kwargs.pop("workspace", None)
             project_name = kwargs.pop("project_name", None)
             experiment_name = kwargs.pop("experiment_name", None)
-            self._api = api or API(**kwargs)
-            workspace = workspace or self._api.config.workspace
+            self._api = api or _new_api(kwargs)
+            # comet_ml's APIExperiment refuses to guess; its live Experiment lets the server pick the
+            # user's default workspace. A user with only COMET_API_KEY expects the latter.
+            workspace = workspace or self._api.config.workspace or self._api.get_default_workspace()
             project_name = project_name or self._api.config.project_name or DEFAULT_PROJECT_NAME
-            if workspace is None:
-                raise ValueError(
-                    "A new APIExperiment needs a workspace: pass workspace=..., set COMET_WORKSPACE, "
-                    "or put 'workspace = ...' under [comet] in ~/.comet.config"
-                )
             payload: Dict[str, Any] = {"workspaceName": workspace, "projectName": project_name}
             if experiment_name is not None:
                 payload["experimentName"] = experiment_name
             created = self._client.post("write/experiment/create", payload)
-            if not isinstance(created, dict) or not created.get("experimentKey"):
-                raise InvalidReply(
-                    "POST write/experiment/create: the reply has no experimentKey; is this a Comet server?",
-                    endpoint="POST write/experiment/create",
-                )
-            self._set_from_metadata(self._api._get_experiment_metadata(created["experimentKey"]))
+            if not isinstance(created, dict):
+                raise self._client.invalid_reply("POST", "write/experiment/create", f"{describe_json(created)} where a JSON object belongs")
+            key = self._client.field_of(created, "experimentKey", str, "write/experiment/create", method="POST")
+            metadata = self._api._get_experiment_metadata(key)
+            if not metadata.get("experimentKey"):
+                # We would write everything under experimentKey null from here on.
+                raise self._client.invalid_reply("GET", "experiment/metadata", "no experimentKey for the experiment it just created")
+            self._set_from_metadata(metadata)
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -232,12 +273,12 @@ class APIExperiment:
 
     def _set_from_metadata(self, metadata: Dict[str, Any]) -> None:
         metadata = metadata or {}
-        for attr, item in _ATTR_FIELD_MAP:
+        for attr, item, _ in _ATTR_FIELD_MAP:
             setattr(self, attr, metadata.get(item))
 
     def _update_from_metadata(self, metadata: Dict[str, Any]) -> None:
-        for attr, item in _ATTR_FIELD_MAP:
-            if item in (metadata or {}):
+        for attr, item, _ in _ATTR_FIELD_MAP:
+            if item in metadata:
                 setattr(self, attr, metadata[item])
 
     @property
@@ -334,7 +375,10 @@ class APIExperiment:
         if full:
             git_patch = self.get_git_patch()
             if git_patch is not None:
-                git_patch = read_git_patch_zip(git_patch)
+                try:
+                    git_patch = read_git_patch_zip(git_patch)
+                except (zipfile.BadZipFile, KeyError):
+                    raise self._client.invalid_reply("GET", "experiment/git/patch", f"a zip without a readable {GIT_PATCH_MEMBER}") from None
             result.update(
                 {
                     "asset_list": self.get_asset_list(),
@@ -360,8 +404,12 @@ class APIExperiment:
         params.update(extra)
         return params
 
-    def _get(self, endpoint: str, **extra: Any) -> Any:
-        return self._client.get(endpoint, self._params(**extra))
+    def _get_object(self, endpoint: str, **extra: Any) -> Dict[str, Any]:
+        return self._client.get_object(endpoint, self._params(**extra))
+
+    def _get_field(self, endpoint: str, field: str, kinds: Any, *, items: Any = None, **extra: Any) -> Any:
+        # The field a getter returns, checked (InvalidReply otherwise); extra: query parameters.
+        return self._client.field_of(self._get_object(endpoint, **extra), field, kinds, endpoint, items=items)
 
     def _write(self, endpoint: str, body: Dict[str, Any], *, base: str = "rest", request_id: Optional[str] = None) -> Any:
         payload = {"experimentKey": self.id}
@@ -369,10 +417,8 @@ class APIExperiment:
         return self._client.post(endpoint, payload, base=base, request_id=request_id)
 
     def _system_details_field(self, field: str) -> Any:
-        details = self._get(SYSTEM_DETAILS_READ)
-        if not details:
-            return None
-        return details.get(field)
+        # {} and a missing field read as None (comet_ml returns None for {}; reference §2).
+        return self._get_object(SYSTEM_DETAILS_READ).get(field)
 
     def _write_system_details(self, fields: Dict[str, Any], request_id: Optional[str] = None) -> Any:
         # comet_ml 3.58.8 posts system details to the "alternate" base {crest} (reference §2).
@@ -394,11 +440,12 @@ class APIExperiment:
         """The experiment's assets (``fileName``, ``fileSize``, ``assetId``, ``type``, ...).
 
         ``timeout`` is the read timeout in seconds."""
-        return self._client.get("experiment/asset/list", self._params(type=asset_type), timeout_s=timeout)["assets"]
+        reply = self._client.get_object("experiment/asset/list", self._params(type=asset_type), timeout_s=timeout)
+        return self._client.field_of(reply, "assets", list, "experiment/asset/list", items=dict)
 
     def get_code(self) -> Optional[str]:
         """The source code logged with ``set_code``."""
-        return self._get("experiment/code")["code"]
+        return self._get_field("experiment/code", "code", _TEXT)
 
     def get_command(self) -> Optional[List[str]]:
         """The command line (list of str)."""
@@ -415,14 +462,17 @@ class APIExperiment:
 
     def get_git_metadata(self) -> Dict[str, Any]:
         """``{user, root, branch, parent, origin}``."""
-        return self._get("experiment/git/metadata")
+        return self._get_object("experiment/git/metadata")
 
     def get_git_patch(self) -> Optional[bytes]:
-        """The git patch zip (bytes), or None when there is none (the server answers ``{"msg"...``)."""
+        """The git patch zip (bytes), or None when there is none (the server answers a JSON
+        message, ``{"msg": ...}``). Raises ``InvalidReply`` for a body that is neither."""
         data = self._client.get("experiment/git/patch", self._params(), return_type="binary")
-        if data.startswith(b'{"msg"'):
+        if data.startswith(b"PK"):
+            return data
+        if data.lstrip().startswith(b"{"):
             return None
-        return data
+        raise self._client.invalid_reply("GET", "experiment/git/patch", "a body that is neither a zip nor a JSON message")
 
     def get_gpu_static_info(self) -> Optional[List[Dict[str, Any]]]:
         """GPU static info: list of ``{gpuIndex, name, uuid, totalMemory (bytes), powerLimit (mW)}`` (snake_case items from the live SDK), or None."""
@@ -434,7 +484,7 @@ class APIExperiment:
 
     def get_html(self) -> Optional[str]:
         """The experiment's logged HTML."""
-        return self._get("experiment/html")["html"]
+        return self._get_field("experiment/html", "html", _TEXT)
 
     def get_installed_packages(self) -> Optional[List[str]]:
         """Installed Python packages, ``name==version`` strings, or None."""
@@ -452,10 +502,8 @@ class APIExperiment:
         """Every metric value (``metricName, metricValue, timestamp, step, epoch, runContext, offset``),
         or those of one ``metric``."""
         if metric is None:
-            results = self._get("experiment/metrics/get-all")
-        else:
-            results = self._get("experiment/metrics/get-metric", metricName=metric)
-        return results["metrics"] if results else []
+            return self._get_field("experiment/metrics/get-all", "metrics", list, items=dict)
+        return self._get_field("experiment/metrics/get-metric", "metrics", list, items=dict, metricName=metric)
 
     def get_metrics_summary(self, metric: Optional[str] = None) -> Any:
         """Per-metric summaries; with ``metric``, that one's summary dict (``[]`` if absent)."""
@@ -466,36 +514,33 @@ class APIExperiment:
         return self._summary("experiment/parameters", parameter)
 
     def _summary(self, endpoint: str, name: Optional[str]) -> Any:
-        results = self._get(endpoint)
-        if not results:
-            return []
+        values = self._get_field(endpoint, "values", list, items=dict)
         if name is None:
-            return results["values"]
-        matching = [item for item in results["values"] if item["name"] == name]
+            return values
+        matching = [item for item in values if item.get("name") == name]
         return matching[0] if matching else []
 
     def get_others_summary(self, other: Optional[str] = None) -> Any:
         """The "other" values; with ``other``, the list of its current values."""
-        results = self._get("experiment/log-other")
-        if not results:
-            return []
+        endpoint = "experiment/log-other"
+        values = self._get_field(endpoint, "values", list, items=dict)
         if other is None:
-            return results["values"]
-        return [item["valueCurrent"] for item in results["values"] if item["name"] == other]
+            return values
+        return [self._client.field_of(item, "valueCurrent", object, endpoint) for item in values if item.get("name") == other]
 
     def get_model_data(self, name: str) -> List[Dict[str, Any]]:
         """Deprecated in comet_ml (``get_model_asset_list``): the assets of model ``name``."""
         logger.warning("APIExperiment.get_model_data() is deprecated in comet_ml (get_model_asset_list)")
-        results = self._get("experiment/model/asset/list", modelName=name)
-        return results["assets"] if results else []
+        return self._get_field("experiment/model/asset/list", "assets", list, items=dict, modelName=name)
 
     def get_model_graph(self) -> Optional[str]:
         """The logged model graph text."""
-        return self._get("experiment/graph")["graph"]
+        return self._get_field("experiment/graph", "graph", _TEXT)
 
     def get_model_names(self) -> List[str]:
         """Distinct model names."""
-        return list({model["modelName"] for model in self._get("experiment/model")["models"]})
+        models = self._get_field("experiment/model", "models", list, items=dict)
+        return list({self._client.field_of(model, "modelName", str, "experiment/model") for model in models})
 
     def get_network_interface_ips(self) -> Optional[List[str]]:
         """The network interface addresses (list of str), or None."""
@@ -515,7 +560,7 @@ class APIExperiment:
 
     def get_output(self) -> Optional[str]:
         """The logged console output (str)."""
-        return self._get("experiment/output")["output"]
+        return self._get_field("experiment/output", "output", _TEXT)
 
     def get_pid(self) -> Optional[int]:
         """The training process id, or None."""
@@ -531,7 +576,7 @@ class APIExperiment:
 
     def get_system_details(self) -> Dict[str, Any]:
         """The whole system-details object (reference §6.1)."""
-        return self._get(SYSTEM_DETAILS_READ)
+        return self._get_object(SYSTEM_DETAILS_READ)
 
     def get_system_metric_names(self) -> Optional[List[str]]:
         """Names of the system metrics the server derived, or None."""
@@ -539,7 +584,7 @@ class APIExperiment:
 
     def get_tags(self) -> List[str]:
         """The experiment's tags (list of str)."""
-        return self._get("experiment/tags")["tags"]
+        return self._get_field("experiment/tags", "tags", list, items=str)
 
     def get_total_memory(self) -> Optional[int]:
         """``totalRam`` in bytes."""
@@ -556,7 +601,7 @@ class APIExperiment:
 
     def create_symlink(self, project_name: str) -> str:
         """Link this experiment into ``project_name``; returns the link URL."""
-        return self._get("write/project/symlink", projectName=project_name)["link"]
+        return self._get_field("write/project/symlink", "link", str, projectName=project_name)
 
     def download_model(self, name: str, output_path: str = "./", expand: bool = True) -> None:
         """Download model ``name`` (a zip) into ``output_path``: unzipped if ``expand``, else as
@@ -579,7 +624,7 @@ class APIExperiment:
                     with zipfile.ZipFile(spooled) as archive:
                         archive.extractall(output_dir)
                 except zipfile.BadZipFile:
-                    raise InvalidReply(f"GET experiment/model/download: model {name!r} is not a zip file") from None
+                    raise self._client.invalid_reply("GET", "experiment/model/download", f"model {name!r} as a body that is not a zip") from None
             else:
                 with open(os.path.join(output_dir, f"{name}.zip"), "wb") as out:
                     shutil.copyfileobj(spooled, out)
@@ -937,8 +982,9 @@ class APIExperiment:
 
     def update_status(self) -> Dict[str, Any]:
         """Heartbeat (``GET write/experiment/set-status``); returns the server's JSON, e.g.
-        ``{"isAliveBeatDurationMillis": 10000, "gpuMonitorIntervalMillis": 60000, "cpuMonitorIntervalMillis": 68000}``."""
-        return self._get("write/experiment/set-status")
+        ``{"isAliveBeatDurationMillis": 10000, "gpuMonitorIntervalMillis": 60000, "cpuMonitorIntervalMillis": 68000}``.
+        Raises ``InvalidReply`` when the reply is not a JSON object (the values are the caller's to check)."""
+        return self._get_object("write/experiment/set-status")
 
 
 def _is_file(value: Any) -> bool:
@@ -963,16 +1009,22 @@ __all__ = ["APIExperiment", "CometApiError", "SYSTEM_DETAILS_FIELDS", "read_git_
 def _local_page_login_url(api: Any, url: str) -> str:
     """``url`` with a single-use page login token when the server is a comet-agent local server.
 
-    Comet (hosted or on-prem) has no ``/local/page-login``: its 404, or any failure, leaves
+    Asks ``POST {root}/local/page-login`` (the key goes in ``Authorization`` as on every call,
+    never into the URL) and adds ``login=<token>``, which the local server swaps for a session
+    cookie. Comet (hosted or on-prem) has no such endpoint: its 404, or any failure, leaves
     ``url`` unchanged. The hosted default is not even asked.
     """
-    client = getattr(api, "_client", None)
-    root = getattr(client, "root", None)
-    if not root or urllib.parse.urlsplit(root).hostname in ("www.comet.com", "comet.com"):
+    client = api._client
+    if urllib.parse.urlsplit(client.root).hostname in ("www.comet.com", "comet.com"):
         return url
-    from comet_agent.server.pages import page_url
-
     try:
-        return page_url(root, client._api_key, url, timeout_s=5.0)
-    except (OSError, ValueError, KeyError, TypeError):
+        # Best effort, once: a person is waiting for the page, and it opens without the token too.
+        reply = client.post("local/page-login", {}, base="root", timeout_s=5.0, retry=RetryPolicy(max_retries=0))
+    except CometApiError:
         return url
+    token = reply.get("token") if isinstance(reply, dict) else None
+    if not isinstance(token, str) or not token:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "login"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query + [("login", token)])))

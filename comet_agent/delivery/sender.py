@@ -6,15 +6,20 @@ spool only after the server acknowledged it. Every write of one entry goes insid
 ``APIExperiment.idempotent(entry.request_id)``, so a resend after a crash (or after a reply lost
 on the way back) carries the same ids and is applied once by a server that honours them.
 
-What each failure leads to (decided here, and only here):
+What each failure leads to. Its class comes from ``comet_agent.errors.classify`` (the one place
+that decides it, shared with the REST client's retries), the waits from the same ``RetryPolicy``
+type the client uses (``comet_agent.delivery.retry``):
 
 | failure | what happens |
 |---|---|
 | connection refused or reset, timeout, 408, 5xx, 429 | the entry stays; the sender waits (full-jitter backoff doubling up to ``max_backoff_s``, or the server's ``Retry-After``/``Retry-After-Custom`` when longer, capped at ``MAX_RETRY_AFTER_S``) and resends it, order kept |
 | 413 on a metric batch | the batch is split in halves, each sent with its own derived id; a single point that is still too large is dropped and counted |
 | 401/403 | the key was rejected: entries stay, one ERROR line naming the key's source, slow retry (``auth_backoff_s``) |
-| 400, 404, 409, other 4xx | the entry can never succeed: it is dropped, counted in ``rejected``, and logged once per endpoint and status |
+| 400, 404, 409, other 4xx | the entry can never succeed: it is moved to the spool's quarantine table (``Spool.quarantine``), counted in ``rejected``, and logged once per endpoint and status; the entries behind it go on |
 | a malformed reply (HTML page, bad JSON) | retried like a 5xx: proxies and restarting servers answer that way |
+| an entry we cannot send at all (an unknown record kind, a payload missing its fields) | quarantined like a 4xx |
+
+An entry whose row cannot even be decoded never reaches the sender: ``Spool.peek`` quarantines it.
 
 After each successful send, samples the spool dropped at its cap are reported to the
 experiment as the other ``comet_agent.dropped_samples`` (the running total).
@@ -27,10 +32,11 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from comet_agent import errors
+from comet_agent.delivery.retry import RetryPolicy
 from comet_agent.delivery.spool import Spool, SpoolEntry, SpoolError
 
 log = logging.getLogger(__name__)
@@ -38,14 +44,6 @@ log = logging.getLogger(__name__)
 DROPPED_OTHER_KEY = "comet_agent.dropped_samples"
 #: The longest server-requested wait (``Retry-After``/``Retry-After-Custom``) the sender honours, in seconds.
 MAX_RETRY_AFTER_S = 600.0
-#: 4xx statuses that mean "try again later", not "never": 408 Request Timeout is the server giving
-#: up on a slow upload; dropping the entry for it would lose data.
-RETRYABLE_CLIENT_STATUSES = frozenset({408})
-
-
-def _worth_retrying(exc: errors.CometApiError) -> bool:
-    """Whether sending the same entry later may succeed (see the table above)."""
-    return exc.retryable or isinstance(exc, errors.InvalidReply) or exc.status in RETRYABLE_CLIENT_STATUSES
 
 
 def _send_system_details(exp, p):
@@ -88,7 +86,6 @@ class SenderStats:
     last_success_ms: Optional[int] = None
     last_error: Optional[str] = None
     consecutive_failures: int = 0
-    rejected_by_reason: dict = field(default_factory=dict)
 
 
 class Sender:
@@ -98,20 +95,24 @@ class Sender:
         spool: the spool to drain.
         experiment_for: returns the ``APIExperiment`` for an experiment key.
         batch_size: entries read from the spool at a time.
-        base_backoff_s, max_backoff_s: full-jitter backoff after a retryable failure.
+        base_backoff_s, max_backoff_s: full-jitter backoff after a retryable failure, in seconds
+            (the ``RetryPolicy`` built when ``retry`` is not given).
         auth_backoff_s: wait after a rejected key (the operator must fix it; no need to hammer).
         rng: randomness for jitter (tests pass a seeded one).
         wall_clock_ms: epoch ms, for ``last_success_ms``.
+        retry: the policy for the waits between passes; its ``max_retries`` is unused (an entry
+            is resent until it is delivered or found permanent).
     """
 
     def __init__(self, spool: Spool, experiment_for: Callable[[str], object], *, batch_size: int = 50,
                  base_backoff_s: float = 1.0, max_backoff_s: float = 60.0, auth_backoff_s: float = 60.0,
-                 rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 retry: Optional[RetryPolicy] = None):
         self.spool = spool
         self._experiment_for = experiment_for
         self.batch_size = batch_size
-        self.base_backoff_s = base_backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.retry = retry or RetryPolicy(backoff_base_s=base_backoff_s, backoff_max_s=max_backoff_s,
+                                          retry_after_cap_s=MAX_RETRY_AFTER_S)
         self.auth_backoff_s = auth_backoff_s
         self._rng = rng or random.Random()
         self._wall_clock_ms = wall_clock_ms
@@ -153,7 +154,7 @@ class Sender:
     def _send_claimed(self, entry: SpoolEntry) -> Optional[float]:
         send = DISPATCH.get(entry.endpoint)
         if send is None:
-            return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)")
+            return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)", by_server=False)
         try:
             experiment = self._experiment_for(entry.experiment_key)
             with experiment.idempotent(entry.request_id):
@@ -166,7 +167,7 @@ class Sender:
             return self._on_failure(entry, exc)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # A payload our own client refuses (ValueError) or cannot read can never succeed.
-            return self._reject(entry, f"{type(exc).__name__}: {exc}")
+            return self._reject(entry, f"{type(exc).__name__}: {exc}", by_server=False)
         return self._acknowledge(entry)
 
     def _send_split(self, entry: SpoolEntry) -> Optional[float]:
@@ -204,28 +205,23 @@ class Sender:
     def _on_failure(self, entry: SpoolEntry, exc: errors.CometApiError) -> Optional[float]:
         """What a failed send leads to (the table in the module docstring): seconds to wait, or
         None once the entry was dropped for good."""
-        if isinstance(exc, errors.Unauthorized):
+        failure = errors.classify(exc)
+        if failure == errors.Failure.UNAUTHORIZED:
             self._note_failure(exc, once_key=("auth",), level=logging.ERROR)
             return self.auth_backoff_s
-        if _worth_retrying(exc):
-            return self._retry_after(exc)
-        return self._reject(entry, f"{exc.status} {type(exc).__name__}")
+        if failure == errors.Failure.PERMANENT:
+            return self._reject(entry, f"{exc.status} {type(exc).__name__}")
+        return self._retry_after(exc)
 
-    def _delete(self, entry: SpoolEntry) -> Optional[float]:
-        """Remove a sent (or refused) entry; on a spool that cannot write, the seconds to wait instead."""
+    def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
+        """Remove a sent entry; on a spool that cannot write, the seconds to wait instead."""
         try:
             self.spool.ack([entry])
         except SpoolError as exc:
             # The entry stays and is sent again later with the same id (the server dedupes it); wait
             # rather than resend in a tight loop while the disk is full.
-            self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.base_backoff_s)
-            return self.base_backoff_s
-        return None
-
-    def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
-        wait_s = self._delete(entry)
-        if wait_s is not None:
-            return wait_s
+            self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            return self.retry.backoff_base_s
         self._logged.discard(("spool-ack",))
         self.stats.sent += 1
         self.stats.consecutive_failures = 0
@@ -250,26 +246,26 @@ class Sender:
         except SpoolError:
             return  # the running total is reported again next time: harmless (it is a total, not a delta)
 
-    def _reject(self, entry: SpoolEntry, reason: str) -> Optional[float]:
-        wait_s = self._delete(entry)
-        if wait_s is not None:
-            return wait_s  # still in the spool: refused again on the next pass, and counted then
+    def _reject(self, entry: SpoolEntry, reason: str, *, by_server: bool = True) -> Optional[float]:
+        """Set aside an entry that can never be sent (the spool's quarantine), so the rest flows."""
+        try:
+            self.spool.quarantine(entry, reason if by_server else f"cannot be sent: {reason}")
+        except SpoolError as exc:
+            # Still in the spool: refused again on the next pass, and counted then. Wait rather than
+            # resend in a tight loop while the disk is full.
+            self._log_once(("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            return self.retry.backoff_base_s
         self.stats.rejected += 1
-        key = f"{entry.endpoint}: {reason}"
-        self.stats.rejected_by_reason[key] = self.stats.rejected_by_reason.get(key, 0) + 1
-        self._log_once(("reject", key), logging.WARNING,
-                       "the server refused a %s record for good (%s); it was dropped (further ones are counted, not logged)",
-                       entry.endpoint, reason)
+        what = "the server refused a %s record for good (%s)" if by_server else "a %s record cannot be sent (%s)"
+        self._log_once(("reject", entry.endpoint, reason), logging.WARNING,
+                       what + "; it was moved to the quarantine table of %s (further ones are counted, not logged)",
+                       entry.endpoint, reason, self.spool.path)
         return None
 
     def _retry_after(self, exc: errors.CometApiError) -> float:
         self.stats.consecutive_failures += 1
-        ceiling_s = min(self.max_backoff_s, self.base_backoff_s * 2 ** (self.stats.consecutive_failures - 1))
-        wait_s = self._rng.uniform(0.0, ceiling_s)
-        retry_after_s = getattr(exc, "retry_after_s", None)
-        if retry_after_s is not None:
-            # Capped: a broken or hostile server must not park delivery for days (Retry-After: 999999).
-            wait_s = max(wait_s, min(float(retry_after_s), MAX_RETRY_AFTER_S))
+        # Only a 429 carries the server's wait this far (Throttled.retry_after_s); the policy caps it.
+        wait_s = self.retry.wait_s(self.stats.consecutive_failures, self._rng, getattr(exc, "retry_after_s", None))
         self._note_failure(exc, once_key=("retry", type(exc).__name__), level=logging.WARNING)
         self._logged.add(("recovered",))
         return wait_s

@@ -17,6 +17,18 @@ reports it to the experiment at the next successful push.
 
 A spool file that SQLite cannot open or that fails its integrity check is quarantined (renamed to
 ``<name>.corrupt-<epoch ms>``) with one WARNING line, and a fresh spool is started.
+
+One bad *row* must not stop the rows behind it (they are sent strictly in order): a row that
+cannot be decoded (its payload is not a JSON object, a text column is not UTF-8) is moved to the
+``quarantine`` table by ``peek()``, and a row the server refuses for good is moved there by the
+sender (``quarantine()``). There it can be inspected::
+
+    sqlite3 SPOOL.db 'SELECT seq, endpoint, reason, payload FROM quarantine'
+
+``quarantined_total()`` counts every row ever moved there. The table keeps the latest rows, up
+to an eighth of ``max_bytes`` of payload (a larger payload is kept cut to that size); older ones
+are deleted, and stay counted. A table dropped behind the spool's back (a hand edit, a damaged
+file) is recreated at the next use and the running totals recounted, with one WARNING line.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, TypeVar
 
 from comet_agent.errors import SpoolError
 from comet_agent.paths import ensure_private_dir
@@ -41,6 +53,8 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 STATIC = "static"
 PERIODIC = "periodic"
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -66,7 +80,9 @@ CREATE TABLE IF NOT EXISTS totals (
     entries INTEGER NOT NULL,
     size_bytes INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO totals (id, entries, size_bytes)
+-- Recounted at every open: a table dropped and recreated, or a row edited by hand, must not leave
+-- a phantom count that keeps flush() waiting for entries that do not exist.
+INSERT OR REPLACE INTO totals (id, entries, size_bytes)
     SELECT 1, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM entries;
 CREATE TRIGGER IF NOT EXISTS totals_after_insert AFTER INSERT ON entries BEGIN
     UPDATE totals SET entries = entries + 1, size_bytes = size_bytes + NEW.size_bytes WHERE id = 1;
@@ -74,7 +90,30 @@ END;
 CREATE TRIGGER IF NOT EXISTS totals_after_delete AFTER DELETE ON entries BEGIN
     UPDATE totals SET entries = entries - 1, size_bytes = size_bytes - OLD.size_bytes WHERE id = 1;
 END;
+-- Rows that can never be sent, as they were (no types, no constraints: they may be undecodable).
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY,
+    experiment_key, endpoint, kind, request_id, payload, created_ms,
+    size_bytes INTEGER NOT NULL,      -- the payload's size before any cut
+    reason TEXT NOT NULL,
+    quarantined_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+-- The quarantine's payload bytes, kept up to date on each move so that trimming it is not a scan.
+INSERT OR REPLACE INTO counters (name, value)
+    SELECT 'quarantine_bytes', COALESCE(SUM(length(CAST(payload AS BLOB))), 0) FROM quarantine;
 """
+
+# Text columns are read as bytes and decoded per row, so that one row SQLite cannot hand back as
+# text fails alone instead of failing the whole query.
+_PEEK_SQL = ("SELECT seq, CAST(experiment_key AS BLOB), CAST(endpoint AS BLOB), CAST(kind AS BLOB),"
+             " CAST(request_id AS BLOB), CAST(payload AS BLOB), created_ms FROM entries")
+
+_QUARANTINED = "quarantined"
+_QUARANTINE_BYTES = "quarantine_bytes"
 
 
 @dataclass(frozen=True)
@@ -88,6 +127,31 @@ class SpoolEntry:
     request_id: str
     payload: dict
     created_ms: int
+
+
+def _decode_row(row: tuple) -> SpoolEntry:
+    """A ``_PEEK_SQL`` row as an entry; ``ValueError`` saying what is wrong when it cannot be one."""
+    seq, *texts, created_ms = row
+    decoded = []
+    for name, raw in zip(("experiment_key", "endpoint", "kind", "request_id", "payload"), texts):
+        if raw is None:
+            raise ValueError(f"{name} is null")
+        try:
+            decoded.append(bytes(raw).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{name} is not UTF-8 text") from None
+    experiment_key, endpoint, kind, request_id, text = decoded
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        raise ValueError("payload is nested too deeply") from None
+    except ValueError as exc:  # the message says where, never what: no payload content in logs
+        raise ValueError(f"payload is not JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"payload is a JSON {type(payload).__name__}, not an object")
+    if not isinstance(created_ms, int):
+        raise ValueError("created_ms is not an integer")
+    return SpoolEntry(seq, experiment_key, endpoint, kind, request_id, payload, created_ms)
 
 
 class Spool:
@@ -110,6 +174,8 @@ class Spool:
         # seqs the sender is sending right now: never dropped at the cap, or a sample could be both
         # delivered and counted as dropped (the drop count must be exact)
         self._claimed: set[int] = set()
+        # undecodable rows that could not be moved to the quarantine (disk full): skipped in memory
+        self._unmovable: set[int] = set()
         try:
             ensure_private_dir(self.path.parent)
         except OSError as exc:
@@ -124,7 +190,7 @@ class Spool:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and not self._looks_corrupt(exc):
                 raise SpoolError(f"cannot open spool {self.path}: {exc}") from None
-            self._quarantine(str(exc))
+            self._quarantine_file(str(exc))
             try:
                 return self._connect()
             except sqlite3.DatabaseError as exc2:
@@ -158,7 +224,7 @@ class Spool:
                 os.chmod(side, 0o600)
         return conn
 
-    def _quarantine(self, reason: str) -> None:
+    def _quarantine_file(self, reason: str) -> None:
         stamp = int(time.time() * 1000)
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         for suffix in ("", "-wal", "-shm"):
@@ -166,6 +232,35 @@ class Spool:
             if src.exists():
                 os.replace(src, Path(str(target) + suffix))
         log.warning("spool %s is unreadable (%s); moved it to %s and started a fresh spool", self.path, reason, target)
+
+    def _locked(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` on the connection under the lock. A table dropped behind our back is
+        recreated (and the totals recounted), then ``work`` runs once more. sqlite3 errors propagate."""
+        with self._lock:
+            try:
+                return work(self._conn)
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                self._rollback()
+                # executescript() commits first, and the schema recounts the totals from the rows left.
+                self._conn.executescript(_SCHEMA)
+                log.warning("spool %s had lost a table (%s); recreated it and recounted the entries waiting", self.path, exc)
+                return work(self._conn)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work`` in one immediate transaction (see ``_locked``), rolled back on any failure."""
+        def transaction(conn: sqlite3.Connection) -> _T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            return result
+
+        return self._locked(transaction)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -190,37 +285,35 @@ class Spool:
             raise SpoolError(f"payload of {size} bytes is larger than the spool cap of {self.max_bytes} bytes")
         request_id = request_id or uuid.uuid4().hex
         created_ms = int(time.time() * 1000) if created_ms is None else int(created_ms)
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._make_room(size)
-                    cur = self._conn.execute(
-                        "INSERT INTO entries (experiment_key, endpoint, kind, request_id, payload, size_bytes, created_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (experiment_key, endpoint, kind, request_id, text, size, created_ms),
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            except sqlite3.Error as exc:
-                raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
-        return SpoolEntry(cur.lastrowid, experiment_key, endpoint, kind, request_id, payload, created_ms)
 
-    def _make_room(self, incoming_bytes: int) -> None:
-        used = self._conn.execute("SELECT size_bytes FROM totals WHERE id = 1").fetchone()[0]
+        def insert(conn: sqlite3.Connection) -> int:
+            self._make_room(conn, size)
+            return conn.execute(
+                "INSERT INTO entries (experiment_key, endpoint, kind, request_id, payload, size_bytes, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (experiment_key, endpoint, kind, request_id, text, size, created_ms),
+            ).lastrowid
+
+        try:
+            seq = self._write(insert)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
+        return SpoolEntry(seq, experiment_key, endpoint, kind, request_id, payload, created_ms)
+
+    def _make_room(self, conn: sqlite3.Connection, incoming_bytes: int) -> None:
+        used = self._totals(conn)[1]
         excess = used + incoming_bytes - self.max_bytes
         if excess <= 0:
             return
         victims = []
         freed = 0
-        for seq, key, size in self._conn.execute(
-            "SELECT seq, experiment_key, size_bytes FROM entries WHERE kind = ? ORDER BY seq", (PERIODIC,)
+        # The key as bytes: one row whose key is not UTF-8 must not make every append fail at the cap.
+        for seq, key, size in conn.execute(
+            "SELECT seq, CAST(experiment_key AS BLOB), size_bytes FROM entries WHERE kind = ? ORDER BY seq", (PERIODIC,)
         ):
             if seq in self._claimed:
                 continue
-            victims.append((seq, key))
+            victims.append((seq, bytes(key or b"").decode("utf-8", errors="replace")))
             freed += size
             if freed >= excess:
                 break
@@ -232,36 +325,141 @@ class Spool:
         counts: dict[str, int] = {}
         for _seq, key in victims:
             counts[key] = counts.get(key, 0) + 1
-        self._conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in victims])
-        self._conn.executemany(
+        conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in victims])
+        conn.executemany(
             "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
             " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
             [(key, n, n) for key, n in counts.items()],
         )
         log.warning("spool at its cap of %d bytes: dropped the %d oldest periodic samples", self.max_bytes, len(victims))
 
+    @staticmethod
+    def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
+        # The subquery reads nothing; naming entries makes a dropped entries table fail here (and be
+        # recreated, see _locked) instead of its count living on as phantom entries.
+        sql = "SELECT entries, size_bytes FROM totals WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM entries WHERE 0)"
+        row = conn.execute(sql).fetchone()
+        if row is None:  # the row was deleted by hand: count again rather than fail every call
+            conn.execute("INSERT OR REPLACE INTO totals (id, entries, size_bytes)"
+                         " SELECT 1, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM entries")
+            row = conn.execute(sql).fetchone()
+        return row[0], row[1]
+
     # -- reading and acknowledging ---------------------------------------------------------
 
     def peek(self, limit: int = 100, experiment_key: Optional[str] = None) -> list[SpoolEntry]:
-        """The oldest ``limit`` entries (optionally of one experiment), in the order they were appended."""
-        sql = "SELECT seq, experiment_key, endpoint, kind, request_id, payload, created_ms FROM entries"
-        args: tuple = ()
-        if experiment_key is not None:
-            sql += " WHERE experiment_key = ?"
-            args = (experiment_key,)
-        sql += " ORDER BY seq LIMIT ?"
-        with self._lock:
-            rows = self._conn.execute(sql, args + (int(limit),)).fetchall()
-        return [SpoolEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        """The oldest ``limit`` entries (optionally of one experiment), in the order they were appended.
+
+        A row that cannot be decoded is moved to the quarantine on the way (one WARNING line per
+        row), so that the rows behind it still come out, in order.
+
+        Raises:
+            SpoolError: the spool cannot be read.
+        """
+        while True:
+            conditions, args = [], []
+            if experiment_key is not None:
+                conditions.append("experiment_key = ?")
+                args.append(experiment_key)
+            if self._unmovable:
+                conditions.append(f"seq NOT IN ({','.join('?' * len(self._unmovable))})")
+                args.extend(sorted(self._unmovable))
+            sql = _PEEK_SQL + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY seq LIMIT ?"
+            try:
+                rows = self._locked(lambda conn, sql=sql, args=args: conn.execute(sql, (*args, int(limit))).fetchall())
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot read spool {self.path}: {exc}") from None
+            entries, poisoned = [], []
+            for row in rows:
+                try:
+                    entries.append(_decode_row(row))
+                except ValueError as exc:
+                    poisoned.append((row[0], f"undecodable: {exc}"))
+            for seq, reason in poisoned:
+                self._quarantine_row(seq, reason)
+            if entries or not poisoned:
+                return entries
+
+    def _quarantine_row(self, seq: int, reason: str) -> None:
+        try:
+            self.quarantine(seq, reason)
+        except SpoolError as exc:
+            # It cannot leave the table now (disk full?); skip it in this process so the rest still flows.
+            self._unmovable.add(seq)
+            log.warning("spool %s: row %d is undecodable (%s) and could not be set aside (%s); skipping it", self.path, seq, reason, exc)
+            return
+        log.warning("spool %s: row %d is undecodable (%s); moved it to the quarantine table", self.path, seq, reason)
+
+    def quarantine(self, entry: SpoolEntry | int, reason: str) -> bool:
+        """Move an entry (or the row ``seq``) that can never be sent to the ``quarantine`` table,
+        with ``reason`` (no payload content, no secret), and count it. False if it was already gone.
+
+        Raises:
+            SpoolError: the move could not be committed; the entry stays where it was.
+        """
+        seq = entry.seq if isinstance(entry, SpoolEntry) else int(entry)
+        keep_bytes = max(1, self.max_bytes // 8)
+
+        def move(conn: sqlite3.Connection) -> bool:
+            moved = conn.execute(
+                "INSERT OR REPLACE INTO quarantine (seq, experiment_key, endpoint, kind, request_id, payload, created_ms,"
+                " size_bytes, reason, quarantined_ms)"
+                " SELECT seq, experiment_key, endpoint, kind, request_id,"
+                " CASE WHEN length(CAST(payload AS BLOB)) <= :keep THEN payload ELSE substr(CAST(payload AS BLOB), 1, :keep) END,"
+                " created_ms, COALESCE(length(CAST(payload AS BLOB)), 0), :reason, :now FROM entries WHERE seq = :seq",
+                {"keep": keep_bytes, "reason": reason, "now": int(time.time() * 1000), "seq": seq},
+            ).rowcount
+            if not moved:
+                return False
+            conn.execute("DELETE FROM entries WHERE seq = ?", (seq,))
+            stored = conn.execute("SELECT length(CAST(payload AS BLOB)) FROM quarantine WHERE seq = ?", (seq,)).fetchone()[0]
+            self._add_to_counter(conn, _QUARANTINED, 1)
+            kept_bytes = self._add_to_counter(conn, _QUARANTINE_BYTES, stored or 0)
+            if kept_bytes > keep_bytes:
+                self._trim_quarantine(conn, kept_bytes - keep_bytes)
+            return True
+
+        try:
+            moved = self._write(move)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot move row {seq} of spool {self.path} to its quarantine: {exc}") from None
+        self._unmovable.discard(seq)
+        return moved
+
+    @staticmethod
+    def _add_to_counter(conn: sqlite3.Connection, name: str, amount: int) -> int:
+        conn.execute("INSERT INTO counters (name, value) VALUES (?, ?)"
+                     " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, amount))
+        return conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+
+    @classmethod
+    def _trim_quarantine(cls, conn: sqlite3.Connection, excess_bytes: int) -> None:
+        # Oldest first, in spool order (the order rows are set aside in), until the rest fits.
+        doomed, freed = [], 0
+        for seq, size in conn.execute("SELECT seq, length(CAST(payload AS BLOB)) FROM quarantine ORDER BY seq"):
+            doomed.append((seq,))
+            freed += size or 0
+            if freed >= excess_bytes:
+                break
+        conn.executemany("DELETE FROM quarantine WHERE seq = ?", doomed)
+        cls._add_to_counter(conn, _QUARANTINE_BYTES, -freed)
+
+    def quarantined_total(self) -> int:
+        """How many rows were ever moved to the quarantine (undecodable, or refused for good by the
+        server); the table itself keeps only the newest."""
+        row = self._locked(lambda conn: conn.execute("SELECT value FROM counters WHERE name = ?", (_QUARANTINED,)).fetchone())
+        return row[0] if row else 0
 
     def claim(self, entry: SpoolEntry) -> bool:
         """Mark an entry as being sent, so the cap cannot drop it meanwhile; False if it is already gone
         (dropped at the cap after it was peeked: it must not be sent). Pair with ``release()``."""
-        with self._lock:
-            if self._conn.execute("SELECT 1 FROM entries WHERE seq = ?", (entry.seq,)).fetchone() is None:
+        def mark(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM entries WHERE seq = ?", (entry.seq,)).fetchone() is None:
                 return False
             self._claimed.add(entry.seq)
             return True
+
+        return self._locked(mark)
 
     def release(self, entry: SpoolEntry) -> None:
         """End ``claim()``: the entry may be dropped at the cap again (if it is still there)."""
@@ -278,18 +476,10 @@ class Spool:
         seqs = [(e.seq if isinstance(e, SpoolEntry) else int(e),) for e in entries]
         if not seqs:
             return 0
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = self._conn.executemany("DELETE FROM entries WHERE seq = ?", seqs)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            except sqlite3.Error as exc:
-                raise SpoolError(f"cannot delete sent entries from spool {self.path}: {exc}") from None
-        return cur.rowcount
+        try:
+            return self._write(lambda conn: conn.executemany("DELETE FROM entries WHERE seq = ?", seqs).rowcount)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot delete sent entries from spool {self.path}: {exc}") from None
 
     def _rollback(self) -> None:
         # After some failures (SQLITE_FULL at COMMIT) SQLite has already rolled back; a second
@@ -299,21 +489,15 @@ class Spool:
 
     def dropped(self, experiment_key: str) -> int:
         """How many periodic entries of this experiment were dropped and not yet reported."""
-        with self._lock:
-            row = self._conn.execute("SELECT count FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone()
+        row = self._locked(lambda conn: conn.execute(
+            "SELECT count FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone())
         return row[0] if row else 0
 
     def dropped_total(self, experiment_key: str) -> int:
         """How many periodic entries of this experiment were ever dropped at the cap (reported or not)."""
-        with self._lock:
-            row = self._conn.execute("SELECT total FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone()
+        row = self._locked(lambda conn: conn.execute(
+            "SELECT total FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone())
         return row[0] if row else 0
-
-    def experiment_keys(self) -> list[str]:
-        """The experiments with entries waiting, oldest first."""
-        with self._lock:
-            rows = self._conn.execute("SELECT experiment_key, MIN(seq) FROM entries GROUP BY experiment_key ORDER BY 2").fetchall()
-        return [row[0] for row in rows]
 
     def count_dropped(self, experiment_key: str, count: int) -> None:
         """Count ``count`` records of this experiment that never reached the spool as dropped
@@ -321,37 +505,32 @@ class Spool:
         dropped at the cap. Raises ``SpoolError`` when the count cannot be stored."""
         if count <= 0:
             return
-        with self._lock:
-            try:
-                self._conn.execute(
-                    "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
-                    " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
-                    (experiment_key, int(count), int(count)),
-                )
-            except sqlite3.Error as exc:
-                raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
+        try:
+            self._locked(lambda conn: conn.execute(
+                "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
+                " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
+                (experiment_key, int(count), int(count)),
+            ))
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
 
     def take_dropped(self, experiment_key: str, reported: int) -> None:
         """Subtract ``reported`` from the experiment's drop count once the server has acknowledged the report.
 
         Raises ``SpoolError`` when the update cannot be stored (the count is then reported again)."""
-        with self._lock:
-            try:
-                self._conn.execute(
-                    "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?", (int(reported), experiment_key)
-                )
-            except sqlite3.Error as exc:
-                raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
+        try:
+            self._locked(lambda conn: conn.execute(
+                "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?", (int(reported), experiment_key)))
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
 
     def depth(self) -> int:
         """Number of entries waiting."""
-        with self._lock:
-            return self._conn.execute("SELECT entries FROM totals WHERE id = 1").fetchone()[0]
+        return self._locked(self._totals)[0]
 
     def size_bytes(self) -> int:
         """Total size of the payloads waiting, in bytes (what the cap applies to)."""
-        with self._lock:
-            return self._conn.execute("SELECT size_bytes FROM totals WHERE id = 1").fetchone()[0]
+        return self._locked(self._totals)[1]
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

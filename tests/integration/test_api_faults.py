@@ -135,6 +135,13 @@ def test_503_streak_is_retried_with_full_jitter_exact_count(server, sleep):
     assert sleep.waits_s == [expected_rng.uniform(0, c) for c in (1.0, 2.0, 4.0)]
 
 
+def test_408_is_resent_within_the_request_like_a_5xx(server, sleep):
+    # The same classification as the sender's (errors.classify): 408 is the server giving up on a slow request.
+    server.fail_next(1, 408)
+    assert make_client(server, sleep).get("experiment/tags", {"experimentKey": "k"}) == {"tags": ["t1"]}
+    assert len(server.requests) == 2 and len(sleep.waits_s) == 1
+
+
 def test_503_streak_longer_than_budget_raises_server_error_after_exact_attempts(server, sleep):
     server.fail_next(50, 503)
     with pytest.raises(errors.ServerError) as info:

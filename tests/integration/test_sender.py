@@ -83,6 +83,7 @@ def test_permanent_rejection_drops_only_that_entry(server, sender, status):
     assert sender.stats.rejected == 1
     assert len(server.requests_to(BATCH)) == 2  # no retry of the rejected one
     assert sender.spool.depth() == 0
+    assert sender.spool.quarantined_total() == 1, "set aside, not lost"
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -107,12 +107,6 @@ def test_set_git_patch_none_does_nothing(experiment):
     assert experiment.set_git_patch(None) is None
 
 
-def test_new_experiment_without_workspace_is_a_clear_error():
-    api = API(api_key="UnitKey12345678", url_override="http://127.0.0.1:9/clientlib/")
-    with pytest.raises(ValueError, match="COMET_WORKSPACE"):
-        APIExperiment(api=api, project_name="p")
-
-
 def test_api_get_rejects_ambiguous_paths():
     api = API(api_key="UnitKey12345678", url_override="http://127.0.0.1:9/clientlib/")
     with pytest.raises(SyntaxError):
