@@ -104,7 +104,7 @@ API_READS = {
 
 
 def _cases(table):
-    for label, (endpoint, _, on_object, wrong_fields) in table.items():
+    for label, (_endpoint, _, on_object, wrong_fields) in table.items():
         for shape in SHAPES:
             yield pytest.param(label, SHAPES[shape], shape in OBJECTS, on_object, id=f"{label}-{shape}")
         for index, reply in enumerate(wrong_fields):
