@@ -157,6 +157,7 @@ class JobStatus:
     spool_depth: int = 0
     dropped_total: int = 0
     rejected: int = 0
+    quarantined: int = 0
     last_error: Optional[str] = None
     watching: Optional[str] = None
 
@@ -514,7 +515,8 @@ class Job:
             sample_interval_s=self.sample_interval_s, started_ms=self.started_ms, last_push_ms=self._last_push_ms,
             last_success_ms=stats.last_success_ms, spool_depth=self.spool.depth() if alive else 0,
             dropped_total=self.spool.dropped_total(self.experiment_key) if alive else 0,
-            rejected=stats.rejected, last_error=stats.last_error,
+            rejected=stats.rejected, quarantined=self.spool.quarantined_total() if alive else 0,
+            last_error=stats.last_error,
             watching=str(self.pid) if self.pid is not None else None)
 
     def write_status(self, force: bool = False) -> None:
