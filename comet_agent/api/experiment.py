@@ -970,7 +970,7 @@ def _local_page_login_url(api: Any, url: str) -> str:
     root = getattr(client, "root", None)
     if not root or urllib.parse.urlsplit(root).hostname in ("www.comet.com", "comet.com"):
         return url
-    from comet_agent.server.pages import page_url
+    from comet_agent.api.page_login import page_url
 
     try:
         return page_url(root, client._api_key, url, timeout_s=5.0)
