@@ -33,8 +33,12 @@ from comet_agent.server.store import key_id_of
 LOGIN_TOKEN_TTL_MS = 120_000
 MAX_SESSIONS = 10_000
 MAX_PENDING_LOGIN_TOKENS = 1_000
-#: First path segments that belong to the REST API and the server's own endpoints, never pages.
-RESERVED_SEGMENTS = frozenset({"api", "clientlib", "local", "static", "favicon.ico"})
+#: First path segments that are never a workspace page: Comet's own REST namespaces (an unknown
+#: path there must stay the REST API's JSON 404) and the icon browsers ask for by themselves.
+#: ``local`` is not among them: it is the first key's user name, so the workspace an embedded run
+#: writes to; the server's own ``/local/...`` paths are told apart from its pages by method and
+#: shape instead (see ``pages/routes.py``).
+RESERVED_SEGMENTS = frozenset({"api", "clientlib", "favicon.ico"})
 
 
 class PageSessions:
