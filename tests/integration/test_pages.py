@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from comet_agent.api import API, APIExperiment
-from comet_agent.server.app import LocalServer
 from comet_agent.api.page_login import page_url
+from comet_agent.server.app import LocalServer
 from comet_agent.server.pages.charts import MAX_POINTS_PER_SERIES
 from tests.browser.pages_support import HOSTILE, fill_experiment, log_points
 

@@ -29,7 +29,6 @@ from comet_agent.server.rest.common import authenticate, json_response
 from comet_agent.server.state import state_of
 from comet_agent.server.store import key_id_of
 
-
 LOGIN_TOKEN_TTL_MS = 120_000
 MAX_SESSIONS = 10_000
 MAX_PENDING_LOGIN_TOKENS = 1_000

@@ -12,7 +12,6 @@ import re
 
 from comet_agent.server.store import DEFAULT_MAX_POINTS_PER_SERIES, downsample_min_max
 
-
 MAX_POINTS_PER_SERIES = DEFAULT_MAX_POINTS_PER_SERIES
 #: Points one chart may draw in all; a chart of many series (64 CPU cores) gets fewer per series
 #: (never under ``MIN_POINTS_PER_SERIES``), so a page stays light for the browser too.

@@ -33,7 +33,6 @@ from comet_agent.server.rest.common import MAX_EXPERIMENT_KEY_LENGTH
 from comet_agent.server.state import state_of
 from comet_agent.server.store import metric_series_downsampled
 
-
 MAX_OUTPUT_CHARS = 2_000_000
 MAX_PATCH_CHARS = 5_000_000
 

@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 from aiohttp import web
 
-
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'")

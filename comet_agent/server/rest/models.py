@@ -8,12 +8,12 @@ import zipfile
 
 from aiohttp import web
 
+from comet_agent.server.rest.assets import asset_json
 from comet_agent.server.rest.common import (
     ApiError,
     json_response,
     query_experiment,
 )
-from comet_agent.server.rest.assets import asset_json
 from comet_agent.server.state import state_of
 
 
