@@ -6,12 +6,21 @@ into its data directory, and its generated key lives beside it in ``api_key`` (0
 server answers, it is reused. Otherwise a ``LocalServer`` is started in this process, on
 loopback, on the default port when it is free (so experiment URLs stay valid for a later
 ``comet-agent server``), for as long as the caller keeps it.
+
+``serve_hint()`` words what a run says at its end about its experiment's URL on such a server:
+open it (a server still answers there), or the exact ``comet-agent server`` command that serves
+it again (same port, same data directory).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
+import shutil
+import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -92,3 +101,71 @@ def connect_local(data_dir: Optional[Path] = None, *, port: int = DEFAULT_PORT) 
         server = LocalServer(directory, port=0).start()
     log.info("started a local Comet server at %s for this run (data in %s)", server.url, directory)
     return LocalTarget(clientlib_url=server.clientlib_url, api_key=server.api_key, server=server)
+
+
+def _answers(root_url: str) -> bool:
+    try:
+        return requests.get(root_url + "/clientlib/isAlive/ver", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _this_program() -> list[str]:
+    """How to run comet-agent again the way this process was run.
+
+    ``comet-agent`` when that name on PATH is this very script; the script's path when it is not
+    (``.venv/bin/comet-agent`` from a venv that is not activated: the README's quick start); and
+    ``python -m comet_agent`` with this interpreter for a ``-m`` run, which has no script.
+    """
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) == "comet-agent":
+        on_path = shutil.which("comet-agent")
+        if on_path and os.path.realpath(on_path) == os.path.realpath(script):
+            return ["comet-agent"]
+        return [script]
+    if os.path.basename(script) == "__main__.py" and os.path.basename(os.path.dirname(script)) == "comet_agent":
+        return [sys.executable, "-m", "comet_agent"]
+    return ["comet-agent"]
+
+
+def serve_hint(experiment_url: str, data_dir: Optional[Path] = None) -> str:
+    """How to open ``experiment_url``, a page on a local server, after the run that printed it.
+
+    The run's own server stopped with it, and ``comet-agent server`` with no options listens on
+    the default port with the default data directory, which need not be the ones in the URL. So:
+    when a server answers at the URL's address, the hint says to open the URL; otherwise it names
+    the exact command that serves it again: comet-agent as this process was started, the URL's
+    port (and host, unless loopback ``127.0.0.1``) and ``--data-dir`` naming ``<data_dir>/server``,
+    where the local server keeps its store and key. The key is never printed; the hint names the
+    file holding it, which the page's login form asks for.
+
+    Args:
+        experiment_url: the experiment's page, e.g. ``http://127.0.0.1:5055/local/general/<key>``.
+        data_dir: the agent's data directory (``run --data-dir``); None: the per-user default.
+
+    Returns:
+        One line, e.g. ``to open http://127.0.0.1:5055/local/general/3f2a..., run `comet-agent
+        server --port 5055 --data-dir /home/me/.local/share/comet-agent/server` and log in with
+        the API key stored in /home/me/.local/share/comet-agent/server/api_key``.
+    """
+    from comet_agent.server.app import API_KEY_FILE_NAME
+    from comet_agent.server.store import store_holds_experiment
+
+    parts = urllib.parse.urlsplit(experiment_url)
+    root = f"{parts.scheme}://{parts.netloc}"
+    directory = server_data_dir(data_dir).absolute()  # the command may run from another directory
+    # The experiment key is the URL's last segment; the local server of this data directory
+    # serves it only if its store holds it (a COMET_URL_OVERRIDE to one's own 127.0.0.1 server
+    # keeps its data elsewhere, and a command naming this directory would be wrong).
+    ours = store_holds_experiment(directory, parts.path.rstrip("/").rsplit("/", 1)[-1])
+    key_file = directory / API_KEY_FILE_NAME
+    login = f" and log in with the API key stored in {key_file}" if ours and key_file.is_file() else ""
+    if _answers(root):
+        return f"open {experiment_url}{login}"
+    if not ours:
+        return f"open {experiment_url} once the server at {root} runs again"
+    argv = [*_this_program(), "server"]
+    if parts.hostname not in (None, "127.0.0.1"):
+        argv += ["--host", parts.hostname]
+    argv += ["--port", str(parts.port or (443 if parts.scheme == "https" else 80)), "--data-dir", str(directory)]
+    return f"to open {experiment_url}, run `{shlex.join(argv)}`{login}"

@@ -54,7 +54,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from comet_agent.api.client import RetryPolicy, describe_json
+from comet_agent.api.client import describe_json
+from comet_agent.api.page_login import local_page_login_url
 from comet_agent.errors import CometApiError
 
 logger = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ class APIExperiment:
         On a comet-agent local server the opened URL carries a single-use login token (never the
         key), so the page opens logged in; see ``comet_agent.server.pages``.
         """
-        url = _local_page_login_url(self._api, self._get_experiment_url(tab))
+        url = local_page_login_url(self._api, self._get_experiment_url(tab))
         if _in_jupyter_kernel():
             from IPython.display import IFrame, clear_output, display
 
@@ -1004,27 +1005,3 @@ def _in_jupyter_kernel() -> bool:
 
 
 __all__ = ["APIExperiment", "CometApiError", "SYSTEM_DETAILS_FIELDS", "read_git_patch_zip"]
-
-
-def _local_page_login_url(api: Any, url: str) -> str:
-    """``url`` with a single-use page login token when the server is a comet-agent local server.
-
-    Asks ``POST {root}/local/page-login`` (the key goes in ``Authorization`` as on every call,
-    never into the URL) and adds ``login=<token>``, which the local server swaps for a session
-    cookie. Comet (hosted or on-prem) has no such endpoint: its 404, or any failure, leaves
-    ``url`` unchanged. The hosted default is not even asked.
-    """
-    client = api._client
-    if urllib.parse.urlsplit(client.root).hostname in ("www.comet.com", "comet.com"):
-        return url
-    try:
-        # Best effort, once: a person is waiting for the page, and it opens without the token too.
-        reply = client.post("local/page-login", {}, base="root", timeout_s=5.0, retry=RetryPolicy(max_retries=0))
-    except CometApiError:
-        return url
-    token = reply.get("token") if isinstance(reply, dict) else None
-    if not isinstance(token, str) or not token:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "login"]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query + [("login", token)])))

@@ -251,12 +251,12 @@ def _run_watching(agent: Agent) -> int:
 
 
 def _say_where_to_look(agent: Agent) -> None:
-    key = agent.experiment_key
-    if agent.local_server is not None or (agent.server_url or "").startswith("http://127.0.0.1"):
-        print(f"comet-agent: look at it with `comet-agent show {key}`, or run `comet-agent server` "
-              f"and open {agent.url}", file=sys.stderr, flush=True)
-    elif agent.url:
-        print(f"comet-agent: see {agent.url}", file=sys.stderr, flush=True)
+    if agent.url is None:
+        print(f"comet-agent: experiment {agent.experiment_key} waits in the spool until {agent.server_url} can be "
+              "reached; `comet-agent flush` sends it", file=sys.stderr, flush=True)
+    elif agent.local_server is not None or (agent.server_url or "").startswith("http://127.0.0.1"):
+        from comet_agent.embedded import serve_hint
+
+        print(f"comet-agent: {serve_hint(agent.url, agent.data_dir)}", file=sys.stderr, flush=True)
     else:
-        print(f"comet-agent: experiment {key} waits in the spool until {agent.server_url} can be reached; "
-              "`comet-agent flush` sends it", file=sys.stderr, flush=True)
+        print(f"comet-agent: see {agent.url}", file=sys.stderr, flush=True)

@@ -9,8 +9,9 @@ per connection, and the loop thread owning the single SQLite connection serialis
 and the embedded default need (``LocalServer``).
 
 Mounting: the server lives at the host root and serves ``/clientlib/isAlive/ver``,
-``/api/rest/v2/*`` and ``/clientlib/rest/v2/*`` (aliases) plus the clientlib batch endpoints.
-Point the SDK at it with ``COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/``.
+``/api/rest/v2/*`` and ``/clientlib/rest/v2/*`` (aliases) plus the clientlib batch endpoints
+(``rest/``, table in ``rest/routes.py``), then the HTML pages (``pages/``). Point the SDK at it
+with ``COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/``.
 
 Recommended intervals (what ``update_status()`` answers): set at start, changed while running
 with ``LocalServer.set_intervals(...)`` or, for a server in another process, the admin endpoint::
@@ -48,8 +49,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.redaction import register_secret
-from comet_agent.server import pages, routes
-from comet_agent.server.routes import ApiError, ServerState, error_response
+from comet_agent.server.pages.routes import add_page_routes
+from comet_agent.server.rest.common import ApiError, error_response
+from comet_agent.server.rest.routes import add_routes
+from comet_agent.server.state import INTERVALS_SETTING, STATE_KEY, ServerState, set_intervals
 from comet_agent.server.store import Store
 
 logger = logging.getLogger(__name__)
@@ -66,7 +69,7 @@ _START_TIMEOUT_S = 30.0
 @web.middleware
 async def _error_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Turn every failure into a Comet-style JSON error; unexpected ones become a logged 500."""
-    state: ServerState = request.app[routes.STATE_KEY]
+    state: ServerState = request.app[STATE_KEY]
     try:
         declared = request.content_length
         if declared is not None and declared > state.max_upload_bytes:
@@ -96,9 +99,9 @@ def build_application(state: ServerState) -> web.Application:
     # client_max_size bounds what read()/post() accept; the middleware rejects declared sizes
     # early. A little slack covers the multipart framing around a file at the limit.
     app = web.Application(middlewares=[_error_middleware], client_max_size=state.max_upload_bytes)
-    app[routes.STATE_KEY] = state
-    routes.add_routes(app)
-    pages.add_page_routes(app)  # after the REST routes: their fixed paths win
+    app[STATE_KEY] = state
+    add_routes(app)
+    add_page_routes(app)  # after the REST routes: their fixed paths win
     return app
 
 
@@ -191,12 +194,12 @@ class LocalServer:
             intervals = {"isAliveBeatDurationMillis": DEFAULT_HEARTBEAT_MS,
                          "cpuMonitorIntervalMillis": DEFAULT_CPU_INTERVAL_MS,
                          "gpuMonitorIntervalMillis": DEFAULT_GPU_INTERVAL_MS}
-            stored = store.get_setting(routes.INTERVALS_SETTING)
+            stored = store.get_setting(INTERVALS_SETTING)
             if isinstance(stored, dict):
                 intervals.update({k: v for k, v in stored.items() if k in intervals})
             self._state = ServerState(store, keys, intervals, self.max_upload_bytes)
             given = {k: v for k, v in self._given_intervals.items() if v is not None}
-            routes.set_intervals(self._state, **given)
+            set_intervals(self._state, **given)
         except BaseException:
             store.close()
             raise
@@ -330,7 +333,7 @@ class LocalServer:
             raise RuntimeError("the server is not started")
 
         async def apply() -> None:  # on the loop thread, which owns the store
-            routes.set_intervals(self._state, **given)
+            set_intervals(self._state, **given)
 
         asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=10)
 

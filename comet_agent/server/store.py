@@ -118,6 +118,31 @@ def new_experiment_key() -> str:
     return uuid.uuid4().hex
 
 
+def store_holds_experiment(data_dir: Path, experiment_key: str) -> bool:
+    """Whether the store in ``data_dir`` holds ``experiment_key``, read without a ``Store``.
+
+    For a caller outside the server (``comet-agent run`` after its embedded server stopped): one
+    SELECT, the file never created or migrated. False when there is no readable store.
+    """
+    path = Path(data_dir) / DATABASE_FILE_NAME
+    if not path.is_file():
+        return False
+    try:
+        # mode=rw, not ro: it still never creates the file, and closing the last connection
+        # removes the -wal and -shm files that opening a WAL database makes, which only a
+        # connection allowed to write may do (a read-only one would leave them behind).
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
+    except sqlite3.Error:
+        return False
+    try:
+        row = connection.execute("SELECT 1 FROM experiments WHERE experiment_key=?", (experiment_key,)).fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+    return row is not None
+
+
 def render_value(value_json: str | None) -> str | None:
     """Render a stored JSON value the way Comet's REST API returns logged values: as a string.
 

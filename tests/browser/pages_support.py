@@ -3,7 +3,7 @@ headless Chromium and read back what the browser rendered.
 
 ``check_experiment_page(server, key, tmp_path)`` works for any experiment key on a running
 ``LocalServer`` (e.g. one written by ``comet-agent run``): it logs in with a single-use token
-(``comet_agent.server.pages.page_url``), lets the page's JavaScript run, and returns a
+(``comet_agent.api.page_login.page_url``), lets the page's JavaScript run, and returns a
 ``PageCheck`` describing the sections, charts and any sign of script injection it found.
 """
 
@@ -21,7 +21,7 @@ from typing import Optional
 import pytest
 import requests
 
-from comet_agent.server.pages import page_url
+from comet_agent.api.page_login import page_url
 
 #: The hostile value put into every experiment field the page shows. If any copy of it ran as
 #: script (or became an element), the page's <html> would carry data-pwned and window.__pwned.

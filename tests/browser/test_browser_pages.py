@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from comet_agent.api import API, APIExperiment
-from comet_agent.server.pages import page_url
+from comet_agent.api.page_login import page_url
 from tests.browser.pages_support import (
     HOSTILE,
     check_experiment_page,

@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from comet_agent.api import API, APIExperiment
+from comet_agent.api.page_login import page_url
 from comet_agent.server.app import LocalServer
-from comet_agent.server.pages import MAX_POINTS_PER_SERIES, page_url
+from comet_agent.server.pages.charts import MAX_POINTS_PER_SERIES
 from tests.browser.pages_support import HOSTILE, fill_experiment, log_points
 
 ESCAPED_SCRIPT = "&lt;script&gt;window.__pwned=1"
@@ -149,13 +150,121 @@ def test_login_token_sets_a_cookie_once_and_the_form_logs_in(local_server):
 
 def test_non_page_paths_answer_like_the_rest_api(local_server):
     experiment = _experiment(local_server, local_server.api_key)
+    # "/local" is no longer among them: it is the first key's own workspace (see the next test).
     for method, path in (("GET", "/api/rest/v2/nope"), ("GET", "/clientlib/nope"), ("GET", "/clientlib/a/b"),
-                         ("POST", experiment.url.split(local_server.url)[1]), ("POST", "/ws"), ("GET", "/local")):
+                         ("POST", experiment.url.split(local_server.url)[1]), ("POST", "/ws"), ("GET", "/api")):
         response = requests.request(method, local_server.url + path, headers={"Authorization": local_server.api_key},
                                     timeout=30)
         assert response.status_code == 404, (method, path)
         assert response.json()["code"] == 404
     assert _get(local_server.url + "/clientlib/isAlive/ver").status_code == 200
+
+
+#: Projects named like the second segment of the server's own ``/local/...`` paths.
+SERVER_PATH_NAMES = ("page-login", "login", "static", "admin")
+
+
+def test_the_workspace_named_local_has_working_pages(local_server):
+    """The first key's user name, hence its default workspace, is ``local``: the workspace an
+    embedded run writes to. Its pages open like any other workspace's, even for projects named
+    like the server's own ``/local/...`` paths, and those paths keep working beside them."""
+    key = local_server.api_key
+    api = API(api_key=key, url_override=local_server.clientlib_url)
+    workspace = api.get_default_workspace()  # what an embedded run writes to
+    assert workspace == "local"
+    default = APIExperiment(api=api, workspace=workspace, experiment_name="default")
+    assert default.url == f"{local_server.url}/local/general/{default.id}"
+    named = {project: APIExperiment(api=api, workspace="local", project_name=project, experiment_name=project)
+             for project in SERVER_PATH_NAMES}
+    archived = requests.get(local_server.url + "/api/rest/v2/write/experiment/archive", headers={"Authorization": key},
+                            params={"experimentKey": named["static"].id}, timeout=30)
+    assert archived.status_code == 200
+    archived_url = f"{local_server.url}/local/static/archive/{named['static'].id}"
+
+    workspace_page = _get(local_server.url + "/local", key)
+    assert workspace_page.status_code == 200 and "text/html" in workspace_page.headers["Content-Type"]
+    for project in ("general", *SERVER_PATH_NAMES):
+        assert f'data-project="{project}"' in workspace_page.text
+    project_page = _get(local_server.url + "/local/general", key)
+    assert project_page.status_code == 200 and f'data-experiment-key="{default.id}"' in project_page.text
+    for project, experiment in named.items():
+        listing = _get(f"{local_server.url}/local/{project}", key)
+        assert listing.status_code == 200, project
+        assert f'data-experiment-key="{experiment.id}"' in listing.text, project
+    for experiment, url in [(default, default.url), *((e, e.url) for p, e in named.items() if p != "static"),
+                            (named["static"], archived_url)]:
+        page = _get(url, key)
+        assert page.status_code == 200, url
+        assert 'data-section="overview"' in page.text and experiment.id in page.text, url
+    # A browser without a session gets the login page there, not the REST API's JSON 404.
+    anonymous = _get(default.url)
+    assert anonymous.status_code == 401 and 'action="/local/login"' in anonymous.text
+    # The server's own paths under /local/ still answer as before.
+    assert _get(local_server.url + "/local/static/pages.js").status_code == 200
+    assert _get(local_server.url + "/local/static/pages.css").status_code == 200
+    assert _get(local_server.url + "/local/admin/intervals", key).json() == local_server.intervals
+    browser = requests.Session()
+    assert browser.get(page_url(local_server.url, key, default.url), timeout=30).status_code == 200
+    form = requests.Session()
+    logged_in = form.post(local_server.url + "/local/login", data={"key": key, "next": "/local"},
+                          allow_redirects=False, timeout=30)
+    assert logged_in.status_code == 303 and logged_in.headers["Location"] == "/local"
+    assert 'data-project="general"' in form.get(local_server.url + "/local", timeout=30).text
+
+
+def test_no_server_route_can_take_a_page_path(tmp_path):
+    """Pages serve every workspace name except ``api``, ``clientlib`` and ``favicon.ico`` (Comet's
+    own namespaces and the browser's icon). So no other route of the server may answer a GET on
+    a path a page can have: ``/{w}``, ``/{w}/{p}``, ``/{w}/{p}/{key}``, ``/{w}/{p}/archive/{key}``,
+    with a key of 32 to 50 letters and digits. For each route, the page paths nearest to it are
+    resolved by the real router and must reach a page."""
+    import asyncio
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from comet_agent.server.app import build_application
+    from comet_agent.server.pages.access import RESERVED_SEGMENTS
+    from comet_agent.server.pages.experiment import experiment_page
+    from comet_agent.server.pages.indexes import index_page, project_page, workspace_page
+    from comet_agent.server.state import ServerState
+    from comet_agent.server.store import Store
+
+    assert RESERVED_SEGMENTS == {"api", "clientlib", "favicon.ico"}
+    pages = {index_page, workspace_page, project_page, experiment_page}
+    store = Store(tmp_path / "store")
+    app = build_application(ServerState(store, ["key"], {}, 2**20))
+    key = "0123456789abcdef" * 2
+
+    def page_paths_beside(canonical: str) -> list[str]:
+        segments = ["x" if s.startswith("{") else s for s in canonical.strip("/").split("/")]
+        if segments[0] in RESERVED_SEGMENTS or len(segments) > 4:
+            return []
+        if len(segments) <= 2:
+            return ["/" + "/".join(segments)]
+        paths = ["/" + "/".join(segments[:2] + [key])]
+        if len(segments) == 4:
+            paths.append("/" + "/".join(segments[:2] + ["archive", key]))
+        return paths
+
+    async def handler_of(path: str):
+        match = await app.router.resolve(make_mocked_request("GET", path, app=app))
+        return match.handler
+
+    async def check() -> list[str]:
+        checked = []
+        for route in app.router.routes():
+            if route.handler in pages:
+                continue
+            for path in page_paths_beside(route.resource.canonical):
+                assert await handler_of(path) in pages, f"{route.method} {route.resource.canonical} takes GET {path}"
+                checked.append(path)
+        return checked
+
+    try:
+        checked = asyncio.run(check())
+    finally:
+        store.close()
+    assert "/local/static/" + key in checked and "/local/login" in checked  # the risky ones were tried
 
 
 def test_index_orders_newest_first_with_status_host_and_duration(local_server):

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from comet_agent.server.pages import build_charts, chart_for_metric
+from comet_agent.server.pages.charts import build_charts, chart_for_metric
 from comet_agent.server.store import Store, downsample_min_max, metric_series_downsampled
 
 
@@ -96,7 +96,7 @@ def test_charts_split_by_unit_and_order_user_metrics_last():
 
 
 def test_a_chart_of_many_series_shares_a_point_budget():
-    from comet_agent.server.pages import MAX_POINTS_PER_CHART, MIN_POINTS_PER_SERIES
+    from comet_agent.server.pages.charts import MAX_POINTS_PER_CHART, MIN_POINTS_PER_SERIES
 
     series = {f"sys.cpu.percent.{i:02d}": {"x": "timestamp", "count": 1000, "isSystem": True,
                                            "points": [[t, float(t % 13) + (100 if t == 500 else 0)] for t in range(1000)]}

@@ -1,0 +1,163 @@
+"""Who may see a page: API keys, browser sessions, single-use login tokens, the login form.
+
+A browser cannot send an ``Authorization`` header by itself, so the REST API's key rules are
+adapted to it:
+
+- A page request carrying ``Authorization: <key>`` is served for that key (scripts, curl).
+- Otherwise a session cookie (``comet_agent_session_<port>``: HttpOnly, SameSite=Strict,
+  Path=/) names a server-side session bound to the key's id. Sessions live in memory (a restart
+  logs everyone out) and never contain the key.
+- A session starts either from the login form (``POST /local/login`` with the key, shown on a
+  401 page) or from a single-use login token: ``POST /local/page-login`` with
+  ``Authorization: <key>`` answers ``{"token", "expiresInMs"}`` (valid 120 s, once), and any page
+  URL with ``?login=<token>`` sets the cookie and redirects to the same URL without the token.
+  ``comet_agent.api.page_login.page_url()`` does this for ``comet-agent show --open`` and
+  ``APIExperiment.display()``; the key itself never appears in a URL, a browser history or a log.
+- A key sees only its own workspaces; any other workspace, project or experiment is a 404 page.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+
+from aiohttp import web
+
+from comet_agent.server.pages.render import login_page, redirect
+from comet_agent.server.rest.common import authenticate, json_response
+from comet_agent.server.state import state_of
+from comet_agent.server.store import key_id_of
+
+LOGIN_TOKEN_TTL_MS = 120_000
+MAX_SESSIONS = 10_000
+MAX_PENDING_LOGIN_TOKENS = 1_000
+#: First path segments that are never a workspace page: Comet's own REST namespaces (an unknown
+#: path there must stay the REST API's JSON 404) and the icon browsers ask for by themselves.
+#: ``local`` is not among them: it is the first key's user name, so the workspace an embedded run
+#: writes to; the server's own ``/local/...`` paths are told apart from its pages by method and
+#: shape instead (see ``pages/routes.py``).
+RESERVED_SEGMENTS = frozenset({"api", "clientlib", "favicon.ico"})
+
+
+class PageSessions:
+    """In-memory browser sessions and single-use login tokens (owned by the server's loop thread)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, str] = {}  # session id -> key id
+        self.login_tokens: dict[str, tuple[str, float]] = {}  # token -> (key id, expiry, monotonic s)
+
+    def new_login_token(self, key_id: str) -> str:
+        """A fresh single-use token for ``key_id``, valid ``LOGIN_TOKEN_TTL_MS``."""
+        now = time.monotonic()
+        self.login_tokens = {t: v for t, v in self.login_tokens.items() if v[1] > now}
+        while len(self.login_tokens) >= MAX_PENDING_LOGIN_TOKENS:
+            self.login_tokens.pop(next(iter(self.login_tokens)))
+        token = secrets.token_urlsafe(32)
+        self.login_tokens[token] = (key_id, now + LOGIN_TOKEN_TTL_MS / 1000)
+        return token
+
+    def redeem(self, token: str) -> str | None:
+        """The key id of a valid token (consumed), or None."""
+        entry = self.login_tokens.pop(token, None)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def new_session(self, key_id: str) -> str:
+        """A new session id for ``key_id`` (the oldest session is dropped beyond ``MAX_SESSIONS``)."""
+        while len(self.sessions) >= MAX_SESSIONS:
+            self.sessions.pop(next(iter(self.sessions)))
+        session_id = secrets.token_urlsafe(32)
+        self.sessions[session_id] = key_id
+        return session_id
+
+
+SESSIONS_KEY = web.AppKey("page_sessions", PageSessions)
+
+
+def _cookie_name(request: web.Request) -> str:
+    # Cookies are scoped by host, not port: two local servers on one host must not clash.
+    port = request.url.port or 0
+    return f"comet_agent_session_{port}"
+
+
+def _page_key_id(request: web.Request) -> str | None:
+    state = state_of(request)
+    header = request.headers.get("Authorization", "").strip()
+    if header:
+        key_id = key_id_of(header)
+        return key_id if key_id in state.key_ids else None
+    session_id = request.cookies.get(_cookie_name(request))
+    if session_id:
+        key_id = request.app[SESSIONS_KEY].sessions.get(session_id)
+        if key_id in state.key_ids:
+            return key_id
+    return None
+
+
+def _set_session_cookie(request: web.Request, response: web.StreamResponse, key_id: str) -> None:
+    session_id = request.app[SESSIONS_KEY].new_session(key_id)
+    response.set_cookie(_cookie_name(request), session_id, httponly=True, samesite="Strict",
+                        path="/", secure=request.secure)
+
+
+async def create_login_token(request: web.Request) -> web.Response:
+    """``POST /local/page-login`` (``Authorization: <key>``): a single-use page login token."""
+    key_id = authenticate(request)
+    token = request.app[SESSIONS_KEY].new_login_token(key_id)
+    return json_response({"token": token, "expiresInMs": LOGIN_TOKEN_TTL_MS})
+
+
+async def login_form_submit(request: web.Request) -> web.Response:
+    """``POST /local/login`` (form: ``key``, ``next``): start a session and go to ``next``."""
+    form = await request.post()
+    key = str(form.get("key", "")).strip()
+    target = _safe_next(str(form.get("next", "/")))
+    state = state_of(request)
+    if not key or key_id_of(key) not in state.key_ids:
+        return login_page(target, "That API key is not accepted by this server.")
+    response = redirect(target)
+    _set_session_cookie(request, response, key_id_of(key))
+    return response
+
+
+def _safe_next(target: str) -> str:
+    # Only a path on this server: no scheme, no host, no protocol-relative "//host".
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _login_redirect(request: web.Request) -> web.StreamResponse | None:
+    token = request.query.get("login")
+    if token is None:
+        return None
+    sessions = request.app[SESSIONS_KEY]
+    key_id = sessions.redeem(token)
+    clean_query = [(k, v) for k, v in request.query.items() if k != "login"]
+    clean = request.path_qs.split("?", 1)[0]
+    if clean_query:
+        clean += "?" + urllib.parse.urlencode(clean_query)
+    response = redirect(clean)
+    if key_id is not None:
+        _set_session_cookie(request, response, key_id)
+    return response
+
+
+async def authorize_page(request: web.Request) -> tuple[str | None, web.StreamResponse | None]:
+    """(key id, None) for an authenticated page request, else (None, response to send)."""
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPNotFound()  # not a page: the REST API's JSON 404, as before pages existed
+    login = _login_redirect(request)
+    if login is not None:
+        return None, login
+    key_id = _page_key_id(request)
+    if key_id is None:
+        return None, login_page(request.path_qs)
+    return key_id, None
+
+
+def owns_workspace(state, key_id: str, workspace: str) -> bool:
+    """True when ``workspace`` exists and belongs to ``key_id``."""
+    return state.store.workspace_owner(workspace) == key_id

@@ -1,0 +1,36 @@
+"""The local server's own admin endpoint: the intervals ``update_status()`` recommends.
+
+``GET /local/admin/intervals`` answers the current values; ``POST /local/admin/intervals`` with
+``{"heartbeatMs", "cpuIntervalMs", "gpuIntervalMs"}`` (any subset) changes them. Values are
+stored verbatim, garbage included (strings, negatives, null), so that agent tests can make
+``update_status()`` return garbage; any accepted key may change them. Not part of Comet's API.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from comet_agent.server.rest.common import ApiError, authenticate, json_response, read_json_object
+from comet_agent.server.state import set_intervals, state_of
+
+#: Request field -> ``set_intervals`` argument.
+_INTERVAL_FIELDS = {"heartbeatMs": "heartbeat_ms", "cpuIntervalMs": "cpu_interval_ms",
+                    "gpuIntervalMs": "gpu_interval_ms"}
+
+
+async def admin_get_intervals(request: web.Request) -> web.Response:
+    """``GET /local/admin/intervals``: what update_status() answers now (camelCase keys)."""
+    authenticate(request)
+    return json_response(state_of(request).intervals)
+
+
+async def admin_set_intervals(request: web.Request) -> web.Response:
+    """Change what update_status() answers; values are stored verbatim (garbage allowed)."""
+    authenticate(request)
+    body = await read_json_object(request)
+    state = state_of(request)
+    changes = {argument: body[name] for name, argument in _INTERVAL_FIELDS.items() if name in body}
+    if not changes:
+        raise ApiError(400, "send at least one of heartbeatMs, cpuIntervalMs, gpuIntervalMs")
+    set_intervals(state, **changes)
+    return json_response(state.intervals)

@@ -1,0 +1,111 @@
+"""What every handler of the local server shares: ``ServerState`` and its group commits.
+
+One ``ServerState`` per application, stored under ``STATE_KEY``: the store, the accepted keys
+(by id), the recommended intervals and the ``GroupCommitter`` that turns the writes of one
+event-loop iteration into one SQLite commit. The REST handlers (``rest/``), the pages
+(``pages/``) and ``LocalServer`` (``app.py``) all reach it through ``state_of(request)``; the
+event loop thread owns it, so nothing here locks.
+
+Naming decisions where Comet is silent for a local install: the user name of the first
+configured key is ``local``, of any other key ``local-<8 hex of its SHA-256>``; its default
+workspace is the first workspace it owns, else its user name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from comet_agent.server.store import Store, key_id_of
+
+
+class GroupCommitter:
+    """Commits the store's open group once per event-loop iteration and wakes its writers.
+
+    A writer applies its change as a savepoint in the open group, then awaits ``committed()``;
+    the first writer of a group schedules the commit with ``call_soon``, so every request that
+    was ready in the same iteration shares one commit. A request is answered only after its
+    write is committed.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._pending: asyncio.Future | None = None
+
+    def committed(self) -> asyncio.Future:
+        """A future done when the currently open group is committed (at once if none is open)."""
+        loop = asyncio.get_running_loop()
+        if not self.store.group_open:
+            done = loop.create_future()
+            done.set_result(None)
+            return done
+        if self._pending is None:
+            self._pending = loop.create_future()
+            loop.call_soon(self._commit)
+        return self._pending
+
+    def _commit(self) -> None:
+        pending, self._pending = self._pending, None
+        try:
+            self.store.commit_group()
+        except Exception as exc:  # every writer of the group answers 500 (logged by the middleware)
+            pending.set_exception(exc)
+            pending.exception()  # marks it retrieved when no writer awaits any more
+        else:
+            pending.set_result(None)
+
+
+class ServerState:
+    """What the handlers share: the store, the accepted keys, the recommended intervals."""
+
+    def __init__(self, store: Store, api_keys: list[str], intervals: dict[str, Any],
+                 max_upload_bytes: int):
+        self.store = store
+        self.api_keys = list(api_keys)
+        self.key_ids = {key_id_of(k): k for k in api_keys}
+        self._first_key_id = key_id_of(api_keys[0]) if api_keys else None
+        self.intervals = dict(intervals)  # camelCase response keys -> values (any JSON)
+        self.max_upload_bytes = max_upload_bytes
+        self.experiment_owners: dict[str, str] = {}  # experiment key -> owner key id (cache)
+        self.committer = GroupCommitter(store)
+
+    def user_name(self, key_id: str) -> str:
+        """The user name of a key: ``local`` for the first configured key, else ``local-<8 hex>``."""
+        return "local" if key_id == self._first_key_id else f"local-{key_id[:8]}"
+
+    def default_workspace(self, key_id: str) -> str:
+        """The first workspace the key owns, else its user name."""
+        owned = self.store.workspaces_of(key_id)
+        return owned[0] if owned else self.user_name(key_id)
+
+
+STATE_KEY = web.AppKey("state", ServerState)
+
+
+def state_of(request: web.Request) -> ServerState:
+    """The ``ServerState`` of the application serving ``request``."""
+    return request.app[STATE_KEY]
+
+
+_UNSET: Any = object()
+INTERVALS_SETTING = "intervals"
+_INTERVAL_KEYS = {"heartbeat_ms": "isAliveBeatDurationMillis",
+                  "cpu_interval_ms": "cpuMonitorIntervalMillis",
+                  "gpu_interval_ms": "gpuMonitorIntervalMillis"}
+
+
+def set_intervals(state: ServerState, heartbeat_ms: Any = _UNSET, cpu_interval_ms: Any = _UNSET,
+                  gpu_interval_ms: Any = _UNSET) -> None:
+    """Set the recommended intervals (any JSON value, verbatim) and persist them in the store.
+
+    An argument left out keeps its current value; ``None`` is a value like any other (it is
+    what a test may want ``update_status()`` to answer).
+    """
+    given = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms,
+             "gpu_interval_ms": gpu_interval_ms}
+    for name, value in given.items():
+        if value is not _UNSET:
+            state.intervals[_INTERVAL_KEYS[name]] = value
+    state.store.set_setting(INTERVALS_SETTING, state.intervals)
