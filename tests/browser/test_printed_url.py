@@ -85,14 +85,14 @@ def test_the_url_a_run_prints_opens_its_experiment_page(tmp_path):
                          cwd=str(tmp_path), capture_output=True, text=True, timeout=_RUN_TIMEOUT_S)
     assert run.returncode == 0, run.stderr
     assert "step 2 loss 0.25" in run.stdout
-    first = re.search(r"^comet-agent: experiment (\w+): (\S+)$", run.stderr, re.M)
+    first = re.search(r"^comet-agent: experiment (\w+): recording to (\S+)$", run.stderr, re.M)
     assert first, run.stderr
-    experiment_key, url = first.group(1), first.group(2)
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/local/general/" + experiment_key, url), url
+    experiment_key = first.group(1)
     last = run.stderr.rstrip("\n").splitlines()[-1]
     hint = re.fullmatch(r"comet-agent: to open (\S+), run `([^`]+)` and log in with the API key stored in (.+)", last)
     assert hint, run.stderr
-    assert hint.group(1) == url
+    url = hint.group(1)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/local/general/" + experiment_key, url), url
     command, key_file = shlex.split(hint.group(2)), Path(hint.group(3))
     assert key_file == data_dir / "server" / "api_key"
     api_key = key_file.read_text(encoding="utf-8").strip()
@@ -139,8 +139,8 @@ def test_a_run_on_a_running_server_names_no_command(tmp_path):
         run = subprocess.run([*_comet_agent(), "run", "--", sys.executable, "-c", TRAINING], env=env,
                              cwd=str(tmp_path), capture_output=True, text=True, timeout=_RUN_TIMEOUT_S)
         assert run.returncode == 0, run.stderr
-        url = re.search(r"^comet-agent: experiment \w+: (\S+)$", run.stderr, re.M).group(1)
-        assert url.startswith(root + "/local/general/")
+        key = re.search(r"^comet-agent: experiment (\w+): recording to ", run.stderr, re.M).group(1)
+        url = f"{root}/local/general/{key}"
         last = run.stderr.rstrip("\n").splitlines()[-1]
         assert last == (f"comet-agent: open {url} and log in with the API key stored in "
                         f"{data_dir / 'server' / 'api_key'}")
