@@ -122,7 +122,7 @@ class CatalogueEntry:
         window: how a push window aggregates it (``Window``).
         description: one or two sentences for people reading charts and docs.
         source: the ``name`` of the periodic collector that produces it (``cpu``, ``memory``,
-            ``load``, ``disk``, ``network``, ``process``, ``agent_self``, ``gpu``).
+            ``load``, ``disk``, ``network``, ``pressure``, ``process``, ``agent_self``, ``gpu``).
         origin: Comet's own name or ours (``Origin``).
         integer: values are whole numbers on the wire (bytes, milliwatts, counts); a window's
             mean is rounded so the pushed value stays one.
@@ -237,6 +237,19 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
          "Bytes sent per second on every interface except loopback.", integer=True),
     _row("sys.network.receive_bps", BYTES_PER_S, _R, _MEAN, "network", _COMET,
          "Bytes received per second on every interface except loopback.", integer=True),
+    # -- pressure (Linux pressure stall information) ---------------------------------------------
+    _row("sys.pressure.cpu.some.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
+         "Share of the interval in which at least one runnable task waited for a CPU (/proc/pressure/cpu, "
+         "from its stall-time total). Host-wide, also inside a container."),
+    _row("sys.pressure.memory.some.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
+         "Share of the interval in which at least one task was stalled on memory (reclaim, swap-in, "
+         "refaulting page cache)."),
+    _row("sys.pressure.memory.full.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
+         "Share of the interval in which every non-idle task was stalled on memory at once: thrashing."),
+    _row("sys.pressure.io.some.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
+         "Share of the interval in which at least one task waited for I/O to complete."),
+    _row("sys.pressure.io.full.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
+         "Share of the interval in which every non-idle task waited for I/O at once."),
     # -- process (the watched job's process tree) ------------------------------------------------
     _row("sys.proc.cpu.percent", PERCENT, _R, _MEAN, "process", _OURS,
          "CPU used by the watched process and all its descendants, summed: 200 means two CPUs busy."),
@@ -370,6 +383,8 @@ _SOURCE_TITLES = {
     "load": ("Load", "`LoadCollector` (`/proc/loadavg`)", ("LoadSample",)),
     "disk": ("Disk", "`DiskCollector` (`/proc/diskstats`, `statvfs`)", ("DiskIoSample", "DiskUsageSample")),
     "network": ("Network", "`NetworkCollector` (`/proc/net/dev`)", ("NetworkSample",)),
+    "pressure": ("Pressure stall information", "`PressureCollector` (`/proc/pressure/cpu`, `memory`, `io`; "
+                 "Linux 4.20 and later, with PSI enabled)", ("PressureSample",)),
     "process": ("The watched job's process tree", "`ProcessTreeCollector` (`/proc/<pid>/stat`, `fd`; NVML)",
                 ("ProcessTreeSample",)),
     "agent_self": ("comet-agent itself", "`AgentSelfCollector` (`/proc/self/stat`)", ("AgentSelfSample",)),

@@ -1,14 +1,18 @@
 """Records: frozen dataclasses that carry what collectors found, with units in field names.
 
-Records know nothing of Comet's camelCase payload keys; the mapping to payloads lives in one
-place, ``comet_agent/delivery/payloads.py``. Epoch milliseconds end in ``_ms``, byte counts in
-``_bytes``, percentages in ``_percent``.
+Records know nothing of Comet's camelCase payload keys or endpoints; the mapping to payloads
+lives in one place, ``comet_agent/delivery/payloads.py``. Epoch milliseconds end in ``_ms``, byte
+counts in ``_bytes``, percentages in ``_percent``.
+
+The periodic records below are mapped to metric names in ``payloads``. A newer periodic record
+can instead name its own metrics: it follows ``MetricRecord`` (a ``metric_pairs()`` method) and
+lives in its collector's module, so adding a collector needs no edit here or in ``payloads``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Protocol, Sequence, Union
 
 # ---------------------------------------------------------------------------------------------
 # Static snapshots (collected once per run)
@@ -136,6 +140,31 @@ class GitSnapshot:
 # ---------------------------------------------------------------------------------------------
 # Periodic samples (collected each tick)
 # ---------------------------------------------------------------------------------------------
+
+
+class MetricRecord(Protocol):
+    """A periodic record that names its own metrics; ``payloads.metric_points`` takes it as is.
+
+    ``metric_pairs()`` returns ``[(metric name, value)]`` in the order the points are emitted;
+    a value of ``None`` (unsupported, or no rate yet) produces no point. Names are ``sys.``
+    names listed in the metric catalogue (``comet_agent/catalogue.py``); a test checks that.
+    ``taken_at_ms`` (epoch milliseconds) becomes every point's timestamp.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class FanSample:
+        ...     speed_percent: Optional[float]
+        ...     taken_at_ms: int
+        ...     def metric_pairs(self):
+        ...         return [("sys.fan.percent", self.speed_percent)]
+        >>> FanSample(40.0, taken_at_ms=1000).metric_pairs()
+        [('sys.fan.percent', 40.0)]
+    """
+
+    taken_at_ms: int
+
+    def metric_pairs(self) -> Sequence[tuple[str, Optional[Union[int, float]]]]: ...
 
 
 @dataclass(frozen=True)

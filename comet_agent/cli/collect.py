@@ -1,14 +1,112 @@
-"""``comet-agent collect``: print the static snapshot and one periodic sample of this host."""
+"""``comet-agent collect``: print the static snapshot and one periodic sample of this host.
+
+The document is assembled here, at the top, because it joins layers that do not import each other
+upwards: the collectors' records (``collectors/``) and the Comet metric points they map to
+(``delivery/payloads.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+from typing import Optional, Sequence
 
-from comet_agent.collectors.snapshot import collect_document, format_summary
+from comet_agent.collectors.git import DEFAULT_MAX_PATCH_BYTES, git_metadata_payload
+from comet_agent.collectors.periodic import build_periodic_collectors, take_sample
+from comet_agent.collectors.snapshot import DEFAULT_DEADLINE_S, collect_static_alongside, system_details
+from comet_agent.delivery.payloads import metric_points, system_metric_names
 from comet_agent.errors import ExitStatus
+
+logger = logging.getLogger(__name__)
+
+
+def _take_periodic_sample(directory: Optional[str], pid: Optional[int]) -> tuple[list, dict[str, str]]:
+    """One periodic sample: (records, unavailable). A collector that fails to build or sample is reported, not fatal."""
+    try:
+        collectors, unavailable = build_periodic_collectors(pid=pid, directory=directory)
+    except Exception as exc:  # the static snapshot is still worth printing
+        logger.warning("periodic collectors failed to build: %s: %s", type(exc).__name__, exc)
+        return [], {"periodic": f"failed: {type(exc).__name__}: {exc}"}
+    unavailable = dict(unavailable)
+    failures: dict[str, str] = {}
+    try:
+        records = take_sample(collectors, failures=failures)
+        unavailable.update({name: f"failed: {reason}" for name, reason in failures.items()})
+    finally:
+        for collector in collectors:
+            try:
+                collector.close()
+            except Exception as exc:  # closing is best effort; the sample is already taken
+                logger.debug("closing %s failed: %s", getattr(collector, "name", collector), exc)
+    return list(records), unavailable
+
+
+def collect_document(
+    *,
+    directory: Optional[str] = None,
+    pid: Optional[int] = None,
+    include_os_packages: bool = True,
+    server_url: Optional[str] = None,
+    secrets: Sequence[str] = (),
+) -> dict:
+    """Everything ``comet-agent collect --json`` prints, as one JSON-ready object.
+
+    Keys: ``systemDetails``, ``gitMetadata`` (null outside a repository), ``gitPatchBytes`` (the
+    size of the capped patch that would be uploaded, null without one), ``gpuStaticInfoList``,
+    ``unavailable`` (collector name -> reason) and ``sample`` (the periodic sample as Comet metric
+    points ``{metricName, metricValue, timestamp}``).
+    """
+    snapshot, extras = collect_static_alongside(
+        {"sample": lambda: _take_periodic_sample(directory, pid)},
+        directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=True, include_git=True,
+        server_url=server_url, max_patch_bytes=DEFAULT_MAX_PATCH_BYTES, secrets=secrets,
+    )
+    records, periodic_unavailable = extras.get("sample", ([], {"periodic": f"did not finish within {DEFAULT_DEADLINE_S:g} s"}))
+    points, metric_names = metric_points(records), system_metric_names(records)
+    unavailable = dict(snapshot.unavailable)
+    unavailable.update(periodic_unavailable)
+    snapshot.unavailable = unavailable
+    git = snapshot.git
+    return {
+        "systemDetails": system_details(snapshot, metric_names),
+        "gitMetadata": git_metadata_payload(git) if git is not None else None,
+        "gitPatchBytes": len(git.patch) if git is not None and git.patch is not None else None,
+        "gpuStaticInfoList": snapshot.gpu_static_info_list(),
+        "unavailable": unavailable,
+        "sample": points,
+    }
+
+
+def format_summary(document: dict) -> str:
+    """A readable summary of a ``collect_document()`` result (what ``collect`` prints without --json)."""
+    details = document["systemDetails"]
+    lines = [
+        f"host        {details['hostname']} ({details['os']})",
+        f"user        {details['user']}  pid {details['pid']}",
+        f"python      {details['pythonVersion']}  {details['executable']}",
+        f"command     {' '.join(details['command'])}",
+        f"processor   {details['processor']}",
+        f"ram         {details['totalRam']} bytes",
+        f"ip          {details['ip']}  interfaces: {', '.join(details['networkInterfaceIps']) or '-'}",
+        f"packages    {len(details['installedPackages'])} python, {len(details['osPackages'])} os",
+        f"gpus        {len(document['gpuStaticInfoList'])}",
+    ]
+    git = document["gitMetadata"]
+    if git is not None:
+        lines.append(f"git         {git['branch'] or '(detached)'} @ {git['parent'] or '(no commits)'}  origin {git['origin'] or '-'}"
+                     f"  patch {document['gitPatchBytes']} bytes")
+    for item in details["logAdditionalSystemInfoList"]:
+        if not item["key"].startswith("unavailable."):
+            lines.append(f"  {item['key']}: {item['value']}")
+    for name, reason in sorted(document["unavailable"].items()):
+        lines.append(f"unavailable {name}: {reason}")
+    lines.append(f"sample      {len(document['sample'])} metric points")
+    for point in document["sample"]:
+        lines.append(f"  {point['metricName']} = {point['metricValue']}")
+    return "\n".join(lines) + "\n"
 
 
 def collect_from_args(args: argparse.Namespace) -> int:

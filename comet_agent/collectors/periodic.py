@@ -1,9 +1,9 @@
 """Builds the periodic collectors for a run and takes one sample through them.
 
 ``build_periodic_collectors`` is where a run's periodic collectors are chosen: cpu, memory, load,
-disk, network and agent self always (each unless its source is absent), the process tree when a
-pid is watched, and the GPU collector (``comet_agent.collectors.gpu``, imported lazily) unless
-asked not to. A collector whose source is absent is left out and its reason returned, so the
+disk, network, pressure and agent self always (each unless its source is absent), the process tree
+when a pid is watched, and the GPU collector (``comet_agent.collectors.gpu``, imported lazily)
+unless asked not to. A collector whose source is absent is left out and its reason returned, so the
 caller can say so once and carry on.
 
 ``take_sample`` is what ``comet-agent collect`` prints: it primes the delta collectors (CPU,
@@ -25,6 +25,7 @@ from comet_agent.collectors.disk import DiskCollector
 from comet_agent.collectors.load import LoadCollector
 from comet_agent.collectors.memory import MemoryCollector
 from comet_agent.collectors.network import NetworkCollector
+from comet_agent.collectors.pressure import PressureCollector
 from comet_agent.collectors.process import ProcessTreeCollector
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def build_periodic_collectors(
         ("load", lambda: LoadCollector(procfs_root=procfs_root)),
         ("disk", lambda: DiskCollector(procfs_root=procfs_root, sysfs_root=sysfs_root, directory=directory, clock=clock)),
         ("network", lambda: NetworkCollector(procfs_root=procfs_root, clock=clock)),
+        ("pressure", lambda: PressureCollector(procfs_root=procfs_root, clock=clock)),
     ]
     if pid is not None and with_process_tree:
         factories.append(("process", lambda: ProcessTreeCollector(pid, procfs_root=procfs_root, clock=clock)))

@@ -8,7 +8,7 @@ returns once the agent has written it; ``git_metadata_payload()`` (in ``collecto
 ``patch`` give the git writes.
 
 ``comet_agent.cli.collect`` implements ``comet-agent collect [--json]`` with it: the snapshot plus one
-periodic sample (taken while the static collectors run).
+periodic sample, taken while the static collectors run (``collect_static_alongside``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from comet_agent.collectors import Unavailable
-from comet_agent.collectors.git import DEFAULT_MAX_PATCH_BYTES, GitCollector, git_metadata_payload
+from comet_agent.collectors.git import DEFAULT_MAX_PATCH_BYTES, GitCollector
 from comet_agent.collectors.host import HostCollector, host_additional_info
 from comet_agent.collectors.os_packages import OsPackagesCollector
 from comet_agent.collectors.python_packages import PythonPackagesCollector
@@ -136,7 +136,7 @@ def collect_static(
         >>> snapshot = collect_static(directory=".", include_os_packages=False)
         >>> details = system_details(snapshot)
     """
-    snapshot, _ = _collect_static_and(
+    snapshot, _ = collect_static_alongside(
         {}, directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=include_gpu,
         include_git=include_git, server_url=server_url, max_patch_bytes=max_patch_bytes, secrets=secrets,
         deadline_s=deadline_s,
@@ -144,7 +144,7 @@ def collect_static(
     return snapshot
 
 
-def _collect_static_and(
+def collect_static_alongside(
     extra_jobs: dict[str, Callable[[], Any]],
     *,
     directory: Optional[str],
@@ -157,7 +157,18 @@ def _collect_static_and(
     secrets: Sequence[str],
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> tuple[StaticSnapshot, dict[str, Any]]:
-    """``collect_static`` plus more zero-argument jobs run alongside (``collect`` takes its periodic sample so)."""
+    """``collect_static``, with more zero-argument jobs run alongside it under the same deadline.
+
+    ``comet-agent collect`` takes its periodic sample so, while the static collectors run.
+
+    Args:
+        extra_jobs: ``{name: job}``; each job's result is returned under its name, when it
+            finished within ``deadline_s`` (a job still running is left out, not waited for).
+        The others: as for ``collect_static``.
+
+    Returns:
+        ``(snapshot, {name: result})``.
+    """
     makers: dict[str, Callable[[], Any]] = {
         "host": lambda: HostCollector(pid=pid, server_url=server_url, secrets=tuple(s for s in secrets if s)),
         "python_packages": lambda: PythonPackagesCollector(pid=pid),
@@ -240,106 +251,3 @@ def system_details(snapshot: StaticSnapshot, system_metric_names: Sequence[str] 
         "systemMetricNames": sorted(system_metric_names),
     }
     return details
-
-
-# ------------------------------------------------------------------------------------------------
-# comet-agent collect
-# ------------------------------------------------------------------------------------------------
-
-
-def _take_periodic_sample(directory: Optional[str], pid: Optional[int]) -> tuple[list, dict[str, str]]:
-    """One periodic sample: (records, unavailable). Missing periodic modules make it unavailable, not fatal."""
-    try:
-        from comet_agent.collectors.periodic import build_periodic_collectors, take_sample
-    except ImportError as exc:
-        return [], {"periodic": f"periodic collectors not installed: {exc}"}
-    try:
-        collectors, unavailable = build_periodic_collectors(pid=pid, directory=directory)
-    except Exception as exc:  # the static snapshot is still worth printing
-        logger.warning("periodic collectors failed to build: %s: %s", type(exc).__name__, exc)
-        return [], {"periodic": f"failed: {type(exc).__name__}: {exc}"}
-    unavailable = dict(unavailable)
-    failures: dict[str, str] = {}
-    try:
-        records = take_sample(collectors, failures=failures)
-        unavailable.update({name: f"failed: {reason}" for name, reason in failures.items()})
-    finally:
-        for collector in collectors:
-            try:
-                collector.close()
-            except Exception as exc:  # closing is best effort; the sample is already taken
-                logger.debug("closing %s failed: %s", getattr(collector, "name", collector), exc)
-    return list(records), unavailable
-
-
-def _metric_points(records: list) -> tuple[list[dict], list[str]]:
-    try:
-        from comet_agent.delivery.payloads import metric_points, system_metric_names
-    except ImportError:
-        return [], []
-    return metric_points(records), list(system_metric_names(records))
-
-
-def collect_document(
-    *,
-    directory: Optional[str] = None,
-    pid: Optional[int] = None,
-    include_os_packages: bool = True,
-    server_url: Optional[str] = None,
-    secrets: Sequence[str] = (),
-) -> dict:
-    """Everything ``comet-agent collect --json`` prints, as one JSON-ready object.
-
-    Keys: ``systemDetails``, ``gitMetadata`` (null outside a repository), ``gitPatchBytes`` (the
-    size of the capped patch that would be uploaded, null without one), ``gpuStaticInfoList``,
-    ``unavailable`` (collector name -> reason) and ``sample`` (the periodic sample as Comet metric
-    points ``{metricName, metricValue, timestamp}``).
-    """
-    snapshot, extras = _collect_static_and(
-        {"sample": lambda: _take_periodic_sample(directory, pid)},
-        directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=True, include_git=True,
-        server_url=server_url, max_patch_bytes=DEFAULT_MAX_PATCH_BYTES, secrets=secrets,
-    )
-    records, periodic_unavailable = extras.get("sample", ([], {"periodic": f"did not finish within {DEFAULT_DEADLINE_S:g} s"}))
-    points, metric_names = _metric_points(records)
-    unavailable = dict(snapshot.unavailable)
-    unavailable.update(periodic_unavailable)
-    snapshot.unavailable = unavailable
-    git = snapshot.git
-    return {
-        "systemDetails": system_details(snapshot, metric_names),
-        "gitMetadata": git_metadata_payload(git) if git is not None else None,
-        "gitPatchBytes": len(git.patch) if git is not None and git.patch is not None else None,
-        "gpuStaticInfoList": snapshot.gpu_static_info_list(),
-        "unavailable": unavailable,
-        "sample": points,
-    }
-
-
-def format_summary(document: dict) -> str:
-    """A readable summary of a ``collect_document()`` result (what ``collect`` prints without --json)."""
-    details = document["systemDetails"]
-    lines = [
-        f"host        {details['hostname']} ({details['os']})",
-        f"user        {details['user']}  pid {details['pid']}",
-        f"python      {details['pythonVersion']}  {details['executable']}",
-        f"command     {' '.join(details['command'])}",
-        f"processor   {details['processor']}",
-        f"ram         {details['totalRam']} bytes",
-        f"ip          {details['ip']}  interfaces: {', '.join(details['networkInterfaceIps']) or '-'}",
-        f"packages    {len(details['installedPackages'])} python, {len(details['osPackages'])} os",
-        f"gpus        {len(document['gpuStaticInfoList'])}",
-    ]
-    git = document["gitMetadata"]
-    if git is not None:
-        lines.append(f"git         {git['branch'] or '(detached)'} @ {git['parent'] or '(no commits)'}  origin {git['origin'] or '-'}"
-                     f"  patch {document['gitPatchBytes']} bytes")
-    for item in details["logAdditionalSystemInfoList"]:
-        if not item["key"].startswith("unavailable."):
-            lines.append(f"  {item['key']}: {item['value']}")
-    for name, reason in sorted(document["unavailable"].items()):
-        lines.append(f"unavailable {name}: {reason}")
-    lines.append(f"sample      {len(document['sample'])} metric points")
-    for point in document["sample"]:
-        lines.append(f"  {point['metricName']} = {point['metricValue']}")
-    return "\n".join(lines) + "\n"

@@ -1,8 +1,11 @@
 """Periodic records -> Comet metric points, push windows, and the requests that carry them.
 
-This is the one place where our records (snake_case, units in names) meet Comet's names. Metric
+This is the one place where our records (snake_case, units in names) meet Comet's payloads. Metric
 names follow what Comet's own SDK logs (``comet_ml/system/*``, reference §6.3) where one exists;
-the rest are our documented extensions under the same ``sys.`` prefix. Which names exist, their
+the rest are our documented extensions under the same ``sys.`` prefix. The records of
+``comet_agent.records`` are mapped to names here; a record defined beside its collector names its
+own metrics instead (``records.MetricRecord``: a ``metric_pairs()`` method), so a new collector
+needs no edit here. Which names exist, their
 units, kinds and window rules are in the metric catalogue (``comet_agent/catalogue.py``, rendered
 as ``docs/metrics.md``); a test checks that what this module emits and the catalogue agree.
 
@@ -103,6 +106,9 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
         used, total = record.memory_used_bytes, record.memory_total_bytes
         pairs.append((prefix + "percent.used_memory", 100.0 * used / total if used is not None and total else None))
         return pairs
+    metric_pairs = getattr(record, "metric_pairs", None)
+    if metric_pairs is not None:
+        return list(metric_pairs())  # a records.MetricRecord: it names its own metrics
     raise TypeError(f"no Comet metric mapping for {type(record).__name__}: metric_points takes periodic sample records")
 
 
@@ -112,14 +118,16 @@ def metric_points(records: Iterable[object]) -> list[MetricPoint]:
     Args:
         records: ``CpuSample``, ``MemorySample``, ``LoadSample``, ``DiskIoSample``,
             ``DiskUsageSample``, ``NetworkSample``, ``ProcessTreeSample``, ``AgentSelfSample`` and
-            ``GpuSample`` records, in any mix.
+            ``GpuSample`` records, and any record with a ``metric_pairs()`` method
+            (``records.MetricRecord``), in any mix.
 
     Returns:
         ``[{"metricName", "metricValue", "timestamp"}]`` (timestamp in epoch milliseconds, the
         record's ``taken_at_ms``), in record order; ``None`` fields produce no point.
 
     Raises:
-        TypeError: a record of a type with no metric mapping (a static snapshot, for example).
+        TypeError: a record of a type with no metric mapping and no ``metric_pairs()`` (a static
+            snapshot, for example).
 
     Example:
         >>> from comet_agent.records import LoadSample

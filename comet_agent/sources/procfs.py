@@ -224,6 +224,59 @@ def read_loadavg(procfs_root: str = "/proc") -> tuple[float, float, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# /proc/pressure: pressure stall information (PSI)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PressureTotals:
+    """Stall time of one resource since boot, in microseconds (the ``total=`` of each line).
+
+    ``some_us``: time in which at least one task was stalled on the resource; ``full_us``: time
+    in which every non-idle task was, or ``None`` when the file has no ``full`` line (``cpu``
+    before Linux 5.13).
+    """
+
+    some_us: int
+    full_us: Optional[int]
+
+
+def parse_pressure(text: str) -> PressureTotals:
+    """Parse a ``/proc/pressure/<cpu|memory|io>`` file: the ``total=`` of its ``some`` and ``full`` lines.
+
+    Lines read ``some avg10=0.12 avg60=0.30 avg300=0.05 total=123456`` (Documentation/accounting/
+    psi.rst); only ``total`` is parsed: the kernel's averages are not used.
+
+    Raises:
+        ValueError: no ``some`` line, or a ``total`` that is not a number.
+
+    Example:
+        >>> parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=1500\\n")
+        PressureTotals(some_us=1500, full_us=None)
+    """
+    totals: dict[str, int] = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        _, found, total = rest.rpartition("total=")
+        if found:
+            totals[kind] = int(total)
+    if "some" not in totals:
+        raise ValueError(f"pressure file without a 'some ... total=' line: {text[:80]!r}")
+    return PressureTotals(some_us=totals["some"], full_us=totals.get("full"))
+
+
+def read_pressure(procfs_root: str, resource: str) -> PressureTotals:
+    """Read and parse ``<procfs_root>/pressure/<resource>`` (``cpu``, ``memory`` or ``io``).
+
+    Raises:
+        OSError: absent (a kernel without PSI has no ``pressure`` directory) or unreadable (PSI
+            disabled at boot on some kernels answers ``EOPNOTSUPP``).
+        ValueError: not in the PSI format.
+    """
+    return parse_pressure(read_text(os.path.join(procfs_root, "pressure", resource)))
+
+
+# ---------------------------------------------------------------------------------------------
 # /proc/diskstats and /sys/block: disk I/O
 # ---------------------------------------------------------------------------------------------
 

@@ -6,6 +6,11 @@
 returns each record with the name of the collector that produced it. The metric catalogue's tests
 check both ways against it: every name emitted here is catalogued, and every catalogue row is
 emitted here. A new collector or metric name therefore needs a fixture that produces it.
+
+The collectors that need more than a ``/proc`` root and a clock (a statvfs, a watched pid, a fake
+NVML) are built here by hand. Every other collector that ``build_periodic_collectors`` registers
+is built by it on each scenario and sampled wherever its source is present: a new procfs
+collector needs fixture files in a scenario below, and no edit here.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from comet_agent.collectors.gpu import GpuCollector
 from comet_agent.collectors.load import LoadCollector
 from comet_agent.collectors.memory import MemoryCollector
 from comet_agent.collectors.network import NetworkCollector
+from comet_agent.collectors.periodic import build_periodic_collectors
 from comet_agent.collectors.process import ProcessTreeCollector
 from comet_agent.sources import nvml
 from tests.support.big_host_procfs import SCENARIO as BIG_HOST
@@ -40,6 +46,9 @@ RECORDED_STATVFS = {
 
 Factory = Callable[[ProcfsSteps, ManualClock], list]
 
+#: Collectors built by hand in ``_scenarios`` (and the GPU models), with what they need recorded.
+HAND_BUILT = frozenset({"cpu", "memory", "load", "disk", "network", "process", "agent_self", "gpu"})
+
 
 def recorded_statvfs(path: str) -> os.statvfs_result:
     """``os.statvfs`` on the recorded filesystems; other paths do not exist."""
@@ -48,12 +57,26 @@ def recorded_statvfs(path: str) -> os.statvfs_result:
     raise FileNotFoundError(2, "No such file or directory", path)
 
 
+def _registered_collectors(steps: ProcfsSteps, clock: ManualClock, no_cgroup: str) -> list:
+    """The registered collectors not in ``HAND_BUILT`` that can run on this scenario's trees."""
+    built, _unavailable = build_periodic_collectors(procfs_root=steps.proc, sysfs_root=steps.sys, cgroup_root=no_cgroup,
+                                                    include_gpu=False, with_process_tree=False, clock=clock)
+    kept = [collector for collector in built if collector.name not in HAND_BUILT]
+    for collector in built:
+        if collector.name in HAND_BUILT:
+            collector.close()
+    return kept
+
+
 def _run_scenario(scenario: str, tmp_path: Path, factory: Factory) -> list[tuple[str, object]]:
-    """Sample the collectors ``factory`` builds at each step of ``scenario``; (collector name, record) pairs."""
+    """Sample the collectors ``factory`` builds, and every other registered one, at each step of ``scenario``.
+
+    Returns (collector name, record) pairs.
+    """
     directory = tmp_path / scenario
     directory.mkdir()
     steps, clock = ProcfsSteps(scenario, directory), ManualClock()
-    collectors = factory(steps, clock)
+    collectors = factory(steps, clock) + _registered_collectors(steps, clock, str(tmp_path / "no-cgroup"))
     step_count = len(list(steps.scenario_dir.glob("step*")))
     found: list[tuple[str, object]] = []
     try:

@@ -74,10 +74,12 @@ def test_name_builds_what_the_lookup_parses():
 
 
 def test_every_row_is_complete_and_consistent():
-    sources = {"cpu", "memory", "load", "disk", "network", "process", "agent_self", "gpu"}
+    # A row's source is checked where it can be without a list kept here: the fixture host's
+    # collector of that name emits the row (the both-ways tests below), and docs/metrics.md has a
+    # section for it (render_markdown refuses a source without one).
     whole_units = {"bytes", "bytes/s", "mW", "MHz", "count", "bitmask"}
     for entry in CATALOGUE:
-        assert entry.pattern.startswith("sys.") and entry.description and entry.source in sources, entry
+        assert entry.pattern.startswith("sys.") and entry.description and entry.source, entry
         assert isinstance(entry.kind, Kind) and isinstance(entry.window, Window) and isinstance(entry.origin, Origin)
         # whole-number series are exactly those in whole units; the docs promise it
         assert entry.integer == (entry.unit in whole_units), entry.pattern

@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from comet_agent.cli import main
+from comet_agent.cli.collect import format_summary
 from comet_agent.collectors.snapshot import (
     SYSTEM_DETAILS_KEYS,
     StaticSnapshot,
     collect_static,
-    format_summary,
     system_details,
 )
 from comet_agent.errors import ExitStatus

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
+from typing import Optional
 
 import pytest
 
@@ -185,6 +187,27 @@ def test_system_metric_names_sorted_and_distinct():
         "sys.network.receive_bps",
         "sys.network.send_bps",
     ]
+
+
+@dataclass(frozen=True)
+class _FanSample:
+    """A record defined outside records.py that names its own metrics (records.MetricRecord)."""
+
+    speed_percent: Optional[float]
+    board_watts: Optional[float]
+    taken_at_ms: int
+
+    def metric_pairs(self):
+        return [("sys.fan.percent", self.speed_percent), ("sys.fan.board_watts", self.board_watts)]
+
+
+def test_a_record_that_names_its_own_metrics_needs_no_mapping_here():
+    points = payloads.metric_points([_FanSample(40.0, None, taken_at_ms=T), LoadSample(0.5, 0.25, 0.125, T + 1)])
+    # in order, None left out, stamped with the record's own taken_at_ms
+    assert points[0] == {"metricName": "sys.fan.percent", "metricValue": 40.0, "timestamp": T}
+    assert [point["metricName"] for point in points] == ["sys.fan.percent", "sys.load.avg", "sys.load.avg5",
+                                                         "sys.load.avg15"]
+    assert payloads.system_metric_names([_FanSample(1.0, 2.0, T)]) == ["sys.fan.board_watts", "sys.fan.percent"]
 
 
 def test_metric_points_rejects_records_without_a_mapping():
