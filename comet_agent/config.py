@@ -1,10 +1,10 @@
 """Configuration resolution, as Comet users expect it, plus the agent's key-file sources.
 
 Each setting is resolved key by key; the first source that defines it wins (values merge across
-sources, as comet_ml 3.58.8 does, reference §1.3):
+sources, as comet_ml 3.58.8 does):
 
 1. explicit arguments (``resolve_config(api_key=..., url_override=...)``)
-2. for the API key only, key files (reliability.md §4): ``$CREDENTIALS_DIRECTORY/api-key``
+2. for the API key only, key files (systemd's ``LoadCredential=`` first): ``$CREDENTIALS_DIRECTORY/api-key``
    (systemd ``LoadCredential=``), then ``api_key_file=`` / ``$COMET_API_KEY_FILE``
 3. the environment: ``COMET_API_KEY`` (then ``COMET_REST_API_KEY``, the alias older Comet docs
    name; comet_ml 3.58.8 ignores it), ``COMET_URL_OVERRIDE``, ``COMET_WORKSPACE``,
@@ -181,7 +181,7 @@ def read_key_file(path: Path, *, check_permissions: bool = True) -> str:
 
 
 def _base_url_from_key(api_key: str) -> str | None:
-    # comet_ml keys may be "<key>*<base64 JSON>" carrying the server's baseUrl (reference §1.2).
+    # comet_ml keys may be "<key>*<base64 JSON>" carrying the server's baseUrl (comet_ml's ``get_api_key`` parses it the same way).
     if "*" not in api_key:
         return None
     _, _, suffix = api_key.partition("*")
@@ -236,7 +236,7 @@ def resolve_config(
     offer("workspace", workspace, "the workspace argument")
     offer("project_name", project_name, "the project_name argument")
 
-    # 2. key files (systemd credential first, reliability.md §4)
+    # 2. key files (systemd credential first: a service's key never sits in its environment)
     credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
     if credentials_dir:
         credential = Path(credentials_dir) / "api-key"

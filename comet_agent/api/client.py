@@ -1,6 +1,6 @@
 """The low-level REST client: one HTTP session, auth, retries, redirects and error mapping.
 
-``RestClient`` knows Comet's URL layout (reference §1.1) and sends requests the way comet_ml
+``RestClient`` knows Comet's URL layout (``{root}/api/rest/v2/``, ``{root}/clientlib/rest/v2/``, ``{root}/clientlib/``) and sends requests the way comet_ml
 3.58.8 does: the raw API key in ``Authorization``, ``X-COMET-DEBUG-*`` headers, JSON bodies as
 ``json.dumps(payload)`` with ``Content-Type: application/json;charset=utf-8``. It differs on
 purpose where the SDK is weak:

@@ -1,7 +1,7 @@
 """``APIExperiment``: one Comet experiment, read and written through the REST API.
 
 Same methods, arguments, defaults and return shapes as ``comet_ml.APIExperiment`` 3.58.8, and
-byte-compatible requests (reference §2), so that code written for comet_ml runs unchanged:
+byte-compatible requests (checked against it in tests/integration/test_wire_sdk.py), so that code written for comet_ml runs unchanged:
 
     from comet_agent import APIExperiment
     exp = APIExperiment(previous_experiment="0123abcd...")     # attach to an experiment
@@ -28,7 +28,7 @@ Deliberate differences from comet_ml (each is listed with its reason in the wire
   object without the field the getter returns, a field of the wrong type) raises
   ``InvalidReply`` naming the server and the endpoint. comet_ml raises ``KeyError`` or
   ``TypeError`` there, or returns None / ``[]`` for an empty object; only the system-details
-  field getters keep that (an empty object reads as "nothing known", reference §2).
+  field getters keep that (an empty object reads as "nothing known", as in comet_ml).
 
 comet-agent extensions (not in comet_ml): ``update_system_details(fields)`` /
 ``set_system_details(**fields)`` (one combined system-details write, as the live SDK sends),
@@ -418,11 +418,11 @@ class APIExperiment:
         return self._client.post(endpoint, payload, base=base, request_id=request_id)
 
     def _system_details_field(self, field: str) -> Any:
-        # {} and a missing field read as None (comet_ml returns None for {}; reference §2).
+        # {} and a missing field read as None (comet_ml returns None for {}).
         return self._get_object(SYSTEM_DETAILS_READ).get(field)
 
     def _write_system_details(self, fields: Dict[str, Any], request_id: Optional[str] = None) -> Any:
-        # comet_ml 3.58.8 posts system details to the "alternate" base {crest} (reference §2).
+        # comet_ml 3.58.8 posts system details to the "alternate" base {crest}.
         return self._write(SYSTEM_DETAILS_WRITE, fields, base="crest", request_id=request_id)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -576,7 +576,7 @@ class APIExperiment:
         return self._system_details_field("pythonVersionVerbose")
 
     def get_system_details(self) -> Dict[str, Any]:
-        """The whole system-details object (reference §6.1)."""
+        """The whole system-details object, keyed as Comet returns it."""
         return self._get_object(SYSTEM_DETAILS_READ)
 
     def get_system_metric_names(self) -> Optional[List[str]]:

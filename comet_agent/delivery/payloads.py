@@ -1,7 +1,7 @@
 """Periodic records -> Comet metric points, push windows, and the requests that carry them.
 
 This is the one place where our records (snake_case, units in names) meet Comet's payloads. Metric
-names follow what Comet's own SDK logs (``comet_ml/system/*``, reference §6.3) where one exists;
+names follow what Comet's own SDK logs (``comet_ml/system/*`` in comet_ml 3.58.8) where one exists;
 the rest are our documented extensions under the same ``sys.`` prefix. The records of
 ``comet_agent.records`` are mapped to names here; a record defined beside its collector names its
 own metrics instead (``records.MetricRecord``: a ``metric_pairs()`` method), so a new collector

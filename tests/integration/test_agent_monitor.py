@@ -111,3 +111,33 @@ def test_stop_is_idempotent_and_status_reports_the_run(local_server, tmp_path):
     assert status.intervals_ms["cpu"] in (1000, 68000)
     assert agent.stop() is True
     assert agent.stop() is True
+
+
+@pytest.mark.sdk
+def test_monitor_takes_a_comet_ml_experiment(local_server, tmp_path, monkeypatch):
+    """`with comet_agent.monitor(experiment=exp):` records into the comet_ml experiment the script made."""
+    import comet_ml
+
+    local_server.set_intervals(**FAST)
+    monkeypatch.setenv("COMET_URL_OVERRIDE", local_server.clientlib_url)
+    monkeypatch.setenv("COMET_API_KEY", local_server.api_key)
+    for name in ("COMET_AUTO_LOG_ENV_CPU", "COMET_AUTO_LOG_ENV_GPU", "COMET_AUTO_LOG_ENV_HOST",
+                 "COMET_AUTO_LOG_ENV_DETAILS", "COMET_AUTO_LOG_ENV_NETWORK", "COMET_AUTO_LOG_ENV_DISK"):
+        monkeypatch.setenv(name, "false")
+    experiment = comet_ml.start(project_name="cm")
+    with comet_agent.monitor(experiment=experiment, data_dir=tmp_path / "data", include_os_packages=False,
+                             sample_interval_s=0.25, use_daemon=False) as agent:
+        experiment.log_metric("loss", 1.0, step=1)
+        _busy(1.5)
+    experiment.end()
+    assert agent.experiment_key == experiment.get_key()
+    ours = APIExperiment(api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
+                         previous_experiment=experiment.get_key())
+    names = {item["name"] for item in ours.get_metrics_summary()}
+    assert {"loss", "sys.cpu.percent.avg", "sys.proc.rss"} <= names
+    assert ours.get_system_details()["pid"] == os.getpid()
+
+
+def test_monitor_refuses_an_object_without_a_key():
+    with pytest.raises(TypeError):
+        comet_agent.monitor(experiment=object())

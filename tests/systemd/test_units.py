@@ -1,6 +1,6 @@
 """The systemd units pass `systemd-analyze verify` silently and score 2.0 or lower on `security --offline`.
 
-PID 1 is not systemd in CI containers, so the checks run offline (reliability.md §3.4): a fake
+PID 1 is not systemd in CI containers, so the checks run offline: a fake
 root holds a copy of the stock units (for sysinit.target and friends), our units under
 /etc/systemd/system, and a stub /usr/bin/comet-agent (verify fails when ExecStart's binary is
 missing). `verify` exits 0 on unknown keys and unparsable values, so its output is asserted empty.
