@@ -18,9 +18,10 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from comet_agent.api import experiment
-from comet_agent.api.client import RestClient, RetryPolicy, Timeouts, describe_json
+from comet_agent.api.client import RestClient, Timeouts, describe_json
 from comet_agent.api.experiment import APIExperiment, check_metadata
 from comet_agent.config import ResolvedConfig, resolve_config
+from comet_agent.delivery.retry import RetryPolicy
 from comet_agent.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)

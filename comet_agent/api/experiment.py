@@ -54,7 +54,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from comet_agent.api.client import RetryPolicy, describe_json
+from comet_agent.api.client import describe_json
+from comet_agent.delivery.retry import RetryPolicy
 from comet_agent.errors import CometApiError
 
 logger = logging.getLogger(__name__)
