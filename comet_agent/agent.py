@@ -197,8 +197,8 @@ class Agent:
 
     def _connect(self) -> None:
         from comet_agent.api.api import API
-        from comet_agent.api.client import RetryPolicy
         from comet_agent.config import resolve_config
+        from comet_agent.delivery.retry import RetryPolicy
 
         config = resolve_config(api_key=self._api_key, url_override=self._url_override)
         # Few, short client-side retries: the spool and the sender's backoff carry outages.

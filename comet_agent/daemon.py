@@ -319,7 +319,7 @@ class Daemon:
     def _attach(self, key: str, message: dict, uid: int) -> dict:
         from comet_agent import errors
         from comet_agent.api.api import API
-        from comet_agent.api.client import RetryPolicy
+        from comet_agent.delivery.retry import RetryPolicy
 
         pid = message.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:

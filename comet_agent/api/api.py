@@ -18,9 +18,10 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from comet_agent.api import experiment
-from comet_agent.api.client import RestClient, RetryPolicy, Timeouts, describe_json
+from comet_agent.api.client import RestClient, Timeouts, describe_json
 from comet_agent.api.experiment import APIExperiment, check_metadata
 from comet_agent.config import ResolvedConfig, resolve_config
+from comet_agent.delivery.retry import RetryPolicy
 from comet_agent.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,10 @@ class API:
     def _get_url_server(self, version: Optional[str] = None) -> str:
         return self._client.root
 
-    def _get_experiment_metadata(self, experiment_key: str) -> Dict[str, Any]:
+    def _get_experiment_metadata(self, experiment_key: Optional[str]) -> Dict[str, Any]:
         # Checked here, where every metadata read passes: an APIExperiment's attributes come from it.
+        # experiment_key is None for an APIExperiment built from metadata without a key: the
+        # request then goes without one (None query parameters are left out).
         reply = self._client.get("experiment/metadata", {"experimentKey": experiment_key})
         return check_metadata(self._client, reply, "experiment/metadata")
 
@@ -209,7 +212,8 @@ class API:
 
     def get_workspaces(self) -> List[str]:
         """Workspace names."""
-        return self._client.field_of(self._client.get_object("workspaces", {}), "workspaceNames", list, "workspaces", items=str)
+        names: List[str] = self._client.field_of(self._client.get_object("workspaces", {}), "workspaceNames", list, "workspaces", items=str)
+        return names
 
     def get_projects(self, workspace: str) -> Optional[List[str]]:
         """Project names in ``workspace``, or None when the reply lists none (as comet_ml)."""
@@ -219,8 +223,12 @@ class API:
         projects = self._client.field_of(results, "projects", list, "projects", items=dict)
         return [self._client.field_of(project, "projectName", str, "projects") for project in projects]
 
-    def get_experiment(self, workspace: str, project_name: str, experiment: str) -> Optional[APIExperiment]:
-        """An experiment by key, or by name when no key matches (400/404 on the key lookup)."""
+    def get_experiment(self, workspace: Optional[str], project_name: Optional[str], experiment: str) -> Optional[APIExperiment]:
+        """An experiment by key, or by name when no key matches (400/404 on the key lookup).
+
+        The name is looked up in ``workspace``/``project_name``; either may be None (an
+        experiment's metadata can lack them) and is then left out of that listing request."""
+        metadata: Optional[Dict[str, Any]]
         try:
             metadata = self._get_experiment_metadata(experiment)
         except (NotFound, BadRequest):
@@ -237,7 +245,10 @@ class API:
             return None
         # comet_ml then looks the experiment up again through get_experiment (a second metadata
         # GET); we do the same so the two clients send the same requests.
-        return self.get_experiment(metadata.get("workspaceName"), metadata.get("projectName"), experiment_key)
+        # check_metadata let through only a string or null for these two (or nothing).
+        workspace: Optional[str] = metadata.get("workspaceName")
+        project_name: Optional[str] = metadata.get("projectName")
+        return self.get_experiment(workspace, project_name, experiment_key)
 
     def get_experiments(
         self,
@@ -270,7 +281,9 @@ class API:
             or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
         ]
 
-    def _project_experiments(self, workspace, project_name, page=None, page_size=None, sort_by=None, sort_order=None) -> List[Dict[str, Any]]:
+    def _project_experiments(self, workspace: Optional[str], project_name: Optional[str], page: Optional[int] = None,
+                             page_size: Optional[int] = None, sort_by: Optional[str] = None,
+                             sort_order: Optional[str] = None) -> List[Dict[str, Any]]:
         if page is not None and page_size is None:
             raise ValueError("page_size is required when page is specified")
         if sort_by is not None and sort_by not in ("startTime", "endTime"):
@@ -287,7 +300,7 @@ class API:
         listing = self._client.field_of(results, "experiments", (list, type(None)), "experiments") or []
         return [check_metadata(self._client, metadata, "experiments") for metadata in listing]
 
-    def _experiment_metadata_by_name(self, workspace: str, project_name: str, name: str) -> Optional[Dict[str, Any]]:
+    def _experiment_metadata_by_name(self, workspace: Optional[str], project_name: Optional[str], name: str) -> Optional[Dict[str, Any]]:
         try:
             listing = self._project_experiments(workspace, project_name)
         except NotFound:

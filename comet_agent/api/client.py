@@ -33,12 +33,15 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypedDict
 
 import requests
 
 from comet_agent import __version__, errors
-from comet_agent.delivery.retry import RetryPolicy, parse_retry_after_s
+
+# Re-exported: the client's callers (and tests) name the retry policy through this module.
+from comet_agent.delivery.retry import RetryPolicy as RetryPolicy
+from comet_agent.delivery.retry import parse_retry_after_s as parse_retry_after_s
 from comet_agent.redaction import redact_text, register_secret
 
 logger = logging.getLogger(__name__)
@@ -157,6 +160,15 @@ def _path_of(url: str) -> str:
 
 
 BodyFactory = Callable[[], "bytes | MultipartBody | None"]
+
+
+class _ErrorFields(TypedDict):
+    """The keyword arguments every ``CometApiError`` made from an HTTP reply carries."""
+
+    status: int
+    endpoint: str
+    sdk_error_code: int | None
+    server_message: str | None
 
 
 class RestClient:
@@ -311,7 +323,7 @@ class RestClient:
         *,
         base: str = "rest",
         timeout_s: float | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """GET ``endpoint`` and return its reply, which must be a JSON object.
 
         Raises: ``InvalidReply`` for any other JSON value (a list, a string, null...), and the
@@ -465,7 +477,9 @@ class RestClient:
                 response.close()
             self._sleep(wait_s)
 
-    def _send_following_redirects(self, method, url, params, body, headers, read_timeout_s, stream) -> requests.Response:
+    def _send_following_redirects(self, method: str, url: str, params: Mapping[str, Any] | None, body: BodyFactory | None,
+                                  headers: Mapping[str, str] | None, read_timeout_s: float | None,
+                                  stream: bool) -> requests.Response:
         carry_key = True
         current_method, current_url, current_params, current_body = method, url, params, body
         for _ in range(self.max_redirects + 1):
@@ -486,7 +500,9 @@ class RestClient:
             endpoint=f"{method} {_path_of(url)}",
         )
 
-    def _send_once(self, method, url, params, body, headers, read_timeout_s, stream, carry_key) -> requests.Response:
+    def _send_once(self, method: str, url: str, params: Mapping[str, Any] | None, body: BodyFactory | None,
+                   headers: Mapping[str, str] | None, read_timeout_s: float | None, stream: bool,
+                   carry_key: bool) -> requests.Response:
         final_headers = dict(self.headers)
         if carry_key:
             final_headers["Authorization"] = self._api_key
@@ -539,7 +555,7 @@ class RestClient:
         except ValueError:
             pass
         said = f": {server_message}" if server_message else ""
-        common = dict(status=status, endpoint=endpoint, sdk_error_code=sdk_error_code, server_message=server_message)
+        common: _ErrorFields = dict(status=status, endpoint=endpoint, sdk_error_code=sdk_error_code, server_message=server_message)
         if status in (401, 403):
             return errors.Unauthorized(
                 f"{endpoint}: the API key from {self.key_source} was rejected by {self.root} (HTTP {status}){said}. "

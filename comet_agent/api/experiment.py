@@ -51,12 +51,16 @@ import time
 import urllib.parse
 import warnings
 import zipfile
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, cast
 
-from comet_agent.api.client import describe_json
+from comet_agent.api.client import RestClient, describe_json
 from comet_agent.api.page_login import local_page_login_url
 from comet_agent.errors import CometApiError
+
+if TYPE_CHECKING:
+    from comet_agent.api.api import API
 
 logger = logging.getLogger(__name__)
 
@@ -180,10 +184,10 @@ def _model_to_string(graph: Any) -> str:
 
 #: Builds the ``API`` an ``APIExperiment`` made without ``api=`` uses. api.py imports this module
 #: (its API returns APIExperiments), so this module does not import it back: api.py sets this.
-api_factory: Optional[Callable[..., Any]] = None
+api_factory: Optional[Callable[..., API]] = None
 
 
-def _new_api(kwargs: Dict[str, Any]) -> Any:
+def _new_api(kwargs: Dict[str, Any]) -> API:
     if api_factory is None:  # pragma: no cover - importing comet_agent.api.experiment runs comet_agent.api first
         raise RuntimeError("comet_agent.api.api was not imported; import APIExperiment from comet_agent.api")
     return api_factory(**kwargs)
@@ -216,6 +220,8 @@ class APIExperiment:
         comet_agent.errors.CometApiError: the server refused or could not be reached.
     """
 
+    _api: API
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.id: Optional[str] = None
         self._name: Optional[str] = None
@@ -226,9 +232,9 @@ class APIExperiment:
         self.duration_millis = 0
         self.start_server_timestamp = 0
         self.end_server_timestamp = 0
-        self.optimization_id = None
-        self.file_path = None
-        self.file_name = None
+        self.optimization_id: Optional[str] = None
+        self.file_path: Optional[str] = None
+        self.file_name: Optional[str] = None
         if args:
             raise TypeError("APIExperiment takes keyword arguments only (previous_experiment=..., workspace=..., project_name=...)")
         if "metadata" in kwargs:
@@ -269,7 +275,7 @@ class APIExperiment:
 
     # -- identity ------------------------------------------------------------------------------
     @property
-    def _client(self):
+    def _client(self) -> RestClient:
         return self._api._client
 
     def _set_from_metadata(self, metadata: Dict[str, Any]) -> None:
@@ -374,10 +380,11 @@ class APIExperiment:
             "file_name": self.file_name,
         }
         if full:
-            git_patch = self.get_git_patch()
-            if git_patch is not None:
+            git_patch_zip = self.get_git_patch()
+            git_patch: Optional[str] = None
+            if git_patch_zip is not None:
                 try:
-                    git_patch = read_git_patch_zip(git_patch)
+                    git_patch = read_git_patch_zip(git_patch_zip)
                 except (zipfile.BadZipFile, KeyError):
                     raise self._client.invalid_reply("GET", "experiment/git/patch", f"a zip without a readable {GIT_PATCH_MEMBER}") from None
             result.update(
@@ -418,7 +425,9 @@ class APIExperiment:
         return self._client.post(endpoint, payload, base=base, request_id=request_id)
 
     def _system_details_field(self, field: str) -> Any:
-        # {} and a missing field read as None (comet_ml returns None for {}).
+        # {} and a missing field read as None (comet_ml returns None for {}). The value is passed
+        # on as the server sent it, unchecked, as comet_ml does: the getters' types say what a
+        # Comet server sends there.
         return self._get_object(SYSTEM_DETAILS_READ).get(field)
 
     def _write_system_details(self, fields: Dict[str, Any], request_id: Optional[str] = None) -> Any:
@@ -428,7 +437,7 @@ class APIExperiment:
     # -- reads ---------------------------------------------------------------------------------
     def get_additional_system_info(self) -> Optional[List[Dict[str, Any]]]:
         """Additional system info: a list of ``{"key", "value"}``."""
-        return self._system_details_field("logAdditionalSystemInfoList")
+        return cast(Optional[List[Dict[str, Any]]], self._system_details_field("logAdditionalSystemInfoList"))
 
     def get_asset(self, asset_id: str, return_type: str = "binary", stream: bool = False) -> Any:
         """One asset's content: ``binary`` (bytes), ``json``, ``text`` or ``response``."""
@@ -442,15 +451,17 @@ class APIExperiment:
 
         ``timeout`` is the read timeout in seconds."""
         reply = self._client.get_object("experiment/asset/list", self._params(type=asset_type), timeout_s=timeout)
-        return self._client.field_of(reply, "assets", list, "experiment/asset/list", items=dict)
+        assets: List[Dict[str, Any]] = self._client.field_of(reply, "assets", list, "experiment/asset/list", items=dict)
+        return assets
 
     def get_code(self) -> Optional[str]:
         """The source code logged with ``set_code``."""
-        return self._get_field("experiment/code", "code", _TEXT)
+        code: Optional[str] = self._get_field("experiment/code", "code", _TEXT)
+        return code
 
     def get_command(self) -> Optional[List[str]]:
         """The command line (list of str)."""
-        return self._system_details_field("command")
+        return cast(Optional[List[str]], self._system_details_field("command"))
 
     def get_environment_details(self) -> Optional[List[str]]:
         """Deprecated alias of ``get_os_packages`` (warns ``DeprecationWarning``)."""
@@ -459,7 +470,7 @@ class APIExperiment:
 
     def get_executable(self) -> Optional[str]:
         """The Python executable's path (system-details ``executable``), or None."""
-        return self._system_details_field("executable")
+        return cast(Optional[str], self._system_details_field("executable"))
 
     def get_git_metadata(self) -> Dict[str, Any]:
         """``{user, root, branch, parent, origin}``."""
@@ -468,7 +479,7 @@ class APIExperiment:
     def get_git_patch(self) -> Optional[bytes]:
         """The git patch zip (bytes), or None when there is none (the server answers a JSON
         message, ``{"msg": ...}``). Raises ``InvalidReply`` for a body that is neither."""
-        data = self._client.get("experiment/git/patch", self._params(), return_type="binary")
+        data: bytes = self._client.get("experiment/git/patch", self._params(), return_type="binary")
         if data.startswith(b"PK"):
             return data
         if data.lstrip().startswith(b"{"):
@@ -477,34 +488,38 @@ class APIExperiment:
 
     def get_gpu_static_info(self) -> Optional[List[Dict[str, Any]]]:
         """GPU static info: list of ``{gpuIndex, name, uuid, totalMemory (bytes), powerLimit (mW)}`` (snake_case items from the live SDK), or None."""
-        return self._system_details_field("gpuStaticInfoList")
+        return cast(Optional[List[Dict[str, Any]]], self._system_details_field("gpuStaticInfoList"))
 
     def get_hostname(self) -> Optional[str]:
         """The host name (system-details ``hostname``), or None."""
-        return self._system_details_field("hostname")
+        return cast(Optional[str], self._system_details_field("hostname"))
 
     def get_html(self) -> Optional[str]:
         """The experiment's logged HTML."""
-        return self._get_field("experiment/html", "html", _TEXT)
+        html: Optional[str] = self._get_field("experiment/html", "html", _TEXT)
+        return html
 
     def get_installed_packages(self) -> Optional[List[str]]:
         """Installed Python packages, ``name==version`` strings, or None."""
-        return self._system_details_field("installedPackages")
+        return cast(Optional[List[str]], self._system_details_field("installedPackages"))
 
     def get_ip(self) -> Optional[str]:
         """The host IP (system-details ``ip``), or None."""
-        return self._system_details_field("ip")
+        return cast(Optional[str], self._system_details_field("ip"))
 
     def get_max_memory(self) -> Optional[int]:
         """``maxTotalMemory`` in bytes (Comet notes it is usually None)."""
-        return self._system_details_field("maxTotalMemory")
+        return cast(Optional[int], self._system_details_field("maxTotalMemory"))
 
     def get_metrics(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
         """Every metric value (``metricName, metricValue, timestamp, step, epoch, runContext, offset``),
         or those of one ``metric``."""
+        metrics: List[Dict[str, Any]]
         if metric is None:
-            return self._get_field("experiment/metrics/get-all", "metrics", list, items=dict)
-        return self._get_field("experiment/metrics/get-metric", "metrics", list, items=dict, metricName=metric)
+            metrics = self._get_field("experiment/metrics/get-all", "metrics", list, items=dict)
+        else:
+            metrics = self._get_field("experiment/metrics/get-metric", "metrics", list, items=dict, metricName=metric)
+        return metrics
 
     def get_metrics_summary(self, metric: Optional[str] = None) -> Any:
         """Per-metric summaries; with ``metric``, that one's summary dict (``[]`` if absent)."""
@@ -532,11 +547,13 @@ class APIExperiment:
     def get_model_data(self, name: str) -> List[Dict[str, Any]]:
         """Deprecated in comet_ml (``get_model_asset_list``): the assets of model ``name``."""
         logger.warning("APIExperiment.get_model_data() is deprecated in comet_ml (get_model_asset_list)")
-        return self._get_field("experiment/model/asset/list", "assets", list, items=dict, modelName=name)
+        assets: List[Dict[str, Any]] = self._get_field("experiment/model/asset/list", "assets", list, items=dict, modelName=name)
+        return assets
 
     def get_model_graph(self) -> Optional[str]:
         """The logged model graph text."""
-        return self._get_field("experiment/graph", "graph", _TEXT)
+        graph: Optional[str] = self._get_field("experiment/graph", "graph", _TEXT)
+        return graph
 
     def get_model_names(self) -> List[str]:
         """Distinct model names."""
@@ -545,35 +562,36 @@ class APIExperiment:
 
     def get_network_interface_ips(self) -> Optional[List[str]]:
         """The network interface addresses (list of str), or None."""
-        return self._system_details_field("networkInterfaceIps")
+        return cast(Optional[List[str]], self._system_details_field("networkInterfaceIps"))
 
     def get_os(self) -> Optional[str]:
         """The OS description (``platform.platform()``), or None."""
-        return self._system_details_field("os")
+        return cast(Optional[str], self._system_details_field("os"))
 
     def get_os_packages(self) -> Optional[List[str]]:
         """OS packages (``name=version`` strings), or None."""
-        return self._system_details_field("osPackages")
+        return cast(Optional[List[str]], self._system_details_field("osPackages"))
 
     def get_os_type(self) -> Optional[str]:
         """The OS type (``Linux``, ``Darwin``...), or None."""
-        return self._system_details_field("osType")
+        return cast(Optional[str], self._system_details_field("osType"))
 
     def get_output(self) -> Optional[str]:
         """The logged console output (str)."""
-        return self._get_field("experiment/output", "output", _TEXT)
+        output: Optional[str] = self._get_field("experiment/output", "output", _TEXT)
+        return output
 
     def get_pid(self) -> Optional[int]:
         """The training process id, or None."""
-        return self._system_details_field("pid")
+        return cast(Optional[int], self._system_details_field("pid"))
 
     def get_python_version(self) -> Optional[str]:
         """The Python version (``3.11.7``), or None."""
-        return self._system_details_field("pythonVersion")
+        return cast(Optional[str], self._system_details_field("pythonVersion"))
 
     def get_python_version_verbose(self) -> Optional[str]:
         """``sys.version`` of the training interpreter, or None."""
-        return self._system_details_field("pythonVersionVerbose")
+        return cast(Optional[str], self._system_details_field("pythonVersionVerbose"))
 
     def get_system_details(self) -> Dict[str, Any]:
         """The whole system-details object, keyed as Comet returns it."""
@@ -581,28 +599,30 @@ class APIExperiment:
 
     def get_system_metric_names(self) -> Optional[List[str]]:
         """Names of the system metrics the server derived, or None."""
-        return self._system_details_field("systemMetricNames")
+        return cast(Optional[List[str]], self._system_details_field("systemMetricNames"))
 
     def get_tags(self) -> List[str]:
         """The experiment's tags (list of str)."""
-        return self._get_field("experiment/tags", "tags", list, items=str)
+        tags: List[str] = self._get_field("experiment/tags", "tags", list, items=str)
+        return tags
 
     def get_total_memory(self) -> Optional[int]:
         """``totalRam`` in bytes."""
-        return self._system_details_field("totalRam")
+        return cast(Optional[int], self._system_details_field("totalRam"))
 
     def get_user(self) -> Optional[str]:
         """The OS user who ran the experiment, or None."""
-        return self._system_details_field("user")
+        return cast(Optional[str], self._system_details_field("user"))
 
     # -- writes: tags, links, models -----------------------------------------------------------
-    def add_tags(self, tags: List[str]) -> Dict[str, Any]:
-        """Append ``tags``."""
+    def add_tags(self, tags: List[str]) -> Any:
+        """Append ``tags``; returns the server's JSON (None for an empty body), like every write."""
         return self._write("write/experiment/tags", {"addedTags": tags})
 
     def create_symlink(self, project_name: str) -> str:
         """Link this experiment into ``project_name``; returns the link URL."""
-        return self._get_field("write/project/symlink", "link", str, projectName=project_name)
+        link: str = self._get_field("write/project/symlink", "link", str, projectName=project_name)
+        return link
 
     def download_model(self, name: str, output_path: str = "./", expand: bool = True) -> None:
         """Download model ``name`` (a zip) into ``output_path``: unzipped if ``expand``, else as
@@ -741,7 +761,8 @@ class APIExperiment:
         return self.update_system_details(fields, request_id=request_id)
 
     # -- writes: metrics -----------------------------------------------------------------------
-    def _metric_body(self, body: Dict[str, Any], context, step, epoch, timestamp) -> Dict[str, Any]:
+    def _metric_body(self, body: Dict[str, Any], context: Optional[str], step: Optional[int], epoch: Optional[int],
+                     timestamp: Optional[int]) -> Dict[str, Any]:
         # The cpu/ram/load endpoints pass timestamp through unchanged (ms), as comet_ml does.
         for key, value in (("context", context), ("step", step), ("epoch", epoch), ("timestamp", timestamp)):
             if value is not None:
@@ -936,7 +957,7 @@ class APIExperiment:
         extension = os.path.splitext(file_name)[1].lstrip(".")
         if extension:
             params["extension"] = extension
-        parts: list = [("file", "file", Path(path))]
+        parts: list[tuple[str, str | None, bytes | Path]] = [("file", "file", Path(path))]
         encoded = _encode_metadata(metadata)
         if encoded is not None:
             parts.append(("metadata", None, encoded.encode("utf-8")))
@@ -971,7 +992,7 @@ class APIExperiment:
         """The end time, epoch ms; refreshes ``end_server_timestamp`` and ``duration_millis``."""
         return self._set_start_end(None, end_server_timestamp)
 
-    def idempotent(self, request_id: str):
+    def idempotent(self, request_id: str) -> AbstractContextManager[None]:
         """comet-agent extension: a context manager in which each write gets an idempotency id
         derived from ``request_id`` (``<request_id>/1``, ``/2``...), so that replaying the same
         writes after a crash is applied once by a server that honours ``X-Comet-Agent-Request-Id``.
@@ -997,7 +1018,7 @@ def _is_file(value: Any) -> bool:
 
 def _in_jupyter_kernel() -> bool:
     try:
-        from IPython import get_ipython  # type: ignore[import-not-found]
+        from IPython import get_ipython
     except ImportError:
         return False
     shell = get_ipython()

@@ -33,11 +33,15 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from comet_agent import errors
 from comet_agent.delivery.retry import RetryPolicy
-from comet_agent.delivery.spool import Spool, SpoolEntry, SpoolError
+from comet_agent.delivery.spool import Spool, SpoolEntry
+from comet_agent.errors import SpoolError
+
+if TYPE_CHECKING:
+    from comet_agent.api.experiment import APIExperiment
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +50,20 @@ DROPPED_OTHER_KEY = "comet_agent.dropped_samples"
 MAX_RETRY_AFTER_S = 600.0
 
 
-def _send_system_details(exp, p):
+def _send_system_details(exp: APIExperiment, p: dict[str, Any]) -> object:
     return exp.update_system_details(p["fields"])
 
 
-def _send_git_patch(exp, p):
+def _send_git_patch(exp: APIExperiment, p: dict[str, Any]) -> object:
     return exp.set_git_patch(base64.b64decode(p["patch_base64"]))
 
 
-def _send_output(exp, p):
+def _send_output(exp: APIExperiment, p: dict[str, Any]) -> object:
     return exp.log_output(p["output"], stderr=p["stderr"], timestamp=p["timestamp_ms"] / 1000.0)
 
 
 #: endpoint name -> how an entry's payload is sent. One table: adding a record kind is one line.
-DISPATCH: dict[str, Callable] = {
+DISPATCH: dict[str, Callable[[APIExperiment, dict[str, Any]], object]] = {
     "system_details": _send_system_details,
     "git_metadata": lambda exp, p: exp.set_git_metadata(p["user"], p["root"], p["branch"], p["parent"], p["origin"]),
     "git_patch": _send_git_patch,
@@ -104,10 +108,10 @@ class Sender:
             is resent until it is delivered or found permanent).
     """
 
-    def __init__(self, spool: Spool, experiment_for: Callable[[str], object], *, batch_size: int = 50,
+    def __init__(self, spool: Spool, experiment_for: Callable[[str], APIExperiment], *, batch_size: int = 50,
                  base_backoff_s: float = 1.0, max_backoff_s: float = 60.0, auth_backoff_s: float = 60.0,
                  rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 retry: Optional[RetryPolicy] = None):
+                 retry: Optional[RetryPolicy] = None) -> None:
         self.spool = spool
         self._experiment_for = experiment_for
         self.batch_size = batch_size
@@ -121,7 +125,7 @@ class Sender:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._logged: set = set()
+        self._logged: set[tuple[str, ...]] = set()
 
     # -- one pass --------------------------------------------------------------------------
 
@@ -176,7 +180,7 @@ class Sender:
         Halves get derived ids (``<id>.a``, ``<id>.b``, ``<id>.a.b``...), the same on every replay."""
         experiment = self._experiment_for(entry.experiment_key)
 
-        def send(values: list, request_id: str) -> None:
+        def send(values: list[dict[str, Any]], request_id: str) -> None:
             try:
                 with experiment.idempotent(request_id):
                     experiment.log_metrics_batch(values)
@@ -270,11 +274,11 @@ class Sender:
         self._logged.add(("recovered",))
         return wait_s
 
-    def _note_failure(self, exc: errors.CometApiError, *, once_key: tuple, level: int) -> None:
+    def _note_failure(self, exc: errors.CometApiError, *, once_key: tuple[str, ...], level: int) -> None:
         self.stats.last_error = str(exc)
         self._log_once(once_key, level, "cannot deliver to the server (%s); data waits in the spool %s", exc, self.spool.path)
 
-    def _log_once(self, key: tuple, level: int, message: str, *args) -> None:
+    def _log_once(self, key: tuple[str, ...], level: int, message: str, *args: object) -> None:
         if key in self._logged:
             log.debug(message, *args)
             return

@@ -42,7 +42,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional, TypeVar, cast
 
 from comet_agent.errors import SpoolError
 from comet_agent.paths import ensure_private_dir
@@ -125,11 +125,11 @@ class SpoolEntry:
     endpoint: str
     kind: str
     request_id: str
-    payload: dict
+    payload: dict[str, Any]
     created_ms: int
 
 
-def _decode_row(row: tuple) -> SpoolEntry:
+def _decode_row(row: tuple[Any, ...]) -> SpoolEntry:
     """A ``_PEEK_SQL`` row as an entry; ``ValueError`` saying what is wrong when it cannot be one."""
     seq, *texts, created_ms = row
     decoded = []
@@ -264,7 +264,7 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, experiment_key: str, endpoint: str, payload: dict, *, kind: str = PERIODIC,
+    def append(self, experiment_key: str, endpoint: str, payload: dict[str, Any], *, kind: str = PERIODIC,
                request_id: Optional[str] = None, created_ms: Optional[int] = None) -> SpoolEntry:
         """Store one payload durably and return its entry.
 
@@ -288,11 +288,13 @@ class Spool:
 
         def insert(conn: sqlite3.Connection) -> int:
             self._make_room(conn, size)
-            return conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO entries (experiment_key, endpoint, kind, request_id, payload, size_bytes, created_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (experiment_key, endpoint, kind, request_id, text, size, created_ms),
-            ).lastrowid
+            )
+            # Set by every successful INSERT into a rowid table (sqlite3 leaves it None only before one).
+            return cast(int, cursor.lastrowid)
 
         try:
             seq = self._write(insert)
@@ -357,7 +359,8 @@ class Spool:
             SpoolError: the spool cannot be read.
         """
         while True:
-            conditions, args = [], []
+            conditions: list[str] = []
+            args: list[object] = []
             if experiment_key is not None:
                 conditions.append("experiment_key = ?")
                 args.append(experiment_key)
@@ -365,8 +368,12 @@ class Spool:
                 conditions.append(f"seq NOT IN ({','.join('?' * len(self._unmovable))})")
                 args.extend(sorted(self._unmovable))
             sql = _PEEK_SQL + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY seq LIMIT ?"
+
+            def read(conn: sqlite3.Connection, sql: str = sql, params: tuple[object, ...] = (*args, int(limit))) -> list[Any]:
+                return conn.execute(sql, params).fetchall()
+
             try:
-                rows = self._locked(lambda conn, sql=sql, args=args: conn.execute(sql, (*args, int(limit))).fetchall())
+                rows = self._locked(read)
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot read spool {self.path}: {exc}") from None
             entries, poisoned = [], []
@@ -430,7 +437,8 @@ class Spool:
     def _add_to_counter(conn: sqlite3.Connection, name: str, amount: int) -> int:
         conn.execute("INSERT INTO counters (name, value) VALUES (?, ?)"
                      " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, amount))
-        return conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+        value: int = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+        return value
 
     @classmethod
     def _trim_quarantine(cls, conn: sqlite3.Connection, excess_bytes: int) -> None:
@@ -542,7 +550,7 @@ class Spool:
     def __enter__(self) -> "Spool":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
