@@ -211,7 +211,9 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
         api = API(api_key=API_KEY, url_override=root + "/clientlib/")
         experiment = APIExperiment(api=api, previous_experiment=key)
         spool = Spool(scratch / "breakdown.db")
-        agent = Agent(key, data_dir=scratch / "breakdown-agent")  # only for its status file
+        # Only for its status file (prepared: configuration and spool, no sampling).
+        agent = Agent(key, data_dir=scratch / "breakdown-agent", api_key=API_KEY,
+                      url_override=root + "/clientlib/").prepare()
         collectors, _ = build_periodic_collectors(directory=str(REPO_ROOT), include_gpu=False)
         for collector in collectors:
             collector.sample(int(time.time() * 1000))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from comet_agent import catalogue
 from comet_agent.server.store import DEFAULT_MAX_POINTS_PER_SERIES, downsample_min_max
 
 MAX_POINTS_PER_SERIES = DEFAULT_MAX_POINTS_PER_SERIES
@@ -19,22 +20,18 @@ MAX_POINTS_PER_CHART = 6000
 MIN_POINTS_PER_SERIES = 150
 
 
-_UNIT_RULES = (
-    (re.compile(r"(^|[._])percent([._]|$)|utilization|fan_speed"), "%"),
-    (re.compile(r"_bps$"), "B/s"),
-    (re.compile(r"(memory|rss|\.used|\.total|\.available|\.free|used_memory)$"), "bytes"),
-    (re.compile(r"temperature$"), "°C"),
-    (re.compile(r"power_(usage|limit)$"), "mW"),
-    (re.compile(r"clock_(sm|mem)$"), "MHz"),
-)
+#: The catalogue's units as the charts label their axes (pages.js formats bytes and B/s).
+_DISPLAY_UNITS = {catalogue.PERCENT: "%", catalogue.BYTES_PER_S: "B/s", catalogue.COUNT: "", catalogue.TASKS: "",
+                  catalogue.BITMASK: ""}
 
 
 def metric_unit(name: str) -> str:
-    """The unit a system metric's name implies (``%``, ``B/s``, ``bytes``, ``°C``, ``mW``, ...)."""
-    for pattern, unit in _UNIT_RULES:
-        if pattern.search(name):
-            return unit
-    return ""
+    """The axis unit of a metric, from the metric catalogue (``%``, ``B/s``, ``bytes``, ``°C``,
+    ``mW``, ...); ``""`` for counts and for names the catalogue does not know (user metrics)."""
+    unit = catalogue.unit_for(name)
+    if unit is None:
+        return ""
+    return _DISPLAY_UNITS.get(unit, unit)
 
 
 _GPU_NAME = re.compile(r"^sys\.gpu\.(\d+)\.(.+)$")
