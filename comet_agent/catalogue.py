@@ -195,6 +195,9 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
     _row("sys.cpu.percent.avg", PERCENT, _R, _MEAN, "cpu", _COMET,
          "Host-wide CPU utilisation over the interval, all CPUs together. When the per-CPU figures "
          "travel through log_cpu_metrics the server derives it as their mean."),
+    _row("sys.compute.overall", PERCENT, _R, _MEAN, "cpu", _COMET,
+         "The host-wide CPU utilisation rounded to one decimal, under the name Comet's compute panels "
+         "read (comet_ml logs it beside sys.cpu.percent.avg)."),
     _row("sys.cpu.percent.<NN>", PERCENT, _R, _MEAN, "cpu", _COMET,
          "Utilisation of one CPU over the interval; NN is the kernel's CPU number plus one. A CPU "
          "that went offline, came online or whose counters went backwards has no point for that "
@@ -253,6 +256,9 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
     # -- process (the watched job's process tree) ------------------------------------------------
     _row("sys.proc.cpu.percent", PERCENT, _R, _MEAN, "process", _OURS,
          "CPU used by the watched process and all its descendants, summed: 200 means two CPUs busy."),
+    _row("sys.compute.utilized", PERCENT, _R, _MEAN, "process", _COMET,
+         "CPU used by the job's process tree, summed (as sys.proc.cpu.percent), under the name Comet's "
+         "compute panels read (comet_ml sums its own process family the same way)."),
     _row("sys.proc.rss", BYTES, _G, _MAX, "process", _OURS, "Resident memory of the process tree, summed.",
          integer=True),
     _row("sys.proc.threads", COUNT, _G, _MAX, "process", _OURS, "Threads in the process tree.", integer=True),

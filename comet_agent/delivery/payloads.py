@@ -64,6 +64,9 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
                                             ("sys.cpu.cgroup.percent.avg", record.overall_percent)]
         else:
             pairs = [("sys.cpu.percent.avg", record.overall_percent)]
+        host_percent = pairs[0][1]
+        # Comet's compute panels read these names (comet_ml's system/cpu logger writes them too).
+        pairs.append(("sys.compute.overall", round(host_percent, 1) if host_percent is not None else None))
         pairs += [(cpu_metric_name(number), percent) for number, percent in zip(record.cpu_numbers, record.per_cpu_percent)]
         return pairs
     if isinstance(record, MemorySample):
@@ -91,6 +94,7 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
     if isinstance(record, ProcessTreeSample):
         pairs = [
             ("sys.proc.cpu.percent", record.cpu_percent),
+            ("sys.compute.utilized", record.cpu_percent),
             ("sys.proc.rss", record.rss_bytes),
             ("sys.proc.threads", record.threads),
             ("sys.proc.open_files", record.open_files),

@@ -122,6 +122,7 @@ def test_every_cpu_and_gpu_series_reads_back_under_its_own_index(deliver, cpu_co
     expected.update({"sys.proc.rss": MIB, "sys.proc.threads": 1, "sys.proc.count": 1})
     if mean is not None:
         expected["sys.cpu.percent.avg"] = mean
+        expected["sys.compute.overall"] = round(mean, 1)
     assert sorted(read) == sorted(expected)
     wrong = {name: (read[name][0], value) for name, value in expected.items() if read[name][0] != pytest.approx(value)}
     assert wrong == {}, "(read, expected) per name"

@@ -37,7 +37,7 @@ def test_lookup_finds_the_row_its_unit_and_its_index(name, pattern, unit, index)
 @pytest.mark.parametrize("name", [
     "loss", "sys.cpu.percent.1", "sys.cpu.percent.00", "sys.cpu.percent.001", "sys.cpu.percent.",
     "sys.gpu.01.power_usage", "sys.gpu.x.power_usage", "sys.gpu.0.power_usage.extra", "sys.gpu.0.new_field",
-    "node1.sys.gpu.0.power_usage", "sys.compute.overall",
+    "node1.sys.gpu.0.power_usage", "sys.compute.other",
 ])
 def test_names_we_do_not_emit_are_not_catalogued(name):
     assert entry_for(name) is None and unit_for(name) is None and index_of(name) is None

@@ -47,6 +47,7 @@ def cpu_sample(**overrides):
 def test_cpu_points_use_comets_one_based_two_digit_names():
     assert points_by_name([cpu_sample()]) == {
         "sys.cpu.percent.avg": 50.0,
+        "sys.compute.overall": 50.0,  # the name Comet's compute panels read
         "sys.cpu.percent.01": 10.0,
         "sys.cpu.percent.02": 90.0,
         "sys.cpu.percent.12": 50.0,
