@@ -34,6 +34,8 @@ __all__ = [
     "format_bytes",
     "format_duration_ms",
     "format_duration_s",
+    "format_git",
+    "format_gpus",
     "format_number",
     "format_time_ms",
     "format_value",
@@ -205,6 +207,43 @@ def format_value(name: str, value: Any) -> str:
     if unit == catalogue.BITMASK and float(number).is_integer():
         return hex(int(number))
     return format_number(number)
+
+
+def format_gpus(gpus: list) -> Optional[str]:
+    """A ``gpuStaticInfoList`` in one line, identical boards counted together, in order of
+    appearance; ``None`` for no GPUs (the line is left out).
+
+    Example:
+        >>> format_gpus([{"name": "NVIDIA H100", "totalMemory": 85520809984}] * 2)
+        '2 × NVIDIA H100 (79.6 GiB)'
+        >>> format_gpus([]) is None
+        True
+    """
+    counts: dict[tuple, int] = {}
+    for gpu in gpus:
+        if isinstance(gpu, dict):
+            key = (gpu.get("name") or "unnamed GPU", to_number(gpu.get("totalMemory")))
+            counts[key] = counts.get(key, 0) + 1
+    parts = [f"{count} × {name}" + (f" ({format_bytes(memory)})" if memory else "")
+             for (name, memory), count in counts.items()]
+    return ", ".join(parts) or None
+
+
+def format_git(git: dict) -> Optional[str]:
+    """Git metadata (``{branch, parent, origin, ...}``) in one line; ``None`` when there is none
+    (outside a repository every field is empty: the line is left out, not ``None @ None``).
+
+    Example:
+        >>> format_git({"branch": "refs/heads/main", "parent": "1a2b3c", "origin": "https://x/r.git"})
+        'refs/heads/main @ 1a2b3c  origin https://x/r.git'
+        >>> format_git({"branch": None, "parent": None, "origin": None}) is None
+        True
+    """
+    branch, parent, origin = git.get("branch"), git.get("parent"), git.get("origin")
+    if not (branch or parent or origin):
+        return None
+    text = f"{branch or '(detached)'} @ {parent or '(no commits)'}"
+    return f"{text}  origin {origin}" if origin else text
 
 
 def experiment_state(metadata: dict) -> str:
