@@ -135,3 +135,94 @@ def test_every_catalogued_series_has_a_unit_we_can_write(entry):
 ])
 def test_experiment_state(metadata, state):
     assert fmt.experiment_state(metadata) == state
+
+
+# -- the subcommands' text, from the documents their --json prints ---------------------------------
+
+_REPORT = {
+    "experimentKey": "5584b066dc4b4b8fbd03ed1a33abca2c", "name": "resnet", "workspace": "local", "project": "general",
+    "url": "http://127.0.0.1:5055/local/general/5584b066dc4b4b8fbd03ed1a33abca2c",
+    "startTimeMillis": 1_700_000_000_000, "endTimeMillis": 1_700_000_245_000, "tags": [],
+    "systemDetails": {"hostname": "vm", "user": "alice", "pid": 42, "os": "Linux-6.1", "pythonVersion": "3.11.7",
+                      "executable": "/usr/bin/python3", "command": ["python", "train.py"], "totalRam": 25276071936,
+                      "installedPackages": ["numpy==2.0"], "osPackages": [], "gpuStaticInfoList": []},
+    "gitMetadata": {"user": None, "root": None, "branch": None, "parent": None, "origin": None},
+    "metricsSummary": [
+        {"name": "sys.ram.used", "valueMin": "906067968", "valueMax": "912822272", "valueCurrent": "912822272"},
+        {"name": "loss", "valueMin": "0.1234567", "valueMax": "2.5", "valueCurrent": "0.1234567"},
+        {"name": "sys.cpu.percent.02", "valueMin": "1.0101010101010102", "valueMax": "100.0", "valueCurrent": "55.55"},
+        {"name": "sys.cpu.percent.avg", "valueMin": "2", "valueMax": "99.0566037735849", "valueCurrent": "50"},
+    ],
+    "others": [{"name": "comet_agent.exit_code", "valueCurrent": "3"}, {"name": "comet_agent.cwd", "valueCurrent": "/w"}],
+}
+
+
+def test_show_text_says_state_duration_exit_code_and_units():
+    from comet_agent.cli.show import format_report
+
+    text = format_report(_REPORT, {"running": False, "endTimeMillis": 1_700_000_245_000, "durationMillis": 245_000})
+    lines = text.splitlines()
+    assert "state       finished, exit code 3" in lines
+    assert lines[3].startswith("duration    4m 05s (")
+    assert "ram         23.5 GiB" in lines
+    assert "other       comet_agent.cwd = /w" in lines and "exit_code =" not in text
+    rows = [line.split() for line in lines if line.startswith("  ")]
+    # Catalogue order, then the user's metrics; min, max, last in their units.
+    assert rows == [["sys.cpu.percent.avg", "2%", "99.1%", "50%"], ["sys.cpu.percent.02", "1.01%", "100%", "55.5%"],
+                    ["sys.ram.used", "864", "MiB", "871", "MiB", "871", "MiB"], ["loss", "0.123", "2.5", "0.123"]]
+    assert "1.0101010101010102" not in text
+
+
+def test_show_text_leaves_out_what_the_experiment_lacks():
+    from comet_agent.cli.show import format_report
+
+    text = format_report(_REPORT, {"running": True, "endTimeMillis": None, "durationMillis": 5000})
+    labels = {line.split()[0] for line in text.splitlines() if not line.startswith(" ")}
+    assert not labels & {"git", "gpus", "tags"}, text
+    assert "None" not in text
+    bare = format_report({"experimentKey": "k", "url": "u", "metricsSummary": [], "others": []}, {"running": True})
+    assert bare == "experiment  k\nurl         u\nstate       running\n"
+
+
+def test_show_text_counts_identical_gpus_and_names_the_commit():
+    from comet_agent.cli.show import format_report
+
+    gpu = {"gpuIndex": 0, "name": "NVIDIA H200", "totalMemory": 150754820096, "uuid": "u", "powerLimit": 700000}
+    report = {**_REPORT, "systemDetails": {**_REPORT["systemDetails"], "gpuStaticInfoList": [gpu, {**gpu, "gpuIndex": 1}]},
+              "gitMetadata": {"branch": "refs/heads/main", "parent": "1a2b3c", "origin": None}, "tags": ["a", "b"]}
+    lines = format_report(report, {"running": False, "endTimeMillis": 1}).splitlines()
+    assert "gpus        2 × NVIDIA H200 (140 GiB)" in lines
+    assert "git         refs/heads/main @ 1a2b3c" in lines
+    assert "tags        a, b" in lines
+
+
+_STATUS = {"pid": 4567, "experiment_key": "abc", "experiment_url": "http://x/ws/p/abc", "server": "http://x",
+           "intervals_ms": {"heartbeat": 10000, "cpu": 68000, "gpu": 60000}, "sample_interval_s": None,
+           "started_ms": 1_000, "last_push_ms": 310_000, "last_success_ms": None, "spool_depth": 3,
+           "dropped_total": 2, "rejected": 0, "quarantined": 1, "last_error": None, "watching": "4560", "via": "agent"}
+
+
+def test_status_text_says_intervals_ages_and_the_spool():
+    from comet_agent.cli.status import format_statuses
+
+    text = format_statuses([_STATUS, {**_STATUS, "via": "daemon", "sample_interval_s": 0.5}],
+                           {"pid": 12, "socket": "/run/d.sock", "interval_s": 60.0, "server": None, "jobs": [{}, {}]},
+                           now_ms=313_000)
+    lines = text.splitlines()
+    assert lines[0] == ("daemon pid 12 on /run/d.sock: samples the host every 1m 00s, writes to its local server; "
+                        "2 registrations visible to you")
+    assert lines[1] == "agent pid 4567, watching pid 4560, running for 5m 12s"
+    assert "  experiment  abc  http://x/ws/p/abc" in lines
+    assert ("  intervals   heartbeat every 10 s; pushes of cpu metrics every 1m 08s, gpu metrics every 1m 00s; "
+            "sampled at each push") in lines
+    assert "  last push   3 s ago; last delivery none yet" in lines
+    assert "  spool       3 records waiting, 2 dropped, 0 rejected, 1 quarantined" in lines
+    assert "daemon job watching pid 4560, running for 5m 12s" in lines
+    assert any(line.endswith("sampled every 500 ms, aggregated per push") for line in lines)
+    assert "every push s" not in text and "None" not in text
+
+
+def test_status_text_without_agents_names_the_data_directory():
+    from comet_agent.cli.status import format_statuses
+
+    assert format_statuses([], None, data_dir="/data") == "no agent is running with the data directory /data\n"
