@@ -176,6 +176,16 @@ def _add_attach(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("comet_agent.cli.attach", "attach_from_args"))
 
 
+def _add_completion(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                       description="Print a completion script for SHELL, generated from this command line. "
+                       "bash: eval \"$(comet-agent completion bash)\" in ~/.bashrc; zsh: comet-agent completion zsh "
+                       "> a folder of your $fpath, named _comet-agent; fish: comet-agent completion fish > "
+                       "~/.config/fish/completions/comet-agent.fish.")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    p.set_defaults(func=_lazy("comet_agent.cli.completion", "completion_from_args"))
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     # default=None: the global --data-dir (before the subcommand) applies when this one is not given.
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -249,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"comet-agent {__version__}")
     _add_global_options(parser, after_subcommand=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_run, _add_show, _add_status, _add_flush, _add_server, _add_collect, _add_daemon, _add_attach):
+    for add in (_add_run, _add_show, _add_status, _add_flush, _add_server, _add_collect, _add_daemon, _add_attach,
+                _add_completion):
         add(sub)
     for subparser in sub.choices.values():
         _add_global_options(subparser, after_subcommand=True)
