@@ -211,3 +211,12 @@ def register_secret(secret: str | None) -> None:
             return record
 
         logging.setLogRecordFactory(factory)
+
+
+def redact_registered(text: str) -> str:
+    """``text`` with every secret given to ``register_secret`` (and its URL-encoded form) masked.
+
+    For what is written outside a log record's own message and traceback (a log formatter's
+    extra fields, for one); records themselves are cleaned when they are made.
+    """
+    return redact_text(text, _REGISTERED) if _REGISTERED else text

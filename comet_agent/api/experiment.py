@@ -511,6 +511,17 @@ class APIExperiment:
         """``maxTotalMemory`` in bytes (Comet notes it is usually None)."""
         return cast(Optional[int], self._system_details_field("maxTotalMemory"))
 
+    def get_metadata(self) -> Dict[str, Any]:
+        """The experiment's metadata, read again from the server: ``experimentKey``,
+        ``experimentName``, ``workspaceName``, ``projectName``, ``startTimeMillis``,
+        ``endTimeMillis``, ``durationMillis``, ``running``, ``archived``, ... (comet_ml's keys).
+
+        Example:
+            >>> APIExperiment(previous_experiment=key).get_metadata()["running"]  # doctest: +SKIP
+            False
+        """
+        return self._api._get_experiment_metadata(self.id)
+
     def get_metrics(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
         """Every metric value (``metricName, metricValue, timestamp, step, epoch, runContext, offset``),
         or those of one ``metric``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -175,8 +176,19 @@ def _add_attach(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("comet_agent.cli.attach", "attach_from_args"))
 
 
+def _add_completion(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                       description="Print a completion script for SHELL, generated from this command line. "
+                       "bash: eval \"$(comet-agent completion bash)\" in ~/.bashrc; zsh: comet-agent completion zsh "
+                       "> a folder of your $fpath, named _comet-agent; fish: comet-agent completion fish > "
+                       "~/.config/fish/completions/comet-agent.fish.")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    p.set_defaults(func=_lazy("comet_agent.cli.completion", "completion_from_args"))
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=None,
+    # default=None: the global --data-dir (before the subcommand) applies when this one is not given.
+    p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="where the spool, status files and the local server's data live (default: $COMET_AGENT_DATA_DIR, "
                    "else the per-user data directory)")
 
@@ -190,33 +202,90 @@ def _lazy(module: str, function: str):
     return call
 
 
+LOG_FORMATS = ("text", "json")
+
+# (status, meaning) for --help's epilog; a test checks it names every ExitStatus.
+_EXIT_STATUSES = (
+    (ExitStatus.OK, "ok"),
+    (ExitStatus.FAILURE, "failure"),
+    (ExitStatus.USAGE, "usage error"),
+    (ExitStatus.UNAUTHORIZED, "API key missing or rejected"),
+    (ExitStatus.NOT_FOUND, "experiment, workspace or project not found"),
+    (ExitStatus.UNREACHABLE, "server unreachable or not answering as Comet does (flush: records remain)"),
+    (ExitStatus.CONFIG, "configuration error (systemd does not restart on it)"),
+    (ExitStatus.COMMAND_NOT_FOUND, "run -- CMD: CMD could not be started"),
+    (128 + 2, "interrupted (Ctrl-C)"),
+)
+
+
+def _epilog() -> str:
+    lines = ["-v and --log-format go before or after the subcommand; --data-dir too, after those that keep data",
+             "(run, show, status, flush, daemon, server).", "", "exit statuses:"]
+    lines += [f"  {status:>3}  {meaning}" for status, meaning in _EXIT_STATUSES]
+    lines.append("  run -- CMD otherwise exits with CMD's own status (128 + N when signal N ended it).")
+    return "\n".join(lines)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, after_subcommand: bool) -> None:
+    """-v, --log-format and --data-dir, before the subcommand (``after_subcommand=False``) or after it.
+
+    After the subcommand argparse parses into a fresh namespace and copies it over the one from
+    before, so there the options default to "not given" (SUPPRESS) and -v counts separately
+    (``verbose_after``; ``main`` adds the two).
+    """
+    if after_subcommand:
+        parser.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=argparse.SUPPRESS,
+                            help="more logging (-vv for debug)")
+        parser.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
+                            help="log records on stderr as text, or as one JSON object per line")
+        return
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="log records on stderr as text, or as one JSON object per line (time, level, logger, "
+                        "message); the commands' own messages stay plain lines (default: %(default)s)")
+    parser.add_argument("--data-dir", dest="global_data_dir", default=None, metavar="DIR",
+                        help="the data directory, as $COMET_AGENT_DATA_DIR (for server: its store goes in DIR/server); "
+                        "a subcommand's own --data-dir wins")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; global options are accepted before or after the subcommand."""
     parser = argparse.ArgumentParser(
         prog="comet-agent",
         description="Record where and how a training run executed, and what it consumed, into a Comet experiment.",
-        epilog="exit statuses: 0 ok, 1 failure, 2 usage, 3 key rejected, 4 experiment or workspace not found, "
-        "5 server unreachable, 78 configuration; `run -- CMD` exits with CMD's status (127: CMD not found).",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"comet-agent {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    _add_global_options(parser, after_subcommand=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_run, _add_show, _add_status, _add_flush, _add_server, _add_collect, _add_daemon, _add_attach):
+    for add in (_add_run, _add_show, _add_status, _add_flush, _add_server, _add_collect, _add_daemon, _add_attach,
+                _add_completion):
         add(sub)
     for subparser in sub.choices.values():
-        # The same option after the subcommand adds to the count given before it.
-        subparser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                               help="more logging (-vv for debug)")
+        _add_global_options(subparser, after_subcommand=True)
     return parser
+
+
+def _apply_global_options(args: argparse.Namespace) -> None:
+    """Fold the options given before the subcommand into the subcommand's: -v counts add up; the
+    global --data-dir fills a subcommand's unset one (the server's store lives in its server/)."""
+    args.verbose += getattr(args, "verbose_after", 0)
+    data_dir = args.global_data_dir
+    if data_dir is None or getattr(args, "data_dir", None) is not None:
+        return
+    args.data_dir = os.path.join(data_dir, "server") if args.command == "server" else data_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``comet-agent`` console script. Returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=min(level, logging.INFO) if args.command in ("server", "daemon") else level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _apply_global_options(args)
+    from comet_agent.cli.logs import configure_logging
+
+    # The long-running services say at INFO what they listen on and write to.
+    configure_logging(args.verbose, log_format=args.log_format, at_least_info=args.command in ("server", "daemon"))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return ExitStatus.USAGE

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from comet_agent import catalogue
+from comet_agent.cli.format import format_bytes, format_git, format_gpus, format_value, to_number
 from comet_agent.collectors.git import DEFAULT_MAX_PATCH_BYTES, git_metadata_payload
 from comet_agent.collectors.periodic import build_periodic_collectors, take_sample
 from comet_agent.collectors.snapshot import DEFAULT_DEADLINE_S, collect_static_alongside, system_details
@@ -81,32 +83,45 @@ def collect_document(
 
 
 def format_summary(document: dict) -> str:
-    """A readable summary of a ``collect_document()`` result (what ``collect`` prints without --json)."""
+    """A readable summary of a ``collect_document()`` result (what ``collect`` prints without --json).
+
+    Sizes in KiB/MiB/GiB, the sample's values in their catalogue units and in catalogue order;
+    no git line outside a repository and no GPU line without GPUs (the reason is in the
+    ``unavailable`` lines).
+    """
     details = document["systemDetails"]
+    interfaces = ", ".join(details["networkInterfaceIps"])
     lines = [
         f"host        {details['hostname']} ({details['os']})",
         f"user        {details['user']}  pid {details['pid']}",
         f"python      {details['pythonVersion']}  {details['executable']}",
         f"command     {' '.join(details['command'])}",
         f"processor   {details['processor']}",
-        f"ram         {details['totalRam']} bytes",
-        f"ip          {details['ip']}  interfaces: {', '.join(details['networkInterfaceIps']) or '-'}",
+        f"ram         {format_bytes(details['totalRam'])}" if details.get("totalRam") else "",
+        f"ip          {details['ip']}" + (f"  interfaces: {interfaces}" if interfaces else ""),
         f"packages    {len(details['installedPackages'])} python, {len(details['osPackages'])} os",
-        f"gpus        {len(document['gpuStaticInfoList'])}",
     ]
-    git = document["gitMetadata"]
-    if git is not None:
-        lines.append(f"git         {git['branch'] or '(detached)'} @ {git['parent'] or '(no commits)'}  origin {git['origin'] or '-'}"
-                     f"  patch {document['gitPatchBytes']} bytes")
+    gpus = format_gpus(document["gpuStaticInfoList"])
+    if gpus:
+        lines.append(f"gpus        {gpus}")
+    git = format_git(document["gitMetadata"] or {})
+    if git:
+        patch_bytes = document["gitPatchBytes"]
+        lines.append(f"git         {git}" + (f"  patch {format_bytes(patch_bytes)}" if patch_bytes is not None else ""))
     for item in details["logAdditionalSystemInfoList"]:
-        if not item["key"].startswith("unavailable."):
-            lines.append(f"  {item['key']}: {item['value']}")
+        key, value = item["key"], item["value"]
+        if not key.startswith("unavailable."):
+            # Units live in the names (cgroup.memory_limit_bytes, git.patch_bytes).
+            shown = format_bytes(value) if key.endswith("_bytes") and to_number(value) is not None else value
+            lines.append(f"  {key}: {shown}")
     for name, reason in sorted(document["unavailable"].items()):
         lines.append(f"unavailable {name}: {reason}")
-    lines.append(f"sample      {len(document['sample'])} metric points")
-    for point in document["sample"]:
-        lines.append(f"  {point['metricName']} = {point['metricValue']}")
-    return "\n".join(lines) + "\n"
+    points = sorted(document["sample"], key=lambda point: catalogue.sort_key(point["metricName"]))
+    lines.append(f"sample      {len(points)} metric points")
+    width = max((len(point["metricName"]) for point in points), default=0)
+    for point in points:
+        lines.append(f"  {point['metricName']:<{width}}  {format_value(point['metricName'], point['metricValue'])}")
+    return "".join(line + "\n" for line in lines if line)
 
 
 def collect_from_args(args: argparse.Namespace) -> int:

@@ -215,3 +215,13 @@ def test_remaining_reads_agree_between_clients(clients, experiment):
 def test_symlink_round_trip(clients, experiment):
     link = experiment.create_symlink("other-project")
     assert isinstance(link, str) and link
+
+
+def test_metadata_reads_back_as_comet_ml_reads_it(clients, experiment):
+    theirs = _theirs(clients, experiment).get_metadata()
+    ours = experiment.get_metadata()
+    assert ours == theirs
+    assert ours["experimentKey"] == experiment.id and ours["running"] is True
+    experiment.set_end_time(ours["startTimeMillis"] + 5000)
+    ended = experiment.get_metadata()
+    assert (ended["endTimeMillis"], ended["durationMillis"], ended["running"]) == (ours["startTimeMillis"] + 5000, 5000, False)

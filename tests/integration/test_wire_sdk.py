@@ -73,6 +73,7 @@ CALLS = [
     ("set_model_graph", "set_model_graph", ("g",), {}),
     ("set_name", "set_name", ("nm",), {}),
     ("update_status", "update_status", (), {}),
+    ("get_metadata", "get_metadata", (), {}),
     ("get_metrics_all", "get_metrics", (), {}),
     ("get_metrics_one", "get_metrics", ("m",), {}),
     ("get_metrics_summary", "get_metrics_summary", (), {}),

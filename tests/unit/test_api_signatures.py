@@ -12,7 +12,7 @@ pytestmark = pytest.mark.sdk
 
 EXPERIMENT_METHODS = """add_tags create_symlink display download_model end get_additional_system_info get_asset
 get_asset_list get_code get_command get_environment_details get_executable get_git_metadata get_git_patch
-get_gpu_static_info get_hostname get_html get_installed_packages get_ip get_max_memory get_metrics
+get_gpu_static_info get_hostname get_html get_installed_packages get_ip get_max_memory get_metadata get_metrics
 get_metrics_summary get_model_data get_model_graph get_model_names get_network_interface_ips get_os get_os_packages
 get_os_type get_others_summary get_output get_parameters_summary get_pid get_python_version
 get_python_version_verbose get_system_details get_system_metric_names get_tags get_total_memory get_user
