@@ -43,6 +43,12 @@ DEFAULT_PROJECT_NAME = "general"
 REQUEST_ID_HEADER = "X-Comet-Agent-Request-Id"
 MAX_REQUEST_ID_LENGTH = 200
 MAX_EXPERIMENT_KEY_LENGTH = 50
+#: Largest JSON body a write endpoint reads (after gzip), when the upload limit is larger: JSON
+#: writes are metric batches, output and system details, far smaller than the files uploads carry.
+MAX_JSON_BODY_BYTES = 32 * 2**20
+#: Largest body read before the caller is known (no valid ``Authorization`` header: the key may be
+#: in a clientlib body). The SDK always sends the header; only a stranger needs more.
+UNAUTHENTICATED_BODY_BYTES = 64 * 2**10
 #: How deep objects and lists may nest in a request body. No Comet payload comes near it; much
 #: deeper ones exhaust the parser's (and later the encoder's) recursion.
 MAX_JSON_DEPTH = 64
@@ -103,18 +109,50 @@ def error_response(status: int, msg: str, sdk_error_code: int = 0) -> web.Respon
 # ----------------------------------------------------------------- input helpers
 
 
-async def read_json_object(request: web.Request, *, allow_non_finite: bool = False) -> dict:
+def json_body_limit(request: web.Request) -> int:
+    """The largest JSON body this server reads from a known caller, in bytes."""
+    return min(state_of(request).max_upload_bytes, MAX_JSON_BODY_BYTES)
+
+
+async def read_body(request: web.Request, limit_bytes: int) -> bytes:
+    """The request body (inflated when sent ``Content-Encoding: gzip``), at most ``limit_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before any byte is read; a chunked or
+    inflating body is read only until it passes the limit.
+
+    Raises:
+        ApiError: 413 past the limit.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit_bytes:
+        raise ApiError(413, f"the request body ({declared} bytes) exceeds this endpoint's {limit_bytes} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit_bytes:
+            raise ApiError(413, f"the request body exceeds this endpoint's {limit_bytes} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: web.Request, *, allow_non_finite: bool = False,
+                           limit_bytes: int | None = None) -> dict:
     """The request body as a JSON object (gzip accepted), parsed by ``parse_json``; 400 when it
-    is not one.
+    is not one, 413 when it is larger than ``limit_bytes`` (default ``json_body_limit``).
 
     ``allow_non_finite``: accept ``NaN``, ``Infinity`` and overflowing floats (metric, parameter
     and "other" values, which are stored as JSON text and read back as Comet's strings).
     """
-    raw = await request.read()
+    limit_bytes = json_body_limit(request) if limit_bytes is None else limit_bytes
+    raw = await read_body(request, limit_bytes)
     if raw[:2] == b"\x1f\x8b":
         # aiohttp already inflates Content-Encoding: gzip; a body still gzip-framed was sent
-        # without that header (or double-encoded): inflate it here, bounded by the upload limit.
-        raw = _gunzip_bounded(raw, state_of(request).max_upload_bytes)
+        # without that header (or double-encoded): inflate it here, bounded by the same limit.
+        raw = _gunzip_bounded(raw, limit_bytes)
     if not raw.strip():
         raise ApiError(400, "the request body is empty; send a JSON object")
     body = parse_json(raw, allow_non_finite=allow_non_finite)
@@ -336,6 +374,9 @@ def timestamp_or_now(body: dict) -> int:
 def authenticate(request: web.Request, body: dict | None = None) -> str:
     """The key id of the request's API key (``Authorization``, or ``apiKey`` in a clientlib body).
 
+    Keys are compared by their SHA-256 (``key_id_of``) in a dict: the time a lookup takes says
+    nothing about how much of a guess was right.
+
     Raises:
         ApiError: 401 when the key is missing or not accepted.
     """
@@ -353,6 +394,41 @@ def authenticate(request: web.Request, body: dict | None = None) -> str:
     if not any(candidates):
         raise ApiError(401, "missing API key: send it in the Authorization header", 90212)
     raise ApiError(401, "invalid API key", 90212)
+
+
+def header_key_id(request: web.Request) -> str | None:
+    """The key id of the ``Authorization`` header when it holds an accepted key, else None."""
+    header = request.headers.get("Authorization", "").strip()
+    if header:
+        key_id = key_id_of(header)
+        if key_id in state_of(request).key_ids:
+            return key_id
+    return None
+
+
+async def authenticated_json(request: web.Request, *, allow_non_finite: bool = False) -> tuple[str, dict]:
+    """(key id, JSON body) of a clientlib write that may carry its key in the body (``apiKey``).
+
+    The caller is known before its body is read whenever it sends an accepted key in
+    ``Authorization`` (the SDK always does); only then is a body read up to the JSON limit.
+    Otherwise at most ``UNAUTHENTICATED_BODY_BYTES`` are read to find the key in it, so a stranger
+    cannot make the server read and parse megabytes.
+
+    Raises:
+        ApiError: 401 (no accepted key, or a larger body without one), 400/413 for the body.
+    """
+    key_id = header_key_id(request)
+    if key_id is not None:
+        return key_id, await read_json_object(request, allow_non_finite=allow_non_finite)
+    try:
+        body = await read_json_object(request, allow_non_finite=allow_non_finite,
+                                      limit_bytes=UNAUTHENTICATED_BODY_BYTES)
+    except ApiError as exc:
+        if exc.status != 413:
+            raise
+        raise ApiError(401, "send the API key in the Authorization header: a body carrying the key itself "
+                            f"is read only up to {UNAUTHENTICATED_BODY_BYTES} bytes", 90212) from None
+    return authenticate(request, body), body
 
 
 def require_experiment(request: web.Request, key_id: str, experiment_key: Any) -> str:
@@ -451,9 +527,8 @@ async def body_experiment(request: web.Request, body_key_field: bool = False,
     ``body_key_field``: the clientlib endpoints may carry the API key in the body.
     ``allow_non_finite``: see ``read_json_object``.
     """
-    if body_key_field:  # clientlib endpoints may carry the key in the body: parse first
-        body = await read_json_object(request, allow_non_finite=allow_non_finite)
-        key_id = authenticate(request, body)
+    if body_key_field:  # clientlib endpoints may carry the key in the body (read small until known)
+        key_id, body = await authenticated_json(request, allow_non_finite=allow_non_finite)
     else:  # a wrong key is told so before anything about its body
         key_id = authenticate(request)
         body = await read_json_object(request, allow_non_finite=allow_non_finite)
