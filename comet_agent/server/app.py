@@ -49,6 +49,12 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.redaction import register_secret
+from comet_agent.server.connections import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
+    ConnectionGuard,
+)
 from comet_agent.server.pages.routes import add_page_routes
 from comet_agent.server.rest.common import ApiError, error_response
 from comet_agent.server.rest.routes import add_routes
@@ -66,10 +72,23 @@ SERVER_INFO_FILE_NAME = "server.json"  # {"url", "pid"} of the running server, f
 _START_TIMEOUT_S = 30.0
 
 
+CONNECTIONS_KEY = web.AppKey("connections", ConnectionGuard)
+
+
 @web.middleware
 async def _error_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Turn every failure into a Comet-style JSON error; unexpected ones become a logged 500."""
+    """Turn every failure into a Comet-style JSON error; unexpected ones become a logged 500.
+
+    It also tells the connection guard when a request starts and when its response is written
+    (the end of the request's task), which is when the connection waits for its next request.
+    """
     state: ServerState = request.app[STATE_KEY]
+    guard = request.app.get(CONNECTIONS_KEY)
+    if guard is not None:
+        finished = guard.track_request(request)
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _task: finished())
     try:
         declared = request.content_length
         if declared is not None and declared > state.max_upload_bytes:
@@ -83,6 +102,10 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
                                    "limit (--max-upload-mb)")
     except RequestPayloadError as exc:  # e.g. a body declared gzip that does not inflate
         return error_response(400, f"unreadable request body: {exc}")
+    except ConnectionError:
+        # The client went away, or the guard closed it for sending too slowly: nobody reads an
+        # answer, and it is not the server's error (no log line per dropped attacker).
+        return error_response(400, "the connection was closed before the request was complete")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -94,12 +117,17 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
         return error_response(500, "internal server error (see the server log)")
 
 
-def build_application(state: ServerState) -> web.Application:
-    """The aiohttp application serving ``state`` (no socket is opened)."""
+def build_application(state: ServerState, connections: ConnectionGuard | None = None) -> web.Application:
+    """The aiohttp application serving ``state`` (no socket is opened).
+
+    ``connections``: the guard of the socket it will be served on (``LocalServer`` passes it).
+    """
     # client_max_size bounds what read()/post() accept; the middleware rejects declared sizes
     # early. A little slack covers the multipart framing around a file at the limit.
     app = web.Application(middlewares=[_error_middleware], client_max_size=state.max_upload_bytes)
     app[STATE_KEY] = state
+    if connections is not None:
+        app[CONNECTIONS_KEY] = connections
     add_routes(app)
     add_page_routes(app)  # after the REST routes: their fixed paths win
     return app
@@ -138,6 +166,12 @@ class LocalServer:
         heartbeat_ms, cpu_interval_ms, gpu_interval_ms: what ``update_status()`` recommends, in
             milliseconds; None: the value persisted by an earlier run, else 10000 / 68000 / 60000.
         max_upload_bytes: largest accepted request body; larger ones get 413.
+        max_connections: connections open at once (None: 1024, or half the file-descriptor
+            limit if lower); beyond it the connection waiting longest for its request is closed.
+        header_timeout_s: seconds a connection may take to send a complete request head (and
+            stay idle between requests).
+        body_timeout_s, min_body_rate_bytes_per_s: a request body must arrive at that average
+            rate after that grace (see ``comet_agent.server.connections``).
 
     Example::
 
@@ -148,7 +182,9 @@ class LocalServer:
     def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
                  api_keys: list[str] | None = None, heartbeat_ms: Any = None,
                  cpu_interval_ms: Any = None, gpu_interval_ms: Any = None,
-                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_connections: int | None = None,
+                 header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+                 min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S):
         if max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
         self.data_dir = Path(data_dir)
@@ -158,6 +194,10 @@ class LocalServer:
         self._given_intervals = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms,
                                  "gpu_interval_ms": gpu_interval_ms}
         self.max_upload_bytes = int(max_upload_bytes)
+        self.connections = ConnectionGuard(max_connections, header_timeout_s=header_timeout_s,
+                                           body_timeout_s=body_timeout_s,
+                                           min_body_rate_bytes_per_s=min_body_rate_bytes_per_s)
+        self._listener: asyncio.AbstractServer | None = None
         self.generated_key_file: Path | None = None
         self.key_file: Path | None = None
         self._state: ServerState | None = None
@@ -255,14 +295,26 @@ class LocalServer:
             loop.close()
 
     async def _listen(self) -> None:
-        app = build_application(self._state)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app = build_application(self._state, self.connections)
+        # aiohttp's own idle timeout (its default is an hour) backs the guard's up.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=2 * self.connections.header_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._requested_port, backlog=1024)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        # Our own listening socket instead of web.TCPSite: every connection goes through the
+        # guard (caps and timeouts aiohttp does not have).
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self.connections.protocol_factory(self._runner.server),
+                                                  self.host, self._requested_port, backlog=1024,
+                                                  reuse_address=True)
+        self.connections.start()
+        self._port = self._listener.sockets[0].getsockname()[1]  # the real port when 0 was asked
 
     async def _cleanup(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self.connections.stop()
+        # Connections still waiting for, or still sending, a request have nothing to finish.
+        self.connections.close_unfinished()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._state is not None:
@@ -291,6 +343,11 @@ class LocalServer:
         if self._port is None:
             raise RuntimeError("the server is not started")
         return self._port
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (the guard's count)."""
+        return self.connections.open_connections
 
     @property
     def url(self) -> str:
