@@ -16,7 +16,7 @@ with ``COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/``.
 Recommended intervals (what ``update_status()`` answers): set at start, changed while running
 with ``LocalServer.set_intervals(...)`` or, for a server in another process, the admin endpoint::
 
-    POST /local/admin/intervals   Authorization: <any accepted key>
+    POST /local/admin/intervals   Authorization: <the admin key: the server's first key>
     {"heartbeatMs": 5000, "cpuIntervalMs": 1000, "gpuIntervalMs": "garbage"}
     -> {"isAliveBeatDurationMillis": 5000, "cpuMonitorIntervalMillis": 1000,
         "gpuMonitorIntervalMillis": "garbage"}
@@ -292,6 +292,12 @@ class LocalServer:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._cleanup())
+            # What aiohttp leaves behind on closed connections (a lingering read of a body the
+            # server refused early) ends here, not as "Task was destroyed" at interpreter exit.
+            leftover = asyncio.all_tasks(loop)
+            for task in leftover:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.close()
 
     async def _listen(self) -> None:
