@@ -30,8 +30,11 @@ from comet_agent.server.state import state_of
 from comet_agent.server.store import key_id_of
 
 LOGIN_TOKEN_TTL_MS = 120_000
-MAX_SESSIONS = 10_000
-MAX_PENDING_LOGIN_TOKENS = 1_000
+#: Browser sessions one key may hold; its oldest is dropped beyond it. Per key, so that logins
+#: with one key (another user's, or a script logging in in a loop) never log out another key.
+MAX_SESSIONS_PER_KEY = 100
+#: Unredeemed login tokens one key may hold (oldest dropped beyond it), per key for the same reason.
+MAX_PENDING_LOGIN_TOKENS_PER_KEY = 32
 #: First path segments that are never a workspace page: Comet's own REST namespaces (an unknown
 #: path there must stay the REST API's JSON 404) and the icon browsers ask for by themselves.
 #: ``local`` is not among them: it is the first key's user name, so the workspace an embedded run
@@ -41,36 +44,57 @@ RESERVED_SEGMENTS = frozenset({"api", "clientlib", "favicon.ico"})
 
 
 class PageSessions:
-    """In-memory browser sessions and single-use login tokens (owned by the server's loop thread)."""
+    """In-memory browser sessions and single-use login tokens (owned by the server's loop thread).
+
+    Both are bounded per key (``MAX_SESSIONS_PER_KEY``, ``MAX_PENDING_LOGIN_TOKENS_PER_KEY``):
+    a key that logs in again and again only pushes out its own oldest sessions.
+    """
 
     def __init__(self) -> None:
         self.sessions: dict[str, str] = {}  # session id -> key id
         self.login_tokens: dict[str, tuple[str, float]] = {}  # token -> (key id, expiry, monotonic s)
+        # key id -> its session ids / tokens, oldest first (dicts keep insertion order)
+        self._sessions_of: dict[str, dict[str, None]] = {}
+        self._tokens_of: dict[str, dict[str, None]] = {}
 
     def new_login_token(self, key_id: str) -> str:
         """A fresh single-use token for ``key_id``, valid ``LOGIN_TOKEN_TTL_MS``."""
         now = time.monotonic()
-        self.login_tokens = {t: v for t, v in self.login_tokens.items() if v[1] > now}
-        while len(self.login_tokens) >= MAX_PENDING_LOGIN_TOKENS:
-            self.login_tokens.pop(next(iter(self.login_tokens)))
+        for token, (_owner, expiry) in list(self.login_tokens.items()):
+            if expiry <= now:
+                self._drop_token(token)
+        mine = self._tokens_of.setdefault(key_id, {})
+        while len(mine) >= MAX_PENDING_LOGIN_TOKENS_PER_KEY:
+            self._drop_token(next(iter(mine)))
         token = secrets.token_urlsafe(32)
         self.login_tokens[token] = (key_id, now + LOGIN_TOKEN_TTL_MS / 1000)
+        mine[token] = None
         return token
 
     def redeem(self, token: str) -> str | None:
         """The key id of a valid token (consumed), or None."""
-        entry = self.login_tokens.pop(token, None)
-        if entry is None or entry[1] < time.monotonic():
+        entry = self.login_tokens.get(token)
+        if entry is None:
             return None
-        return entry[0]
+        self._drop_token(token)
+        return entry[0] if entry[1] >= time.monotonic() else None
 
     def new_session(self, key_id: str) -> str:
-        """A new session id for ``key_id`` (the oldest session is dropped beyond ``MAX_SESSIONS``)."""
-        while len(self.sessions) >= MAX_SESSIONS:
-            self.sessions.pop(next(iter(self.sessions)))
+        """A new session id for ``key_id`` (its own oldest is dropped beyond ``MAX_SESSIONS_PER_KEY``)."""
+        mine = self._sessions_of.setdefault(key_id, {})
+        while len(mine) >= MAX_SESSIONS_PER_KEY:
+            oldest = next(iter(mine))
+            del mine[oldest]
+            self.sessions.pop(oldest, None)
         session_id = secrets.token_urlsafe(32)
         self.sessions[session_id] = key_id
+        mine[session_id] = None
         return session_id
+
+    def _drop_token(self, token: str) -> None:
+        entry = self.login_tokens.pop(token, None)
+        if entry is not None:
+            self._tokens_of.get(entry[0], {}).pop(token, None)
 
 
 SESSIONS_KEY = web.AppKey("page_sessions", PageSessions)

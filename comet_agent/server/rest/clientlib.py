@@ -80,7 +80,7 @@ async def logger_add_run(request: web.Request) -> web.Response:
         raise ApiError(400, f"experiment {experiment_key} already exists", 90999)
     workspace = get_str(body, "teamName") or get_str(body, "workspaceName") or state.default_workspace(key_id)
     project_name = get_str(body, "projectName") or DEFAULT_PROJECT_NAME
-    owner = state.store.workspace_owner(workspace)
+    owner = state.workspace_owner(workspace)
     if owner is not None and owner != key_id:
         raise ApiError(400, f"workspace {workspace} not found", 90219)
 
