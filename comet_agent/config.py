@@ -180,6 +180,49 @@ def read_key_file(path: Path, *, check_permissions: bool = True) -> str:
     return key
 
 
+#: The local server's accepted keys from the environment (``comet-agent server``): keys separated
+#: by commas or whitespace. An environment is readable only by its own user and root
+#: (``/proc/PID/environ`` is 0400), a command line by every local user (``ps``).
+SERVER_API_KEYS_ENV = "COMET_AGENT_SERVER_API_KEYS"
+
+
+def parse_key_list(text: str) -> list[str]:
+    """Keys separated by commas, whitespace or newlines; ``#`` starts a comment to the line's end.
+
+    >>> parse_key_list("k1, k2\\n# old: k0\\nk3")
+    ['k1', 'k2', 'k3']
+    """
+    keys: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        keys.extend(word for word in line.replace(",", " ").split() if word)
+    return keys
+
+
+def read_key_list_file(path: str | os.PathLike) -> list[str]:
+    """The keys in a key file of the local server (``--api-key-file``), one or more per line.
+
+    Raises ``ConfigError`` (naming the file, never its content) when the file is unreadable,
+    readable by group or others, or holds no key.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"Cannot read the API key file {path}: {reason}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"The API key file {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+    keys = parse_key_list(text)
+    if not keys:
+        raise ConfigError(f"The API key file {path} holds no key")
+    return keys
+
+
 def _base_url_from_key(api_key: str) -> str | None:
     # comet_ml keys may be "<key>*<base64 JSON>" carrying the server's baseUrl (reference §1.2).
     if "*" not in api_key:

@@ -27,8 +27,12 @@ make ``update_status()`` return garbage. They persist in the store: at start, an
 explicitly (a ``LocalServer`` argument that is not None, a command-line flag that differs from
 its default) wins; otherwise the stored value, else the default, is used.
 
-API keys: ``--api-key`` (repeatable). Without it a key is generated on first start, stored 0600
-as ``<data dir>/api_key``, and reused afterwards; its location (never the key) is printed.
+API keys: ``--api-key-file FILE`` (repeatable; one or more keys per line, the file 0600),
+``$COMET_AGENT_SERVER_API_KEYS`` (keys separated by commas or whitespace) and ``--api-key KEY``
+(repeatable, but every local user can read a command line in ``ps``: a warning says so). Without
+any, a key is generated on first start, stored 0600 as ``<data dir>/api_key``, and reused
+afterwards; its location (never the key) is printed. The first key (``--api-key``, then the
+files in order, then the variable; or the generated one) is the admin key (``state.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from comet_agent.config import SERVER_API_KEYS_ENV, parse_key_list, read_key_list_file
+from comet_agent.errors import ConfigError
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.redaction import register_secret
 from comet_agent.server.connections import (
@@ -401,6 +407,33 @@ class LocalServer:
         asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=10)
 
 
+def server_api_keys(given: list[str] | None = None, files: list[str] | None = None,
+                    environ: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """The keys ``comet-agent server`` accepts, and where they came from (for one printed line).
+
+    In order: ``--api-key`` values, the keys of each ``--api-key-file``, then
+    ``$COMET_AGENT_SERVER_API_KEYS``; duplicates are kept once, at their first place (the first
+    key is the admin key). Empty lists: none given, a key is generated.
+
+    Raises:
+        ConfigError: a key file is unreadable, shared with other users, or empty.
+    """
+    environ = os.environ if environ is None else environ
+    keys: list[str] = []
+    sources: list[str] = []
+    if given:
+        keys.extend(k.strip() for k in given if k.strip())
+        sources.append("--api-key")
+    for path in files or []:
+        keys.extend(read_key_list_file(path))
+        sources.append(f"--api-key-file {path}")
+    from_env = parse_key_list(environ.get(SERVER_API_KEYS_ENV, ""))
+    if from_env:
+        keys.extend(from_env)
+        sources.append(f"${SERVER_API_KEYS_ENV}")
+    return list(dict.fromkeys(keys)), sources
+
+
 def serve_from_args(args) -> int:
     """Run ``comet-agent server`` until SIGINT/SIGTERM. Returns the exit status (0 on a clean stop)."""
     from comet_agent.errors import ExitStatus
@@ -410,8 +443,16 @@ def serve_from_args(args) -> int:
         print(f"comet-agent server: --max-upload-mb must be positive, got {max_upload_mb}", file=sys.stderr)
         return ExitStatus.USAGE
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "server"
+    try:
+        api_keys, key_sources = server_api_keys(getattr(args, "api_key", None), getattr(args, "api_key_file", None))
+    except ConfigError as exc:
+        print(f"comet-agent server: {exc}", file=sys.stderr)
+        return ExitStatus.CONFIG
+    if getattr(args, "api_key", None):
+        print("comet-agent server: warning: --api-key shows the key to every local user (ps, /proc/PID/cmdline); "
+              f"put it in a 0600 file for --api-key-file, or in ${SERVER_API_KEYS_ENV}", file=sys.stderr, flush=True)
     server = LocalServer(
-        data_dir, host=args.host, port=args.port, api_keys=args.api_key,
+        data_dir, host=args.host, port=args.port, api_keys=api_keys,
         # None when the flag was not given (the CLI's default): the stored value applies.
         heartbeat_ms=args.heartbeat_ms, cpu_interval_ms=args.cpu_interval_ms, gpu_interval_ms=args.gpu_interval_ms,
         max_upload_bytes=int(max_upload_mb * 2**20))
@@ -442,6 +483,8 @@ def serve_from_args(args) -> int:
             print(f"generated an API key, stored in {server.generated_key_file} (mode 0600)", flush=True)
         elif server.key_file is not None:
             print(f"API key: read from {server.key_file}", flush=True)
+        else:
+            print(f"API keys: {len(api_keys)}, from {', '.join(key_sources)}", flush=True)
         while not stop_requested.wait(1.0):
             pass
     finally:
