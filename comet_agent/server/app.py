@@ -61,6 +61,7 @@ from comet_agent.server.connections import (
     DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
     ConnectionGuard,
 )
+from comet_agent.server.discovery import PROOF_KEY, new_proof_secret
 from comet_agent.server.pages.routes import add_page_routes
 from comet_agent.server.rest.common import ApiError, error_response
 from comet_agent.server.rest.routes import add_routes
@@ -74,7 +75,8 @@ DEFAULT_CPU_INTERVAL_MS = 68000
 DEFAULT_GPU_INTERVAL_MS = 60000
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 API_KEY_FILE_NAME = "api_key"
-SERVER_INFO_FILE_NAME = "server.json"  # {"url", "pid"} of the running server, for discovery
+#: {"url", "pid", "proof_secret"} of the running server, for discovery (``server/discovery.py``).
+SERVER_INFO_FILE_NAME = "server.json"
 _START_TIMEOUT_S = 30.0
 
 
@@ -204,6 +206,8 @@ class LocalServer:
                                            body_timeout_s=body_timeout_s,
                                            min_body_rate_bytes_per_s=min_body_rate_bytes_per_s)
         self._listener: asyncio.AbstractServer | None = None
+        # What /local/discovery/proof proves knowledge of; filled once the URL is known.
+        self._identity: dict[str, str] = {}
         self.generated_key_file: Path | None = None
         self.key_file: Path | None = None
         self._state: ServerState | None = None
@@ -266,8 +270,9 @@ class LocalServer:
         return self
 
     def _write_discovery_file(self) -> None:
-        # Lets `comet-agent run` with no configuration find and reuse this server (comet_agent.embedded).
-        info = {"url": self.url, "pid": os.getpid()}
+        # Lets `comet-agent run` with no configuration find and reuse this server
+        # (comet_agent.embedded), once the server proves it knows proof_secret (server/discovery.py).
+        info = {"url": self.url, "pid": os.getpid(), "proof_secret": self._identity["secret"]}
         try:
             write_private_file(self.data_dir / SERVER_INFO_FILE_NAME, json.dumps(info).encode("utf-8"))
         except OSError as exc:
@@ -308,6 +313,7 @@ class LocalServer:
 
     async def _listen(self) -> None:
         app = build_application(self._state, self.connections)
+        app[PROOF_KEY] = self._identity
         # aiohttp's own idle timeout (its default is an hour) backs the guard's up.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      keepalive_timeout=2 * self.connections.header_timeout_s)
@@ -320,6 +326,8 @@ class LocalServer:
                                                   reuse_address=True)
         self.connections.start()
         self._port = self._listener.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        # A new secret per start: a proof from an earlier run of this data directory proves nothing.
+        self._identity.update(secret=new_proof_secret(), url=self.url)
 
     async def _cleanup(self) -> None:
         if self._listener is not None:
