@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from comet_agent.errors import ConfigError
+from comet_agent.redaction import is_secret_name, mask_value
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,10 @@ class ResolvedConfig:
         return self.api_key
 
     def __repr__(self) -> str:
-        shown = {k: ("<redacted>" if k == "api_key" else v) for k, v in self.values.items()}
+        # Any secret-named setting is hidden, and credentials inside values (a URL's user:password@)
+        # are masked: a repr ends up in logs and tracebacks.
+        shown = {k: ("<redacted>" if k == "api_key" or is_secret_name(k) else mask_value(v) if isinstance(v, str) else v)
+                 for k, v in self.values.items()}
         return f"ResolvedConfig(values={shown!r}, sources={dict(self.sources)!r})"
 
     __str__ = __repr__

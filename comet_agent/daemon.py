@@ -53,6 +53,7 @@ from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import GpuView, Job, job_directory
 from comet_agent.engine.link import ExperimentLink
 from comet_agent.paths import default_data_dir, ensure_private_dir
+from comet_agent.redaction import strip_url_credentials
 from comet_agent.sources.procfs import pid_alive
 from comet_agent.warn_once import WarnOnce
 
@@ -304,7 +305,8 @@ class Daemon:
             return {"ok": True, "error": None, "jobs": len(self._jobs), "local_server": self.serves_local_server}
         if op == "status":
             return {"ok": True, "error": None, "pid": os.getpid(), "socket": str(self.socket_path),
-                    "interval_s": self.interval_s, "server": self.url_override, "jobs": self.job_statuses(uid)}
+                    "interval_s": self.interval_s, "server": strip_url_credentials(self.url_override),
+                    "jobs": self.job_statuses(uid)}
         if op not in ("attach", "detach"):
             raise Refused(f"unknown op {str(op)[:40]!r} (expected attach, detach, status or ping)", "malformed")
         key = message.get("experiment_key")
