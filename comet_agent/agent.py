@@ -45,6 +45,7 @@ from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_int
 from comet_agent.engine.link import ExperimentLink, forget_link, new_experiment_key, save_link
 from comet_agent.errors import AgentError, ConfigError, SpoolError
 from comet_agent.paths import default_data_dir, ensure_private_dir
+from comet_agent.redaction import redact_text, secrets_from_environment
 from comet_agent.sources.procfs import pid_alive
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,9 @@ class Agent:
         self._host: Optional[HostSampler] = None
         self._created_here = experiment_key is None
         self._key: Optional[str] = None  # kept only to mask it in the recorded command line and output
+        # The environment's secret values (HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...), which a wrapped
+        # job inherits and may print: masked in its recorded output and command line too.
+        self._environment_secrets = secrets_from_environment(os.environ)
         self._owner_pid = os.getpid()
         self._stop_event = threading.Event()
         self._prepared = False
@@ -175,7 +179,7 @@ class Agent:
                        sample_interval_s=self.sample_interval_s, include_os_packages=self.include_os_packages,
                        include_git=self.include_git, include_gpu=self.include_gpu, procfs_root=self.procfs_root,
                        tags=self.tags, set_start_time=self._created_here, set_end_time=self._created_here,
-                       secrets=[self._key] if self._key else [],
+                       secrets=self.secrets,
                        status_path=self.data_dir / "agents" / f"{os.getpid()}.json",
                        on_watched_exit=self._stop_event.set)
         self.job.unavailable.update(unavailable)
@@ -227,8 +231,10 @@ class Agent:
 
     @property
     def secrets(self) -> list[str]:
-        """Exact strings masked wherever the agent records text (the API key)."""
-        return [self._key] if self._key else []
+        """Exact strings masked wherever the agent records text: the API key and the values of the
+        environment's secret-named variables (``redaction.secrets_from_environment``), longest first."""
+        found = ([self._key] if self._key else []) + self._environment_secrets
+        return sorted(dict.fromkeys(found), key=len, reverse=True)
 
     @property
     def server_url(self) -> Optional[str]:
@@ -256,9 +262,14 @@ class Agent:
     # ------------------------------------------------------------------ recording
 
     def log_output(self, text: str, *, stderr: bool) -> None:
-        """Record console output of the watched job (lines, as captured), in order."""
+        """Record console output of the watched job (lines, as captured), in order.
+
+        Every secret the agent knows (``secrets``: the API key, which a wrapped job inherits as
+        ``COMET_API_KEY``, and the environment's secret values) is masked before the text enters
+        the spool, so a job that prints its environment does not publish it in the experiment.
+        """
         if self.job is not None:
-            self.job.log_output(text, stderr=stderr)
+            self.job.log_output(redact_text(text, self.secrets), stderr=stderr)
 
     def log_other(self, key: str, value: Any) -> None:
         """Record an "other" key/value on the experiment (through the spool)."""

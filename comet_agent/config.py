@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from comet_agent.errors import ConfigError
+from comet_agent.redaction import is_secret_name, mask_value
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,10 @@ class ResolvedConfig:
         return self.api_key
 
     def __repr__(self) -> str:
-        shown = {k: ("<redacted>" if k == "api_key" else v) for k, v in self.values.items()}
+        # Any secret-named setting is hidden, and credentials inside values (a URL's user:password@)
+        # are masked: a repr ends up in logs and tracebacks.
+        shown = {k: ("<redacted>" if k == "api_key" or is_secret_name(k) else mask_value(v) if isinstance(v, str) else v)
+                 for k, v in self.values.items()}
         return f"ResolvedConfig(values={shown!r}, sources={dict(self.sources)!r})"
 
     __str__ = __repr__
@@ -178,6 +182,49 @@ def read_key_file(path: Path, *, check_permissions: bool = True) -> str:
     if any(ch.isspace() for ch in key):
         raise ConfigError(f"The API key in {path} contains whitespace; a Comet API key is a single word")
     return key
+
+
+#: The local server's accepted keys from the environment (``comet-agent server``): keys separated
+#: by commas or whitespace. An environment is readable only by its own user and root
+#: (``/proc/PID/environ`` is 0400), a command line by every local user (``ps``).
+SERVER_API_KEYS_ENV = "COMET_AGENT_SERVER_API_KEYS"
+
+
+def parse_key_list(text: str) -> list[str]:
+    """Keys separated by commas, whitespace or newlines; ``#`` starts a comment to the line's end.
+
+    >>> parse_key_list("k1, k2\\n# old: k0\\nk3")
+    ['k1', 'k2', 'k3']
+    """
+    keys: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        keys.extend(word for word in line.replace(",", " ").split() if word)
+    return keys
+
+
+def read_key_list_file(path: str | os.PathLike) -> list[str]:
+    """The keys in a key file of the local server (``--api-key-file``), one or more per line.
+
+    Raises ``ConfigError`` (naming the file, never its content) when the file is unreadable,
+    readable by group or others, or holds no key.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"Cannot read the API key file {path}: {reason}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"The API key file {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+    keys = parse_key_list(text)
+    if not keys:
+        raise ConfigError(f"The API key file {path} holds no key")
+    return keys
 
 
 def _base_url_from_key(api_key: str) -> str | None:

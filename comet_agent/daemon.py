@@ -24,8 +24,20 @@ Trust (who may attach what):
   is sent once they do). Only root may register without a key: the daemon's own key is used then.
 - The socket is 0600 (only the daemon's user and root), or 0660 with ``--socket-group``: only
   members of that group can connect.
-- Registrations are rate-limited per uid; a refusal is answered with a reason, logged once per
-  uid and reason, and the daemon keeps serving everyone else.
+- Registrations are rate-limited per uid (``--registrations-per-minute``) and a uid holds at most
+  ``--max-jobs`` of them; a refusal is answered with a reason, logged once per uid and reason, and
+  the daemon keeps serving everyone else.
+- Connections are bounded: at most ``MAX_CONNECTION_THREADS`` handled at once and
+  ``MAX_CONNECTIONS_PER_UID`` per uid (others are answered ``busy`` at once, without a thread);
+  a message must arrive whole within ``CLIENT_TIMEOUT_S`` and be one flat JSON object (nesting
+  past ``MAX_MESSAGE_DEPTH`` is refused before parsing).
+- Only the kernel's word counts (``SO_PEERCRED``: pid and uid, translated into the daemon's pid
+  namespace). The pid in a message is a number in the *caller's* pid namespace, which may not be
+  the daemon's (a container): when the caller's ``NSpid`` (``/proc/PID/status``) says it lives in
+  a nested namespace, the message's pid must be the caller itself or one of its ancestors in that
+  namespace, and is translated to the daemon's number; a caller the daemon cannot see at all (peer
+  pid 0: a sibling or parent namespace) is refused. Then, as always, the process must exist in the
+  daemon's namespace and belong to the caller's uid (root: any).
 
 Protocol: one JSON line (at most ``MAX_MESSAGE_BYTES``) per connection, answered by one JSON line
 ``{"ok": bool, "error": str|null, ...}``. Operations: ``attach`` (``experiment_key``, ``pid``,
@@ -53,6 +65,7 @@ from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import GpuView, Job, job_directory
 from comet_agent.engine.link import ExperimentLink
 from comet_agent.paths import default_data_dir, ensure_private_dir
+from comet_agent.redaction import strip_url_credentials
 from comet_agent.sources.procfs import pid_alive
 from comet_agent.warn_once import WarnOnce
 
@@ -62,6 +75,13 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET_PATH = "/run/comet-agent/daemon.sock"
 SOCKET_ENV = "COMET_AGENT_DAEMON_SOCKET"
 MAX_MESSAGE_BYTES = 16 * 1024
+#: A message is a flat object; nesting deeper than this is refused unparsed (no RecursionError).
+MAX_MESSAGE_DEPTH = 4
+#: Connections handled at once (one thread each), and per uid: a flood by one user delays only it.
+MAX_CONNECTION_THREADS = 64
+MAX_CONNECTIONS_PER_UID = 8
+#: How far up a caller's process tree a registration's pid is looked for (nested pid namespaces).
+MAX_ANCESTOR_STEPS = 64
 #: A Comet experiment key: alphanumeric, 32 to 50 characters (comet_ml ``is_valid_experiment_key``).
 EXPERIMENT_KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")
 DEFAULT_INTERVAL_S = 60.0
@@ -99,6 +119,116 @@ def _pid_owner_uid(pid: int, procfs_root: str = "/proc") -> Optional[int]:
         return os.stat(f"{procfs_root}/{pid}").st_uid
     except OSError:
         return None
+
+
+def parse_status_namespace_pids(text: str) -> tuple[Optional[list[int]], Optional[int]]:
+    """``(NSpid, PPid)`` from the text of ``/proc/PID/status``: the process's pid in each pid
+    namespace, from the reader's down to its own (None on kernels without the line), and its
+    parent's pid in the reader's namespace.
+
+    >>> parse_status_namespace_pids("Name:\\tpython\\nPPid:\\t10\\nNSpid:\\t4242\\t7\\n")
+    ([4242, 7], 10)
+    """
+    namespace_pids: Optional[list[int]] = None
+    parent: Optional[int] = None
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        try:
+            if name == "NSpid":
+                namespace_pids = [int(v) for v in value.split()]
+            elif name == "PPid":
+                parent = int(value.strip())
+        except ValueError:
+            return None, None
+    return namespace_pids, parent
+
+
+def _namespace_pids(pid: int, procfs_root: str = "/proc") -> tuple[Optional[list[int]], Optional[int]]:
+    try:
+        with open(f"{procfs_root}/{pid}/status", encoding="utf-8", errors="replace") as handle:
+            return parse_status_namespace_pids(handle.read(1 << 16))
+    except OSError:
+        return None, None
+
+
+def resolve_registered_pid(message_pid: int, peer_pid: int, procfs_root: str = "/proc") -> int:
+    """The daemon's number for the process a caller registered as ``message_pid``.
+
+    ``peer_pid`` is the caller's pid as the kernel reported it (``SO_PEERCRED``, in the daemon's
+    namespace). A caller in the daemon's own pid namespace means what it says. A caller in a nested
+    namespace (its ``NSpid`` has more than one entry) names a pid of that namespace: it must be the
+    caller or one of its ancestors there, and that process's daemon-side pid is returned.
+
+    Raises:
+        Refused: the caller is invisible to the daemon (``peer_pid`` 0), or ``message_pid`` is not
+            the caller nor an ancestor in the caller's namespace (code ``namespace``).
+    """
+    if peer_pid <= 0:
+        raise Refused("the calling process is not visible in the daemon's pid namespace; register from a "
+                      "namespace the daemon can see", "namespace")
+    namespace_pids, parent = _namespace_pids(peer_pid, procfs_root)
+    if not namespace_pids or len(namespace_pids) == 1:
+        return message_pid  # the daemon's own namespace (or a kernel without NSpid: one namespace)
+    depth = len(namespace_pids)
+    current, steps = peer_pid, 0
+    while namespace_pids is not None and len(namespace_pids) == depth and steps < MAX_ANCESTOR_STEPS:
+        if namespace_pids[-1] == message_pid:
+            return current
+        if not parent:
+            break
+        current, steps = parent, steps + 1
+        namespace_pids, parent = _namespace_pids(current, procfs_root)
+    raise Refused(f"pid {message_pid} is neither the caller nor one of its ancestors in the caller's pid namespace "
+                  "(a pid from another namespace means another process here)", "namespace")
+
+
+def _peer_credentials(connection: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end, as the kernel says (``SO_PEERCRED``)."""
+    raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+def _read_line(connection: socket.socket, deadline_s: float) -> bytes:
+    """One line (at most ``MAX_MESSAGE_BYTES + 1`` bytes kept), which must arrive whole by
+    ``deadline_s`` (monotonic): a caller sending a byte at a time cannot hold its thread longer.
+
+    Raises ``socket.timeout`` past the deadline."""
+    data = b""
+    while b"\n" not in data and len(data) <= MAX_MESSAGE_BYTES:
+        remaining = deadline_s - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the message did not arrive in time")
+        connection.settimeout(remaining)
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    line, newline, _rest = data.partition(b"\n")
+    return (line + newline)[: MAX_MESSAGE_BYTES + 1]
+
+
+def _message_too_deep(line: bytes, limit: int = MAX_MESSAGE_DEPTH) -> bool:
+    """Whether brackets nest past ``limit`` (strings skipped): checked before ``json.loads``, whose
+    recursion a 16 KiB message of ``[`` would otherwise exhaust."""
+    depth, in_string, escaped = 0, False, False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,6 +316,10 @@ class Daemon:
         self.notifier = notifier or Notifier.from_environment()
         self._jobs: dict[str, Registration] = {}
         self._jobs_lock = threading.Lock()
+        self._connections_lock = threading.Lock()
+        self._connections_total = 0
+        self._connections_by_uid: dict[int, int] = {}
+        self._connection_uids: dict[int, int] = {}  # id(socket) -> uid, while it is handled
         self._warn = WarnOnce(log)
         self._stop = threading.Event()
         self._host: Optional[HostSampler] = None
@@ -247,14 +381,25 @@ class Daemon:
             self.socket_path.unlink()  # left by a daemon that was killed
         daemon = self
 
-        class Handler(socketserver.StreamRequestHandler):
-            timeout = CLIENT_TIMEOUT_S
-
+        class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
-                daemon._handle_connection(self.connection, self.rfile, self.wfile)
+                daemon._handle_connection(self.request)
 
         class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             daemon_threads = True
+
+            def process_request(self, request, client_address) -> None:
+                # In the accepting thread: a connection over the caps gets "busy" and no thread.
+                if daemon._admit_connection(request):
+                    super().process_request(request, client_address)
+                else:
+                    self.shutdown_request(request)
+
+            def process_request_thread(self, request, client_address) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    daemon._release_connection(request)
 
         self._server = Server(str(self.socket_path), Handler)
         # Set the mode on the socket itself: connecting needs write permission on it.
@@ -267,12 +412,45 @@ class Daemon:
 
     # -- registrations --------------------------------------------------------------------------
 
-    def _handle_connection(self, connection: socket.socket, rfile, wfile) -> None:
-        pid_c, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                     struct.calcsize("3i")))
+    def _admit_connection(self, connection: socket.socket) -> bool:
+        """Count a new connection against the caps; answer ``busy`` and return False when over one."""
         try:
-            line = rfile.readline(MAX_MESSAGE_BYTES + 1)
-            reply = self.handle_message(line, uid)
+            _pid, uid, _gid = _peer_credentials(connection)
+        except OSError:
+            return False
+        with self._connections_lock:
+            held = self._connections_by_uid.get(uid, 0)
+            if self._connections_total < MAX_CONNECTION_THREADS and held < MAX_CONNECTIONS_PER_UID:
+                self._connections_total += 1
+                self._connections_by_uid[uid] = held + 1
+                self._connection_uids[id(connection)] = uid
+                return True
+        self._log_refusal(uid, Refused("too many connections at once", "busy"))
+        try:
+            connection.settimeout(0.5)  # a caller that does not read must not hold the accepting thread
+            connection.sendall((json.dumps({"ok": False, "error": "the daemon is busy with this user's other "
+                                            "connections; try again", "code": "busy"}) + "\n").encode("utf-8"))
+        except OSError:
+            pass
+        return False
+
+    def _release_connection(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            uid = self._connection_uids.pop(id(connection), None)
+            if uid is None:
+                return
+            self._connections_total -= 1
+            remaining = self._connections_by_uid.get(uid, 1) - 1
+            if remaining > 0:
+                self._connections_by_uid[uid] = remaining
+            else:
+                self._connections_by_uid.pop(uid, None)
+
+    def _handle_connection(self, connection: socket.socket) -> None:
+        peer_pid, uid, _gid = _peer_credentials(connection)
+        try:
+            line = _read_line(connection, time.monotonic() + CLIENT_TIMEOUT_S)
+            reply = self.handle_message(line, uid, peer_pid=peer_pid)
         except Refused as exc:
             self._log_refusal(uid, exc)
             reply = {"ok": False, "error": str(exc), "code": exc.code}
@@ -280,8 +458,8 @@ class Daemon:
             self._log_refusal(uid, Refused(f"connection failed: {exc}", "connection"))
             return
         try:
-            wfile.write((json.dumps(reply) + "\n").encode("utf-8"))
-            wfile.flush()
+            connection.settimeout(CLIENT_TIMEOUT_S)
+            connection.sendall((json.dumps(reply) + "\n").encode("utf-8"))
         except OSError:
             pass  # the caller went away; nothing to tell
 
@@ -289,13 +467,17 @@ class Daemon:
         # A flood must not flood the journal: once per uid and reason.
         self._warn(("refused", uid, exc.code), logging.WARNING, "refused a registration from uid %d: %s", uid, exc)
 
-    def handle_message(self, line: bytes, uid: int) -> dict:
-        """Answer one registration message from a caller whose uid the kernel told us. Raises ``Refused``."""
+    def handle_message(self, line: bytes, uid: int, *, peer_pid: Optional[int] = None) -> dict:
+        """Answer one registration message from a caller whose uid (and pid, ``peer_pid``) the kernel
+        told us. ``peer_pid`` None: the message's pid is taken as the daemon's own number (callers
+        inside this process). Raises ``Refused``."""
         if len(line) > MAX_MESSAGE_BYTES:
             raise Refused(f"the message is longer than {MAX_MESSAGE_BYTES} bytes", "malformed")
+        if _message_too_deep(line):
+            raise Refused(f"the message nests deeper than {MAX_MESSAGE_DEPTH} levels", "malformed")
         try:
             message = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise Refused("the message is not one JSON object on one line", "malformed") from None
         if not isinstance(message, dict):
             raise Refused("the message is not a JSON object", "malformed")
@@ -304,7 +486,8 @@ class Daemon:
             return {"ok": True, "error": None, "jobs": len(self._jobs), "local_server": self.serves_local_server}
         if op == "status":
             return {"ok": True, "error": None, "pid": os.getpid(), "socket": str(self.socket_path),
-                    "interval_s": self.interval_s, "server": self.url_override, "jobs": self.job_statuses(uid)}
+                    "interval_s": self.interval_s, "server": strip_url_credentials(self.url_override),
+                    "jobs": self.job_statuses(uid)}
         if op not in ("attach", "detach"):
             raise Refused(f"unknown op {str(op)[:40]!r} (expected attach, detach, status or ping)", "malformed")
         key = message.get("experiment_key")
@@ -314,9 +497,9 @@ class Daemon:
             return self._detach(key, uid)
         if not self._limiter.allow(uid):
             raise Refused("too many registrations from this user; try again in a minute", "rate_limited")
-        return self._attach(key, message, uid)
+        return self._attach(key, message, uid, peer_pid)
 
-    def _attach(self, key: str, message: dict, uid: int) -> dict:
+    def _attach(self, key: str, message: dict, uid: int, peer_pid: Optional[int] = None) -> dict:
         from comet_agent import errors
         from comet_agent.api.api import API
         from comet_agent.delivery.retry import RetryPolicy
@@ -324,6 +507,8 @@ class Daemon:
         pid = message.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise Refused("pid must be a positive integer", "malformed")
+        if peer_pid is not None:
+            pid = resolve_registered_pid(pid, peer_pid, self.procfs_root)
         api_key = message.get("api_key")
         if api_key is not None and (not isinstance(api_key, str) or not api_key or any(c.isspace() for c in api_key)):
             raise Refused("api_key must be one word", "malformed")

@@ -1,9 +1,11 @@
 """The embedded default: with no Comet configured at all, the agent uses the local server.
 
 ``connect_local()`` first looks for a local server that is already running (``comet-agent
-server``, or another agent's embedded one): the server writes ``server.json`` (its URL and pid)
-into its data directory, and its generated key lives beside it in ``api_key`` (0600). If that
-server answers, it is reused. Otherwise a ``LocalServer`` is started in this process, on
+server``, or another agent's embedded one): the server writes ``server.json`` (its URL, pid and a
+per-start proof secret) into its data directory, and its generated key lives beside it in
+``api_key`` (0600). That server is reused only if it proves it knows the secret (a
+challenge-response, ``comet_agent.server.discovery``): after a restart another local user may be
+listening on the recorded port, and must not receive the key. Otherwise a ``LocalServer`` is started in this process, on
 loopback, on the default port when it is free (so experiment URLs stay valid for a later
 ``comet-agent server``), for as long as the caller keeps it.
 
@@ -60,23 +62,42 @@ class LocalTarget:
 
 
 def find_running(data_dir: Optional[Path] = None) -> Optional[LocalTarget]:
-    """A running local server on this data directory whose key we can read, or None."""
+    """A running local server on this data directory whose key we can read, or None.
+
+    The server named in ``server.json`` must answer a fresh nonce with the proof only the
+    server that wrote the file can compute (``comet_agent.server.discovery``); the key is read
+    here but sent nowhere until then. Whatever else answers on that port gets nothing but the
+    nonce, and None is returned (the caller starts its own server).
+    """
     from comet_agent.server.app import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME
+    from comet_agent.server.discovery import PROOF_PATH, new_nonce, proof_matches
 
     directory = server_data_dir(data_dir)
     try:
         info = json.loads((directory / SERVER_INFO_FILE_NAME).read_text(encoding="utf-8"))
-        url, pid = str(info["url"]), int(info["pid"])
+        url, pid, secret = str(info["url"]), int(info["pid"]), str(info["proof_secret"])
         key = (directory / API_KEY_FILE_NAME).read_text(encoding="utf-8").strip()
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no file, or one from a server that cannot prove anything: start our own
+    if not key or not secret or not pid_alive(pid):
         return None
-    if not key or not pid_alive(pid):
+    nonce = new_nonce()
+    try:
+        # stream + a bounded read: whatever listens there may answer anything, at any length.
+        with requests.get(url + PROOF_PATH, params={"nonce": nonce}, timeout=2, allow_redirects=False,
+                          stream=True) as reply:
+            body = reply.raw.read(4096, decode_content=True) if reply.status_code == 200 else b""
+    except requests.RequestException:
+        log.info("no local server answers at %s (recorded in %s)", url, directory / SERVER_INFO_FILE_NAME)
         return None
     try:
-        reply = requests.get(url + "/clientlib/isAlive/ver", timeout=2)
-        if reply.status_code != 200:
-            return None
-    except requests.RequestException:
+        answer = json.loads(body).get("proof")
+    except (ValueError, AttributeError):
+        answer = None
+    if not proof_matches(secret, url, nonce, answer):
+        log.warning("what answers at %s (recorded in %s) did not prove it is this data directory's server; "
+                    "the API key is not sent to it, and a new local server is started",
+                    url, directory / SERVER_INFO_FILE_NAME)
         return None
     return LocalTarget(clientlib_url=url + "/clientlib/", api_key=key)
 

@@ -4,11 +4,16 @@ One module, so that every place that records a command line, a URL or a log line
 same way:
 
 - ``mask_command_line(argv)``: values of secret-looking arguments (``--api-key X``,
-  ``--password=X``, ``TOKEN=...``) become ``********``; ordinary arguments such as
-  ``--use_cls_token`` or ``--num-memory-tokens 4`` are left alone.
+  ``--password=X``, ``--passphrase X``, ``--key X``, ``TOKEN=...``, ``PGPASSWORD=...``, a MySQL
+  client's ``-pSECRET``, JSON ``"api_key": "..."`` inside an argument, URL user-info) become
+  ``********``; ordinary arguments such as ``--use_cls_token``, ``--num-memory-tokens 4`` or
+  ``--sort-key loss`` are left alone.
 - ``strip_url_credentials(url)``: ``https://user:token@host/x`` -> ``https://host/x``.
 - ``redact_text(text, secrets)`` and ``SecretRedactingFilter``: replace known secrets (the API
   key, and its URL-encoded form) wherever they appear in free text.
+- ``secrets_from_environment(environ)``: the values of the environment variables whose names say
+  they hold a secret (``*_KEY``, ``*TOKEN``, ``*SECRET*``, ``*PASSWORD``, ``*CREDENTIAL*``): a
+  wrapped job inherits them and may print them, so its recorded output is cleaned of them too.
 - ``mask_key(key)``: what may be shown of a key (its last four characters).
 """
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 MASK = "********"
 
@@ -31,6 +36,7 @@ _SECRET_LAST_PARTS = {
     "secret",
     "password",
     "passwd",
+    "passphrase",
     "pwd",
     "pass",
     "token",
@@ -43,6 +49,11 @@ _SECRET_LAST_PARTS = {
 # A last part of "key" alone is secret only when preceded by one of these (api_key, access-key,
 # private_key, secret_key, app_key); "sort_key" or "--key-frames" are not secrets.
 _KEY_QUALIFIERS = {"api", "access", "private", "secret", "app", "auth", "encryption", "signing", "client", "comet", "ssh"}
+# A last part that merely ends in one of these is a secret too: "PGPASSWORD", "MYSQL_PWD" is
+# caught above, "authtoken" (ngrok). Only long words: "pwd" or "token" as a suffix would catch
+# ordinary names ("OLDPWD" is a directory, "maxtoken" a hyperparameter).
+_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "credential", "credentials", "apikey",
+                    "authtoken", "accesstoken")
 # Names that end in a secret word but are ordinary hyperparameters.
 _NOT_SECRET_NAMES = {"use_cls_token", "cls_token", "pad_token", "eos_token", "bos_token", "unk_token",
                      "sep_token", "mask_token", "max_token", "num_token", "session"}
@@ -64,13 +75,21 @@ def is_secret_name(name: str) -> bool:
         return False
     last = parts[-1]
     if last not in _SECRET_LAST_PARTS:
-        return False
+        return last.endswith(_SECRET_SUFFIXES)
     if last == "key":
-        return len(parts) >= 2 and parts[-2] in _KEY_QUALIFIERS
+        # "--key X" alone is a key; "--sort-key", "--key-frames" are not.
+        return len(parts) == 1 or parts[-2] in _KEY_QUALIFIERS
     return True
 
 
-_URL_WITH_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s]*)@")
+# The user-info runs to the *last* "@" before the path: a password may itself hold an "@".
+_URL_WITH_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s]*)@")
+# "api_key": "value" (JSON) or 'api_key': 'value' (a Python dict) inside an argument or a line.
+_QUOTED_FIELD = re.compile(r"""(?P<q>["'])(?P<name>[A-Za-z0-9_.-]{1,64})(?P=q)(?P<sep>\s*:\s*)(?P<vq>["'])(?P<value>(?:\\.|(?!(?P=vq)).)*)(?P=vq)""")
+# Programs that take a password glued to -p (mysql -pSECRET, sshpass -pSECRET).
+_GLUED_PASSWORD_PROGRAMS = {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mysqlcheck",
+                            "mysqlpump", "mariadb", "mariadb-dump", "mariadb-admin", "mariadb-import",
+                            "mariadb-show", "mariadb-check", "sshpass"}
 _AUTH_HEADER = re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _KNOWN_TOKENS = re.compile(
     r"\b(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b"
@@ -102,10 +121,23 @@ def _replace_userinfo(match: re.Match, mask: str) -> str:
 
 
 def mask_value(text: str) -> str:
-    """Mask secrets that are recognisable by their shape alone: URL userinfo, auth headers, token formats."""
+    """Mask secrets that are recognisable by their shape alone: URL userinfo, auth headers, token
+    formats, and quoted ``"name": "value"`` fields whose name is secret-looking (``is_secret_name``).
+
+    >>> mask_value('{"api_key": "abc123", "lr": 0.1}')
+    '{"api_key": "********", "lr": 0.1}'
+    """
     text = _URL_WITH_USERINFO.sub(lambda m: _replace_userinfo(m, MASK), text)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + " " + MASK, text)
+    text = _QUOTED_FIELD.sub(_mask_quoted_field, text)
     return _KNOWN_TOKENS.sub(MASK, text)
+
+
+def _mask_quoted_field(match: re.Match) -> str:
+    if not match.group("value") or not is_secret_name(match.group("name")):
+        return match.group(0)
+    q, vq = match.group("q"), match.group("vq")
+    return f"{q}{match.group('name')}{q}{match.group('sep')}{vq}{MASK}{vq}"
 
 
 def mask_command_line(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
@@ -117,11 +149,17 @@ def mask_command_line(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[
     """
     out: list[str] = []
     mask_next = False
+    glued_password = False  # after a mysql-like program: -pSECRET is its password
     for arg in argv:
         arg = str(arg)
         if mask_next:
             out.append(MASK)
             mask_next = False
+            continue
+        if not arg.startswith("-") and arg.rsplit("/", 1)[-1] in _GLUED_PASSWORD_PROGRAMS:
+            glued_password = True
+        if glued_password and len(arg) > 2 and arg.startswith("-p") and not arg.startswith("--"):
+            out.append("-p" + MASK)
             continue
         if arg.startswith("-") and "=" not in arg:
             mask_next = is_secret_name(arg)
@@ -134,6 +172,46 @@ def mask_command_line(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[
                 continue
         out.append(mask_value(arg))
     return [redact_text(a, secrets) for a in out]
+
+
+#: Environment variable names that hold no secret despite their words (locations, identifiers).
+_NOT_SECRET_ENV_NAMES = {"COMET_EXPERIMENT_KEY", "PYTHONHASHSEED"}
+_LOCATION_SUFFIXES = ("FILE", "PATH", "DIR", "DIRECTORY", "SOCK", "SOCKET")
+#: Words that make a variable a secret when one of its parts ends with them.
+_SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS", "APIKEY")
+#: Values too common to be a secret (masking them would garble ordinary output).
+_NOT_SECRET_VALUES = {"true", "false", "yes", "no", "on", "off", "none", "null"}
+
+
+def is_secret_env_name(name: str) -> bool:
+    """True when an environment variable's name says it holds a secret.
+
+    A part of the name (split on ``_``, ``-``, ``.``) is ``KEY``, or ends with ``TOKEN``,
+    ``SECRET``, ``PASSWORD``, ``PASSWD``, ``PASSPHRASE``, ``CREDENTIAL(S)`` or ``APIKEY``:
+    ``COMET_API_KEY``, ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``PGPASSWORD``,
+    ``GOOGLE_CREDENTIALS``, ``MYSQL_PWD``. Not: a name ending in ``_FILE``, ``_PATH``, ``_DIR``, ``_SOCK`` (where
+    a secret is, not the secret), ``COMET_EXPERIMENT_KEY``, ``KEYBOARD``, ``TOKENIZERS_PARALLELISM``.
+    """
+    upper = name.upper()
+    if upper in _NOT_SECRET_ENV_NAMES:
+        return False
+    parts = [p for p in re.split(r"[^A-Z0-9]+", upper) if p]
+    if not parts or parts[-1] in _LOCATION_SUFFIXES:
+        return False
+    if len(parts) >= 2 and parts[-1] == "PWD":  # MYSQL_PWD; PWD and OLDPWD alone are directories
+        return True
+    return any(part == "KEY" or part.endswith(_SECRET_ENV_WORDS) for part in parts)
+
+
+def secrets_from_environment(environ: Mapping[str, str]) -> list[str]:
+    """The values of ``environ``'s secret-named variables (``is_secret_env_name``), longest first.
+
+    Values shorter than 4 characters, and ``true``/``false``-like words, are left out: masking
+    them everywhere would garble ordinary output for no protection.
+    """
+    values = {value for name, value in environ.items()
+              if is_secret_env_name(name) and len(value) >= 4 and value.strip().lower() not in _NOT_SECRET_VALUES}
+    return sorted(values, key=len, reverse=True)
 
 
 def mask_key(key: str | None) -> str:

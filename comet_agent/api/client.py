@@ -42,7 +42,7 @@ from comet_agent import __version__, errors
 # Re-exported: the client's callers (and tests) name the retry policy through this module.
 from comet_agent.delivery.retry import RetryPolicy as RetryPolicy
 from comet_agent.delivery.retry import parse_retry_after_s as parse_retry_after_s
-from comet_agent.redaction import redact_text, register_secret
+from comet_agent.redaction import redact_text, register_secret, strip_url_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ def server_root(clientlib_url: str) -> str:
     parts = urllib.parse.urlsplit(clientlib_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(
-            f"Invalid Comet server URL {clientlib_url!r}: expected http(s)://HOST[:PORT]/clientlib/ "
-            "(check COMET_URL_OVERRIDE or url_override)"
+            f"Invalid Comet server URL {strip_url_credentials(clientlib_url)!r}: expected "
+            "http(s)://HOST[:PORT]/clientlib/ (check COMET_URL_OVERRIDE or url_override)"
         )
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -213,6 +213,13 @@ class RestClient:
         register_secret(api_key)
         self._api_key = api_key
         self.key_source = key_source
+        without_credentials = strip_url_credentials(clientlib_url) or ""
+        if without_credentials != clientlib_url:
+            # A user:password@ in the URL would replace our Authorization header (requests turns it
+            # into Basic auth) and be printed in every message naming the server: drop it.
+            logger.warning("the Comet server URL carried credentials (user:password@); they are ignored: "
+                           "Comet authenticates with the API key")
+            clientlib_url = without_credentials
         self.clientlib_url = clientlib_url if clientlib_url.endswith("/") else clientlib_url + "/"
         self.root = server_root(self.clientlib_url)
         self.rest_url = self.root + "/api/rest/v2/"

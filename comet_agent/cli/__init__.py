@@ -54,16 +54,32 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         help="run the local Comet-compatible server (SQLite store)",
         description="Run the local Comet-compatible REST server. Point the official SDK at it with "
         "COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/.",
+        epilog="API keys: --api-key-file FILE (one or more keys per line, '#' comments, mode 0600), or the "
+        "environment variable COMET_AGENT_SERVER_API_KEYS (keys separated by commas or spaces); --api-key KEY "
+        "also works but shows the key to every local user in ps. Without any, a key is generated on first start "
+        "and stored 0600 as <data dir>/api_key. The first key (or the generated one) is the admin key: the only one "
+        "that may change the server-wide intervals (POST /local/admin/intervals). Under systemd: "
+        "LoadCredential=server-api-keys:/etc/comet-agent/server-api-keys and --api-key-file %d/server-api-keys "
+        "(systemd/comet-agent-server.service).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=PORT, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="where the SQLite store, uploads and generated key live (default: <per-user data dir>/server)")
     p.add_argument(
+        "--api-key-file",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="accept the API keys in FILE, one or more per line ('#' starts a comment); FILE must not be readable "
+        "by group or others (repeatable)",
+    )
+    p.add_argument(
         "--api-key",
         action="append",
         default=None,
         metavar="KEY",
-        help="accept this API key (repeatable). Without it a key is generated on first start and stored 0600 in the data dir",
+        help="accept this API key (repeatable); visible to every local user in ps: prefer --api-key-file or "
+        "$COMET_AGENT_SERVER_API_KEYS. Without any key a key is generated on first start and stored 0600 in the data dir",
     )
     # None = "not given": the stored value (or Comet's documented default) applies; a given flag wins.
     p.add_argument("--heartbeat-ms", type=MILLISECONDS, default=None, help="isAliveBeatDurationMillis that update_status() recommends (default: stored, else 10000)")

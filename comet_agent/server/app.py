@@ -16,7 +16,7 @@ with ``COMET_URL_OVERRIDE=http://HOST:PORT/clientlib/``.
 Recommended intervals (what ``update_status()`` answers): set at start, changed while running
 with ``LocalServer.set_intervals(...)`` or, for a server in another process, the admin endpoint::
 
-    POST /local/admin/intervals   Authorization: <any accepted key>
+    POST /local/admin/intervals   Authorization: <the admin key: the server's first key>
     {"heartbeatMs": 5000, "cpuIntervalMs": 1000, "gpuIntervalMs": "garbage"}
     -> {"isAliveBeatDurationMillis": 5000, "cpuMonitorIntervalMillis": 1000,
         "gpuMonitorIntervalMillis": "garbage"}
@@ -27,8 +27,12 @@ make ``update_status()`` return garbage. They persist in the store: at start, an
 explicitly (a ``LocalServer`` argument that is not None, a command-line flag that differs from
 its default) wins; otherwise the stored value, else the default, is used.
 
-API keys: ``--api-key`` (repeatable). Without it a key is generated on first start, stored 0600
-as ``<data dir>/api_key``, and reused afterwards; its location (never the key) is printed.
+API keys: ``--api-key-file FILE`` (repeatable; one or more keys per line, the file 0600),
+``$COMET_AGENT_SERVER_API_KEYS`` (keys separated by commas or whitespace) and ``--api-key KEY``
+(repeatable, but every local user can read a command line in ``ps``: a warning says so). Without
+any, a key is generated on first start, stored 0600 as ``<data dir>/api_key``, and reused
+afterwards; its location (never the key) is printed. The first key (``--api-key``, then the
+files in order, then the variable; or the generated one) is the admin key (``state.py``).
 """
 
 from __future__ import annotations
@@ -47,8 +51,17 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from comet_agent.config import SERVER_API_KEYS_ENV, parse_key_list, read_key_list_file
+from comet_agent.errors import ConfigError
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.redaction import register_secret
+from comet_agent.server.connections import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
+    ConnectionGuard,
+)
+from comet_agent.server.discovery import PROOF_KEY, new_proof_secret
 from comet_agent.server.pages.routes import add_page_routes
 from comet_agent.server.rest.common import ApiError, error_response
 from comet_agent.server.rest.routes import add_routes
@@ -62,14 +75,28 @@ DEFAULT_CPU_INTERVAL_MS = 68000
 DEFAULT_GPU_INTERVAL_MS = 60000
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 API_KEY_FILE_NAME = "api_key"
-SERVER_INFO_FILE_NAME = "server.json"  # {"url", "pid"} of the running server, for discovery
+#: {"url", "pid", "proof_secret"} of the running server, for discovery (``server/discovery.py``).
+SERVER_INFO_FILE_NAME = "server.json"
 _START_TIMEOUT_S = 30.0
+
+
+CONNECTIONS_KEY = web.AppKey("connections", ConnectionGuard)
 
 
 @web.middleware
 async def _error_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Turn every failure into a Comet-style JSON error; unexpected ones become a logged 500."""
+    """Turn every failure into a Comet-style JSON error; unexpected ones become a logged 500.
+
+    It also tells the connection guard when a request starts and when its response is written
+    (the end of the request's task), which is when the connection waits for its next request.
+    """
     state: ServerState = request.app[STATE_KEY]
+    guard = request.app.get(CONNECTIONS_KEY)
+    if guard is not None:
+        finished = guard.track_request(request)
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _task: finished())
     try:
         declared = request.content_length
         if declared is not None and declared > state.max_upload_bytes:
@@ -83,6 +110,10 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
                                    "limit (--max-upload-mb)")
     except RequestPayloadError as exc:  # e.g. a body declared gzip that does not inflate
         return error_response(400, f"unreadable request body: {exc}")
+    except ConnectionError:
+        # The client went away, or the guard closed it for sending too slowly: nobody reads an
+        # answer, and it is not the server's error (no log line per dropped attacker).
+        return error_response(400, "the connection was closed before the request was complete")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -94,12 +125,17 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
         return error_response(500, "internal server error (see the server log)")
 
 
-def build_application(state: ServerState) -> web.Application:
-    """The aiohttp application serving ``state`` (no socket is opened)."""
+def build_application(state: ServerState, connections: ConnectionGuard | None = None) -> web.Application:
+    """The aiohttp application serving ``state`` (no socket is opened).
+
+    ``connections``: the guard of the socket it will be served on (``LocalServer`` passes it).
+    """
     # client_max_size bounds what read()/post() accept; the middleware rejects declared sizes
     # early. A little slack covers the multipart framing around a file at the limit.
     app = web.Application(middlewares=[_error_middleware], client_max_size=state.max_upload_bytes)
     app[STATE_KEY] = state
+    if connections is not None:
+        app[CONNECTIONS_KEY] = connections
     add_routes(app)
     add_page_routes(app)  # after the REST routes: their fixed paths win
     return app
@@ -138,6 +174,12 @@ class LocalServer:
         heartbeat_ms, cpu_interval_ms, gpu_interval_ms: what ``update_status()`` recommends, in
             milliseconds; None: the value persisted by an earlier run, else 10000 / 68000 / 60000.
         max_upload_bytes: largest accepted request body; larger ones get 413.
+        max_connections: connections open at once (None: 1024, or half the file-descriptor
+            limit if lower); beyond it the connection waiting longest for its request is closed.
+        header_timeout_s: seconds a connection may take to send a complete request head (and
+            stay idle between requests).
+        body_timeout_s, min_body_rate_bytes_per_s: a request body must arrive at that average
+            rate after that grace (see ``comet_agent.server.connections``).
 
     Example::
 
@@ -148,7 +190,9 @@ class LocalServer:
     def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
                  api_keys: list[str] | None = None, heartbeat_ms: Any = None,
                  cpu_interval_ms: Any = None, gpu_interval_ms: Any = None,
-                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_connections: int | None = None,
+                 header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+                 min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S):
         if max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
         self.data_dir = Path(data_dir)
@@ -158,6 +202,12 @@ class LocalServer:
         self._given_intervals = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms,
                                  "gpu_interval_ms": gpu_interval_ms}
         self.max_upload_bytes = int(max_upload_bytes)
+        self.connections = ConnectionGuard(max_connections, header_timeout_s=header_timeout_s,
+                                           body_timeout_s=body_timeout_s,
+                                           min_body_rate_bytes_per_s=min_body_rate_bytes_per_s)
+        self._listener: asyncio.AbstractServer | None = None
+        # What /local/discovery/proof proves knowledge of; filled once the URL is known.
+        self._identity: dict[str, str] = {}
         self.generated_key_file: Path | None = None
         self.key_file: Path | None = None
         self._state: ServerState | None = None
@@ -220,8 +270,9 @@ class LocalServer:
         return self
 
     def _write_discovery_file(self) -> None:
-        # Lets `comet-agent run` with no configuration find and reuse this server (comet_agent.embedded).
-        info = {"url": self.url, "pid": os.getpid()}
+        # Lets `comet-agent run` with no configuration find and reuse this server
+        # (comet_agent.embedded), once the server proves it knows proof_secret (server/discovery.py).
+        info = {"url": self.url, "pid": os.getpid(), "proof_secret": self._identity["secret"]}
         try:
             write_private_file(self.data_dir / SERVER_INFO_FILE_NAME, json.dumps(info).encode("utf-8"))
         except OSError as exc:
@@ -252,17 +303,38 @@ class LocalServer:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._cleanup())
+            # What aiohttp leaves behind on closed connections (a lingering read of a body the
+            # server refused early) ends here, not as "Task was destroyed" at interpreter exit.
+            leftover = asyncio.all_tasks(loop)
+            for task in leftover:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.close()
 
     async def _listen(self) -> None:
-        app = build_application(self._state)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app = build_application(self._state, self.connections)
+        app[PROOF_KEY] = self._identity
+        # aiohttp's own idle timeout (its default is an hour) backs the guard's up.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=2 * self.connections.header_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._requested_port, backlog=1024)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        # Our own listening socket instead of web.TCPSite: every connection goes through the
+        # guard (caps and timeouts aiohttp does not have).
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self.connections.protocol_factory(self._runner.server),
+                                                  self.host, self._requested_port, backlog=1024,
+                                                  reuse_address=True)
+        self.connections.start()
+        self._port = self._listener.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        # A new secret per start: a proof from an earlier run of this data directory proves nothing.
+        self._identity.update(secret=new_proof_secret(), url=self.url)
 
     async def _cleanup(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self.connections.stop()
+        # Connections still waiting for, or still sending, a request have nothing to finish.
+        self.connections.close_unfinished()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._state is not None:
@@ -291,6 +363,11 @@ class LocalServer:
         if self._port is None:
             raise RuntimeError("the server is not started")
         return self._port
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (the guard's count)."""
+        return self.connections.open_connections
 
     @property
     def url(self) -> str:
@@ -338,6 +415,33 @@ class LocalServer:
         asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=10)
 
 
+def server_api_keys(given: list[str] | None = None, files: list[str] | None = None,
+                    environ: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """The keys ``comet-agent server`` accepts, and where they came from (for one printed line).
+
+    In order: ``--api-key`` values, the keys of each ``--api-key-file``, then
+    ``$COMET_AGENT_SERVER_API_KEYS``; duplicates are kept once, at their first place (the first
+    key is the admin key). Empty lists: none given, a key is generated.
+
+    Raises:
+        ConfigError: a key file is unreadable, shared with other users, or empty.
+    """
+    environ = os.environ if environ is None else environ
+    keys: list[str] = []
+    sources: list[str] = []
+    if given:
+        keys.extend(k.strip() for k in given if k.strip())
+        sources.append("--api-key")
+    for path in files or []:
+        keys.extend(read_key_list_file(path))
+        sources.append(f"--api-key-file {path}")
+    from_env = parse_key_list(environ.get(SERVER_API_KEYS_ENV, ""))
+    if from_env:
+        keys.extend(from_env)
+        sources.append(f"${SERVER_API_KEYS_ENV}")
+    return list(dict.fromkeys(keys)), sources
+
+
 def serve_from_args(args) -> int:
     """Run ``comet-agent server`` until SIGINT/SIGTERM. Returns the exit status (0 on a clean stop)."""
     from comet_agent.errors import ExitStatus
@@ -347,8 +451,16 @@ def serve_from_args(args) -> int:
         print(f"comet-agent server: --max-upload-mb must be positive, got {max_upload_mb}", file=sys.stderr)
         return ExitStatus.USAGE
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "server"
+    try:
+        api_keys, key_sources = server_api_keys(getattr(args, "api_key", None), getattr(args, "api_key_file", None))
+    except ConfigError as exc:
+        print(f"comet-agent server: {exc}", file=sys.stderr)
+        return ExitStatus.CONFIG
+    if getattr(args, "api_key", None):
+        print("comet-agent server: warning: --api-key shows the key to every local user (ps, /proc/PID/cmdline); "
+              f"put it in a 0600 file for --api-key-file, or in ${SERVER_API_KEYS_ENV}", file=sys.stderr, flush=True)
     server = LocalServer(
-        data_dir, host=args.host, port=args.port, api_keys=args.api_key,
+        data_dir, host=args.host, port=args.port, api_keys=api_keys,
         # None when the flag was not given (the CLI's default): the stored value applies.
         heartbeat_ms=args.heartbeat_ms, cpu_interval_ms=args.cpu_interval_ms, gpu_interval_ms=args.gpu_interval_ms,
         max_upload_bytes=int(max_upload_mb * 2**20))
@@ -379,6 +491,8 @@ def serve_from_args(args) -> int:
             print(f"generated an API key, stored in {server.generated_key_file} (mode 0600)", flush=True)
         elif server.key_file is not None:
             print(f"API key: read from {server.key_file}", flush=True)
+        else:
+            print(f"API keys: {len(api_keys)}, from {', '.join(key_sources)}", flush=True)
         while not stop_requested.wait(1.0):
             pass
     finally:

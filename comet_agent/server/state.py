@@ -9,6 +9,11 @@ event loop thread owns it, so nothing here locks.
 Naming decisions where Comet is silent for a local install: the user name of the first
 configured key is ``local``, of any other key ``local-<8 hex of its SHA-256>``; its default
 workspace is the first workspace it owns, else its user name.
+
+Several keys on one server: the first key is also the **admin key**, the only one that may
+change server-wide settings (``POST /local/admin/intervals``). Each key's user name is reserved
+as a workspace name for that key (``workspace_owner``), so another key cannot create it first
+and lock its owner out of its own default workspace.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ class ServerState:
         self.api_keys = list(api_keys)
         self.key_ids = {key_id_of(k): k for k in api_keys}
         self._first_key_id = key_id_of(api_keys[0]) if api_keys else None
+        #: The key id allowed to change server-wide settings: the first configured key's.
+        self.admin_key_id = self._first_key_id
         self.intervals = dict(intervals)  # camelCase response keys -> values (any JSON)
         self.max_upload_bytes = max_upload_bytes
         self.experiment_owners: dict[str, str] = {}  # experiment key -> owner key id (cache)
@@ -76,9 +83,29 @@ class ServerState:
         return "local" if key_id == self._first_key_id else f"local-{key_id[:8]}"
 
     def default_workspace(self, key_id: str) -> str:
-        """The first workspace the key owns, else its user name."""
+        """The first workspace the key owns, else its user name.
+
+        In a store where another key took that name before names were reserved, the user name
+        followed by 8 hex of the key's SHA-256, so its owner is never locked out.
+        """
         owned = self.store.workspaces_of(key_id)
-        return owned[0] if owned else self.user_name(key_id)
+        if owned:
+            return owned[0]
+        name = self.user_name(key_id)
+        if self.store.workspace_owner(name) not in (None, key_id):
+            return f"{name}-{key_id[:8]}"
+        return name
+
+    def workspace_owner(self, workspace: str) -> str | None:
+        """The key id that owns ``workspace``, or will own it: its creator, else the key whose
+        user name it is (reserved for that key), else None (free for the first key that uses it)."""
+        owner = self.store.workspace_owner(workspace)
+        if owner is not None:
+            return owner
+        for key_id in self.key_ids:
+            if self.user_name(key_id) == workspace:
+                return key_id
+        return None
 
 
 STATE_KEY = web.AppKey("state", ServerState)

@@ -808,7 +808,9 @@ def experiments_for_index(store: Store, workspace: str, project_name: str | None
     """
     query = ("SELECT e.experiment_key, e.name, p.name, e.created_ms, e.start_ms, e.end_ms, "
              "e.last_heartbeat_ms, e.last_update_ms, e.has_crashed, e.archived, "
-             "json_extract(e.system_details, '$.hostname') FROM experiments e JOIN projects p "
+             # json_valid first: a record an older server stored with NaN is not JSON to SQLite.
+             "CASE WHEN json_valid(e.system_details) THEN json_extract(e.system_details, '$.hostname') END "
+             "FROM experiments e JOIN projects p "
              "ON p.project_id = e.project_id WHERE e.workspace=?")
     params: tuple = (workspace,)
     if project_name is not None:

@@ -318,8 +318,9 @@ class RecordingServer:
     ``requests`` (a list of ``RecordedRequest``, in arrival order).
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
+        self._requested_port = port  # 0: any free port; another: take that one (an impostor's)
         self._lock = threading.Lock()
         self._faults: list[_ScriptedFault] = []
         self._routes: dict[tuple[str, str], Responder | dict | list | bytes | tuple] = {}
@@ -330,7 +331,7 @@ class RecordingServer:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "RecordingServer":
-        self._server = _Server((self._host, 0), _Handler)
+        self._server = _Server((self._host, self._requested_port), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="recording-server", daemon=True)
         self._thread.start()

@@ -17,6 +17,8 @@ import pytest
 
 UNIT_DIR = Path(__file__).resolve().parents[2] / "systemd"
 UNITS = ("comet-agent.service", "comet-agent@.service")
+#: The local server's unit (no GPU, no watchdog: checked by verify and security only).
+SERVER_UNIT = "comet-agent-server.service"
 #: A Comet experiment key: what the template's instance name is.
 INSTANCE = "comet-agent@0123456789abcdef0123456789abcdef.service"
 MAX_EXPOSURE = 2.0
@@ -40,7 +42,7 @@ def fake_root(tmp_path) -> Path:
     root = tmp_path / "root"
     shutil.copytree(stock, root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
-    for unit in UNITS:
+    for unit in (*UNITS, SERVER_UNIT):
         shutil.copy(UNIT_DIR / unit, root / "etc/systemd/system" / unit)
     stub = root / "usr/bin/comet-agent"
     stub.parent.mkdir(parents=True)
@@ -53,7 +55,7 @@ def _analyze(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([SYSTEMD_ANALYZE, *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("unit", ["comet-agent.service", INSTANCE])
+@pytest.mark.parametrize("unit", ["comet-agent.service", INSTANCE, SERVER_UNIT])
 def test_verify_prints_nothing(fake_root, unit):
     result = _analyze("verify", "--man=no", f"--root={fake_root}", unit)
     assert result.returncode == 0, result.stderr
@@ -68,7 +70,7 @@ def test_verify_output_catches_a_misspelt_directive(fake_root):
     assert "Unknown key 'ProtectSytem'" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("unit", ["comet-agent.service", INSTANCE])
+@pytest.mark.parametrize("unit", ["comet-agent.service", INSTANCE, SERVER_UNIT])
 def test_security_exposure_is_at_most_2(fake_root, unit):
     result = _analyze("security", "--offline=true", f"--root={fake_root}", unit)
     match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)

@@ -14,13 +14,18 @@ from typing import Any, Iterable
 
 from aiohttp import web
 
+from comet_agent.server.rest.common import json_safe
+
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with the
+    # login form's POST, which the cross-origin check (access.py) must then refuse; other origins
+    # still get no referrer.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "X-Frame-Options": "SAMEORIGIN",
 }
@@ -32,8 +37,14 @@ def esc(value: Any) -> str:
 
 
 def json_for_html(data: Any) -> str:
-    """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` are \\u-escaped."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` are \\u-escaped.
+
+    Non-finite numbers (from a store written before they were refused) become Comet's strings.
+    """
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (ValueError, RecursionError):
+        text = json.dumps(json_safe(data), separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") \
         .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
@@ -53,8 +64,10 @@ def layout(title: str, body: str, breadcrumbs: Iterable[tuple[str, str | None]] 
 
 def html_response(text: str, status: int = 200) -> web.Response:
     """An HTML response carrying the pages' security headers (CSP, nosniff, no-store, ...)."""
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
-                        headers=SECURITY_HEADERS)
+    # errors="replace": a lone surrogate that an older store holds shows as U+FFFD instead of
+    # failing the page with a 500 every time it is opened.
+    return web.Response(body=text.encode("utf-8", errors="replace"), status=status, content_type="text/html",
+                        charset="utf-8", headers=SECURITY_HEADERS)
 
 
 def redirect(location: str) -> web.Response:

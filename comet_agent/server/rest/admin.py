@@ -3,7 +3,9 @@
 ``GET /local/admin/intervals`` answers the current values; ``POST /local/admin/intervals`` with
 ``{"heartbeatMs", "cpuIntervalMs", "gpuIntervalMs"}`` (any subset) changes them. Values are
 stored verbatim, garbage included (strings, negatives, null), so that agent tests can make
-``update_status()`` return garbage; any accepted key may change them. Not part of Comet's API.
+``update_status()`` return garbage. Any accepted key may read them; only the server's admin key
+(its first key: the first ``--api-key``/``--api-key-file`` key, or the generated one) may change
+them, since they apply to every key's agents (403 otherwise). Not part of Comet's API.
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ async def admin_get_intervals(request: web.Request) -> web.Response:
 
 
 async def admin_set_intervals(request: web.Request) -> web.Response:
-    """Change what update_status() answers; values are stored verbatim (garbage allowed)."""
-    authenticate(request)
-    body = await read_json_object(request)
+    """Change what update_status() answers; values are stored verbatim (garbage allowed).
+
+    Only the admin key may (403 for any other accepted key, before its body is read).
+    """
+    key_id = authenticate(request)
     state = state_of(request)
+    if key_id != state.admin_key_id:
+        raise ApiError(403, "only the server's admin key (its first API key) may change server-wide intervals")
+    body = await read_json_object(request)
     changes = {argument: body[name] for name, argument in _INTERVAL_FIELDS.items() if name in body}
     if not changes:
         raise ApiError(400, "send at least one of heartbeatMs, cpuIntervalMs, gpuIntervalMs")

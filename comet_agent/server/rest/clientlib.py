@@ -19,12 +19,12 @@ from comet_agent.server.rest.common import (
     ApiError,
     apply_write,
     authenticate,
+    authenticated_json,
     body_experiment,
     get_bool,
     get_str,
     json_response,
     query_experiment,
-    read_json_object,
     require_experiment,
     root_url,
 )
@@ -68,8 +68,7 @@ async def logger_add_run(request: web.Request) -> web.Response:
     key, and belongs to the caller, is answered like a resume instead of refused: whichever of the
     agent and the training script arrives first creates it, the other joins it.
     """
-    body = await read_json_object(request)
-    key_id = authenticate(request, body)
+    key_id, body = await authenticated_json(request)
     state = state_of(request)
     experiment_key = get_str(body, "experimentKey") or None
     if experiment_key is not None and (len(experiment_key) < 32 or len(experiment_key) > MAX_EXPERIMENT_KEY_LENGTH
@@ -81,7 +80,7 @@ async def logger_add_run(request: web.Request) -> web.Response:
         raise ApiError(400, f"experiment {experiment_key} already exists", 90999)
     workspace = get_str(body, "teamName") or get_str(body, "workspaceName") or state.default_workspace(key_id)
     project_name = get_str(body, "projectName") or DEFAULT_PROJECT_NAME
-    owner = state.store.workspace_owner(workspace)
+    owner = state.workspace_owner(workspace)
     if owner is not None and owner != key_id:
         raise ApiError(400, f"workspace {workspace} not found", 90219)
 
@@ -100,8 +99,7 @@ async def logger_add_run(request: web.Request) -> web.Response:
 
 async def logger_get_run(request: web.Request) -> web.Response:
     """POST /clientlib/logger/get/run: the handshake of a resumed (ExistingExperiment) run."""
-    body = await read_json_object(request)
-    key_id = authenticate(request, body)
+    key_id, body = await authenticated_json(request)
     experiment_key = require_experiment(request, key_id, body.get("previousExperiment"))
     return json_response(_handshake(request, experiment_key))
 
@@ -135,8 +133,7 @@ async def pending_rpcs(request: web.Request) -> web.Response:
 async def clientlib_acknowledge(request: web.Request) -> web.Response:
     """Clientlib calls the local server accepts and ignores (3d limits, notifications, RPC registry)."""
     if request.body_exists:
-        body = await read_json_object(request)
-        authenticate(request, body)
+        await authenticated_json(request)
     else:
         authenticate(request)
     return json_response({"msg": "ok"})

@@ -70,7 +70,7 @@ async def create_experiment(request: web.Request) -> web.Response:
     workspace = get_str(body, "workspaceName") or state.default_workspace(key_id)
     project_name = get_str(body, "projectName") or DEFAULT_PROJECT_NAME
     name = get_str(body, "experimentName")
-    owner = state.store.workspace_owner(workspace)
+    owner = state.workspace_owner(workspace)
     if owner is not None and owner != key_id:
         raise ApiError(404, f"workspace {workspace} not found", 90219)
 

@@ -2,7 +2,8 @@
 
 A point is ``(name, value, step, epoch, context, timestamp ms)``. ``cpu-metrics``,
 ``ram-metrics``, ``load-metrics`` and ``gpu-metrics`` store Comet's ``sys.*`` metric names
-(``sys.cpu.percent.01``, ``sys.ram.used``, ``sys.gpu.0.gpu_utilization``, ...).
+(``sys.cpu.percent.01``, ``sys.ram.used``, ``sys.gpu.0.gpu_utilization``, ...). A value may be
+``NaN`` or ``Infinity`` (a diverged loss): it is kept and read back as the string ``"NaN"``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _metric_point(item: dict, name_field: str = "metricName", value_field: str =
 
 async def write_metric(request: web.Request) -> web.Response:
     """``POST write/experiment/metric``: one metric point."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     point = _metric_point(body)
     store = state_of(request).store
     return await apply_write(request, key_id, saving(lambda: store.add_metrics(experiment_key, [point])))
@@ -48,7 +49,7 @@ async def write_metric(request: web.Request) -> web.Response:
 
 async def batch_metric(request: web.Request) -> web.Response:
     """POST /clientlib/batch/logger/experiment/metric: many points, one transaction."""
-    body, key_id, experiment_key = await body_experiment(request, body_key_field=True)
+    body, key_id, experiment_key = await body_experiment(request, body_key_field=True, allow_non_finite=True)
     values = get_list(body, "values", lambda v: isinstance(v, dict), "a list of objects")
     if values is None:
         raise ApiError(400, "'values' is required")
@@ -63,7 +64,7 @@ def _system_point_common(body: dict) -> tuple:
 
 async def write_cpu_metrics(request: web.Request) -> web.Response:
     """``POST write/experiment/cpu-metrics``: per-core percentages, stored with their average."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     percents = get_list(body, "cpuPercentUtilization",
                         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a list of numbers")
     if not percents:
@@ -77,7 +78,7 @@ async def write_cpu_metrics(request: web.Request) -> web.Response:
 
 async def write_ram_metrics(request: web.Request) -> web.Response:
     """``POST write/experiment/ram-metrics``: total and used RAM in bytes."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     total, used = get_number(body, "totalRam"), get_number(body, "usedRam")
     step, epoch, context, timestamp = _system_point_common(body)
     points = [("sys.ram.total", total, step, epoch, context, timestamp),
@@ -88,7 +89,7 @@ async def write_ram_metrics(request: web.Request) -> web.Response:
 
 async def write_load_metrics(request: web.Request) -> web.Response:
     """``POST write/experiment/load-metrics``: the load average."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     load = get_number(body, "loadAverage")
     step, epoch, context, timestamp = _system_point_common(body)
     points = [("sys.load.avg", load, step, epoch, context, timestamp)]
@@ -102,7 +103,7 @@ _GPU_METRIC_FIELDS = (("freeMemory", "free_memory"), ("usedMemory", "used_memory
 
 async def write_gpu_metrics(request: web.Request) -> web.Response:
     """``POST write/experiment/gpu-metrics``: free / used / total memory and utilisation per GPU."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     gpus = get_list(body, "gpus", lambda v: isinstance(v, dict), "a list of objects")
     if not gpus:
         raise ApiError(400, "'gpus' must be a non-empty list of objects")

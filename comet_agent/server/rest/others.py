@@ -22,7 +22,7 @@ from comet_agent.server.state import state_of
 
 async def write_log_other(request: web.Request) -> web.Response:
     """``POST write/experiment/log-other``: one key/value (``Name`` also renames the experiment)."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     name = get_str(body, "key", required=True, allow_empty=False)
     if "value" not in body:
         raise ApiError(400, "'value' is required")

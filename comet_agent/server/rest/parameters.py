@@ -35,7 +35,7 @@ def _parameter_point(item: dict, source: str | None) -> tuple:
 
 async def write_parameter(request: web.Request) -> web.Response:
     """``POST write/experiment/parameter``: one parameter value (source ``manual`` unless given)."""
-    body, key_id, experiment_key = await body_experiment(request)
+    body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     point = _parameter_point(body, "manual")
     store = state_of(request).store
     return await apply_write(request, key_id, saving(lambda: store.add_parameters(experiment_key, [point])))
@@ -43,7 +43,7 @@ async def write_parameter(request: web.Request) -> web.Response:
 
 async def batch_parameter(request: web.Request) -> web.Response:
     """``POST /clientlib/batch/logger/experiment/parameter``: many values, one transaction."""
-    body, key_id, experiment_key = await body_experiment(request, body_key_field=True)
+    body, key_id, experiment_key = await body_experiment(request, body_key_field=True, allow_non_finite=True)
     values = get_list(body, "values", lambda v: isinstance(v, dict), "a list of objects")
     if values is None:
         raise ApiError(400, "'values' is required")

@@ -2,7 +2,7 @@
 
 Every REST route is served under both ``/api/rest/v2/`` and ``/clientlib/rest/v2/`` (aliases,
 as on the hosted backend); the clientlib endpoints of the live ``comet_ml.Experiment`` and the
-server's own ``/local/admin/intervals`` sit at fixed absolute paths. The handlers live in one
+server's own ``/local/admin/intervals`` and ``/local/discovery/proof`` sit at fixed absolute paths. The handlers live in one
 module per resource beside this one; this table is the one place that says which path is which.
 """
 
@@ -12,6 +12,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from comet_agent.server import discovery
 from comet_agent.server.rest import (
     account,
     admin,
@@ -103,6 +104,7 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
     ("POST", "/clientlib/notification/experiment", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/status-report/offline-metadata", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/rpc/register-rpc", clientlib.clientlib_acknowledge),
+    ("GET", discovery.PROOF_PATH, discovery.prove),
     ("GET", "/local/admin/intervals", admin.admin_get_intervals),
     ("POST", "/local/admin/intervals", admin.admin_set_intervals),
 ]
