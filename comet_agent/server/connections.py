@@ -83,7 +83,7 @@ class _GuardedProtocol(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         self._inner.connection_made(transport)
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: Optional[Exception]) -> None:
         if self._refused:
             return
         self._guard._forget(self._transport)

@@ -48,11 +48,11 @@ class GroupCommitter:
             return done
         if self._pending is None:
             self._pending = loop.create_future()
-            loop.call_soon(self._commit)
+            loop.call_soon(self._commit, self._pending)
         return self._pending
 
-    def _commit(self) -> None:
-        pending, self._pending = self._pending, None
+    def _commit(self, pending: asyncio.Future) -> None:
+        self._pending = None
         try:
             self.store.commit_group()
         except Exception as exc:  # every writer of the group answers 500 (logged by the middleware)
