@@ -21,6 +21,7 @@ from comet_agent.server.rest.common import (
     authenticate,
     authenticated_json,
     body_experiment,
+    experiment_found,
     get_bool,
     get_str,
     json_response,
@@ -48,7 +49,7 @@ async def health_ping(request: web.Request) -> web.Response:
 
 def _handshake(request: web.Request, experiment_key: str) -> dict:
     state = state_of(request)
-    row = state.store.experiment_row(experiment_key)
+    row = experiment_found(state.store.experiment_row(experiment_key), experiment_key)
     max_mb = max(state.max_upload_bytes // 2**20, 1)
     return {
         "runId": experiment_key, "project_id": row["project_id"], "experimentKey": experiment_key,
@@ -112,7 +113,8 @@ async def status_report_update(request: web.Request) -> web.Response:
 
     def apply() -> dict:
         columns: dict[str, Any] = {"last_heartbeat_ms": now_ms()}
-        if not is_alive and state.store.experiment_row(experiment_key)["end_ms"] is None:
+        if not is_alive and experiment_found(state.store.experiment_row(experiment_key),
+                                             experiment_key)["end_ms"] is None:
             columns["end_ms"] = now_ms()
         state.store.update_experiment(experiment_key, **columns)
         intervals = state.intervals

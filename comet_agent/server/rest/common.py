@@ -30,7 +30,7 @@ import json
 import math
 import os
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Literal, TypeVar, overload
 
 from aiohttp import web
 
@@ -230,6 +230,7 @@ def _check_structure(value: Any, *, check_strings: bool) -> None:
     """
     containers = (dict, list)
     stack: list[tuple[Any, int]] = [(value, 1)]
+    children: Iterable[Any]
     if check_strings and isinstance(value, str):
         _check_string(value)
     while stack:
@@ -273,6 +274,14 @@ def _gunzip_bounded(raw: bytes, limit_bytes: int) -> bytes:
 def type_error(name: str, expected: str, value: Any) -> ApiError:
     """A 400 saying that field ``name`` must be ``expected`` (and what type it was)."""
     return ApiError(400, f"'{name}' must be {expected}, got {type(value).__name__}")
+
+
+@overload
+def get_str(body: dict, name: str, required: Literal[True], allow_empty: bool = True) -> str: ...
+
+
+@overload
+def get_str(body: dict, name: str, required: bool = False, allow_empty: bool = True) -> str | None: ...
 
 
 def get_str(body: dict, name: str, required: bool = False, allow_empty: bool = True) -> str | None:
@@ -455,6 +464,20 @@ def require_experiment(request: web.Request, key_id: str, experiment_key: Any) -
     if owner != key_id:
         raise ApiError(404, f"experiment {experiment_key} not found")
     return experiment_key
+
+
+_Found = TypeVar("_Found")
+
+
+def experiment_found(value: _Found | None, experiment_key: str) -> _Found:
+    """``value``, read from the store about an experiment ``require_experiment`` accepted.
+
+    Raises:
+        ApiError: 404, as for an unknown experiment, when the store has nothing (None) for it.
+    """
+    if value is None:
+        raise ApiError(404, f"experiment {experiment_key} not found")
+    return value
 
 
 def require_owned_workspace(request: web.Request, key_id: str, workspace: Any) -> str:

@@ -19,6 +19,7 @@ from comet_agent.server.rest.common import (
     apply_write,
     authenticate,
     body_experiment,
+    experiment_found,
     get_bool,
     get_int,
     get_str,
@@ -51,7 +52,8 @@ async def experiments(request: web.Request) -> web.Response:
         raise ApiError(404, f"project {workspace}/{project_name} not found")
     heartbeat = state.intervals.get("isAliveBeatDurationMillis")
     keys = state.store.experiment_keys_in_project(workspace, project_name, archived)
-    found = [state.store.experiment_metadata(k, heartbeat) for k in keys]
+    # Every key was just listed from the store, so each has its metadata.
+    found = [m for m in (state.store.experiment_metadata(k, heartbeat) for k in keys) if m is not None]
     sort_by = request.query.get("sortBy")
     if sort_by in ("startTime", "endTime"):
         field = "startTimeMillis" if sort_by == "startTime" else "endTimeMillis"
@@ -181,7 +183,7 @@ async def create_symlink(request: web.Request) -> web.Response:
     if not project_name:
         raise ApiError(400, "'projectName' is required")
     store = state_of(request).store
-    workspace = store.experiment_workspace(experiment_key)
+    workspace = experiment_found(store.experiment_workspace(experiment_key), experiment_key)
 
     def apply() -> dict:
         store.add_symlink(experiment_key, store.ensure_project(workspace, project_name))

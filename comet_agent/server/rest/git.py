@@ -17,6 +17,7 @@ from comet_agent.server.rest.common import (
     apply_write,
     authenticate,
     body_experiment,
+    experiment_found,
     get_str,
     json_response,
     query_experiment,
@@ -42,14 +43,14 @@ async def write_git_metadata(request: web.Request) -> web.Response:
 async def read_git_metadata(request: web.Request) -> web.Response:
     """``GET experiment/git/metadata``: the stored metadata (every field None when none was sent)."""
     _, experiment_key = query_experiment(request)
-    stored = state_of(request).store.experiment_row(experiment_key)["git_metadata"]
+    stored = experiment_found(state_of(request).store.experiment_row(experiment_key), experiment_key)["git_metadata"]
     return json_response(json.loads(stored) if stored else {name: None for name in GIT_METADATA_KEYS})
 
 
 async def read_git_patch(request: web.Request) -> web.Response:
     """``GET experiment/git/patch``: the patch bytes, or ``{"msg": "No git patch"}``."""
     _, experiment_key = query_experiment(request)
-    path = state_of(request).store.experiment_row(experiment_key)["git_patch_path"]
+    path = experiment_found(state_of(request).store.experiment_row(experiment_key), experiment_key)["git_patch_path"]
     if not path or not Path(path).exists():
         return json_response({"msg": "No git patch"})
     return web.Response(body=Path(path).read_bytes(), content_type="application/octet-stream")
@@ -63,7 +64,7 @@ async def upload_git_patch(request: web.Request) -> web.Response:
     data, _, _ = await read_upload(request)
     store = state_of(request).store
     written: list[str] = []
-    previous = store.experiment_row(experiment_key)["git_patch_path"]
+    previous = experiment_found(store.experiment_row(experiment_key), experiment_key)["git_patch_path"]
 
     def apply() -> dict:
         path = write_upload_file(store, experiment_key, "git-patch-" + uuid.uuid4().hex, data)

@@ -12,6 +12,7 @@ from comet_agent.server.rest.common import (
     SAVED,
     apply_write,
     body_experiment,
+    experiment_found,
     get_bool,
     get_str,
     json_response,
@@ -31,7 +32,7 @@ def text_writer(field: str, column: str, append_unless_override: bool = False):
         def apply() -> dict:
             new_text = text
             if not override:
-                previous = store.experiment_row(experiment_key)[column]
+                previous = experiment_found(store.experiment_row(experiment_key), experiment_key)[column]
                 new_text = (previous or "") + text
             store.update_experiment(experiment_key, **{column: new_text})
             return dict(SAVED)
@@ -45,6 +46,7 @@ def text_reader(field: str, column: str):
     """The ``GET experiment/<field>`` handler answering ``{field: text}``."""
     async def handler(request: web.Request) -> web.Response:
         _, experiment_key = query_experiment(request)
-        return json_response({field: state_of(request).store.experiment_row(experiment_key)[column]})
+        row = experiment_found(state_of(request).store.experiment_row(experiment_key), experiment_key)
+        return json_response({field: row[column]})
 
     return handler
