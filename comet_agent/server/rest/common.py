@@ -183,15 +183,16 @@ def parse_json(raw: bytes | str, *, allow_non_finite: bool = False) -> Any:
             raise ApiError(400, f"malformed JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     else:
         text = raw
-    hooks: dict[str, Callable[[str], Any]] = {}
-    if not allow_non_finite:
-        hooks["parse_constant"] = _refuse_non_finite
+    # A hook left None is json's default (with every hook None, json.loads takes its fast path).
+    parse_constant: Callable[[str], Any] | None = None if allow_non_finite else _refuse_non_finite
+    parse_int: Callable[[str], Any] | None = None
+    parse_float: Callable[[str], Any] | None = None
     if _LONG_NUMBER.search(text):
-        hooks["parse_int"] = _int64
+        parse_int = _int64
         if not allow_non_finite:
-            hooks["parse_float"] = _finite_float
+            parse_float = _finite_float
     try:
-        value = json.loads(text, **hooks)
+        value = json.loads(text, parse_constant=parse_constant, parse_int=parse_int, parse_float=parse_float)
     except RecursionError:
         raise ApiError(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
