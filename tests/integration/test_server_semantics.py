@@ -383,6 +383,18 @@ def test_an_overwrite_replaces_the_asset_and_its_file(local_server, tmp_path):
     assert [p.read_bytes() for p in files_dir.iterdir()] == [b"third"]
 
 
+def test_a_metadata_part_sent_as_application_json_is_read(local_server):
+    # aiohttp hands a part without a filename and with a non-text type over as a bytearray.
+    experiment_key = create_experiment(local_server)
+    response = requests.post(rest(local_server, "write/experiment/upload-asset"), headers=auth(local_server),
+                             params={"experimentKey": experiment_key, "fileName": "notes.txt", "type": "asset"},
+                             files={"file": ("file", b"data"), "metadata": (None, '{"a":1}', "application/json")},
+                             timeout=10)
+    assert response.status_code == 200, response.text
+    (asset,) = listed_assets(local_server, experiment_key)
+    assert asset["metadata"] == '{"a": 1}'
+
+
 def test_a_repeated_upload_request_id_stores_one_file(local_server):
     experiment_key = create_experiment(local_server)
     headers = {"X-Comet-Agent-Request-Id": "upload-1"}

@@ -161,7 +161,7 @@ async def read_json_object(request: web.Request, *, allow_non_finite: bool = Fal
     return body
 
 
-def parse_json(raw: bytes | str, *, allow_non_finite: bool = False) -> Any:
+def parse_json(raw: bytes | bytearray | str, *, allow_non_finite: bool = False) -> Any:
     """Parse JSON a client sent, within the limits that keep every later read of it working.
 
     Refused with a 400 (``ApiError``): bytes that are not UTF-8, malformed JSON, nesting deeper
@@ -176,7 +176,7 @@ def parse_json(raw: bytes | str, *, allow_non_finite: bool = False) -> Any:
         >>> parse_json(b'{"a": [1, 2.5, "x"]}')
         {'a': [1, 2.5, 'x']}
     """
-    if isinstance(raw, bytes):
+    if isinstance(raw, (bytes, bytearray)):  # a multipart part without a filename is a bytearray
         try:
             text = raw.decode("utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8")
         except UnicodeDecodeError as exc:
