@@ -124,9 +124,9 @@ def _page_key_id(request: web.Request) -> str | None:
         return key_id if key_id in state.key_ids else None
     session_id = request.cookies.get(_cookie_name(request))
     if session_id:
-        key_id = request.app[SESSIONS_KEY].sessions.get(session_id)
-        if key_id in state.key_ids:
-            return key_id
+        session_key_id = request.app[SESSIONS_KEY].sessions.get(session_id)
+        if session_key_id is not None and session_key_id in state.key_ids:
+            return session_key_id
     return None
 
 
@@ -224,17 +224,17 @@ def _login_redirect(request: web.Request) -> web.StreamResponse | None:
     return response
 
 
-async def authorize_page(request: web.Request) -> tuple[str | None, web.StreamResponse | None]:
-    """(key id, None) for an authenticated page request, else (None, response to send)."""
+async def authorize_page(request: web.Request) -> str | web.StreamResponse:
+    """The key id of an authenticated page request, else the response to send instead."""
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPNotFound()  # not a page: the REST API's JSON 404, as before pages existed
     login = _login_redirect(request)
     if login is not None:
-        return None, login
+        return login
     key_id = _page_key_id(request)
     if key_id is None:
-        return None, login_page(safe_next(request.raw_path))
-    return key_id, None
+        return login_page(safe_next(request.raw_path))
+    return key_id
 
 
 def owns_workspace(state, key_id: str, workspace: str) -> bool:

@@ -221,9 +221,10 @@ async def experiment_page(request: web.Request) -> web.StreamResponse:
     experiment_key = request.match_info["experiment_key"]
     if workspace in RESERVED_SEGMENTS:
         raise web.HTTPNotFound()
-    key_id, early = await authorize_page(request)
-    if early is not None:
-        return early
+    authorized = await authorize_page(request)
+    if isinstance(authorized, web.StreamResponse):
+        return authorized
+    key_id = authorized
     state = state_of(request)
     meta = None
     if experiment_key.isalnum() and len(experiment_key) <= MAX_EXPERIMENT_KEY_LENGTH \

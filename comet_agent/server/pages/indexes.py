@@ -51,9 +51,10 @@ def experiment_table(state, experiments: list[dict], show_project: bool) -> str:
 
 async def index_page(request: web.Request) -> web.StreamResponse:
     """``GET /``: the workspaces of the key."""
-    key_id, early = await authorize_page(request)
-    if early is not None:
-        return early
+    authorized = await authorize_page(request)
+    if isinstance(authorized, web.StreamResponse):
+        return authorized
+    key_id = authorized
     state = state_of(request)
     items = []
     for workspace in state.store.workspaces_of(key_id):
@@ -70,9 +71,10 @@ async def workspace_page(request: web.Request) -> web.StreamResponse:
     workspace = request.match_info["workspace"]
     if workspace in RESERVED_SEGMENTS:
         raise web.HTTPNotFound()
-    key_id, early = await authorize_page(request)
-    if early is not None:
-        return early
+    authorized = await authorize_page(request)
+    if isinstance(authorized, web.StreamResponse):
+        return authorized
+    key_id = authorized
     state = state_of(request)
     if not owns_workspace(state, key_id, workspace):
         return not_found_page(f"workspace {workspace}")
@@ -92,9 +94,10 @@ async def project_page(request: web.Request) -> web.StreamResponse:
     workspace, project = request.match_info["workspace"], request.match_info["project"]
     if workspace in RESERVED_SEGMENTS:
         raise web.HTTPNotFound()
-    key_id, early = await authorize_page(request)
-    if early is not None:
-        return early
+    authorized = await authorize_page(request)
+    if isinstance(authorized, web.StreamResponse):
+        return authorized
+    key_id = authorized
     state = state_of(request)
     if not owns_workspace(state, key_id, workspace) or state.store.project(workspace, project) is None:
         return not_found_page(f"project {workspace}/{project}")
