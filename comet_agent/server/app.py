@@ -46,7 +46,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -253,10 +253,10 @@ class LocalServer:
         except BaseException:
             store.close()
             raise
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop = asyncio.new_event_loop()
         started = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(started, failure),
+        self._thread = threading.Thread(target=self._serve, args=(loop, started, failure),
                                         name="comet-agent-server", daemon=True)
         self._thread.start()
         if not started.wait(_START_TIMEOUT_S):
@@ -287,8 +287,8 @@ class LocalServer:
         except (OSError, ValueError, AttributeError):
             pass
 
-    def _serve(self, started: threading.Event, failure: list[BaseException]) -> None:
-        loop = self._loop
+    def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event,
+               failure: list[BaseException]) -> None:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._listen())
@@ -312,16 +312,18 @@ class LocalServer:
             loop.close()
 
     async def _listen(self) -> None:
-        app = build_application(self._state, self.connections)
+        app = build_application(self._started_state, self.connections)
         app[PROOF_KEY] = self._identity
         # aiohttp's own idle timeout (its default is an hour) backs the guard's up.
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     keepalive_timeout=2 * self.connections.header_timeout_s)
-        await self._runner.setup()
+        self._runner = runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                              keepalive_timeout=2 * self.connections.header_timeout_s)
+        await runner.setup()
+        if runner.server is None:  # set by setup()
+            raise RuntimeError("aiohttp's AppRunner has no server after setup()")
         # Our own listening socket instead of web.TCPSite: every connection goes through the
         # guard (caps and timeouts aiohttp does not have).
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self.connections.protocol_factory(self._runner.server),
+        self._listener = await loop.create_server(self.connections.protocol_factory(runner.server),
                                                   self.host, self._requested_port, backlog=1024,
                                                   reuse_address=True)
         self.connections.start()
@@ -342,10 +344,11 @@ class LocalServer:
 
     def stop(self) -> None:
         """Stop listening, finish in-flight requests, close the store. Idempotent."""
-        if self._thread is None:
+        loop = self._loop
+        if self._thread is None or loop is None:  # the loop is set before the thread starts
             return
         self._remove_discovery_file()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop.call_soon_threadsafe(loop.stop)
         self._thread.join()
         self._thread = None
 
@@ -356,6 +359,13 @@ class LocalServer:
         self.stop()
 
     # ----------------------------------------------------------------- properties
+
+    @property
+    def _started_state(self) -> ServerState:
+        """The shared state, set by ``start()`` (it outlives ``stop()``). Raises RuntimeError before start."""
+        if self._state is None:
+            raise RuntimeError("the server is not started")
+        return self._state
 
     @property
     def port(self) -> int:
@@ -396,7 +406,7 @@ class LocalServer:
     @property
     def intervals(self) -> dict[str, Any]:
         """What update_status() answers now (camelCase keys)."""
-        return dict(self._state.intervals)
+        return dict(self._started_state.intervals)
 
     def set_intervals(self, heartbeat_ms: Any = None, cpu_interval_ms: Any = None,
                       gpu_interval_ms: Any = None) -> None:
@@ -406,17 +416,19 @@ class LocalServer:
         """
         given = {k: v for k, v in (("heartbeat_ms", heartbeat_ms), ("cpu_interval_ms", cpu_interval_ms),
                                    ("gpu_interval_ms", gpu_interval_ms)) if v is not None}
-        if self._thread is None:
+        loop = self._loop
+        if self._thread is None or loop is None:
             raise RuntimeError("the server is not started")
+        state = self._started_state
 
         async def apply() -> None:  # on the loop thread, which owns the store
-            set_intervals(self._state, **given)
+            set_intervals(state, **given)
 
-        asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(apply(), loop).result(timeout=10)
 
 
 def server_api_keys(given: list[str] | None = None, files: list[str] | None = None,
-                    environ: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+                    environ: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
     """The keys ``comet-agent server`` accepts, and where they came from (for one printed line).
 
     In order: ``--api-key`` values, the keys of each ``--api-key-file``, then
@@ -426,7 +438,7 @@ def server_api_keys(given: list[str] | None = None, files: list[str] | None = No
     Raises:
         ConfigError: a key file is unreadable, shared with other users, or empty.
     """
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     keys: list[str] = []
     sources: list[str] = []
     if given:
@@ -435,7 +447,7 @@ def server_api_keys(given: list[str] | None = None, files: list[str] | None = No
     for path in files or []:
         keys.extend(read_key_list_file(path))
         sources.append(f"--api-key-file {path}")
-    from_env = parse_key_list(environ.get(SERVER_API_KEYS_ENV, ""))
+    from_env = parse_key_list(env.get(SERVER_API_KEYS_ENV, ""))
     if from_env:
         keys.extend(from_env)
         sources.append(f"${SERVER_API_KEYS_ENV}")
