@@ -47,6 +47,10 @@ JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 REQUEST_ID_HEADER = "X-Comet-Agent-Request-Id"
 SDK_VERSION_HEADER_VALUE = f"comet-agent/{__version__}"
 _ERROR_BODY_LIMIT_BYTES = 1024
+#: Bodies smaller than this go uncompressed even where gzip is asked for: gzip costs ~70-100 us
+#: whatever the size (zlib's set-up), and saves ~180 bytes of a 340-byte batch; a 5.6 kB batch
+#: shrinks 15x for about the same CPU.
+GZIP_MIN_BYTES = 1024
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
 
@@ -175,6 +179,7 @@ class RestClient:
         verify_tls: TLS verification (True, or a CA bundle path). Disabling it logs a warning.
         max_redirects: redirects followed per request.
         extra_headers: added to every request (e.g. comet's allow-header).
+        gzip_min_bytes: the smallest body ``post(compress=True)`` gzips (``GZIP_MIN_BYTES``).
 
     Raises:
         ValueError: the URL is not http(s) or the key is empty or contains whitespace.
@@ -195,6 +200,7 @@ class RestClient:
         verify_tls: bool | str = True,
         max_redirects: int = 5,
         extra_headers: Mapping[str, str] | None = None,
+        gzip_min_bytes: int = GZIP_MIN_BYTES,
     ) -> None:
         if not api_key or any(ch.isspace() for ch in api_key):
             raise ValueError(f"The API key from {key_source} is empty or contains whitespace; check {key_source}")
@@ -219,6 +225,7 @@ class RestClient:
         if self.root.startswith("http://") and urllib.parse.urlsplit(self.root).hostname not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("The Comet server %s is plain http: the API key travels unencrypted; prefer https", self.root)
         self.max_redirects = max_redirects
+        self.gzip_min_bytes = gzip_min_bytes
         self.headers: dict[str, str] = {
             "X-COMET-DEBUG-SDK-VERSION": SDK_VERSION_HEADER_VALUE,
             "X-COMET-DEBUG-PY-VERSION": platform.python_version(),
@@ -379,7 +386,8 @@ class RestClient:
         reply's JSON (None for an empty body).
 
         Args:
-            compress: gzip the body (``Content-Encoding: gzip``), as comet_ml does for batches.
+            compress: gzip the body (``Content-Encoding: gzip``), as comet_ml does for batches,
+                when it is at least ``gzip_min_bytes`` long (smaller bodies go as they are).
             request_id: idempotency id sent as ``X-Comet-Agent-Request-Id`` (comet-agent extension);
                 the same id goes out on every retry of this call.
             retry: this call's policy instead of the client's (e.g. ``RetryPolicy(max_retries=0)``
@@ -387,7 +395,7 @@ class RestClient:
         """
         data = json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": JSON_CONTENT_TYPE}
-        if compress:
+        if compress and len(data) >= self.gzip_min_bytes:
             data = gzip.compress(data)
             headers["Content-Encoding"] = "gzip"
         request_id = self._scoped_request_id(request_id)

@@ -7,7 +7,8 @@ A ``Job`` records one watched job into one experiment:
 3. periodic sampling: the host series from a ``HostSampler`` (the job's own in-process, or the
    daemon's shared one), plus the job's own process tree and job-directory usage, and the GPUs
    the job uses; with ``sample_interval_s`` samples are taken that often and each push carries
-   the window's aggregate (``payloads.push_requests``);
+   the window's aggregate (``payloads.push_requests``): one metric batch per push, every series
+   by name, unless ``per_kind_endpoints`` asks for Comet's cpu/ram/load/gpu-metrics endpoints;
 4. pushes at the cadences the server recommends: a heartbeat calls ``update_status()`` every
    ``isAliveBeatDurationMillis`` and applies ``cpuMonitorIntervalMillis`` /
    ``gpuMonitorIntervalMillis`` from the next tick on (clamped; garbage ignored);
@@ -130,6 +131,13 @@ def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optiona
             for position, index in enumerate(i for i in chosen if i in by_index)]
 
 
+def per_kind_endpoints_setting(config: Any) -> bool:
+    """The ``agent_per_kind_endpoints`` setting of a resolved configuration (``config.ResolvedConfig``):
+    true for ``1``/``true``/``yes``/``on``; False when unset or without a configuration."""
+    value = config.get("agent_per_kind_endpoints") if config is not None else None
+    return str(value).strip().lower() in ("1", "true", "yes", "on") if value is not None else False
+
+
 def job_directory(pid: Optional[int], procfs_root: str = "/proc") -> str:
     """A watched job's working directory (its git repository, its ``sys.disk.job.*``): the pid's
     own when readable, else this process's."""
@@ -194,6 +202,11 @@ class Job:
         status_path: where the status file is written (None: none).
         on_watched_exit: called (from the scheduler thread) when the watched pid exits.
         started_ms: the job's start, epoch ms (default: now).
+        per_kind_endpoints: push through Comet's ``cpu-metrics``, ``ram-metrics``,
+            ``load-metrics`` and ``gpu-metrics`` endpoints plus a metric batch (up to five requests
+            per push) instead of one metric batch. None: the ``agent_per_kind_endpoints`` setting
+            of the link's configuration (``COMET_AGENT_PER_KIND_ENDPOINTS=true``, or
+            ``per_kind_endpoints = true`` under ``[comet_agent]`` in ``.comet.config``), else False.
     """
 
     def __init__(self, link: ExperimentLink, spool: Spool, host: HostSampler, *, pid: Optional[int] = None,
@@ -202,7 +215,8 @@ class Job:
                  include_os_packages: bool = True, include_git: bool = True, include_gpu: bool = True,
                  procfs_root: str = "/proc", tags: Sequence[str] = (), set_start_time: bool = False,
                  set_end_time: bool = False, secrets: Sequence[str] = (), status_path: Optional[Path] = None,
-                 on_watched_exit: Optional[Callable[[], None]] = None, started_ms: Optional[int] = None):
+                 on_watched_exit: Optional[Callable[[], None]] = None, started_ms: Optional[int] = None,
+                 per_kind_endpoints: Optional[bool] = None):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
         self.link = link
@@ -224,6 +238,9 @@ class Job:
         self.status_path = status_path
         self.on_watched_exit = on_watched_exit
         self.started_ms = started_ms if started_ms is not None else _now_ms()
+        if per_kind_endpoints is None:
+            per_kind_endpoints = per_kind_endpoints_setting(getattr(link.api, "config", None))
+        self.per_kind_endpoints = per_kind_endpoints
 
         self.intervals_ms = dict(DEFAULT_INTERVALS_MS)
         self.unavailable: dict[str, str] = {}
@@ -371,7 +388,7 @@ class Job:
             window, self._windows[cadence] = self._windows[cadence], []
         if not window:
             return
-        for endpoint, payload in payloads.push_requests(window):
+        for endpoint, payload in payloads.push_requests(window, per_kind_endpoints=self.per_kind_endpoints):
             self.spool_entry(endpoint, payload, kind=PERIODIC)
         self._last_push_ms = _now_ms()
         self.write_status()

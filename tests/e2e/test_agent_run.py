@@ -40,6 +40,13 @@ def _cpu_timestamps(experiment) -> list[int]:
     return [p["timestamp"] for p in experiment.get_metrics("sys.cpu.percent.avg")]
 
 
+def _spooled_cpu_timestamps(data_dir, experiment_key) -> list[int]:
+    """Sample times of the ``sys.cpu.percent.avg`` points waiting in the spool (each push's metric batch)."""
+    return [point["timestamp"] for endpoint, payload, _ in spool_entries(data_dir, experiment_key)
+            if endpoint == "metrics_batch"
+            for point in json.loads(payload)["values"] if point["metricName"] == "sys.cpu.percent.avg"]
+
+
 def test_wrapped_command_output_exit_code_and_snapshot_round_trip(local_server, tmp_path):
     """The child's stdout/stderr pass through unchanged and land in the experiment; its exit code is ours."""
     local_server.set_intervals(**FAST)
@@ -158,11 +165,11 @@ def test_sigkill_then_restart_replays_the_spool(local_server, tmp_path):
         # The same agent reaches the server once it is back (its heartbeat, then the sender).
         wait_for(lambda: len(_cpu_timestamps(experiment)) >= 2, 60, what="first pushes")
         restarted.stop()  # the server goes away again; the agent spools
-        wait_for(lambda: sum(1 for e in spool_entries(tmp_path / "data", experiment.id) if e[0] == "cpu_metrics") >= 3,
+        wait_for(lambda: len(_spooled_cpu_timestamps(tmp_path / "data", experiment.id)) >= 3,
                  30, what="cpu samples in the spool")
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
-        pending = [json.loads(p)["timestamp"] for e, p, _ in spool_entries(tmp_path / "data", experiment.id) if e == "cpu_metrics"]
+        pending = _spooled_cpu_timestamps(tmp_path / "data", experiment.id)
         assert len(pending) >= 3
         restarted = LocalServer(data_dir, port=port, api_keys=[key]).start()
         restarted.set_intervals(**FAST)
@@ -266,7 +273,7 @@ def test_server_down_at_start_then_up_then_flush(local_server, tmp_path):
     experiment_key = experiment_key_from(stderr)
     waiting = spool_entries(tmp_path / "data", experiment_key)
     started_ms = next(json.loads(p)["timestamp_ms"] for e, p, _ in waiting if e == "start_time")
-    cpu_stamps = [json.loads(p)["timestamp"] for e, p, _ in waiting if e == "cpu_metrics"]
+    cpu_stamps = _spooled_cpu_timestamps(tmp_path / "data", experiment_key)
     assert cpu_stamps, "samples taken while the server was down wait in the spool"
     restarted = LocalServer(data_dir, port=port, api_keys=[key]).start()
     try:

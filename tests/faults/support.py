@@ -22,8 +22,9 @@ from tests.support.recording_server import RecordingServer
 
 EXPERIMENT_KEY = "f" * 32
 STATUS_PATH = "/api/rest/v2/write/experiment/set-status"
-CPU_PATH = "/api/rest/v2/write/experiment/cpu-metrics"
+#: Where every push goes: one metric batch per push, each with the series below.
 BATCH_PATH = "/clientlib/batch/logger/experiment/metric"
+CPU_SERIES = "sys.cpu.percent.avg"
 OTHER_PATH = "/api/rest/v2/write/experiment/log-other"
 FAST_INTERVALS = {"isAliveBeatDurationMillis": 1000, "cpuMonitorIntervalMillis": 1000, "gpuMonitorIntervalMillis": 1000}
 #: the collectors that run commands or need hardware are off: they add start-up time, not coverage
@@ -112,6 +113,18 @@ def entry_id(request) -> Optional[str]:
     return header.rsplit("/", 1)[0] if header else None
 
 
+def cpu_stamp(request) -> Optional[int]:
+    """The sample time of the ``sys.cpu.percent.avg`` point a metric batch carried (None: none)."""
+    values = request.json.get("values") if isinstance(request.json, dict) else None
+    return next((p["timestamp"] for p in values or () if p.get("metricName") == CPU_SERIES), None)
+
+
+def cpu_pushes(server, status: Optional[int] = 200) -> list:
+    """The pushes (metric batches carrying CPU figures) the server answered ``status`` (None: any), in arrival order."""
+    return [r for r in server.requests_to(BATCH_PATH)
+            if cpu_stamp(r) is not None and (status is None or r.answered_status == status)]
+
+
 def delivered_ids(server, path: Optional[str] = None) -> list[str]:
     """Spool ids of the requests the server answered 2xx, in arrival order (optionally one path)."""
     return [entry_id(r) for r in list(server.requests)
@@ -124,5 +137,5 @@ def wait_drained(data_dir: Path, timeout_s: float = 40) -> None:
 
 
 __all__ = ["backend", "start", "terminate", "kill", "spool_rows", "spool_path", "dropped_total", "entry_id",
-           "delivered_ids", "wait_drained", "wait_for", "EXPERIMENT_KEY", "CPU_PATH", "BATCH_PATH", "OTHER_PATH",
+           "delivered_ids", "cpu_pushes", "cpu_stamp", "wait_drained", "wait_for", "EXPERIMENT_KEY", "CPU_SERIES", "BATCH_PATH", "OTHER_PATH",
            "STATUS_PATH", "FAST_INTERVALS", "LEAN"]

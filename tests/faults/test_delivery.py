@@ -12,9 +12,10 @@ import time
 
 from tests.faults.support import (
     BATCH_PATH,
-    CPU_PATH,
     OTHER_PATH,
     backend,
+    cpu_pushes,
+    cpu_stamp,
     delivered_ids,
     dropped_total,
     entry_id,
@@ -27,8 +28,7 @@ from tests.faults.support import (
 )
 from tests.support.recording_server import Fault
 
-WRITE_PATHS = (CPU_PATH, BATCH_PATH, "/api/rest/v2/write/experiment/ram-metrics",
-               "/api/rest/v2/write/experiment/load-metrics")
+WRITE_PATHS = (BATCH_PATH,)
 
 
 def _outage(server, status: int = 503) -> None:
@@ -59,7 +59,7 @@ def test_503_stretch_then_recovery_delivers_every_sample_once_in_order_under_the
     with backend() as server:
         agent = start(server, data_dir, env={"COMET_AGENT_SPOOL_MAX_BYTES": str(cap_bytes)})
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             _outage(server)
             seen: set = set()
             sizes: list = []
@@ -69,9 +69,9 @@ def test_503_stretch_then_recovery_delivers_every_sample_once_in_order_under_the
         finally:
             status, stderr = terminate(agent)
         assert status == 0, stderr
-        cpu = [r for r in server.requests if r.path == CPU_PATH and r.answered_status == 200]
+        cpu = cpu_pushes(server)
     ids = [entry_id(r) for r in cpu]
-    stamps = [r.json["timestamp"] for r in cpu]
+    stamps = [cpu_stamp(r) for r in cpu]
     assert len(ids) == len(set(ids)), "no sample acknowledged twice"
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), "in order, once each"
     assert seen <= set(delivered_ids(server)), "every sample that reached the spool was delivered"
@@ -118,11 +118,11 @@ def test_crash_between_server_ack_and_spool_delete_resends_the_same_id_once(tmp_
     with backend() as server:
         agent = start(server, data_dir)
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
-            before = len(server.requests_to(CPU_PATH))
-            server.add_fault(Fault(delay_s=5), times=1, path=CPU_PATH)  # "applied", reply held back
-            wait_for(lambda: len(server.requests_to(CPU_PATH)) > before, 10, what="the held CPU write")
-            held = server.requests_to(CPU_PATH)[before]
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
+            before = len(server.requests_to(BATCH_PATH))
+            server.add_fault(Fault(delay_s=5), times=1, path=BATCH_PATH)  # "applied", reply held back
+            wait_for(lambda: len(server.requests_to(BATCH_PATH)) > before, 10, what="the held CPU write")
+            held = server.requests_to(BATCH_PATH)[before]
         finally:
             kill(agent)
         assert entry_id(held) in {r[2] for r in spool_rows(data_dir)}, "not deleted: the ack never arrived"
@@ -131,11 +131,11 @@ def test_crash_between_server_ack_and_spool_delete_resends_the_same_id_once(tmp_
             wait_drained(data_dir)
         finally:
             status, _ = terminate(agent)
-        resends = [r for r in server.requests_to(CPU_PATH) if entry_id(r) == entry_id(held)]
-        all_cpu = server.requests_to(CPU_PATH)
+        resends = [r for r in server.requests_to(BATCH_PATH) if entry_id(r) == entry_id(held)]
+        all_cpu = cpu_pushes(server, status=None)
     assert len(resends) == 2, "the held write and exactly one resend"
     assert resends[1].json == held.json
-    by_id = {entry_id(r): r.json["timestamp"] for r in all_cpu}
+    by_id = {entry_id(r): cpu_stamp(r) for r in all_cpu}
     assert len(by_id) == len(set(by_id.values())), "deduped by id, no timestamp is counted twice"
 
 
@@ -152,7 +152,7 @@ def test_spool_cap_drops_oldest_with_an_exact_count_reported_to_the_experiment(t
     with backend() as server:
         agent = start(server, data_dir, env={"COMET_AGENT_SPOOL_MAX_BYTES": str(cap_bytes)})
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             _outage(server)
             seen: dict = {}
             sizes: list = []
@@ -193,7 +193,7 @@ def test_sigterm_during_an_outage_exits_within_the_stop_timeout_and_loses_nothin
     with backend() as server:
         agent = start(server, data_dir)
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             _outage(server)
             wait_for(lambda: len(spool_rows(data_dir)) >= 8, 20, what="samples waiting in the spool")
         finally:

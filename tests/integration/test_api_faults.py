@@ -11,7 +11,7 @@ import pytest
 
 from comet_agent import errors
 from comet_agent.api import API, APIExperiment
-from comet_agent.api.client import REQUEST_ID_HEADER, RestClient, RetryPolicy, Timeouts
+from comet_agent.api.client import GZIP_MIN_BYTES, REQUEST_ID_HEADER, RestClient, RetryPolicy, Timeouts
 from tests.support.recording_server import Fault, RecordingServer
 
 API_KEY = "FaultTestKey0123456789"
@@ -260,17 +260,33 @@ def test_empty_write_reply_returns_none(server, sleep):
 def test_metric_batch_goes_gzip_to_clientlib_with_request_id(server, sleep):
     api = API(api_key=API_KEY, url_override=server.clientlib_url, sleep=sleep)
     experiment = APIExperiment(api=api, metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "p"})
-    experiment.log_metrics_batch([{"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "timestamp": 1_700_000_000_000},
-                                  {"metricName": "loss", "metricValue": 0.1}], request_id="batch-7")
+    points = [{"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "timestamp": 1_700_000_000_000},
+              {"metricName": "loss", "metricValue": 0.1}]
+    points += [{"metricName": f"sys.cpu.percent.{n:02d}", "metricValue": n, "timestamp": 1_700_000_000_000} for n in range(1, 17)]
+    experiment.log_metrics_batch(points, request_id="batch-7")
     (request,) = server.requests
     assert request.path == "/clientlib/batch/logger/experiment/metric"
-    assert request.was_gzipped
+    assert request.was_gzipped and len(request.body) >= GZIP_MIN_BYTES
     assert request.header(REQUEST_ID_HEADER) == "batch-7"
     assert request.header("authorization") == API_KEY
-    assert request.json == {"experimentKey": "k" * 32, "values": [
+    assert request.json["experimentKey"] == "k" * 32
+    assert request.json["values"][:2] == [
         {"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "epoch": None, "context": None, "timestamp": 1_700_000_000_000},
         {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None},
-    ]}
+    ]
+    assert len(request.json["values"]) == 18
+
+
+def test_a_metric_batch_under_the_gzip_threshold_goes_plain(server, sleep):
+    """gzip costs ~70 us whatever the size: a body under GZIP_MIN_BYTES is not worth it."""
+    api = API(api_key=API_KEY, url_override=server.clientlib_url, sleep=sleep)
+    experiment = APIExperiment(api=api, metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "p"})
+    experiment.log_metrics_batch([{"metricName": "loss", "metricValue": 0.1}])
+    (request,) = server.requests
+    assert not request.was_gzipped and request.header("content-encoding") is None
+    assert len(request.body) < GZIP_MIN_BYTES
+    assert request.json["values"] == [
+        {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None}]
 
 
 def test_combined_system_details_is_one_request(server, sleep):
