@@ -37,3 +37,18 @@ def create_experiment(root: str, project: str = "bench") -> str:
                              json={"workspaceName": "bench", "projectName": project}, timeout=10)
     response.raise_for_status()
     return response.json()["experimentKey"]
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """The source tree of ``revision`` of this repository (``git archive``), written under ``into``,
+    so a bench can run the code before a change beside the code after it, in one run."""
+    target = Path(into) / f"src-{revision.replace('/', '_')}"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", revision], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def source_env(source: Path) -> dict[str, str]:
+    """The environment for a child process that must import ``comet_agent`` from ``source``."""
+    return {**os.environ, "PYTHONPATH": str(source)}

@@ -294,6 +294,11 @@ class Sender:
         self._idle.clear()
         self._wake.set()
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until the thread found the spool empty after the latest ``notify()`` (True), or
+        ``timeout_s`` passed (False). Sends nothing itself."""
+        return self._idle.wait(timeout_s)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:

@@ -22,6 +22,7 @@ from tests.e2e.agent_support import (
     start_agent,
     wait_for,
 )
+from tests.support.recording_server import RecordingServer
 
 pytestmark = pytest.mark.e2e
 
@@ -310,3 +311,25 @@ def test_a_real_run_renders_as_an_experiment_page(local_server, tmp_path):
     rendered = {name for chart in check.charts.values() for name in chart["series"]}
     assert {"sys.cpu.percent.avg", "sys.ram.used", "sys.proc.cpu.percent"} <= rendered
     assert "step 400 loss" in check.text, "the captured output is on the page"
+
+
+def test_the_first_sample_is_pushed_before_the_static_snapshot_starts(tmp_path):
+    """Rates are primed at start and the first push follows a short window; the static snapshot
+    begins only once that push is spooled, so the sender, which keeps spool order, delivers the
+    first sample (with its rates) before the system details."""
+    with RecordingServer() as server:
+        server.api_key = "first-sample-key-0123456789"  # type: ignore[attr-defined]
+        agent = start_agent(server, tmp_path / "data", "run", "--experiment", "c" * 32, "--no-os-packages", "--",
+                            sys.executable, "-c", "import time; time.sleep(60)")
+        try:
+            wait_for(lambda: server.requests_to("write/experiment/system-details"), 30, what="the static snapshot")
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(30)
+        paths = [request.path for request in server.requests]
+        first_batch = paths.index("/clientlib/batch/logger/experiment/metric")
+        first_details = next(i for i, path in enumerate(paths) if path.endswith("write/experiment/system-details"))
+        first_push = server.requests[first_batch].json["values"]
+    assert first_batch < first_details, paths
+    names = {point["metricName"] for point in first_push}
+    assert {"sys.cpu.percent.avg", "sys.proc.cpu.percent", "sys.ram.used"} <= names, "the first push carries rates"
