@@ -33,13 +33,14 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
-
-import requests
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from comet_agent import __version__, errors
 from comet_agent.delivery.retry import RetryPolicy, parse_retry_after_s
 from comet_agent.redaction import redact_text, register_secret
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,15 @@ class MultipartBody:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+
+
+def _requests() -> Any:
+    # Imported on first use (the first request), not with this module: ``requests`` and urllib3
+    # take ~90 ms to import, which the agent then spends on its heartbeat thread during its first
+    # sampling window instead of before it (bench/bench_first_sample.py).
+    import requests
+
+    return requests
 
 
 def server_root(clientlib_url: str) -> str:
@@ -269,7 +279,7 @@ class RestClient:
     def session(self) -> requests.Session:
         """The keep-alive session, recreated after ``fork()`` (a pooled socket must not be shared)."""
         if self._session is None or self._session_pid != os.getpid():
-            session = requests.Session()
+            session = _requests().Session()
             # No netrc credentials, no env-derived auth: proxies are looked up per request instead.
             session.trust_env = False
             self._session = session
@@ -499,6 +509,7 @@ class RestClient:
         if carry_key:
             final_headers["Authorization"] = self._api_key
         final_headers.update(headers or {})
+        requests = _requests()
         proxies = requests.utils.get_environ_proxies(url)
         timeout = (self.timeouts.connect_s, read_timeout_s if read_timeout_s is not None else self.timeouts.read_s)
         endpoint = f"{method} {_path_of(url)}"
