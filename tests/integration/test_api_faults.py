@@ -345,3 +345,24 @@ def test_allow_header_from_configuration_is_sent(server, sleep, monkeypatch):
     (request,) = server.requests
     assert request.header("x-gateway") == "open-sesame"
     assert request.header("x-comet-sdk-source") == "API"
+
+
+def test_proxies_come_from_the_environment_of_each_request(server, sleep, monkeypatch):
+    """The proxy lookup is remembered per host, but a change of a proxy variable takes effect at the
+    next request: through the proxy (the recording server), then around it (no_proxy)."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as probe:  # a port where nothing listens: only the proxy can answer
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("http_proxy", server.url)
+    client = RestClient(API_KEY, f"http://127.0.0.1:{closed_port}/clientlib/", sleep=sleep,
+                        retry=RetryPolicy(max_retries=0), timeouts=Timeouts(connect_s=2.0, read_s=2.0))
+    for _ in range(2):
+        client.post("write/experiment/log-other", {"experimentKey": "k", "key": "a", "value": 1})
+    assert [r.path for r in server.requests] == ["/api/rest/v2/write/experiment/log-other"] * 2, "through the proxy"
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(errors.ConnectionFailed):  # straight to the closed port
+        client.post("write/experiment/log-other", {"experimentKey": "k", "key": "a", "value": 1})
+    assert len(server.requests) == 2
+    client.close()
