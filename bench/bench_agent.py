@@ -14,7 +14,9 @@ Three measurements, each side by side in one run:
 3. Spool replay rate: a ``Sender`` draining ``--replay`` such entries into the local server.
 4. Where one push's CPU goes at the 1 s cadence (thread CPU time, median over ``--pushes``): one
    sample of the periodic collectors, building the requests, spooling them, sending them through
-   ``APIExperiment`` (one HTTP request each) and acknowledging them, and the status file.
+   ``APIExperiment`` (one HTTP request each) and acknowledging them; for both ways a push travels
+   (one metric batch, the default, and the per-kind endpoints), alternated push by push, with the
+   local server's CPU per push and the bytes on the wire.
 
 Run:  .venv/bin/python bench/bench_agent.py [--rounds 7] [--loop-s 4]
 The local server's ingest rate is ``bench/bench_server_ingest.py``; ``--with-ingest`` runs it
@@ -195,9 +197,16 @@ def spool_rates(depth: int, replay: int, scratch: Path) -> dict:
 
 
 def push_breakdown(pushes: int, scratch: Path) -> dict:
-    """Median thread-CPU milliseconds of each step of one push, as the agent does it every interval."""
-    from comet_agent.agent import Agent
+    """Median thread-CPU milliseconds of each step of one push, as the agent does it every interval,
+    for both ways a push travels: one metric batch (the default) and the per-kind endpoints
+    (cpu/ram/load-metrics plus a batch), alternated push by push on the same samples. Also the
+    local server's CPU per push (psutil, summed per way) and the bytes each push puts on the wire."""
+    import gzip
+
+    import psutil
+
     from comet_agent.api.api import API
+    from comet_agent.api.client import GZIP_MIN_BYTES
     from comet_agent.api.experiment import APIExperiment
     from comet_agent.collectors.periodic import build_periodic_collectors
     from comet_agent.delivery import payloads
@@ -205,47 +214,67 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
     from comet_agent.delivery.spool import Spool
 
     server, root = start_server(str(scratch / "server-breakdown"))
-    steps: dict[str, list[float]] = {k: [] for k in ("sample", "build", "spool", "send", "ack", "status")}
+    modes = {"one batch": False, "per-kind endpoints": True}
+    steps = ("sample", "build", "spool", "send", "ack")
+    times: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in steps} for mode in modes}
+    requests_per_push: dict[str, int] = {}
+    wire_bytes: dict[str, list[int]] = {mode: [] for mode in modes}
+    server_cpu_s = {mode: 0.0 for mode in modes}
+    server_process = psutil.Process(server.pid)
     try:
-        key = create_experiment(root)
         api = API(api_key=API_KEY, url_override=root + "/clientlib/")
-        experiment = APIExperiment(api=api, previous_experiment=key)
+        experiments = {mode: APIExperiment(api=api, previous_experiment=create_experiment(root)) for mode in modes}
         spool = Spool(scratch / "breakdown.db")
-        # Only for its status file (prepared: configuration and spool, no sampling).
-        agent = Agent(key, data_dir=scratch / "breakdown-agent", api_key=API_KEY,
-                      url_override=root + "/clientlib/").prepare()
-        collectors, _ = build_periodic_collectors(directory=str(REPO_ROOT), include_gpu=False)
+        collectors, _ = build_periodic_collectors(pid=os.getpid(), directory=str(REPO_ROOT), include_gpu=False)
         for collector in collectors:
             collector.sample(int(time.time() * 1000))
-        for _ in range(pushes):
-            time.sleep(0.05)
-            t0 = time.thread_time()
-            records = []
-            for collector in collectors:
-                records.extend(collector.sample(int(time.time() * 1000)))
-            t1 = time.thread_time()
-            reqs = payloads.push_requests(payloads.metric_points(records))
-            t2 = time.thread_time()
-            entries = [spool.append(key, endpoint, payload) for endpoint, payload in reqs]
-            t3 = time.thread_time()
-            for entry in entries:
-                DISPATCH[entry.endpoint](experiment, entry.payload)
-            t4 = time.thread_time()
-            for entry in entries:  # the sender acknowledges entry by entry
-                spool.ack([entry])
-            t5 = time.thread_time()
-            agent._write_status()
-            t6 = time.thread_time()
-            for name, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
-                steps[name].append(took * 1000)
-        result = {name: statistics.median(values) for name, values in steps.items()}
-        result["requests_per_push"] = len(reqs)
+        for push in range(pushes):
+            order = list(modes) if push % 2 == 0 else list(reversed(modes))
+            for mode in order:
+                time.sleep(0.02)
+                t0 = time.thread_time()
+                records = []
+                for collector in collectors:
+                    records.extend(collector.sample(int(time.time() * 1000)))
+                t1 = time.thread_time()
+                reqs = payloads.push_requests(payloads.metric_points(records), per_kind_endpoints=modes[mode])
+                t2 = time.thread_time()
+                entries = [spool.append(experiments[mode].id, endpoint, payload) for endpoint, payload in reqs]
+                t3 = time.thread_time()
+                cpu_before = sum(server_process.cpu_times()[:2])
+                for entry in entries:
+                    DISPATCH[entry.endpoint](experiments[mode], entry.payload)
+                t4 = time.thread_time()
+                server_cpu_s[mode] += sum(server_process.cpu_times()[:2]) - cpu_before
+                for entry in entries:  # the sender acknowledges entry by entry
+                    spool.ack([entry])
+                t5 = time.thread_time()
+                for name, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                    times[mode][name].append(took * 1000)
+                requests_per_push[mode] = len(reqs)
+                sent = 0
+                for endpoint, payload in reqs:  # the JSON body as the client sends it (batches gzip above the threshold)
+                    body = json.dumps({"experimentKey": experiments[mode].id, **payload}).encode()
+                    sent += len(gzip.compress(body)) if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES else len(body)
+                wire_bytes[mode].append(sent)
         spool.close()
         api.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    result = {}
+    for mode in modes:
+        medians = {name: statistics.median(values) for name, values in times[mode].items()}
+        totals = [sum(values) for values in zip(*times[mode].values())]
+        result[mode] = {"steps_ms": medians, "total_ms": statistics.median(totals),
+                        "total_ms_p10_p90": [sorted(totals)[len(totals) // 10], sorted(totals)[len(totals) * 9 // 10]],
+                        "requests_per_push": requests_per_push[mode], "wire_bytes": statistics.median(wire_bytes[mode]),
+                        "server_cpu_ms_per_push": server_cpu_s[mode] * 1000 / pushes}
     return result
+
+
+#: The measurements ``--parts`` chooses from (all by default).
+PARTS = ("loop", "spool", "push")
 
 
 def main(argv=None) -> int:
@@ -256,6 +285,7 @@ def main(argv=None) -> int:
     parser.add_argument("--replay", type=int, default=2_000, help="entries the sender replays")
     parser.add_argument("--pushes", type=int, default=200, help="pushes timed for the CPU breakdown")
     parser.add_argument("--with-ingest", action="store_true", help="also run bench_server_ingest.py")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"which measurements, comma-separated: {', '.join(PARTS)}")
     parser.add_argument("--json", default=str(REPO_ROOT / "bench" / "results" / "bench_agent.json"))
     # The child mode (one timed loop in a fresh interpreter):
     parser.add_argument("--child", choices=["none", "agent"], help=argparse.SUPPRESS)
@@ -267,26 +297,47 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child_loop(args)
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown --parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as scratch_dir:
         scratch = Path(scratch_dir)
-        loop = slowdown(args.rounds, args.loop_s, scratch)
-        spool = spool_rates(args.depth, args.replay, scratch)
-        breakdown = push_breakdown(args.pushes, scratch)
-    print(f"\nloop: {loop['iterations']} iterations, bare median {statistics.median(loop['seconds']['none']):.3f} s")
-    for config in ("default", "1s", "1s steady"):
-        values = loop[f"slowdown_percent_{config}"]
-        print(f"  slowdown with monitor() at {config:>7} cadence: median {statistics.median(values):+.2f}% "
-              f"[{min(values):+.2f}% to {max(values):+.2f}%] over {len(values)} rounds")
-    print(f"spool ({spool['endpoint']}, {spool['payload_bytes']} B payload): write {spool['write_per_s_empty']:.0f}/s "
-          f"empty, {spool['write_per_s_at_depth']:.0f}/s at depth {spool['depth']}; "
-          f"replay to the local server {spool['replay_per_s']:.0f}/s ({spool['replayed']} entries)")
-    total_ms = sum(v for k, v in breakdown.items() if k != "requests_per_push")
-    print(f"one push ({breakdown['requests_per_push']} requests), thread CPU ms: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items() if k != "requests_per_push")
-          + f"; total {total_ms:.2f}")
+        if "loop" in parts:
+            results["loop"] = slowdown(args.rounds, args.loop_s, scratch)
+        if "spool" in parts:
+            results["spool"] = spool_rates(args.depth, args.replay, scratch)
+        if "push" in parts:
+            results["push_breakdown_ms"] = push_breakdown(args.pushes, scratch)
+    print()
+    if "loop" in results:
+        loop = results["loop"]
+        print(f"loop: {loop['iterations']} iterations, bare median {statistics.median(loop['seconds']['none']):.3f} s")
+        for config in ("default", "1s", "1s steady"):
+            values = loop[f"slowdown_percent_{config}"]
+            print(f"  slowdown with monitor() at {config:>7} cadence: median {statistics.median(values):+.2f}% "
+                  f"[{min(values):+.2f}% to {max(values):+.2f}%] over {len(values)} rounds")
+    if "spool" in results:
+        spool = results["spool"]
+        print(f"spool ({spool['endpoint']}, {spool['payload_bytes']} B payload): write {spool['write_per_s_empty']:.0f}/s "
+              f"empty, {spool['write_per_s_at_depth']:.0f}/s at depth {spool['depth']}; "
+              f"replay to the local server {spool['replay_per_s']:.0f}/s ({spool['replayed']} entries)")
+    if "push_breakdown_ms" in results:
+        breakdown = results["push_breakdown_ms"]
+        for mode, figures in breakdown.items():
+            low, high = figures["total_ms_p10_p90"]
+            print(f"one push, {mode} ({figures['requests_per_push']} requests, {figures['wire_bytes']:.0f} B on the wire), "
+                  "thread CPU ms: " + ", ".join(f"{k} {v:.2f}" for k, v in figures["steps_ms"].items())
+                  + f"; total {figures['total_ms']:.2f} [p10-p90 {low:.2f}-{high:.2f}]; "
+                  f"server CPU {figures['server_cpu_ms_per_push']:.2f} ms/push")
+        per_kind, batch = breakdown["per-kind endpoints"], breakdown["one batch"]
+        print(f"per-kind / one batch: client CPU {per_kind['total_ms'] / batch['total_ms']:.2f}x, "
+              f"server CPU {per_kind['server_cpu_ms_per_push'] / max(batch['server_cpu_ms_per_push'], 1e-9):.2f}x, "
+              f"requests {per_kind['requests_per_push']} vs {batch['requests_per_push']}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"loop": loop, "spool": spool, "push_breakdown_ms": breakdown}, indent=1))
+    out.write_text(json.dumps(results, indent=1))
     print(f"JSON: {out}")
     if args.with_ingest:
         return subprocess.call([sys.executable, str(REPO_ROOT / "bench" / "bench_server_ingest.py")])

@@ -1,11 +1,19 @@
-"""Ingest throughput of the local server: single-point metric writes per second.
+"""Ingest throughput of the local server: metric points written per second.
 
 The server runs in its own process (``python -m comet_agent server``); clients are separate
-processes (threads would share the GIL and measure the client, not the server). Four cases:
-1 and 8 concurrent clients, through raw HTTP (``requests.Session`` keep-alive posting
-``write/experiment/metric``) and through the official SDK (``comet_ml.APIExperiment.log_metric``).
+processes (threads would share the GIL and measure the client, not the server). Write paths
+(``--kinds``): ``raw``, single points through raw HTTP (``requests.Session`` keep-alive posting
+``write/experiment/metric``); ``sdk``, the same endpoint through the official SDK
+(``comet_ml.APIExperiment.log_metric``); ``batch``, raw HTTP posting ``--batch-points`` points at a
+time to the clientlib metric batch (what the agent's pushes and replays send). Each case runs with
+1 and 8 concurrent clients (``--clients``); the server's own CPU time per point (psutil) separates
+server cost from client cost, and the script checks that exactly clients x N points were stored.
 
-Run:  .venv/bin/python bench/bench_server_ingest.py [--points-per-client 2000]
+``--before REV`` also starts a server running the code of ``REV`` (``git archive``) and
+alternates the two servers case by case over ``--rounds`` rounds, then prints each case's
+per-round ratio after/before. Target: 2,000 points/s from 8 clients.
+
+Run:  .venv/bin/python bench/bench_server_ingest.py [--points-per-client 2000] [--before f9cbc30 --rounds 3]
 Not collected by pytest (bench/ is outside testpaths); the figures go in bench/README.md.
 """
 
@@ -14,14 +22,16 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import requests
-from bench_support import API_KEY, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
+from bench_support import API_KEY, REPO_ROOT, create_experiment, export_revision, start_server  # noqa: E402  (bench/ is on sys.path)
 
 
-def raw_client(root: str, experiment_key: str, client: int, points: int, start_at: float) -> None:
+def raw_client(root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 1) -> None:
     session = requests.Session()
     session.headers["Authorization"] = API_KEY
     url = root + "/api/rest/v2/write/experiment/metric"
@@ -34,7 +44,21 @@ def raw_client(root: str, experiment_key: str, client: int, points: int, start_a
             raise RuntimeError(response.text)
 
 
-def sdk_client(root: str, experiment_key: str, client: int, points: int, start_at: float) -> None:
+def batch_client(root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 100) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = API_KEY
+    url = root + "/clientlib/batch/logger/experiment/metric"
+    while time.time() < start_at:
+        time.sleep(0.001)
+    for first in range(0, points, batch_points):
+        values = [{"metricName": f"c{client}", "metricValue": step * 0.5, "step": step, "epoch": None, "context": None,
+                   "timestamp": 1_764_000_000_000 + step} for step in range(first, min(first + batch_points, points))]
+        response = session.post(url, json={"experimentKey": experiment_key, "values": values}, timeout=30)
+        if response.status_code != 200:
+            raise RuntimeError(response.text)
+
+
+def sdk_client(root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 1) -> None:
     os.environ.update({"COMET_URL_OVERRIDE": root + "/clientlib/", "COMET_API_KEY": API_KEY,
                        "COMET_ERROR_TRACKING_ENABLE": "false", "HOME": tempfile.mkdtemp()})
     import comet_ml
@@ -46,15 +70,18 @@ def sdk_client(root: str, experiment_key: str, client: int, points: int, start_a
         experiment.log_metric(f"c{client}", step * 0.5, step=step)
 
 
-def measure(kind: str, root: str, clients: int, points: int, server_pid: int) -> tuple[float, float]:
+CLIENTS = {"raw": raw_client, "sdk": sdk_client, "batch": batch_client}
+
+
+def measure(kind: str, root: str, clients: int, points: int, server_pid: int, batch_points: int = 100) -> tuple[float, float]:
     """(points per second, server CPU µs per point) for ``clients`` processes writing ``points`` each."""
     import psutil
 
     server_process = psutil.Process(server_pid)
     experiment_key = create_experiment(root, "ingest")
-    target = raw_client if kind == "raw" else sdk_client
-    start_at = time.time() + (2.0 if kind == "raw" else 6.0)  # let every client be ready first
-    processes = [multiprocessing.Process(target=target, args=(root, experiment_key, n, points, start_at))
+    target = CLIENTS[kind]
+    start_at = time.time() + (6.0 if kind == "sdk" else 2.0)  # let every client be ready first
+    processes = [multiprocessing.Process(target=target, args=(root, experiment_key, n, points, start_at, batch_points))
                  for n in range(clients)]
     for process in processes:
         process.start()
@@ -77,19 +104,53 @@ def measure(kind: str, root: str, clients: int, points: int, server_pid: int) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points-per-client", type=int, default=2000)
+    parser.add_argument("--kinds", default="raw,sdk", help="write paths, comma-separated: raw, sdk, batch")
+    parser.add_argument("--clients", default="1,8", help="concurrent clients per case, comma-separated")
+    parser.add_argument("--batch-points", type=int, default=100, help="points per request of the batch path")
+    parser.add_argument("--before", help="also run a server with this git revision's code, alternated (e.g. f9cbc30)")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    client_counts = [int(n) for n in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as data_dir:
-        server, root = start_server(data_dir)
+        sources = {"after": REPO_ROOT}
+        if args.before:
+            sources = {"before": export_revision(args.before, Path(data_dir)), **sources}
+        servers = {label: start_server(os.path.join(data_dir, f"server-{label}"), source=source)
+                   for label, source in sources.items()}
+        results: dict[tuple, list[tuple[float, float]]] = {}
         try:
-            print(f"server {root}, {os.cpu_count()} CPUs, {args.points_per_client} points per client")
-            for kind in ("raw", "sdk"):
-                for clients in (1, 8):
-                    rate, server_cpu_us = measure(kind, root, clients, args.points_per_client, server.pid)
-                    print(f"{kind:>4} {clients} client(s): {rate:8.0f} points/s, server CPU "
-                          f"{server_cpu_us:5.0f} µs/point", flush=True)
+            print(f"{os.cpu_count()} CPUs, {args.points_per_client} points per client, servers: "
+                  + ", ".join(f"{label} {root}" for label, (_, root) in servers.items()))
+            for round_index in range(args.rounds):
+                labels = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+                for kind in kinds:
+                    for clients in client_counts:
+                        for label in labels:
+                            process, root = servers[label]
+                            rate, server_cpu_us = measure(kind, root, clients, args.points_per_client, process.pid,
+                                                          args.batch_points)
+                            results.setdefault((label, kind, clients), []).append((rate, server_cpu_us))
+                            print(f"round {round_index + 1} {label:>6} {kind:>5} {clients} client(s): {rate:8.0f} points/s, "
+                                  f"server CPU {server_cpu_us:6.1f} µs/point", flush=True)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for process, _root in servers.values():
+                process.terminate()
+                process.wait(timeout=30)
+    print("\nmedians over rounds [min-max]:")
+    for (label, kind, clients), runs in results.items():
+        rates, cpus = [r for r, _ in runs], [c for _, c in runs]
+        print(f"{label:>6} {kind:>5} {clients} client(s): {statistics.median(rates):8.0f} [{min(rates):.0f}-{max(rates):.0f}] "
+              f"points/s, server CPU {statistics.median(cpus):6.1f} [{min(cpus):.1f}-{max(cpus):.1f}] µs/point")
+    if args.before:
+        for kind in kinds:
+            for clients in client_counts:
+                before, after = results[("before", kind, clients)], results[("after", kind, clients)]
+                rate_ratios = [a[0] / b[0] for a, b in zip(after, before)]
+                cpu_ratios = [a[1] / b[1] for a, b in zip(after, before)]
+                print(f"after / before, {kind} {clients} client(s): points/s {statistics.median(rate_ratios):.2f}x "
+                      f"[{min(rate_ratios):.2f}-{max(rate_ratios):.2f}], server CPU per point "
+                      f"{statistics.median(cpu_ratios):.2f}x [{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}]")
     return 0
 
 

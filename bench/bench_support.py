@@ -14,12 +14,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key-0123456789abcdef"
 
 
-def start_server(data_dir: str, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``comet-agent server`` on a free port in its own process; returns (process, root URL)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(
+def start_server(data_dir: str, *extra: str, source: Path = REPO_ROOT) -> tuple[subprocess.Popen, str]:
+    """``comet-agent server`` on a free port in its own process, running the code under ``source``
+    (this checkout, or an ``export_revision``); returns (process, root URL)."""
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    process = subprocess.Popen(  # cwd: python -m puts it first on sys.path, so it must not hold another comet_agent
         [sys.executable, "-m", "comet_agent", "server", "--port", "0", "--data-dir", data_dir,
-         "--api-key", API_KEY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+         "--api-key", API_KEY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cwd=str(source))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -37,3 +39,18 @@ def create_experiment(root: str, project: str = "bench") -> str:
                              json={"workspaceName": "bench", "projectName": project}, timeout=10)
     response.raise_for_status()
     return response.json()["experimentKey"]
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """The source tree of ``revision`` of this repository (``git archive``), written under ``into``,
+    so a bench can run the code before a change beside the code after it, in one run."""
+    target = Path(into) / f"src-{revision.replace('/', '_')}"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", revision], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def source_env(source: Path) -> dict[str, str]:
+    """The environment for a child process that must import ``comet_agent`` from ``source``."""
+    return {**os.environ, "PYTHONPATH": str(source)}

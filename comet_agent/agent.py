@@ -84,6 +84,9 @@ class Agent:
         procfs_root: the ``/proc`` tree (tests pass a fixture).
         tags: tags added to the experiment.
         command: the wrapped command line (recorded masked).
+        per_kind_endpoints: push system metrics through Comet's cpu/ram/load/gpu-metrics endpoints
+            plus a metric batch instead of one metric batch per push (``engine.job.Job``); None:
+            the ``COMET_AGENT_PER_KIND_ENDPOINTS`` setting, else False.
 
     Raises (from ``start()``/``prepare()``):
         AgentError: with ``exit_status`` 78 when the configuration or the data directory is
@@ -97,7 +100,8 @@ class Agent:
                  directory: Optional[str] = None, sample_interval_s: Optional[float] = None,
                  stop_timeout_s: float = 10.0, spool_max_bytes: int = DEFAULT_MAX_BYTES,
                  include_os_packages: bool = True, include_git: bool = True, include_gpu: bool = True,
-                 procfs_root: str = "/proc", tags: Sequence[str] = (), command: Optional[Sequence[str]] = None):
+                 procfs_root: str = "/proc", tags: Sequence[str] = (), command: Optional[Sequence[str]] = None,
+                 per_kind_endpoints: Optional[bool] = None):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
         if stop_timeout_s < 0:
@@ -115,6 +119,7 @@ class Agent:
         self.procfs_root = procfs_root
         self.tags = list(tags)
         self.command = list(command) if command else None
+        self.per_kind_endpoints = per_kind_endpoints
 
         self.job: Optional[Job] = None
         self._local: Any = None
@@ -181,7 +186,7 @@ class Agent:
                        tags=self.tags, set_start_time=self._created_here, set_end_time=self._created_here,
                        secrets=self.secrets,
                        status_path=self.data_dir / "agents" / f"{os.getpid()}.json",
-                       on_watched_exit=self._stop_event.set)
+                       on_watched_exit=self._stop_event.set, per_kind_endpoints=self.per_kind_endpoints)
         self.job.unavailable.update(unavailable)
         self._prepared = True
         return self

@@ -193,8 +193,8 @@ _COMET, _OURS = Origin.COMET, Origin.OURS
 CATALOGUE: tuple[CatalogueEntry, ...] = (
     # -- cpu ------------------------------------------------------------------------------------
     _row("sys.cpu.percent.avg", PERCENT, _R, _MEAN, "cpu", _COMET,
-         "Host-wide CPU utilisation over the interval, all CPUs together. When the per-CPU figures "
-         "travel through log_cpu_metrics the server derives it as their mean."),
+         "Host-wide CPU utilisation over the interval, all CPUs together. With the per-kind endpoints "
+         "option the per-CPU figures travel through log_cpu_metrics and the server derives it as their mean."),
     _row("sys.compute.overall", PERCENT, _R, _MEAN, "cpu", _COMET,
          "The host-wide CPU utilisation rounded to one decimal, under the name Comet's compute panels "
          "read (comet_ml logs it beside sys.cpu.percent.avg)."),
@@ -421,9 +421,12 @@ official `comet_ml` SDK names its system metrics; *origin* says whether a name i
   no event is lost). Series in bytes, bytes/s, mW, MHz, counts and bitmasks stay whole numbers
   (a window's mean is rounded).
 
-How they travel: the per-CPU figures go in one `log_cpu_metrics` call (the server names them by
-position, so they go there only when CPUs `01` to `NN` are all present; otherwise every figure goes
-in the metric batch under its own name), `sys.ram.total`/`sys.ram.used` in `log_ram_metrics`,
+How they travel: each push is one metric batch (`batch/logger/experiment/metric`, gzip above
+1 KiB) carrying every series under its own name, as the official SDK's system monitors send them.
+With the per-kind endpoints option (`COMET_AGENT_PER_KIND_ENDPOINTS=true`, or `Agent(per_kind_endpoints=True)`)
+the per-CPU figures go in one `log_cpu_metrics` call instead (the server names them by position,
+so they go there only when CPUs `01` to `NN` are all present; otherwise every figure goes in the
+metric batch under its own name), `sys.ram.total`/`sys.ram.used` in `log_ram_metrics`,
 `sys.load.avg` in `log_load_metrics`, each GPU's `free_memory`, `used_memory`, `total_memory` and
 `gpu_utilization` in `log_gpu_metrics` (when all four are known), and everything else in the
 metric batch.

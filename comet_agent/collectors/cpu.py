@@ -4,8 +4,8 @@ Reads: ``<procfs_root>/stat`` each sample; at construction, ``<procfs_root>/<pid
 the ``cpu.max`` files from that cgroup up to ``<cgroup_root>``; then ``cpu.stat`` of the cgroup
 holding the tightest quota each sample.
 
-Feeds: ``sys.cpu.percent.avg`` and ``sys.cpu.percent.NN`` metrics and ``log_cpu_metrics``
-(see ``comet_agent/delivery/payloads.py``).
+Feeds: ``sys.cpu.percent.avg`` and ``sys.cpu.percent.NN`` metrics (the metric batch, or
+``log_cpu_metrics`` with the per-kind endpoints option; see ``comet_agent/delivery/payloads.py``).
 
 Rates need two readings: the first ``sample()`` returns nothing (never a fake 0.0). A CPU whose
 counters went backwards (counter reset, a CPU taken offline and back) or that is missing from

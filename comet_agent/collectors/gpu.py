@@ -2,8 +2,8 @@
 
 Reads memory (v2 API where the driver has it), utilization, temperature, power usage and limit, SM
 and memory clocks, fan speed, clocks-event (throttle) reasons and volatile ECC counts. The samples
-feed Comet's ``sys.gpu.<i>.*`` metrics and ``log_gpu_metrics`` items (mapped in
-``comet_agent/delivery/payloads.py``); ``<i>`` is the position in the visible list
+feed Comet's ``sys.gpu.<i>.*`` metrics (and ``log_gpu_metrics`` items with the per-kind
+endpoints option; mapped in ``comet_agent/delivery/payloads.py``); ``<i>`` is the position in the visible list
 (``CUDA_VISIBLE_DEVICES`` honoured), as comet_ml reports it, and the UUID identifies the board.
 
 When NVML is unusable or no device is visible, the constructor raises ``Unavailable`` with the

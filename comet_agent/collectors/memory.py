@@ -3,7 +3,8 @@
 Reads: ``<procfs_root>/meminfo`` each sample.
 
 Feeds: ``sys.ram.total``, ``sys.ram.used``, ``sys.ram.available``, ``sys.ram.percent.used`` (Comet's
-names), our ``sys.swap.*`` metrics, and ``log_ram_metrics`` (see ``comet_agent/delivery/payloads.py``).
+names), our ``sys.swap.*`` metrics, and ``log_ram_metrics`` with the per-kind endpoints option (see
+``comet_agent/delivery/payloads.py``).
 
 ``used`` is total minus available, as Comet's SDK computes it (``MemAvailable`` counts reclaimable
 page cache as available). Kernels before 3.14 have no ``MemAvailable``; there we estimate it as

@@ -1,8 +1,11 @@
 """The watched job's process tree: CPU, memory, threads, open files and GPU memory.
 
-Reads: ``<procfs_root>/<pid>/stat`` of every process (to find the watched pid's descendants
-through their parent pids), ``<procfs_root>/<pid>/fd`` of the tree's processes, and, when NVML is
-available, per-process GPU memory through ``comet_agent.sources.nvml.gpu_memory_by_pid``.
+Reads: the watched pid's descendants through ``<procfs_root>/<pid>/task/<tid>/children`` where
+the kernel has those files (``CONFIG_PROC_CHILDREN``, every mainstream distribution kernel), so the
+cost follows the tree and not the host; elsewhere ``<procfs_root>/<pid>/stat`` of every process
+(parent pids). Then ``<procfs_root>/<pid>/stat`` and ``<procfs_root>/<pid>/fd`` of the tree's
+processes, each once per sample, and, when NVML is available, per-process GPU memory through
+``comet_agent.sources.nvml.gpu_memory_by_pid``.
 
 Feeds: our ``sys.proc.*`` metrics (``sys.proc.cpu.percent``, ``sys.proc.rss``, ``sys.proc.threads``,
 ``sys.proc.open_files``, ``sys.proc.count``, ``sys.proc.gpu.<i>.used_memory``; see
@@ -84,6 +87,7 @@ class ProcessTreeCollector:
             self._root_start_ticks = procfs.read_pid_stat(procfs_root, pid).start_ticks
         except (OSError, ValueError) as exc:
             raise Unavailable(f"no process {pid} under {procfs_root}") from exc
+        self.walk = procfs.tree_walk_for(procfs_root, pid)
         self._gpu_memory_by_pid = gpu_memory_by_pid
         self._gpu_source_loaded = gpu_memory_by_pid is not None
         self._gpu_failure_logged = False
@@ -122,7 +126,10 @@ class ProcessTreeCollector:
 
     def sample(self, now_ms: int) -> Sequence[ProcessTreeSample]:
         """Return one ``ProcessTreeSample``; nothing once the watched process has exited."""
-        tree = procfs.read_process_tree(self._procfs_root, self._root_pid)
+        try:
+            tree = procfs.read_process_tree(self._procfs_root, self._root_pid, walk=self.walk)
+        except FileNotFoundError:  # the root exited between its stat and its children
+            tree = None
         now_s = self._clock()
         if tree is None or tree[self._root_pid].start_ticks != self._root_start_ticks:
             if not self._exit_logged:

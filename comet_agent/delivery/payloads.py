@@ -203,19 +203,34 @@ _GPU_FIVE = {"free_memory": "freeMemory", "used_memory": "usedMemory", "gpu_util
              "total_memory": "totalMemory"}
 
 
-def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict[str, Any]]]:
+#: The most points one metric batch carries (Comet's limit, as the SDK batches).
+MAX_BATCH_POINTS = 1000
+#: The per-kind endpoints ``push_requests(per_kind_endpoints=True)`` uses, in order.
+PER_KIND_ENDPOINTS = ("cpu_metrics", "ram_metrics", "load_metrics", "gpu_metrics")
+
+
+def push_requests(points: Iterable[MetricPoint], *, per_kind_endpoints: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """Turn one push window's aggregated points into the requests that carry them.
 
-    Returns ``(endpoint, payload)`` pairs, in this order: ``cpu_metrics`` (per-CPU percents for
-    ``log_cpu_metrics``), ``ram_metrics`` (total and used bytes), ``load_metrics`` (1-minute load),
-    ``gpu_metrics`` (Comet's five keys per GPU, each item with its ``timestamp``), then one
-    ``metrics_batch`` with every other point (at most 1000 per batch; more batches if needed).
-    The server derives ``sys.cpu.percent.NN``/``.avg``, ``sys.ram.total``/``.used``,
-    ``sys.load.avg`` and ``sys.gpu.<i>.{free,used,total}_memory``/``gpu_utilization`` from the
-    first four, so those names are not repeated in the batch. ``cpu_metrics`` is sent only when
-    the window has every CPU from ``sys.cpu.percent.01`` up (the server names its values by
-    position); otherwise the per-CPU points and ``sys.cpu.percent.avg`` go in the batch.
+    By default one ``metrics_batch`` carries every point under its own name, the request the
+    official SDK's system monitors send (reference §6.3: ``sys.cpu.percent.avg``, ``sys.ram.*``,
+    ``sys.gpu.<i>.*`` through the metric batch; the live SDK never calls the per-kind endpoints).
+    A window of more than ``MAX_BATCH_POINTS`` points takes more batches.
+
+    ``per_kind_endpoints=True`` (the agent's ``per_kind_endpoints`` option) sends, before the
+    batch, ``cpu_metrics`` (per-CPU percents for ``log_cpu_metrics``), ``ram_metrics`` (total and
+    used bytes), ``load_metrics`` (1-minute load) and ``gpu_metrics`` (Comet's five keys per GPU,
+    each item with its ``timestamp``): up to five requests per push. The server derives
+    ``sys.cpu.percent.NN``/``.avg``, ``sys.ram.total``/``.used``, ``sys.load.avg`` and
+    ``sys.gpu.<i>.{free,used,total}_memory``/``gpu_utilization`` from those four, so the names
+    are not repeated in the batch. ``cpu_metrics`` is sent only when the window has every CPU from
+    ``sys.cpu.percent.01`` up (the server names its values by position); otherwise the per-CPU
+    points and ``sys.cpu.percent.avg`` go in the batch.
     """
+    if not per_kind_endpoints:
+        aggregated = aggregate_window(points)
+        return [("metrics_batch", {"values": aggregated[start:start + MAX_BATCH_POINTS]})
+                for start in range(0, len(aggregated), MAX_BATCH_POINTS)]
     by_name = {point["metricName"]: point for point in aggregate_window(points)}
     requests: list[tuple[str, dict[str, Any]]] = []
     covered: set[str] = set()
@@ -255,6 +270,6 @@ def push_requests(points: Iterable[MetricPoint]) -> list[tuple[str, dict[str, An
     if gpu_items:
         requests.append(("gpu_metrics", {"gpus": gpu_items}))
     rest = [point for name, point in by_name.items() if name not in covered]
-    for start in range(0, len(rest), 1000):
-        requests.append(("metrics_batch", {"values": rest[start:start + 1000]}))
+    for start in range(0, len(rest), MAX_BATCH_POINTS):
+        requests.append(("metrics_batch", {"values": rest[start:start + MAX_BATCH_POINTS]}))
     return requests

@@ -6,6 +6,18 @@ spool only after the server acknowledged it. Every write of one entry goes insid
 ``APIExperiment.idempotent(entry.request_id)``, so a resend after a crash (or after a reply lost
 on the way back) carries the same ids and is applied once by a server that honours them.
 
+Consecutive ``metrics_batch`` entries of one experiment (a backlog after an outage, a spool left
+by an earlier run) travel together: one metric batch of at most ``MAX_COALESCED_POINTS`` points,
+in spool order. Before the first attempt the group is recorded in the spool
+(``Spool.record_batch``) under the id ``<first request id>..<last request id>``, and every resend,
+in this process or after a restart, sends exactly those entries under that id, so the
+at-most-once promise holds for the group as it does for one entry. An entry that was already
+tried alone never joins a group (it goes alone again, under its own id): one tried and not
+acknowledged in this process, and the spool's first entry when a sender starts (it may have been
+in flight when an earlier run stopped). A group the server refuses as a whole (413, another 4xx,
+a payload our client refuses) is forgotten and its entries go one by one, so one bad entry is set
+aside alone.
+
 What each failure leads to. Its class comes from ``comet_agent.errors.classify`` (the one place
 that decides it, shared with the REST client's retries), the waits from the same ``RetryPolicy``
 type the client uses (``comet_agent.delivery.retry``):
@@ -46,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DROPPED_OTHER_KEY = "comet_agent.dropped_samples"
+#: The most metric points one coalesced request carries (Comet's metric batch limit).
+MAX_COALESCED_POINTS = 1000
 #: The longest server-requested wait (``Retry-After``/``Retry-After-Custom``) the sender honours, in seconds.
 MAX_RETRY_AFTER_S = 600.0
 
@@ -126,6 +140,10 @@ class Sender:
         self._idle = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._logged: set[tuple[str, ...]] = set()
+        # Entries tried alone and not done with (and the spool's first entry, which an earlier run
+        # may have had in flight): they go alone again, under their own id, never in a group.
+        self._alone: set[int] = set()
+        self._first_pass = True
 
     # -- one pass --------------------------------------------------------------------------
 
@@ -140,15 +158,105 @@ class Sender:
             if not entries:
                 self.stats.consecutive_failures = 0
                 return None
-            for entry in entries:
-                wait_s = self._send_entry(entry)
+            if self._first_pass:
+                self._first_pass = False
+                self._alone.add(entries[0].seq)
+            batch_ids = self.spool.batch_ids(e for e in entries if e.endpoint == "metrics_batch")
+            index = 0
+            while index < len(entries):
+                entry = entries[index]
+                batch_id = batch_ids.get(entry.seq)
+                if batch_id is not None:  # recorded by an earlier attempt: exactly the same group again
+                    group = self.spool.batch_members(batch_id)
+                    done = {member.seq for member in group} | {entry.seq}
+                    wait_s = self._send_group(group, batch_id) if group else None
+                    index += 1
+                    while index < len(entries) and entries[index].seq in done:
+                        index += 1
+                else:
+                    group = self._coalescible(entries, index, batch_ids)
+                    if index > 0 and index + len(group) == len(entries) == self.batch_size and self._points_in(entry) is not None:
+                        break  # it may grow with entries beyond this window: form it from the next peek, which starts at it
+                    index += len(group)
+                    wait_s = self._send_new_group(group) if len(group) > 1 else self._send_entry(entry)
                 if wait_s is not None:
                     return wait_s
         return 0.0
 
+    @staticmethod
+    def _points_in(entry: SpoolEntry) -> Optional[int]:
+        values = entry.payload.get("values") if entry.endpoint == "metrics_batch" else None
+        return len(values) if isinstance(values, list) else None
+
+    def _coalescible(self, entries: list[SpoolEntry], index: int, batch_ids: dict[int, str]) -> list[SpoolEntry]:
+        """The entries from ``index`` on that can travel as one metric batch (at least the first)."""
+        head = entries[index]
+        points = self._points_in(head)
+        group = [head]
+        if points is None or head.seq in self._alone:
+            return group
+        for entry in entries[index + 1:]:
+            more = self._points_in(entry)
+            if (more is None or entry.experiment_key != head.experiment_key or entry.seq in batch_ids
+                    or entry.seq in self._alone or points + more > MAX_COALESCED_POINTS):
+                break
+            group.append(entry)
+            points += more
+        return group
+
+    def _send_new_group(self, group: list[SpoolEntry]) -> Optional[float]:
+        batch_id = f"{group[0].request_id}..{group[-1].request_id}"
+        try:
+            self.spool.record_batch(group, batch_id)
+        except SpoolError:  # it cannot be recorded, so it cannot be resent as the same group: one by one
+            return self._send_one_by_one(group)
+        return self._send_group(group, batch_id)
+
+    def _send_one_by_one(self, entries: list[SpoolEntry]) -> Optional[float]:
+        for entry in entries:
+            wait_s = self._send_entry(entry)
+            if wait_s is not None:
+                return wait_s
+        return None
+
+    def _send_group(self, group: list[SpoolEntry], batch_id: str) -> Optional[float]:
+        """Send a recorded group as one metric batch with ``batch_id``; None when it is done with."""
+        claimed = [entry for entry in group if self.spool.claim(entry)]  # the rest were dropped at the cap
+        try:
+            if not claimed:
+                return None
+            try:
+                experiment = self._experiment_for(claimed[0].experiment_key)
+                values = [point for entry in claimed for point in entry.payload["values"]]
+                with experiment.idempotent(batch_id):
+                    experiment.log_metrics_batch(values)
+            except errors.CometApiError as exc:
+                if not isinstance(exc, errors.PayloadTooLarge) and errors.classify(exc) != errors.Failure.PERMANENT:
+                    return self._on_failure(claimed[0], exc)  # the group waits, recorded, and goes again as it is
+                return self._ungroup(claimed, batch_id)  # refused as a whole: none of it was applied
+            except (OSError, ValueError, KeyError, TypeError):
+                return self._ungroup(claimed, batch_id)  # our client refuses it: find the bad entry alone
+            return self._acknowledge_all(claimed)
+        finally:
+            for entry in claimed:
+                self.spool.release(entry)
+
+    def _ungroup(self, claimed: list[SpoolEntry], batch_id: str) -> Optional[float]:
+        try:
+            self.spool.forget_batch(batch_id)
+        except SpoolError as exc:
+            self._log_once(("spool-batch",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            return self.retry.backoff_base_s
+        for entry in claimed:
+            wait_s = self._send_claimed(entry)
+            if wait_s is not None:
+                return wait_s
+        return None
+
     def _send_entry(self, entry: SpoolEntry) -> Optional[float]:
         """Send one entry; None when it is done with (acked or dropped), else seconds to wait."""
         if not self.spool.claim(entry):
+            self._alone.discard(entry.seq)
             return None  # dropped at the spool's cap since it was peeked: counted there, not sent
         try:
             return self._send_claimed(entry)
@@ -156,6 +264,7 @@ class Sender:
             self.spool.release(entry)
 
     def _send_claimed(self, entry: SpoolEntry) -> Optional[float]:
+        self._alone.add(entry.seq)  # tried alone from now on: never part of a group
         send = DISPATCH.get(entry.endpoint)
         if send is None:
             return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)", by_server=False)
@@ -219,21 +328,26 @@ class Sender:
 
     def _acknowledge(self, entry: SpoolEntry) -> Optional[float]:
         """Remove a sent entry; on a spool that cannot write, the seconds to wait instead."""
+        return self._acknowledge_all([entry])
+
+    def _acknowledge_all(self, entries: list[SpoolEntry]) -> Optional[float]:
+        """Remove entries sent together (one transaction); on a spool that cannot write, the seconds to wait instead."""
         try:
-            self.spool.ack([entry])
+            self.spool.ack(entries)
         except SpoolError as exc:
             # The entry stays and is sent again later with the same id (the server dedupes it); wait
             # rather than resend in a tight loop while the disk is full.
             self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
         self._logged.discard(("spool-ack",))
-        self.stats.sent += 1
+        self._alone.difference_update(entry.seq for entry in entries)
+        self.stats.sent += len(entries)
         self.stats.consecutive_failures = 0
         self.stats.last_success_ms = self._wall_clock_ms()
         if ("recovered",) in self._logged:
             self._logged.discard(("recovered",))
             log.info("the server accepts data again; sending what waited in the spool")
-        self._report_dropped(entry.experiment_key)
+        self._report_dropped(entries[0].experiment_key)
         return None
 
     def _report_dropped(self, experiment_key: str) -> None:
@@ -259,6 +373,7 @@ class Sender:
             # resend in a tight loop while the disk is full.
             self._log_once(("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
+        self._alone.discard(entry.seq)
         self.stats.rejected += 1
         what = "the server refused a %s record for good (%s)" if by_server else "a %s record cannot be sent (%s)"
         self._log_once(("reject", entry.endpoint, reason), logging.WARNING,
@@ -297,6 +412,11 @@ class Sender:
         """New entries are in the spool: send them now rather than at the next wake-up."""
         self._idle.clear()
         self._wake.set()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until the thread found the spool empty after the latest ``notify()`` (True), or
+        ``timeout_s`` passed (False). Sends nothing itself."""
+        return self._idle.wait(timeout_s)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

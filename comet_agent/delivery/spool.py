@@ -105,6 +105,16 @@ CREATE TABLE IF NOT EXISTS counters (
 -- The quarantine's payload bytes, kept up to date on each move so that trimming it is not a scan.
 INSERT OR REPLACE INTO counters (name, value)
     SELECT 'quarantine_bytes', COALESCE(SUM(length(CAST(payload AS BLOB))), 0) FROM quarantine;
+-- Entries the sender coalesced into one request, recorded before the first attempt, so that a
+-- resend (after a timeout, or a crash) sends exactly the same entries under the same id.
+CREATE TABLE IF NOT EXISTS batched (
+    seq INTEGER PRIMARY KEY,
+    batch_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batched_by_id ON batched (batch_id);
+CREATE TRIGGER IF NOT EXISTS batched_after_delete AFTER DELETE ON entries BEGIN
+    DELETE FROM batched WHERE seq = OLD.seq;
+END;
 """
 
 # Text columns are read as bytes and decoded per row, so that one row SQLite cannot hand back as
@@ -488,6 +498,67 @@ class Spool:
             return self._write(lambda conn: conn.executemany("DELETE FROM entries WHERE seq = ?", seqs).rowcount)
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot delete sent entries from spool {self.path}: {exc}") from None
+
+    # -- coalesced sends -------------------------------------------------------------------
+
+    def batch_ids(self, entries: Iterable[SpoolEntry]) -> dict[int, str]:
+        """``{seq: batch id}`` of those ``entries`` that ``record_batch`` put in a batch.
+
+        Raises:
+            SpoolError: the spool cannot be read.
+        """
+        seqs = [entry.seq for entry in entries]
+        if not seqs:
+            return {}
+        sql = f"SELECT seq, batch_id FROM batched WHERE seq IN ({','.join('?' * len(seqs))})"
+        try:
+            return dict(self._locked(lambda conn: conn.execute(sql, seqs).fetchall()))
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot read spool {self.path}: {exc}") from None
+
+    def record_batch(self, entries: Iterable[SpoolEntry], batch_id: str) -> None:
+        """Record durably that ``entries`` travel together, as one request with ``batch_id``.
+
+        Raises:
+            SpoolError: it could not be committed (the entries are then sent one by one).
+        """
+        rows = [(entry.seq, batch_id) for entry in entries]
+        try:
+            self._write(lambda conn: conn.executemany("INSERT OR REPLACE INTO batched (seq, batch_id) VALUES (?, ?)", rows))
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
+
+    def batch_members(self, batch_id: str) -> list[SpoolEntry]:
+        """The entries still waiting in batch ``batch_id``, in spool order (an undecodable one is
+        left out; ``peek`` moves it to the quarantine).
+
+        Raises:
+            SpoolError: the spool cannot be read.
+        """
+        sql = _PEEK_SQL + " WHERE seq IN (SELECT seq FROM batched WHERE batch_id = ?) ORDER BY seq"
+        try:
+            rows = self._locked(lambda conn: conn.execute(sql, (batch_id,)).fetchall())
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot read spool {self.path}: {exc}") from None
+        members = []
+        for row in rows:
+            try:
+                members.append(_decode_row(row))
+            except ValueError:
+                continue
+        return members
+
+    def forget_batch(self, batch_id: str) -> None:
+        """Undo ``record_batch``: its entries go one by one again (after the server refused the batch,
+        so none of it was applied).
+
+        Raises:
+            SpoolError: it could not be committed.
+        """
+        try:
+            self._write(lambda conn: conn.execute("DELETE FROM batched WHERE batch_id = ?", (batch_id,)))
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
 
     def _rollback(self) -> None:
         # After some failures (SQLITE_FULL at COMMIT) SQLite has already rolled back; a second

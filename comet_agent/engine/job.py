@@ -2,18 +2,23 @@
 
 A ``Job`` records one watched job into one experiment:
 
-1. the static snapshot (system details, packages, git, GPU static info), once, on its own thread;
-2. the start time (only for an experiment this agent created) and the tags;
-3. periodic sampling: the host series from a ``HostSampler`` (the job's own in-process, or the
+1. the first periodic sample at once: rates are primed at ``start()`` and the first push follows
+   ``FIRST_WINDOW_S`` later;
+2. the static snapshot (system details, packages, git, GPU static info), once, on its own thread,
+   begun after that first push reached the server (or ``FIRST_PUSH_WAIT_S``), so its imports and
+   commands do not compete with it;
+3. the start time (only for an experiment this agent created) and the tags;
+4. periodic sampling: the host series from a ``HostSampler`` (the job's own in-process, or the
    daemon's shared one), plus the job's own process tree and job-directory usage, and the GPUs
    the job uses; with ``sample_interval_s`` samples are taken that often and each push carries
-   the window's aggregate (``payloads.push_requests``);
-4. pushes at the cadences the server recommends: a heartbeat calls ``update_status()`` every
+   the window's aggregate (``payloads.push_requests``): one metric batch per push, every series
+   by name, unless ``per_kind_endpoints`` asks for Comet's cpu/ram/load/gpu-metrics endpoints;
+5. pushes at the cadences the server recommends: a heartbeat calls ``update_status()`` every
    ``isAliveBeatDurationMillis`` and applies ``cpuMonitorIntervalMillis`` /
    ``gpuMonitorIntervalMillis`` from the next tick on (clamped; garbage ignored);
-5. everything goes to the spool first; the sender drains it through the ``ExperimentLink``,
+6. everything goes to the spool first; the sender drains it through the ``ExperimentLink``,
    which reaches (or creates) the experiment only when the server answers;
-6. at the end: a last push, the end time, a bounded flush; what is left stays in the spool.
+7. at the end: a last push, the end time, a bounded flush; what is left stays in the spool.
 
 End time, one rule for every way in: the agent writes the experiment's end time when the job it
 recorded ended (the wrapped command or watched pid exited, the ``monitor()`` block ended, a
@@ -60,8 +65,13 @@ INTERVAL_BOUNDS_MS = {"heartbeat": (1_000, 600_000), "cpu": (1_000, 3_600_000), 
 SERVER_INTERVAL_KEYS = {"heartbeat": "isAliveBeatDurationMillis", "cpu": "cpuMonitorIntervalMillis",
                         "gpu": "gpuMonitorIntervalMillis"}
 _SCHEDULER_JOB = {"heartbeat": "heartbeat", "cpu": "push_cpu", "gpu": "push_gpu"}
-#: Delay between priming the rate collectors and the first push, so the first sample has rates.
-FIRST_PUSH_DELAY_S = 0.5
+#: The first window: the rate collectors are primed at ``start()`` and the first push follows this
+#: much later, so its rates cover 150 ms of counters (USER_HZ 100: 15 ticks per CPU) and it
+#: reaches the server within half a second of launch (``bench/bench_first_sample.py``).
+FIRST_WINDOW_S = 0.15
+#: How long the static snapshot waits for the first push to be delivered before it starts anyway
+#: (a server that is down or slow must not hold the snapshot back for long).
+FIRST_PUSH_WAIT_S = 1.0
 #: How often the status file (``comet-agent status``) is rewritten at most.
 STATUS_WRITE_INTERVAL_S = 5.0
 #: How long ``stop()`` waits for a static snapshot still being collected, however short its
@@ -130,6 +140,13 @@ def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optiona
             for position, index in enumerate(i for i in chosen if i in by_index)]
 
 
+def per_kind_endpoints_setting(config: Any) -> bool:
+    """The ``agent_per_kind_endpoints`` setting of a resolved configuration (``config.ResolvedConfig``):
+    true for ``1``/``true``/``yes``/``on``; False when unset or without a configuration."""
+    value = config.get("agent_per_kind_endpoints") if config is not None else None
+    return str(value).strip().lower() in ("1", "true", "yes", "on") if value is not None else False
+
+
 def job_directory(pid: Optional[int], procfs_root: str = "/proc") -> str:
     """A watched job's working directory (its git repository, its ``sys.disk.job.*``): the pid's
     own when readable, else this process's."""
@@ -194,6 +211,11 @@ class Job:
         status_path: where the status file is written (None: none).
         on_watched_exit: called (from the scheduler thread) when the watched pid exits.
         started_ms: the job's start, epoch ms (default: now).
+        per_kind_endpoints: push through Comet's ``cpu-metrics``, ``ram-metrics``,
+            ``load-metrics`` and ``gpu-metrics`` endpoints plus a metric batch (up to five requests
+            per push) instead of one metric batch. None: the ``agent_per_kind_endpoints`` setting
+            of the link's configuration (``COMET_AGENT_PER_KIND_ENDPOINTS=true``, or
+            ``per_kind_endpoints = true`` under ``[comet_agent]`` in ``.comet.config``), else False.
     """
 
     def __init__(self, link: ExperimentLink, spool: Spool, host: HostSampler, *, pid: Optional[int] = None,
@@ -202,7 +224,8 @@ class Job:
                  include_os_packages: bool = True, include_git: bool = True, include_gpu: bool = True,
                  procfs_root: str = "/proc", tags: Sequence[str] = (), set_start_time: bool = False,
                  set_end_time: bool = False, secrets: Sequence[str] = (), status_path: Optional[Path] = None,
-                 on_watched_exit: Optional[Callable[[], None]] = None, started_ms: Optional[int] = None):
+                 on_watched_exit: Optional[Callable[[], None]] = None, started_ms: Optional[int] = None,
+                 per_kind_endpoints: Optional[bool] = None):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
         self.link = link
@@ -224,6 +247,9 @@ class Job:
         self.status_path = status_path
         self.on_watched_exit = on_watched_exit
         self.started_ms = started_ms if started_ms is not None else _now_ms()
+        if per_kind_endpoints is None:
+            per_kind_endpoints = per_kind_endpoints_setting(getattr(link.api, "config", None))
+        self.per_kind_endpoints = per_kind_endpoints
 
         self.intervals_ms = dict(DEFAULT_INTERVALS_MS)
         self.unavailable: dict[str, str] = {}
@@ -234,6 +260,8 @@ class Job:
         self._used_gpu_indices: list[int] = []
         self._scheduler: Optional[Scheduler] = None
         self._static_thread: Optional[threading.Thread] = None
+        self._static_wanted = False
+        self._static_lock = threading.Lock()
         self._last_push_ms: Optional[int] = None
         self._warn = WarnOnce(log)
         self._unstored = 0  # records the spool could not store (disk full), not yet counted as dropped
@@ -255,8 +283,8 @@ class Job:
             self.spool_entry("start_time", {"timestamp_ms": self.started_ms}, kind=STATIC)
         if self.tags:
             self.spool_entry("tags", {"tags": self.tags}, kind=STATIC)
-        if collect_static and self._static_thread is None:
-            self.start_static_collection()
+        # The static snapshot starts after the first push (``push``), or at ``stop()`` at the latest.
+        self._static_wanted = collect_static and self._static_thread is None
         self._build_own_collectors()
         self._start_sampling()
         self.sender.start()
@@ -279,15 +307,23 @@ class Job:
 
     # ------------------------------------------------------------------ static snapshot
 
-    def start_static_collection(self) -> None:
-        """Collect the static snapshot on its own thread (started at most once)."""
-        if self._static_thread is None:
-            self._static_thread = threading.Thread(target=self._collect_static, name="comet-agent-static", daemon=True)
-            self._static_thread.start()
+    def start_static_collection(self, *, after_first_push: bool = False) -> None:
+        """Collect the static snapshot on its own thread (started at most once).
 
-    def _collect_static(self) -> None:
+        ``after_first_push``: the thread first waits, at most ``FIRST_PUSH_WAIT_S``, until the
+        sender has delivered what is spooled (the first push), so that push is not slowed down."""
+        with self._static_lock:
+            self._static_wanted = False
+            if self._static_thread is None:
+                self._static_thread = threading.Thread(target=self._collect_static, args=(after_first_push,),
+                                                       name="comet-agent-static", daemon=True)
+                self._static_thread.start()
+
+    def _collect_static(self, after_first_push: bool = False) -> None:
         from comet_agent.collectors.snapshot import collect_static, system_details
 
+        if after_first_push:
+            self.sender.wait_idle(FIRST_PUSH_WAIT_S)
         try:
             snapshot = collect_static(directory=self.directory, pid=self.pid, include_os_packages=self.include_os_packages,
                                       include_gpu=self.include_gpu, include_git=self.include_git,
@@ -315,8 +351,8 @@ class Job:
     # ------------------------------------------------------------------ periodic
 
     def _start_sampling(self) -> None:
-        # Prime the rate collectors (CPU, disk, network need two readings); the first push, a moment
-        # later, then carries rates. Priming readings are not pushed.
+        # Prime the rate collectors (CPU, disk, network need two readings); the first push,
+        # FIRST_WINDOW_S later, then carries rates. Priming readings are not pushed.
         for cadence in CADENCES:
             if self._has(cadence):
                 self.sample(cadence)
@@ -325,7 +361,7 @@ class Job:
                 window.clear()
         scheduler = Scheduler()
         scheduler.add("heartbeat", self.intervals_ms["heartbeat"] / 1000, self.heartbeat, blocking=True)
-        first_push_s = min(FIRST_PUSH_DELAY_S, self.sample_interval_s or FIRST_PUSH_DELAY_S)
+        first_push_s = min(FIRST_WINDOW_S, self.sample_interval_s or FIRST_WINDOW_S)
         scheduler.add("push_cpu", self.intervals_ms["cpu"] / 1000, lambda: self.push("cpu"), first_run_in_s=first_push_s)
         if self._has("gpu"):
             scheduler.add("push_gpu", self.intervals_ms["gpu"] / 1000, lambda: self.push("gpu"), first_run_in_s=first_push_s)
@@ -364,17 +400,22 @@ class Job:
                 self.sample(cadence)
 
     def push(self, cadence: str) -> None:
-        """Spool the window of one cadence (sampling first when sampling is per push)."""
-        if self.sample_interval_s is None or not self._windows[cadence]:
-            self.sample(cadence)
-        with self._window_lock:
-            window, self._windows[cadence] = self._windows[cadence], []
-        if not window:
-            return
-        for endpoint, payload in payloads.push_requests(window):
-            self.spool_entry(endpoint, payload, kind=PERIODIC)
-        self._last_push_ms = _now_ms()
-        self.write_status()
+        """Spool the window of one cadence (sampling first when sampling is per push); the first
+        push also begins the static snapshot."""
+        try:
+            if self.sample_interval_s is None or not self._windows[cadence]:
+                self.sample(cadence)
+            with self._window_lock:
+                window, self._windows[cadence] = self._windows[cadence], []
+            if not window:
+                return
+            for endpoint, payload in payloads.push_requests(window, per_kind_endpoints=self.per_kind_endpoints):
+                self.spool_entry(endpoint, payload, kind=PERIODIC)
+            self._last_push_ms = _now_ms()
+            self.write_status()
+        finally:
+            if self._static_wanted:
+                self.start_static_collection(after_first_push=True)
 
     def heartbeat(self) -> None:
         """``update_status()``, then apply the intervals it recommends. Never raises."""
@@ -463,6 +504,8 @@ class Job:
             try:
                 if self._scheduler is not None:
                     self._scheduler.stop(timeout_s=min(2.0, timeout_s))
+                if self._static_wanted:  # stopped before the first push: the snapshot still belongs to the run
+                    self.start_static_collection()
                 for cadence in CADENCES:
                     if self._has(cadence):
                         self.push(cadence)

@@ -11,6 +11,11 @@ write is a single short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``). With
 ``synchronous=NORMAL`` in WAL mode a commit appends to the WAL without an fsync (durable against
 a process crash, not against a power cut), which is what makes per-request commits cheap.
 
+Checkpoints (copying the WAL back into the database, with its fsyncs) are off the request path:
+SQLite's automatic checkpoint, which runs inside whichever ``COMMIT`` crosses 1000 WAL pages, is
+switched off, and ``WalCheckpointer`` runs them on its own thread and connection (``PASSIVE``:
+it never blocks the writer; sqlite3 releases the GIL while it copies).
+
 API keys are never stored: workspace ownership and request ids are recorded against the
 SHA-256 of the key (``key_id``).
 
@@ -25,7 +30,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -192,18 +199,98 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+#: The WAL size from which ``WalCheckpointer`` copies it back (SQLite's own automatic checkpoint
+#: fires at 1000 pages, 4 MiB with 4 KiB pages).
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+#: How often ``WalCheckpointer`` looks at the WAL.
+CHECKPOINT_INTERVAL_S = 1.0
+#: After a checkpoint lets a writer start the WAL over, SQLite truncates a larger file to this.
+WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+class WalCheckpointer:
+    """Checkpoints a WAL-mode database on its own thread and connection, off the request path.
+
+    ``run_once()`` checkpoints (``PASSIVE``: copies what it can without waiting for, or blocking,
+    the writer) when the WAL has grown to ``min_wal_bytes`` and changed since the last checkpoint;
+    ``start()`` calls it every ``interval_s`` on a daemon thread. The writer's connection runs with
+    ``wal_autocheckpoint=0``, so a ``COMMIT`` never pays for a checkpoint.
+
+    Args:
+        database_path: the database (its WAL is ``<path>-wal``).
+        min_wal_bytes: the WAL size from which a checkpoint runs.
+        interval_s: seconds between looks.
+    """
+
+    def __init__(self, database_path: Path, *, min_wal_bytes: int = CHECKPOINT_WAL_BYTES,
+                 interval_s: float = CHECKPOINT_INTERVAL_S):
+        self.database_path = Path(database_path)
+        self.wal_path = self.database_path.with_name(self.database_path.name + "-wal")
+        self.min_wal_bytes = min_wal_bytes
+        self.interval_s = interval_s
+        self.checkpoints = 0
+        self._connection: sqlite3.Connection | None = None
+        self._last_seen: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run_once(self) -> bool:
+        """Checkpoint now if the WAL is large enough and changed; True when a checkpoint ran."""
+        with self._lock:
+            try:
+                status = os.stat(self.wal_path)
+            except OSError:
+                return False
+            seen = (status.st_size, status.st_mtime_ns)
+            if status.st_size < self.min_wal_bytes or seen == self._last_seen:
+                return False
+            if self._connection is None:
+                self._connection = sqlite3.connect(str(self.database_path), isolation_level=None,
+                                                   check_same_thread=False, timeout=0)
+            self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._last_seen = seen
+            self.checkpoints += 1
+            return True
+
+    def start(self) -> None:
+        """Look at the WAL every ``interval_s`` on a daemon thread (started at most once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="comet-agent-wal-checkpoint", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except sqlite3.Error as exc:  # the next look tries again; the writer is never affected
+                logger.debug("WAL checkpoint of %s failed: %s", self.database_path, exc)
+
+    def stop(self) -> None:
+        """Stop the thread and close its connection; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
 class Store:
     """The server's SQLite store. Not thread-safe by design: use it from one thread only.
 
     Args:
         data_dir: directory holding the database and uploaded files; created 0700 if absent.
+        background_checkpoints: checkpoint the WAL on a ``WalCheckpointer`` thread (False:
+            SQLite's automatic checkpoints, inside commits).
 
     Raises:
         OSError: the directory cannot be created.
         sqlite3.Error: the database cannot be opened or is not a comet-agent store.
     """
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, background_checkpoints: bool = True):
         self.data_dir = ensure_private_dir(Path(data_dir))
         self.files_dir = ensure_private_dir(self.data_dir / FILES_DIR_NAME)
         self.database_path = self.data_dir / DATABASE_FILE_NAME
@@ -218,6 +305,11 @@ class Store:
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute("PRAGMA foreign_keys=OFF")
+        self.connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
+        self.checkpointer: WalCheckpointer | None = None
+        if background_checkpoints:
+            self.connection.execute("PRAGMA wal_autocheckpoint=0")
+            self.checkpointer = WalCheckpointer(self.database_path)
         self.connection.executescript(SCHEMA)
         for suffix in ("-wal", "-shm"):
             side_file = self.database_path.with_name(self.database_path.name + suffix)
@@ -228,9 +320,13 @@ class Store:
         # Request ids only need to outlive a client's retries; a week bounds the table.
         self.connection.execute("DELETE FROM request_ids WHERE created_ms < ?",
                                 (now_ms() - REQUEST_ID_RETENTION_MS,))
+        if self.checkpointer is not None:
+            self.checkpointer.start()
 
     def close(self) -> None:
         """Commit any open group, checkpoint and close the database."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         with contextlib.suppress(sqlite3.Error):
             self.commit_group()
         with contextlib.suppress(sqlite3.Error):
@@ -375,7 +471,8 @@ class Store:
         """The projects of a workspace, oldest first."""
         rows = self.connection.execute(
             "SELECT project_id FROM projects WHERE workspace=? ORDER BY created_ms, rowid", (workspace,))
-        return [self.project(project_id=r[0]) for r in rows.fetchall()]
+        found = (self.project(project_id=r[0]) for r in rows.fetchall())
+        return [project for project in found if project is not None]
 
     # --------------------------------------------------------------- experiments
 
@@ -402,7 +499,7 @@ class Store:
                                       (experiment_key,)).fetchone()
         return row[0] if row else None
 
-    def experiment_row(self, experiment_key: str) -> sqlite3.Row | None:
+    def experiment_row(self, experiment_key: str) -> dict[str, Any] | None:
         cursor = self.connection.execute(
             "SELECT e.*, p.name AS project_name FROM experiments e JOIN projects p "
             "ON p.project_id = e.project_id WHERE e.experiment_key=?", (experiment_key,))
@@ -418,7 +515,7 @@ class Store:
             f"UPDATE experiments SET {assignments}last_update_ms=? WHERE experiment_key=?",
             (*columns.values(), now_ms(), experiment_key))
 
-    def experiment_metadata(self, experiment_key: str, heartbeat_ms: int | float | None) -> dict | None:
+    def experiment_metadata(self, experiment_key: str, heartbeat_ms: Any) -> dict | None:
         """The ``experiment/metadata`` JSON, or None when the experiment does not exist.
 
         ``running`` is true while the experiment has no end time and its last heartbeat (or its
@@ -511,10 +608,20 @@ class Store:
     # ------------------------------------------------------------------ metrics
 
     def add_metrics(self, experiment_key: str, points: list[tuple]) -> None:
-        """Insert metric points ``(name, value, step, epoch, context, timestamp_ms)``."""
+        """Insert metric points ``(name, value, step, epoch, context, timestamp_ms)``: one
+        ``executemany`` of one prepared statement (sqlite3 caches it) for the whole request."""
         rows = []
         for name, value, step, epoch, context, timestamp_ms in points:
-            rows.append((experiment_key, name, _dumps(value), numeric_value(value), step, epoch,
+            kind = type(value)
+            if kind is float and math.isfinite(value):
+                # What json.dumps writes for a finite float and for an int (float.__repr__,
+                # int.__repr__), without its encoder set-up: most points are numbers.
+                value_json, number = float.__repr__(value), value
+            elif kind is int:
+                value_json, number = int.__repr__(value), numeric_value(value)
+            else:
+                value_json, number = _dumps(value), numeric_value(value)
+            rows.append((experiment_key, name, value_json, number, step, epoch,
                          context, timestamp_ms, int(name.startswith(SYSTEM_METRIC_PREFIX))))
         self.connection.executemany(
             "INSERT INTO metrics(experiment_key, name, value_json, value_number, step, epoch, context, "
@@ -747,12 +854,14 @@ def downsample_min_max(points: list[tuple[float, float]], max_points: int) -> li
     for bucket in range(bucket_count):
         if lows[bucket] is None:
             continue
+        low, high = lows[bucket], highs[bucket]
+        assert low is not None and high is not None  # a bucket with a low has a high
         if low_index[bucket] == high_index[bucket]:
-            kept.append(lows[bucket])
+            kept.append(low)
         elif low_index[bucket] < high_index[bucket]:
-            kept.extend((lows[bucket], highs[bucket]))
+            kept.extend((low, high))
         else:
-            kept.extend((highs[bucket], lows[bucket]))
+            kept.extend((high, low))
     kept.append(last)
     return kept
 

@@ -22,6 +22,7 @@ from tests.e2e.agent_support import (
     start_agent,
     wait_for,
 )
+from tests.support.recording_server import RecordingServer
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +39,13 @@ def _new_experiment(server) -> APIExperiment:
 
 def _cpu_timestamps(experiment) -> list[int]:
     return [p["timestamp"] for p in experiment.get_metrics("sys.cpu.percent.avg")]
+
+
+def _spooled_cpu_timestamps(data_dir, experiment_key) -> list[int]:
+    """Sample times of the ``sys.cpu.percent.avg`` points waiting in the spool (each push's metric batch)."""
+    return [point["timestamp"] for endpoint, payload, _ in spool_entries(data_dir, experiment_key)
+            if endpoint == "metrics_batch"
+            for point in json.loads(payload)["values"] if point["metricName"] == "sys.cpu.percent.avg"]
 
 
 def test_wrapped_command_output_exit_code_and_snapshot_round_trip(local_server, tmp_path):
@@ -158,11 +166,11 @@ def test_sigkill_then_restart_replays_the_spool(local_server, tmp_path):
         # The same agent reaches the server once it is back (its heartbeat, then the sender).
         wait_for(lambda: len(_cpu_timestamps(experiment)) >= 2, 60, what="first pushes")
         restarted.stop()  # the server goes away again; the agent spools
-        wait_for(lambda: sum(1 for e in spool_entries(tmp_path / "data", experiment.id) if e[0] == "cpu_metrics") >= 3,
+        wait_for(lambda: len(_spooled_cpu_timestamps(tmp_path / "data", experiment.id)) >= 3,
                  30, what="cpu samples in the spool")
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
-        pending = [json.loads(p)["timestamp"] for e, p, _ in spool_entries(tmp_path / "data", experiment.id) if e == "cpu_metrics"]
+        pending = _spooled_cpu_timestamps(tmp_path / "data", experiment.id)
         assert len(pending) >= 3
         restarted = LocalServer(data_dir, port=port, api_keys=[key]).start()
         restarted.set_intervals(**FAST)
@@ -266,7 +274,7 @@ def test_server_down_at_start_then_up_then_flush(local_server, tmp_path):
     experiment_key = experiment_key_from(stderr)
     waiting = spool_entries(tmp_path / "data", experiment_key)
     started_ms = next(json.loads(p)["timestamp_ms"] for e, p, _ in waiting if e == "start_time")
-    cpu_stamps = [json.loads(p)["timestamp"] for e, p, _ in waiting if e == "cpu_metrics"]
+    cpu_stamps = _spooled_cpu_timestamps(tmp_path / "data", experiment_key)
     assert cpu_stamps, "samples taken while the server was down wait in the spool"
     restarted = LocalServer(data_dir, port=port, api_keys=[key]).start()
     try:
@@ -303,3 +311,25 @@ def test_a_real_run_renders_as_an_experiment_page(local_server, tmp_path):
     rendered = {name for chart in check.charts.values() for name in chart["series"]}
     assert {"sys.cpu.percent.avg", "sys.ram.used", "sys.proc.cpu.percent"} <= rendered
     assert "step 400 loss" in check.text, "the captured output is on the page"
+
+
+def test_the_first_sample_is_pushed_before_the_static_snapshot_starts(tmp_path):
+    """Rates are primed at start and the first push follows a short window; the static snapshot
+    begins only once that push is spooled, so the sender, which keeps spool order, delivers the
+    first sample (with its rates) before the system details."""
+    with RecordingServer() as server:
+        server.api_key = "first-sample-key-0123456789"  # type: ignore[attr-defined]
+        agent = start_agent(server, tmp_path / "data", "run", "--experiment", "c" * 32, "--no-os-packages", "--",
+                            sys.executable, "-c", "import time; time.sleep(60)")
+        try:
+            wait_for(lambda: server.requests_to("write/experiment/system-details"), 30, what="the static snapshot")
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(30)
+        paths = [request.path for request in server.requests]
+        first_batch = paths.index("/clientlib/batch/logger/experiment/metric")
+        first_details = next(i for i, path in enumerate(paths) if path.endswith("write/experiment/system-details"))
+        first_push = server.requests[first_batch].json["values"]
+    assert first_batch < first_details, paths
+    names = {point["metricName"] for point in first_push}
+    assert {"sys.cpu.percent.avg", "sys.proc.cpu.percent", "sys.ram.used"} <= names, "the first push carries rates"

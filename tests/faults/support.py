@@ -3,12 +3,16 @@
 The backend is ``tests.support.recording_server.RecordingServer`` answering ``update_status()``
 with 1 s intervals (the fastest the agent accepts), so a run produces a push every second.
 Samples are identified by their spool ``request_id``: the sender sends entry ``R`` with the header
-``X-Comet-Agent-Request-Id: R/1`` (``R.a/1``, ``R.b/1`` for the halves of a split batch).
+``X-Comet-Agent-Request-Id: R/1`` (``R.a/1``, ``R.b/1`` for the halves of a split batch). A backlog
+of pushes goes as one coalesced metric batch with the id ``F..L/1`` (its first and last entries);
+which entries it carried is told by the sample times of its points (each push's own), so
+``delivered_ids`` takes the sample time of every entry seen in the spool (``spool_rows``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -22,8 +26,9 @@ from tests.support.recording_server import RecordingServer
 
 EXPERIMENT_KEY = "f" * 32
 STATUS_PATH = "/api/rest/v2/write/experiment/set-status"
-CPU_PATH = "/api/rest/v2/write/experiment/cpu-metrics"
+#: Where every push goes: one metric batch per push, each with the series below.
 BATCH_PATH = "/clientlib/batch/logger/experiment/metric"
+CPU_SERIES = "sys.cpu.percent.avg"
 OTHER_PATH = "/api/rest/v2/write/experiment/log-other"
 FAST_INTERVALS = {"isAliveBeatDurationMillis": 1000, "cpuMonitorIntervalMillis": 1000, "gpuMonitorIntervalMillis": 1000}
 #: the collectors that run commands or need hardware are off: they add start-up time, not coverage
@@ -80,8 +85,18 @@ def spool_path(data_dir: Path, key: str = EXPERIMENT_KEY) -> Path:
     return data_dir / "spool" / f"{key}.db"
 
 
+def _sample_time(endpoint: str, payload: str) -> Optional[int]:
+    if endpoint != "metrics_batch":
+        return None
+    try:
+        return max(point["timestamp"] for point in json.loads(payload)["values"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def spool_rows(data_dir: Path, key: str = EXPERIMENT_KEY) -> list[tuple]:
-    """(seq, endpoint, request_id, size_bytes, kind) of every waiting entry, read-only; [] while absent."""
+    """(seq, endpoint, request_id, size_bytes, kind, sample time of a push or None) of every waiting
+    entry, read-only; [] while absent."""
     path = spool_path(data_dir, key)
     if not path.exists():
         return []
@@ -90,7 +105,8 @@ def spool_rows(data_dir: Path, key: str = EXPERIMENT_KEY) -> list[tuple]:
     except sqlite3.Error:
         return []
     try:
-        return conn.execute("SELECT seq, endpoint, request_id, size_bytes, kind FROM entries ORDER BY seq").fetchall()
+        rows = conn.execute("SELECT seq, endpoint, request_id, size_bytes, kind, payload FROM entries ORDER BY seq").fetchall()
+        return [(*row[:5], _sample_time(row[1], row[5])) for row in rows]
     except sqlite3.Error:
         return []
     finally:
@@ -112,11 +128,34 @@ def entry_id(request) -> Optional[str]:
     return header.rsplit("/", 1)[0] if header else None
 
 
-def delivered_ids(server, path: Optional[str] = None) -> list[str]:
-    """Spool ids of the requests the server answered 2xx, in arrival order (optionally one path)."""
-    return [entry_id(r) for r in list(server.requests)
-            if (path is None or r.path == path) and r.answered_status is not None and 200 <= r.answered_status < 300
-            and entry_id(r) is not None]
+def cpu_stamp(request) -> Optional[int]:
+    """The sample time of the ``sys.cpu.percent.avg`` point a metric batch carried (None: none)."""
+    values = request.json.get("values") if isinstance(request.json, dict) else None
+    return next((p["timestamp"] for p in values or () if p.get("metricName") == CPU_SERIES), None)
+
+
+def cpu_pushes(server, status: Optional[int] = 200) -> list:
+    """The pushes (metric batches carrying CPU figures) the server answered ``status`` (None: any), in arrival order."""
+    return [r for r in server.requests_to(BATCH_PATH)
+            if cpu_stamp(r) is not None and (status is None or r.answered_status == status)]
+
+
+def delivered_ids(server, path: Optional[str] = None, sample_times: Optional[dict] = None) -> list[str]:
+    """Spool ids of the requests the server answered 2xx, in arrival order (optionally one path).
+
+    A coalesced batch (``F..L``) stands for the entries it carried: those of ``sample_times``
+    (spool id -> sample time, from ``spool_rows``) whose sample time is among its points'."""
+    ids = []
+    for request in list(server.requests):
+        if (path is not None and request.path != path) or request.answered_status is None \
+                or not 200 <= request.answered_status < 300 or entry_id(request) is None:
+            continue
+        if ".." in entry_id(request):
+            carried = {point.get("timestamp") for point in (request.json or {}).get("values", ())}
+            ids.extend(i for i, stamp in (sample_times or {}).items() if stamp is not None and stamp in carried)
+        else:
+            ids.append(entry_id(request))
+    return ids
 
 
 def wait_drained(data_dir: Path, timeout_s: float = 40) -> None:
@@ -124,5 +163,5 @@ def wait_drained(data_dir: Path, timeout_s: float = 40) -> None:
 
 
 __all__ = ["backend", "start", "terminate", "kill", "spool_rows", "spool_path", "dropped_total", "entry_id",
-           "delivered_ids", "wait_drained", "wait_for", "EXPERIMENT_KEY", "CPU_PATH", "BATCH_PATH", "OTHER_PATH",
+           "delivered_ids", "cpu_pushes", "cpu_stamp", "wait_drained", "wait_for", "EXPERIMENT_KEY", "CPU_SERIES", "BATCH_PATH", "OTHER_PATH",
            "STATUS_PATH", "FAST_INTERVALS", "LEAN"]

@@ -12,9 +12,10 @@ import time
 
 from tests.faults.support import (
     BATCH_PATH,
-    CPU_PATH,
     OTHER_PATH,
     backend,
+    cpu_pushes,
+    cpu_stamp,
     delivered_ids,
     dropped_total,
     entry_id,
@@ -27,8 +28,7 @@ from tests.faults.support import (
 )
 from tests.support.recording_server import Fault
 
-WRITE_PATHS = (CPU_PATH, BATCH_PATH, "/api/rest/v2/write/experiment/ram-metrics",
-               "/api/rest/v2/write/experiment/load-metrics")
+WRITE_PATHS = (BATCH_PATH,)
 
 
 def _outage(server, status: int = 503) -> None:
@@ -37,16 +37,22 @@ def _outage(server, status: int = 503) -> None:
         server.add_fault(Fault(status=status), times=10**6, path=path)
 
 
-def _watch_spool(data_dir, seconds: float, seen: set, probe_sizes: list, until=None) -> None:
-    """Poll the spool for ``seconds`` (or until ``until()`` is true): every request id seen there, and
-    each probe's total payload bytes."""
+def _note(rows, seen, sample_times: dict) -> None:
+    if isinstance(seen, dict):
+        seen.update((r[2], r[0]) for r in rows)  # id -> seq, where the order matters
+    else:
+        seen.update(r[2] for r in rows)
+    sample_times.update((r[2], r[5]) for r in rows)
+
+
+def _watch_spool(data_dir, seconds: float, seen: set, probe_sizes: list, sample_times: dict, until=None) -> None:
+    """Poll the spool for ``seconds`` (or until ``until()`` is true): every request id seen there (and
+    its push's sample time, which tells which coalesced batch carried it), and each probe's total
+    payload bytes."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not (until is not None and until()):
         rows = spool_rows(data_dir)
-        if isinstance(seen, dict):
-            seen.update((r[2], r[0]) for r in rows)  # id -> seq, where the order matters
-        else:
-            seen.update(r[2] for r in rows)
+        _note(rows, seen, sample_times)
         probe_sizes.append(sum(r[3] for r in rows))
         time.sleep(0.05)
 
@@ -59,23 +65,26 @@ def test_503_stretch_then_recovery_delivers_every_sample_once_in_order_under_the
     with backend() as server:
         agent = start(server, data_dir, env={"COMET_AGENT_SPOOL_MAX_BYTES": str(cap_bytes)})
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             _outage(server)
             seen: set = set()
             sizes: list = []
-            _watch_spool(data_dir, 6.0, seen, sizes)
+            times: dict = {}
+            _watch_spool(data_dir, 6.0, seen, sizes, times)
             server.remove_faults()
             wait_drained(data_dir)
         finally:
             status, stderr = terminate(agent)
         assert status == 0, stderr
-        cpu = [r for r in server.requests if r.path == CPU_PATH and r.answered_status == 200]
+        cpu = cpu_pushes(server)
+        delivered = delivered_ids(server, sample_times=times)
     ids = [entry_id(r) for r in cpu]
-    stamps = [r.json["timestamp"] for r in cpu]
-    assert len(ids) == len(set(ids)), "no sample acknowledged twice"
+    stamps = [point["timestamp"] for r in cpu for point in r.json["values"] if point["metricName"] == "sys.cpu.percent.avg"]
+    assert len(ids) == len(set(ids)), "no request acknowledged twice"
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), "in order, once each"
-    assert seen <= set(delivered_ids(server)), "every sample that reached the spool was delivered"
-    assert len([i for i in seen if i in ids]) >= 4, "samples were spooled during the outage"
+    assert len(delivered) == len(set(delivered)), "no sample delivered twice"
+    assert seen <= set(delivered), "every sample that reached the spool was delivered"
+    assert len(seen) >= 4, "samples were spooled during the outage"
     assert max(sizes) <= cap_bytes
     assert dropped_total(data_dir) == 0
     assert "Traceback" not in stderr
@@ -87,6 +96,7 @@ def test_repeated_sigkill_at_seeded_random_moments_loses_nothing_that_reached_th
     rng = random.Random(8)
     data_dir = tmp_path / "data"
     seen: set = set()
+    times: dict = {}
     with backend() as server:
         for iteration in range(6):
             if iteration % 2:
@@ -94,11 +104,11 @@ def test_repeated_sigkill_at_seeded_random_moments_loses_nothing_that_reached_th
             agent = start(server, data_dir)
             try:
                 wait_for(lambda: spool_rows(data_dir) or delivered_ids(server), 20, what="the agent to spool")
-                _watch_spool(data_dir, rng.uniform(0.2, 2.5), seen, [])
+                _watch_spool(data_dir, rng.uniform(0.2, 2.5), seen, [], times)
             finally:
                 stderr = kill(agent)
             assert "Traceback" not in stderr, stderr
-            seen.update(r[2] for r in spool_rows(data_dir))
+            _note(spool_rows(data_dir), seen, times)
             server.remove_faults()
         agent = start(server, data_dir)
         try:
@@ -106,7 +116,7 @@ def test_repeated_sigkill_at_seeded_random_moments_loses_nothing_that_reached_th
         finally:
             status, stderr = terminate(agent)
     assert status == 0, stderr
-    lost = seen - set(delivered_ids(server))
+    lost = seen - set(delivered_ids(server, sample_times=times))
     assert len(seen) >= 10 and not lost, f"{len(lost)} of {len(seen)} spooled samples were lost"
 
 
@@ -118,11 +128,11 @@ def test_crash_between_server_ack_and_spool_delete_resends_the_same_id_once(tmp_
     with backend() as server:
         agent = start(server, data_dir)
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
-            before = len(server.requests_to(CPU_PATH))
-            server.add_fault(Fault(delay_s=5), times=1, path=CPU_PATH)  # "applied", reply held back
-            wait_for(lambda: len(server.requests_to(CPU_PATH)) > before, 10, what="the held CPU write")
-            held = server.requests_to(CPU_PATH)[before]
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
+            before = len(server.requests_to(BATCH_PATH))
+            server.add_fault(Fault(delay_s=5), times=1, path=BATCH_PATH)  # "applied", reply held back
+            wait_for(lambda: len(server.requests_to(BATCH_PATH)) > before, 10, what="the held CPU write")
+            held = server.requests_to(BATCH_PATH)[before]
         finally:
             kill(agent)
         assert entry_id(held) in {r[2] for r in spool_rows(data_dir)}, "not deleted: the ack never arrived"
@@ -131,11 +141,11 @@ def test_crash_between_server_ack_and_spool_delete_resends_the_same_id_once(tmp_
             wait_drained(data_dir)
         finally:
             status, _ = terminate(agent)
-        resends = [r for r in server.requests_to(CPU_PATH) if entry_id(r) == entry_id(held)]
-        all_cpu = server.requests_to(CPU_PATH)
+        resends = [r for r in server.requests_to(BATCH_PATH) if entry_id(r) == entry_id(held)]
+        all_cpu = cpu_pushes(server, status=None)
     assert len(resends) == 2, "the held write and exactly one resend"
     assert resends[1].json == held.json
-    by_id = {entry_id(r): r.json["timestamp"] for r in all_cpu}
+    by_id = {entry_id(r): cpu_stamp(r) for r in all_cpu}
     assert len(by_id) == len(set(by_id.values())), "deduped by id, no timestamp is counted twice"
 
 
@@ -152,17 +162,18 @@ def test_spool_cap_drops_oldest_with_an_exact_count_reported_to_the_experiment(t
     with backend() as server:
         agent = start(server, data_dir, env={"COMET_AGENT_SPOOL_MAX_BYTES": str(cap_bytes)})
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             _outage(server)
             seen: dict = {}
             sizes: list = []
-            _watch_spool(data_dir, 40.0, seen, sizes, until=lambda: dropped_total(data_dir) >= 8)
+            times: dict = {}
+            _watch_spool(data_dir, 40.0, seen, sizes, times, until=lambda: dropped_total(data_dir) >= 8)
             dropped_during = dropped_total(data_dir)
             kept_seqs = [r[0] for r in spool_rows(data_dir) if r[4] == "periodic"]  # static ones are never dropped
             seen_in_outage = dict(seen)
             server.remove_faults()
             # keep watching while the backlog drains: pushes made meanwhile can still meet a full spool
-            _watch_spool(data_dir, 40.0, seen, [], until=lambda: not spool_rows(data_dir))
+            _watch_spool(data_dir, 40.0, seen, [], times, until=lambda: not spool_rows(data_dir))
             wait_drained(data_dir)
             wait_for(lambda: [r for r in server.requests_to(OTHER_PATH)
                               if r.json and r.json.get("key") == "comet_agent.dropped_samples"], 10,
@@ -173,7 +184,7 @@ def test_spool_cap_drops_oldest_with_an_exact_count_reported_to_the_experiment(t
         total = dropped_total(data_dir)
         reports = [r.json for r in server.requests_to(OTHER_PATH)
                    if r.json and r.json.get("key") == "comet_agent.dropped_samples" and r.answered_status == 200]
-        delivered = set(delivered_ids(server))
+        delivered = set(delivered_ids(server, sample_times=times))
     assert dropped_during >= 8, "the outage outgrew the cap"
     assert max(sizes) <= cap_bytes
     lost = set(seen) - delivered
@@ -193,13 +204,14 @@ def test_sigterm_during_an_outage_exits_within_the_stop_timeout_and_loses_nothin
     with backend() as server:
         agent = start(server, data_dir)
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             _outage(server)
             wait_for(lambda: len(spool_rows(data_dir)) >= 8, 20, what="samples waiting in the spool")
         finally:
             agent.send_signal(signal.SIGTERM)
             status, stderr = terminate(agent, timeout_s=8)
-        pending = {r[2] for r in spool_rows(data_dir)}
+        rows = spool_rows(data_dir)
+        pending, times = {r[2] for r in rows}, {r[2]: r[5] for r in rows}
         assert pending, "the outage left samples in the spool"
         assert "not everything was delivered" in stderr or "not delivered yet" in stderr, stderr
         server.remove_faults()
@@ -208,5 +220,5 @@ def test_sigterm_during_an_outage_exits_within_the_stop_timeout_and_loses_nothin
             wait_drained(data_dir)
         finally:
             terminate(agent)
-        assert pending <= set(delivered_ids(server))
+        assert pending <= set(delivered_ids(server, sample_times=times))
     assert "Traceback" not in stderr

@@ -16,11 +16,12 @@ from comet_agent.delivery.spool import Spool
 from tests.e2e.agent_support import agent_argv
 from tests.faults.support import (
     BATCH_PATH,
-    CPU_PATH,
     EXPERIMENT_KEY,
     FAST_INTERVALS,
     STATUS_PATH,
     backend,
+    cpu_pushes,
+    cpu_stamp,
     delivered_ids,
     spool_path,
     start,
@@ -58,7 +59,7 @@ def test_a_corrupt_spool_is_quarantined_with_one_warning_and_the_rest_is_deliver
     with backend() as server:
         agent = start(server, data_dir)
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="delivery from the fresh spool")
+            wait_for(lambda: cpu_pushes(server), 20, what="delivery from the fresh spool")
         finally:
             code, stderr = terminate(agent)
         flush = start(server, data_dir, command="flush")
@@ -115,9 +116,8 @@ def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path)
         with backend() as server, open(log_path, "wb") as log_file:
             agent = start(server, data_dir, stderr_file=log_file)
             try:
-                wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
-                for path in (CPU_PATH, BATCH_PATH):
-                    server.add_fault(Fault(status=503), times=10**6, path=path)
+                wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
+                server.add_fault(Fault(status=503), times=10**6, path=BATCH_PATH)
                 _fill(filler)
                 wait_for(lambda: b"cannot store" in log_path.read_bytes(), 30, what="the disk-full error")
                 time.sleep(2.5)  # a few more pushes fail to store: they must not log again
@@ -125,8 +125,7 @@ def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path)
                 filler.unlink()
                 freed_at_ms = int(time.time() * 1000)
                 server.remove_faults()
-                wait_for(lambda: [r for r in server.requests_to(CPU_PATH)
-                                  if r.answered_status == 200 and r.json["timestamp"] > freed_at_ms + 500], 30,
+                wait_for(lambda: [r for r in cpu_pushes(server) if cpu_stamp(r) > freed_at_ms + 500], 30,
                          what="a sample taken after space returned")
                 # What could not be stored while the disk was full is counted and reported.
                 reported = wait_for(lambda: [r.json["value"] for r in server.requests_to("write/experiment/log-other")
@@ -153,7 +152,7 @@ def test_garbage_intervals_from_update_status_are_ignored_or_clamped_and_logged_
     with backend() as server:
         agent = start(server, data_dir)
         try:
-            wait_for(lambda: delivered_ids(server, CPU_PATH), 20, what="a first CPU push")
+            wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
             server.set_route("GET", STATUS_PATH, {"isAliveBeatDurationMillis": 0, "cpuMonitorIntervalMillis": "abc",
                                                   "gpuMonitorIntervalMillis": -5})
             mark = len(server.requests_to(STATUS_PATH))

@@ -11,7 +11,7 @@ import pytest
 
 from comet_agent import errors
 from comet_agent.api import API, APIExperiment
-from comet_agent.api.client import REQUEST_ID_HEADER, RestClient, RetryPolicy, Timeouts
+from comet_agent.api.client import GZIP_MIN_BYTES, REQUEST_ID_HEADER, RestClient, RetryPolicy, Timeouts
 from tests.support.recording_server import Fault, RecordingServer
 
 API_KEY = "FaultTestKey0123456789"
@@ -260,17 +260,33 @@ def test_empty_write_reply_returns_none(server, sleep):
 def test_metric_batch_goes_gzip_to_clientlib_with_request_id(server, sleep):
     api = API(api_key=API_KEY, url_override=server.clientlib_url, sleep=sleep)
     experiment = APIExperiment(api=api, metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "p"})
-    experiment.log_metrics_batch([{"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "timestamp": 1_700_000_000_000},
-                                  {"metricName": "loss", "metricValue": 0.1}], request_id="batch-7")
+    points = [{"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "timestamp": 1_700_000_000_000},
+              {"metricName": "loss", "metricValue": 0.1}]
+    points += [{"metricName": f"sys.cpu.percent.{n:02d}", "metricValue": n, "timestamp": 1_700_000_000_000} for n in range(1, 17)]
+    experiment.log_metrics_batch(points, request_id="batch-7")
     (request,) = server.requests
     assert request.path == "/clientlib/batch/logger/experiment/metric"
-    assert request.was_gzipped
+    assert request.was_gzipped and len(request.body) >= GZIP_MIN_BYTES
     assert request.header(REQUEST_ID_HEADER) == "batch-7"
     assert request.header("authorization") == API_KEY
-    assert request.json == {"experimentKey": "k" * 32, "values": [
+    assert request.json["experimentKey"] == "k" * 32
+    assert request.json["values"][:2] == [
         {"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "epoch": None, "context": None, "timestamp": 1_700_000_000_000},
         {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None},
-    ]}
+    ]
+    assert len(request.json["values"]) == 18
+
+
+def test_a_metric_batch_under_the_gzip_threshold_goes_plain(server, sleep):
+    """gzip costs ~70 us whatever the size: a body under GZIP_MIN_BYTES is not worth it."""
+    api = API(api_key=API_KEY, url_override=server.clientlib_url, sleep=sleep)
+    experiment = APIExperiment(api=api, metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "p"})
+    experiment.log_metrics_batch([{"metricName": "loss", "metricValue": 0.1}])
+    (request,) = server.requests
+    assert not request.was_gzipped and request.header("content-encoding") is None
+    assert len(request.body) < GZIP_MIN_BYTES
+    assert request.json["values"] == [
+        {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None}]
 
 
 def test_combined_system_details_is_one_request(server, sleep):
@@ -329,3 +345,24 @@ def test_allow_header_from_configuration_is_sent(server, sleep, monkeypatch):
     (request,) = server.requests
     assert request.header("x-gateway") == "open-sesame"
     assert request.header("x-comet-sdk-source") == "API"
+
+
+def test_proxies_come_from_the_environment_of_each_request(server, sleep, monkeypatch):
+    """The proxy lookup is remembered per host, but a change of a proxy variable takes effect at the
+    next request: through the proxy (the recording server), then around it (no_proxy)."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as probe:  # a port where nothing listens: only the proxy can answer
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("http_proxy", server.url)
+    client = RestClient(API_KEY, f"http://127.0.0.1:{closed_port}/clientlib/", sleep=sleep,
+                        retry=RetryPolicy(max_retries=0), timeouts=Timeouts(connect_s=2.0, read_s=2.0))
+    for _ in range(2):
+        client.post("write/experiment/log-other", {"experimentKey": "k", "key": "a", "value": 1})
+    assert [r.path for r in server.requests] == ["/api/rest/v2/write/experiment/log-other"] * 2, "through the proxy"
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(errors.ConnectionFailed):  # straight to the closed port
+        client.post("write/experiment/log-other", {"experimentKey": "k", "key": "a", "value": 1})
+    assert len(server.requests) == 2
+    client.close()

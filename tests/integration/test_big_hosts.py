@@ -2,10 +2,11 @@
 
 Records -> ``payloads`` (points, window, requests) -> the spool -> the ``Sender`` -> our
 ``APIExperiment`` -> a real ``LocalServer`` on 127.0.0.1:0 -> read back with the official
-``comet_ml`` SDK (``API(cache=False)``). Per-CPU values travel as a positional list
-(``log_cpu_metrics``) that the server names ``sys.cpu.percent.01``, ``.02``, ... by position, so
-on hosts with more than 99 CPUs an ordering by name instead of by number put other cores' values
-under 118 of 128 names. Every value here encodes its own index, so any shift shows.
+``comet_ml`` SDK (``API(cache=False)``), once for each way a push travels: the default metric
+batch (every series by name) and the per-kind endpoints. There per-CPU values travel as a
+positional list (``log_cpu_metrics``) that the server names ``sys.cpu.percent.01``, ``.02``, ...
+by position, so on hosts with more than 99 CPUs an ordering by name instead of by number put other
+cores' values under 118 of 128 names. Every value here encodes its own index, so any shift shows.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ GIB = 2**30
 MIB = 2**20
 
 
-@pytest.fixture
-def deliver(comet_sdk_env, tmp_path):
+@pytest.fixture(params=[False, True], ids=["one-batch", "per-kind-endpoints"])
+def deliver(request, comet_sdk_env, tmp_path):
     """``deliver(records) -> {name: [values]}``: push records through our whole path, read back with comet_ml."""
     ours = API()
     theirs = comet_ml.API(cache=False)
@@ -49,7 +50,10 @@ def deliver(comet_sdk_env, tmp_path):
     def run(records) -> dict[str, list[float]]:
         experiment = APIExperiment(api=ours, workspace="ws", project_name="big-hosts")
         with Spool(tmp_path / f"spool-{next(counter)}.db") as spool:
-            for endpoint, payload in push_requests(metric_points(records)):
+            pushed = push_requests(metric_points(records), per_kind_endpoints=request.param)
+            if not request.param:
+                assert {endpoint for endpoint, _ in pushed} == {"metrics_batch"}
+            for endpoint, payload in pushed:
                 spool.append(experiment.id, endpoint, payload, kind=PERIODIC)
             sender = Sender(spool, lambda key: experiment)
             assert sender.send_pending() is None, sender.stats.last_error

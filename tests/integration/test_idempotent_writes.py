@@ -43,3 +43,23 @@ def test_gpu_metric_items_keep_their_own_timestamp(local_server):
     assert [p["timestamp"] for p in points] == [1_600_000_000_000]
     assert experiment.get_total_memory() is None
     assert experiment.get_max_memory() == 3
+
+
+def test_a_coalesced_group_resent_after_a_lost_reply_is_applied_once(local_server, tmp_path):
+    """The sender sends consecutive metric batches as one request with the group's recorded id: when
+    the server applied it but the agent never saw the reply, the resend is applied zero more times."""
+    from comet_agent.delivery.sender import Sender
+    from comet_agent.delivery.spool import Spool
+
+    experiment = _experiment(local_server)
+    with Spool(tmp_path / "spool.db") as spool:
+        entries = [spool.append(experiment.id, "metrics_batch",
+                                {"values": [{"metricName": "loss", "metricValue": i, "timestamp": 1_700_000_000_000 + i}]})
+                   for i in range(3)]
+        batch_id = f"{entries[0].request_id}..{entries[-1].request_id}"
+        spool.record_batch(entries, batch_id)
+        with experiment.idempotent(batch_id):  # the first attempt: applied, but its reply was lost
+            experiment.log_metrics_batch([point for entry in entries for point in entry.payload["values"]])
+        assert Sender(spool, lambda key: experiment).send_pending() is None
+        assert spool.depth() == 0
+    assert [float(p["metricValue"]) for p in experiment.get_metrics("loss")] == [0.0, 1.0, 2.0]

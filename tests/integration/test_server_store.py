@@ -113,3 +113,49 @@ def test_the_data_survives_a_reopen_in_wal_mode(tmp_path):
         assert second.system_details(experiment_key)["hostname"] == "h"
     finally:
         second.close()
+
+
+def test_commits_never_checkpoint_the_wal_and_the_checkpointer_does(tmp_path):
+    """A COMMIT does not pay for a checkpoint (SQLite's automatic one is off); the WalCheckpointer,
+    on its own connection, copies the WAL back, after which the writer starts the WAL over."""
+    from comet_agent.server.store import WalCheckpointer
+
+    store = Store(tmp_path / "store")
+    try:
+        assert store.connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        store.checkpointer.stop()  # its thread would checkpoint on its own; here the test drives it
+        key = new_experiment(store)
+        wal = store.checkpointer.wal_path
+        for step in range(800):  # a commit each: ~1,600 pages, past SQLite's automatic 1,000
+            with store.transaction():
+                store.add_metrics(key, [("loss", step * 0.5, step, None, None, 1_000 + step)])
+        assert wal.stat().st_size > 5 * 1024 * 1024, "no commit checkpointed (it would have started the WAL over)"
+        checkpointer = WalCheckpointer(store.database_path, min_wal_bytes=1024)
+        assert checkpointer.run_once() and checkpointer.checkpoints == 1
+        assert not checkpointer.run_once(), "nothing changed since: no second checkpoint"
+        with store.transaction():  # the WAL is checkpointed: this write starts it over
+            store.add_metrics(key, [("loss", 1.0, 800, None, None, 2_000)])
+        probe = sqlite3.connect(store.database_path)
+        try:
+            _busy, wal_frames, _done = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert wal_frames < 10, "the WAL was started over after the checkpoint"
+            assert probe.execute("SELECT COUNT(*) FROM metrics WHERE experiment_key=?", (key,)).fetchone()[0] == 801
+        finally:
+            probe.close()
+        checkpointer.stop()
+    finally:
+        store.close()
+    reopened = Store(tmp_path / "store")
+    try:
+        assert len(reopened.metrics(key, "loss")) == 801
+    finally:
+        reopened.close()
+
+
+def test_a_store_can_keep_sqlites_own_checkpoints(tmp_path):
+    store = Store(tmp_path / "store", background_checkpoints=False)
+    try:
+        assert store.checkpointer is None
+        assert store.connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    finally:
+        store.close()

@@ -169,7 +169,7 @@ def test_log_metrics_keyword_arguments_match_apiexperiment_signatures():
     """The cpu/ram/load payloads of push_requests bind to comet_ml's own APIExperiment signatures."""
     comet_ml = pytest.importorskip("comet_ml")
     records = [cpu_sample(cpu_numbers=(0, 1, 2)), MemorySample(1000, 400, 600, 60.0, 0, 0, None, T), LoadSample(0.5, 0.25, 0.125, T)]
-    requests = dict(payloads.push_requests(payloads.metric_points(records)))
+    requests = dict(payloads.push_requests(payloads.metric_points(records), per_kind_endpoints=True))
     for endpoint, method in (("cpu_metrics", comet_ml.APIExperiment.log_cpu_metrics),
                              ("ram_metrics", comet_ml.APIExperiment.log_ram_metrics),
                              ("load_metrics", comet_ml.APIExperiment.log_load_metrics)):
@@ -230,7 +230,7 @@ def test_gpu_collector_samples_map_to_points_and_log_gpu_metrics_items(model):
         assert (prefix + "used_memory" in names) == (sample.memory_used_bytes is not None)
         assert (prefix + "fan_speed" in names) == (sample.fan_speed_percent is not None)
     assert all(value is not None for value in names.values())
-    requests = dict(payloads.push_requests(payloads.metric_points(samples)))
+    requests = dict(payloads.push_requests(payloads.metric_points(samples), per_kind_endpoints=True))
     items = requests["gpu_metrics"]["gpus"]
     # Comet's five keys (plus our per-item sample time), whole numbers; only GPUs that know all four figures.
     assert all(set(item) == {"gpuId", "freeMemory", "usedMemory", "gpuUtilization", "totalMemory", "timestamp"} for item in items)

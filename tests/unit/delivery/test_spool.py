@@ -187,3 +187,30 @@ def test_a_spool_from_before_the_totals_table_gets_its_totals_computed(tmp_path)
         assert (spool.depth(), spool.size_bytes()) == (2, 4)
         spool.ack(spool.peek(1))
         assert (spool.depth(), spool.size_bytes()) == (1, 2)
+
+
+def test_a_recorded_batch_survives_reopen_and_leaves_with_its_entries(tmp_path):
+    path = tmp_path / "spool.db"
+    with Spool(path) as spool:
+        entries = [spool.append("exp1", "metrics_batch", {"values": [i]}) for i in range(4)]
+        spool.record_batch(entries[:3], "first..third")
+    with Spool(path) as spool:
+        assert spool.batch_ids(entries) == {entries[0].seq: "first..third", entries[1].seq: "first..third",
+                                            entries[2].seq: "first..third"}
+        assert [member.payload["values"] for member in spool.batch_members("first..third")] == [[0], [1], [2]]
+        spool.ack(entries[:1])  # an entry that leaves the spool leaves its batch
+        spool.quarantine(entries[1], "refused")
+        assert [member.seq for member in spool.batch_members("first..third")] == [entries[2].seq]
+        spool.forget_batch("first..third")
+        assert spool.batch_ids(entries) == {} and spool.batch_members("first..third") == []
+        assert spool.depth() == 2
+
+
+def test_an_entry_dropped_at_the_cap_leaves_its_batch(tmp_path):
+    payload = {"values": ["x" * 100]}
+    size = len(json.dumps(payload, separators=(",", ":")))
+    with Spool(tmp_path / "spool.db", max_bytes=3 * size) as spool:
+        entries = [spool.append("exp1", "metrics_batch", payload) for _ in range(3)]
+        spool.record_batch(entries, "b")
+        spool.append("exp1", "metrics_batch", payload)  # drops the oldest
+        assert [member.seq for member in spool.batch_members("b")] == [entries[1].seq, entries[2].seq]

@@ -43,14 +43,30 @@ def test_a_window_of_one_sample_is_unchanged():
     assert aggregate_window(points) == points
 
 
+def _one_push_of_each_kind():
+    return (_points("sys.cpu.percent.01", [10.0]) + _points("sys.cpu.percent.02", [30.0])
+            + _points("sys.cpu.percent.avg", [20.0]) + _points("sys.ram.total", [100]) + _points("sys.ram.used", [40])
+            + _points("sys.load.avg", [0.5]) + _points("sys.load.avg5", [0.25])
+            + [{"metricName": f"sys.gpu.0.{f}", "metricValue": v, "timestamp": 1000}
+               for f, v in (("free_memory", 60), ("used_memory", 20), ("total_memory", 80), ("gpu_utilization", 97.6),
+                            ("temperature", 61))])
+
+
+def test_push_requests_sends_one_metric_batch_with_every_series_by_name():
+    """The default: one request per push, what comet_ml's own system monitors send."""
+    points = _one_push_of_each_kind()
+    assert push_requests(points) == [("metrics_batch", {"values": points})]
+
+
+def test_push_requests_of_a_window_batches_the_aggregates():
+    points = _points("sys.cpu.percent.avg", [10.0, 30.0]) + _points("sys.ram.used", [5, 9])
+    assert push_requests(points) == [("metrics_batch", {"values": [
+        {"metricName": "sys.cpu.percent.avg", "metricValue": 20.0, "timestamp": 1100},
+        {"metricName": "sys.ram.used", "metricValue": 9, "timestamp": 1100}]})]
+
+
 def test_push_requests_maps_comet_metrics_to_their_endpoints_and_the_rest_to_a_batch():
-    points = (_points("sys.cpu.percent.01", [10.0]) + _points("sys.cpu.percent.02", [30.0])
-              + _points("sys.cpu.percent.avg", [20.0]) + _points("sys.ram.total", [100]) + _points("sys.ram.used", [40])
-              + _points("sys.load.avg", [0.5]) + _points("sys.load.avg5", [0.25])
-              + [{"metricName": f"sys.gpu.0.{f}", "metricValue": v, "timestamp": 1000}
-                 for f, v in (("free_memory", 60), ("used_memory", 20), ("total_memory", 80), ("gpu_utilization", 97.6),
-                              ("temperature", 61))])
-    requests = dict(push_requests(points))
+    requests = dict(push_requests(_one_push_of_each_kind(), per_kind_endpoints=True))
     assert requests["cpu_metrics"] == {"cpu_metrics": [10.0, 30.0], "timestamp": 1000}
     assert requests["ram_metrics"] == {"total_ram": 100, "used_ram": 40, "timestamp": 1000}
     assert requests["load_metrics"] == {"load_avg": 0.5, "timestamp": 1000}
@@ -63,12 +79,13 @@ def test_push_requests_maps_comet_metrics_to_their_endpoints_and_the_rest_to_a_b
 
 def test_push_requests_keeps_a_gpu_without_all_five_keys_in_the_batch():
     points = [{"metricName": "sys.gpu.3.used_memory", "metricValue": 5, "timestamp": 1}]
-    assert push_requests(points) == [("metrics_batch", {"values": points})]
+    assert push_requests(points, per_kind_endpoints=True) == [("metrics_batch", {"values": points})]
 
 
-def test_push_requests_splits_batches_at_1000_points():
+@pytest.mark.parametrize("per_kind_endpoints", [False, True])
+def test_push_requests_splits_batches_at_1000_points(per_kind_endpoints):
     points = [{"metricName": f"user.{i}", "metricValue": i, "timestamp": 1} for i in range(2500)]
-    sizes = [len(p["values"]) for endpoint, p in push_requests(points)]
+    sizes = [len(p["values"]) for endpoint, p in push_requests(points, per_kind_endpoints=per_kind_endpoints)]
     assert sizes == [1000, 1000, 500]
 
 
@@ -87,7 +104,7 @@ def _per_cpu_points(cpu_numbers):
 @pytest.mark.parametrize("cpu_count", [99, 100, 128, 512])
 def test_push_requests_lists_cpus_in_numeric_order_beyond_99(cpu_count):
     points = _per_cpu_points(range(cpu_count)) + _points("sys.cpu.percent.avg", [5.0])
-    [(endpoint, payload)] = push_requests(points)
+    [(endpoint, payload)] = push_requests(points, per_kind_endpoints=True)
     assert endpoint == "cpu_metrics"
     # position p of the list becomes sys.cpu.percent.<p+1> on the server: it must hold CPU p's value
     assert payload["cpu_metrics"] == [n / 10 for n in range(cpu_count)]
@@ -96,7 +113,7 @@ def test_push_requests_lists_cpus_in_numeric_order_beyond_99(cpu_count):
 def test_push_requests_sends_per_cpu_figures_by_name_when_a_cpu_is_missing():
     """CPU 2 went offline this interval: a positional list would put CPU 3's value under .03."""
     points = _per_cpu_points([0, 1, 3, 127]) + _points("sys.cpu.percent.avg", [5.0])
-    [(endpoint, payload)] = push_requests(points)
+    [(endpoint, payload)] = push_requests(points, per_kind_endpoints=True)
     assert endpoint == "metrics_batch"
     assert {p["metricName"]: p["metricValue"] for p in payload["values"]} == {
         "sys.cpu.percent.01": 0.0, "sys.cpu.percent.02": 0.1, "sys.cpu.percent.04": 0.3, "sys.cpu.percent.128": 12.7,
@@ -106,6 +123,6 @@ def test_push_requests_sends_per_cpu_figures_by_name_when_a_cpu_is_missing():
 def test_push_requests_orders_gpus_by_index_beyond_9():
     points = [{"metricName": f"sys.gpu.{i}.{f}", "metricValue": 100 * i + k, "timestamp": 1000}
               for i in (10, 2, 1, 0) for k, f in enumerate(("free_memory", "used_memory", "total_memory", "gpu_utilization"))]
-    requests = dict(push_requests(points))
+    requests = dict(push_requests(points, per_kind_endpoints=True))
     assert [(item["gpuId"], item["freeMemory"], item["gpuUtilization"]) for item in requests["gpu_metrics"]["gpus"]] == [
         (0, 0, 3), (1, 100, 103), (2, 200, 203), (10, 1000, 1003)]
