@@ -64,8 +64,12 @@ def child_loop(args) -> int:
     else:
         import comet_agent
 
-        with comet_agent.monitor(experiment_key=args.experiment, api_key=API_KEY,
-                                 url_override=args.root + "/clientlib/", data_dir=args.data_dir):
+        with comet_agent.monitor(
+            experiment_key=args.experiment,
+            api_key=API_KEY,
+            url_override=args.root + "/clientlib/",
+            data_dir=args.data_dir,
+        ):
             if args.settle_s:
                 time.sleep(args.settle_s)  # let start-up (static snapshot, first pushes) finish
             began = time.perf_counter()
@@ -99,22 +103,36 @@ def slowdown(rounds: int, loop_s: float, scratch: Path) -> dict:
     times: dict[str, list[float]] = {c: [] for c in configs}
     try:
         for round_index in range(rounds):
-            order = configs[round_index % len(configs):] + configs[:round_index % len(configs)]
+            order = configs[round_index % len(configs) :] + configs[: round_index % len(configs)]
             for config in order:
-                argv = [sys.executable, __file__, "--child", "none" if config == "none" else "agent",
-                        "--iterations", str(iterations)]
+                argv = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "none" if config == "none" else "agent",
+                    "--iterations",
+                    str(iterations),
+                ]
                 if config != "none":
                     root = servers[config.split()[0]][1]
-                    argv += ["--experiment", create_experiment(root), "--root", root,
-                             "--data-dir", str(scratch / f"agent-{config.replace(' ', '-')}-{round_index}")]
+                    argv += [
+                        "--experiment",
+                        create_experiment(root),
+                        "--root",
+                        root,
+                        "--data-dir",
+                        str(scratch / f"agent-{config.replace(' ', '-')}-{round_index}"),
+                    ]
                     if config.endswith("steady"):
                         argv += ["--settle-s", "3"]
                 out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
                 if out.returncode != 0:
                     raise RuntimeError(out.stderr[-2000:])
                 times[config].append(json.loads(out.stdout.strip().splitlines()[-1])["elapsed_s"])
-            print(f"round {round_index + 1}/{rounds}: " + "  ".join(f"{c} {times[c][-1]:.3f} s" for c in configs),
-                  flush=True)
+            print(
+                f"round {round_index + 1}/{rounds}: " + "  ".join(f"{c} {times[c][-1]:.3f} s" for c in configs),
+                flush=True,
+            )
     finally:
         for process, _root in servers.values():
             process.terminate()
@@ -253,9 +271,16 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
                     times[mode][name].append(took * 1000)
                 requests_per_push[mode] = len(reqs)
                 sent = 0
-                for endpoint, payload in reqs:  # the JSON body as the client sends it (batches gzip above the threshold)
+                for (
+                    endpoint,
+                    payload,
+                ) in reqs:  # the JSON body as the client sends it (batches gzip above the threshold)
                     body = json.dumps({"experimentKey": experiments[mode].id, **payload}).encode()
-                    sent += len(gzip.compress(body)) if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES else len(body)
+                    sent += (
+                        len(gzip.compress(body))
+                        if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES
+                        else len(body)
+                    )
                 wire_bytes[mode].append(sent)
         spool.close()
         api.close()
@@ -266,10 +291,14 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
     for mode in modes:
         medians = {name: statistics.median(values) for name, values in times[mode].items()}
         totals = [sum(values) for values in zip(*times[mode].values())]
-        result[mode] = {"steps_ms": medians, "total_ms": statistics.median(totals),
-                        "total_ms_p10_p90": [sorted(totals)[len(totals) // 10], sorted(totals)[len(totals) * 9 // 10]],
-                        "requests_per_push": requests_per_push[mode], "wire_bytes": statistics.median(wire_bytes[mode]),
-                        "server_cpu_ms_per_push": server_cpu_s[mode] * 1000 / pushes}
+        result[mode] = {
+            "steps_ms": medians,
+            "total_ms": statistics.median(totals),
+            "total_ms_p10_p90": [sorted(totals)[len(totals) // 10], sorted(totals)[len(totals) * 9 // 10]],
+            "requests_per_push": requests_per_push[mode],
+            "wire_bytes": statistics.median(wire_bytes[mode]),
+            "server_cpu_ms_per_push": server_cpu_s[mode] * 1000 / pushes,
+        }
     return result
 
 
@@ -285,7 +314,9 @@ def main(argv=None) -> int:
     parser.add_argument("--replay", type=int, default=2_000, help="entries the sender replays")
     parser.add_argument("--pushes", type=int, default=200, help="pushes timed for the CPU breakdown")
     parser.add_argument("--with-ingest", action="store_true", help="also run bench_server_ingest.py")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"which measurements, comma-separated: {', '.join(PARTS)}")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"which measurements, comma-separated: {', '.join(PARTS)}"
+    )
     parser.add_argument("--json", default=str(REPO_ROOT / "bench" / "results" / "bench_agent.json"))
     # The child mode (one timed loop in a fresh interpreter):
     parser.add_argument("--child", choices=["none", "agent"], help=argparse.SUPPRESS)
@@ -316,25 +347,34 @@ def main(argv=None) -> int:
         print(f"loop: {loop['iterations']} iterations, bare median {statistics.median(loop['seconds']['none']):.3f} s")
         for config in ("default", "1s", "1s steady"):
             values = loop[f"slowdown_percent_{config}"]
-            print(f"  slowdown with monitor() at {config:>7} cadence: median {statistics.median(values):+.2f}% "
-                  f"[{min(values):+.2f}% to {max(values):+.2f}%] over {len(values)} rounds")
+            print(
+                f"  slowdown with monitor() at {config:>7} cadence: median {statistics.median(values):+.2f}% "
+                f"[{min(values):+.2f}% to {max(values):+.2f}%] over {len(values)} rounds"
+            )
     if "spool" in results:
         spool = results["spool"]
-        print(f"spool ({spool['endpoint']}, {spool['payload_bytes']} B payload): write {spool['write_per_s_empty']:.0f}/s "
-              f"empty, {spool['write_per_s_at_depth']:.0f}/s at depth {spool['depth']}; "
-              f"replay to the local server {spool['replay_per_s']:.0f}/s ({spool['replayed']} entries)")
+        print(
+            f"spool ({spool['endpoint']}, {spool['payload_bytes']} B payload): write {spool['write_per_s_empty']:.0f}/s "
+            f"empty, {spool['write_per_s_at_depth']:.0f}/s at depth {spool['depth']}; "
+            f"replay to the local server {spool['replay_per_s']:.0f}/s ({spool['replayed']} entries)"
+        )
     if "push_breakdown_ms" in results:
         breakdown = results["push_breakdown_ms"]
         for mode, figures in breakdown.items():
             low, high = figures["total_ms_p10_p90"]
-            print(f"one push, {mode} ({figures['requests_per_push']} requests, {figures['wire_bytes']:.0f} B on the wire), "
-                  "thread CPU ms: " + ", ".join(f"{k} {v:.2f}" for k, v in figures["steps_ms"].items())
-                  + f"; total {figures['total_ms']:.2f} [p10-p90 {low:.2f}-{high:.2f}]; "
-                  f"server CPU {figures['server_cpu_ms_per_push']:.2f} ms/push")
+            print(
+                f"one push, {mode} ({figures['requests_per_push']} requests, {figures['wire_bytes']:.0f} B on the wire), "
+                "thread CPU ms: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in figures["steps_ms"].items())
+                + f"; total {figures['total_ms']:.2f} [p10-p90 {low:.2f}-{high:.2f}]; "
+                f"server CPU {figures['server_cpu_ms_per_push']:.2f} ms/push"
+            )
         per_kind, batch = breakdown["per-kind endpoints"], breakdown["one batch"]
-        print(f"per-kind / one batch: client CPU {per_kind['total_ms'] / batch['total_ms']:.2f}x, "
-              f"server CPU {per_kind['server_cpu_ms_per_push'] / max(batch['server_cpu_ms_per_push'], 1e-9):.2f}x, "
-              f"requests {per_kind['requests_per_push']} vs {batch['requests_per_push']}")
+        print(
+            f"per-kind / one batch: client CPU {per_kind['total_ms'] / batch['total_ms']:.2f}x, "
+            f"server CPU {per_kind['server_cpu_ms_per_push'] / max(batch['server_cpu_ms_per_push'], 1e-9):.2f}x, "
+            f"requests {per_kind['requests_per_push']} vs {batch['requests_per_push']}"
+        )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

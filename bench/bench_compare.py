@@ -338,8 +338,9 @@ def reap_orphans(meter: TreeMeter) -> float:
     return extra_s
 
 
-def measure_tree(argv: list[str], env: dict, cwd: str, duration_s: float, stop_timeout_s: float = 60.0,
-                 on_tick=None) -> tuple[float, int, float, float, TreeMeter]:
+def measure_tree(
+    argv: list[str], env: dict, cwd: str, duration_s: float, stop_timeout_s: float = 60.0, on_tick=None
+) -> tuple[float, int, float, float, TreeMeter]:
     """Run ``argv``; SIGTERM it after ``duration_s``. Returns (start wall s, rc, cpu_s, stop-to-exit ms, meter)."""
     start_wall_s = time.time()
     process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -385,9 +386,15 @@ def measure_tree(argv: list[str], env: dict, cwd: str, duration_s: float, stop_t
                 process.returncode = returncode
                 meter.last_cpu_s.pop(process.pid, None)
         orphan_cpu_s += reap_orphans(meter)
-        alive = meter.poll() if root_usage_s is None else sum(
-            1 for pid, p in meter.seen.items() if pid != process.pid and p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE)
+        alive = (
+            meter.poll()
+            if root_usage_s is None
+            else sum(
+                1
+                for pid, p in meter.seen.items()
+                if pid != process.pid and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            )
+        )
         if root_usage_s is not None and alive == 0:
             break
         time.sleep(0.01)
@@ -428,19 +435,27 @@ def ensure_peer_venv(root: Path, name: str, specs: list[str]) -> Path:
 
 def base_env(home: str) -> dict:
     """A clean environment: temporary HOME (no stray configs), nothing phones home."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COMET_", "WANDB_", "MLFLOW_", "PYTHON"))}
-    env.update({"HOME": home, "COMET_ERROR_TRACKING_ENABLE": "false", "COMET_DISABLE_AUTO_LOGGING": "1",
-                "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true",
-                "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false", "PYTHONDONTWRITEBYTECODE": "1",
-                "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1",
-                # comet_ml's shortest system-monitor interval: it clamps anything below 10 s to 10 s.
-                "COMET_SYSTEM_CPU_INTERVAL": "10", "COMET_SYSTEM_GPU_INTERVAL": "10",
-                "COMET_SYSTEM_NETWORK_INTERVAL": "10", "COMET_SYSTEM_DISK_INTERVAL": "10"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMET_", "WANDB_", "MLFLOW_", "PYTHON"))}
+    env.update(
+        {
+            "HOME": home,
+            "COMET_ERROR_TRACKING_ENABLE": "false",
+            "COMET_DISABLE_AUTO_LOGGING": "1",
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "WANDB_DISABLE_CODE": "true",
+            "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "DO_NOT_TRACK": "1",
+            "PYTHONUNBUFFERED": "1",
+            # comet_ml's shortest system-monitor interval: it clamps anything below 10 s to 10 s.
+            "COMET_SYSTEM_CPU_INTERVAL": "10",
+            "COMET_SYSTEM_GPU_INTERVAL": "10",
+            "COMET_SYSTEM_NETWORK_INTERVAL": "10",
+            "COMET_SYSTEM_DISK_INTERVAL": "10",
+        }
+    )
     return env
-
-
-
 
 
 def server_samples(data_dir: str, experiment_key: str) -> tuple[int, Optional[int]]:
@@ -451,7 +466,9 @@ def server_samples(data_dir: str, experiment_key: str) -> tuple[int, Optional[in
     try:
         count, first = conn.execute(
             "SELECT COUNT(DISTINCT timestamp_ms), MIN(timestamp_ms) FROM metrics "
-            "WHERE experiment_key=? AND is_system=1 AND name='sys.ram.used'", (experiment_key,)).fetchone()
+            "WHERE experiment_key=? AND is_system=1 AND name='sys.ram.used'",
+            (experiment_key,),
+        ).fetchone()
     finally:
         conn.close()
     return count, first
@@ -523,50 +540,105 @@ class Bench:
             code = IDLE if config == "idle" else FLOOR
             samples_file = work / "samples.txt"
             start_s, _rc, cpu_s, stop_ms, meter = self.measure(
-                [sys.executable, "-c", code, str(samples_file)], env, str(work), duration_s)
+                [sys.executable, "-c", code, str(samples_file)], env, str(work), duration_s
+            )
             if config == "idle":
-                return RunResult(config, round_index, cpu_s, meter.peak_rss_bytes, None, stop_ms, None, True, "baseline")
+                return RunResult(
+                    config, round_index, cpu_s, meter.peak_rss_bytes, None, stop_ms, None, True, "baseline"
+                )
             stamps = [int(line) for line in samples_file.read_text().split()]
-            return RunResult(config, round_index, cpu_s, meter.peak_rss_bytes,
-                             stamps[0] - start_s * 1000 if stamps else None, stop_ms, len(stamps), True,
-                             "lines in its samples file")
+            return RunResult(
+                config,
+                round_index,
+                cpu_s,
+                meter.peak_rss_bytes,
+                stamps[0] - start_s * 1000 if stamps else None,
+                stop_ms,
+                len(stamps),
+                True,
+                "lines in its samples file",
+            )
         if config.startswith("comet-agent"):
             mode = config.split()[1]
             server, root, server_dir = self.servers["1s" if mode == "1s" else "default"]
             key = create_experiment(root, "compare")
             data_dir = work / "agent-data"
-            env.update({"COMET_URL_OVERRIDE": root + "/clientlib/", "COMET_API_KEY": API_KEY,
-                        "COMET_AGENT_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO_ROOT)})
+            env.update(
+                {
+                    "COMET_URL_OVERRIDE": root + "/clientlib/",
+                    "COMET_API_KEY": API_KEY,
+                    "COMET_AGENT_DATA_DIR": str(data_dir),
+                    "PYTHONPATH": str(REPO_ROOT),
+                }
+            )
             server_proc = psutil.Process(server.pid)
             server_cpu_before = sum(server_proc.cpu_times()[:2])
             start_s, _rc, cpu_s, stop_ms, meter = self.measure(
-                [sys.executable, "-m", "comet_agent", "run", "--experiment", key, "--directory", str(work),
-                 *(["--sample-interval", "1"] if mode == "sample-1s" else [])],
-                env, str(work), duration_s)
+                [
+                    sys.executable,
+                    "-m",
+                    "comet_agent",
+                    "run",
+                    "--experiment",
+                    key,
+                    "--directory",
+                    str(work),
+                    *(["--sample-interval", "1"] if mode == "sample-1s" else []),
+                ],
+                env,
+                str(work),
+                duration_s,
+            )
             server_cpu_s = sum(server_proc.cpu_times()[:2]) - server_cpu_before
             count, first_ms = server_samples(server_dir, key)
-            return RunResult(config, round_index, cpu_s, meter.peak_rss_bytes,
-                             first_ms - start_s * 1000 if first_ms else None, stop_ms, count, True,
-                             "distinct sys.ram.used timestamps in the server's store",
-                             server_cpu_s=server_cpu_s, spool_entries_left=spool_depth(data_dir, key))
+            return RunResult(
+                config,
+                round_index,
+                cpu_s,
+                meter.peak_rss_bytes,
+                first_ms - start_s * 1000 if first_ms else None,
+                stop_ms,
+                count,
+                True,
+                "distinct sys.ram.used timestamps in the server's store",
+                server_cpu_s=server_cpu_s,
+                spool_entries_left=spool_depth(data_dir, key),
+            )
         python = str(self.pythons[config])
-        program, reader = {"comet_ml": (COMET_PEER, COMET_READER), "wandb": (WANDB_PEER, WANDB_READER),
-                           "mlflow": (MLFLOW_PEER, MLFLOW_READER)}[config]
+        program, reader = {
+            "comet_ml": (COMET_PEER, COMET_READER),
+            "wandb": (WANDB_PEER, WANDB_READER),
+            "mlflow": (MLFLOW_PEER, MLFLOW_READER),
+        }[config]
         out_dir = work / "out"
         out_dir.mkdir()
-        start_s, _rc, cpu_s, stop_ms, meter = self.measure([python, "-c", program, str(out_dir)], env, str(work),
-                                                           duration_s)
-        read = subprocess.run([python, "-c", reader, str(out_dir)], env=env, cwd=str(work), capture_output=True,
-                              text=True, timeout=120)
+        start_s, _rc, cpu_s, stop_ms, meter = self.measure(
+            [python, "-c", program, str(out_dir)], env, str(work), duration_s
+        )
+        read = subprocess.run(
+            [python, "-c", reader, str(out_dir)], env=env, cwd=str(work), capture_output=True, text=True, timeout=120
+        )
         try:
             found = json.loads(read.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            found = {"samples": None, "first_ms": None, "verified": False,
-                     "note": "reader failed: " + read.stderr.strip()[-300:]}
+            found = {
+                "samples": None,
+                "first_ms": None,
+                "verified": False,
+                "note": "reader failed: " + read.stderr.strip()[-300:],
+            }
         first_ms = found["first_ms"]
-        return RunResult(config, round_index, cpu_s, meter.peak_rss_bytes,
-                         first_ms - start_s * 1000 if first_ms else None, stop_ms, found["samples"],
-                         bool(found["verified"]) and found["samples"] is not None, found["note"])
+        return RunResult(
+            config,
+            round_index,
+            cpu_s,
+            meter.peak_rss_bytes,
+            first_ms - start_s * 1000 if first_ms else None,
+            stop_ms,
+            found["samples"],
+            bool(found["verified"]) and found["samples"] is not None,
+            found["note"],
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,8 +655,10 @@ def describe_machine() -> str:
     except OSError:
         pass
     memory_gib = psutil.virtual_memory().total / 2**30
-    return (f"{os.cpu_count()} CPUs ({model or platform.machine()}), "
-            f"{memory_gib:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model or platform.machine()}), "
+        f"{memory_gib:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def spread(values: list, scale: float = 1.0, digits: int = 2) -> str:
@@ -608,49 +682,62 @@ def summarise(results: list[RunResult], versions: dict[str, str]) -> list[dict]:
     for config in dict.fromkeys(r.config for r in results):
         mine = [r for r in results if r.config == config]
         over = [r.cpu_over_idle_s for r in mine]
-        rows.append({
-            "config": config,
-            "version": versions.get(config, ""),
-            "cpu_over_idle_s": over,
-            "cpu_x_floor": [o / floor_med for o in over] if floor_med and config != "idle" else None,
-            "steady_cpu_over_idle_ms_per_s": [r.steady_over_idle_ms_per_s for r in mine],
-            "steady_x_floor": ([r.steady_over_idle_ms_per_s / floor_steady_med for r in mine]
-                               if floor_steady_med and floor_steady_med > 0 and config != "idle" else None),
-            "peak_rss_bytes": [r.peak_rss_bytes for r in mine],
-            "first_sample_ms": [r.first_sample_ms for r in mine],
-            "stop_to_exit_ms": [r.stop_to_exit_ms for r in mine],
-            "samples": [r.samples for r in mine],
-            "verified": all(r.verified for r in mine),
-            "how_samples_were_read": mine[0].note,
-            "server_cpu_s": [r.server_cpu_s for r in mine] if mine[0].server_cpu_s is not None else None,
-            "spool_entries_left": [r.spool_entries_left for r in mine] if mine[0].spool_entries_left is not None else None,
-        })
+        rows.append(
+            {
+                "config": config,
+                "version": versions.get(config, ""),
+                "cpu_over_idle_s": over,
+                "cpu_x_floor": [o / floor_med for o in over] if floor_med and config != "idle" else None,
+                "steady_cpu_over_idle_ms_per_s": [r.steady_over_idle_ms_per_s for r in mine],
+                "steady_x_floor": (
+                    [r.steady_over_idle_ms_per_s / floor_steady_med for r in mine]
+                    if floor_steady_med and floor_steady_med > 0 and config != "idle"
+                    else None
+                ),
+                "peak_rss_bytes": [r.peak_rss_bytes for r in mine],
+                "first_sample_ms": [r.first_sample_ms for r in mine],
+                "stop_to_exit_ms": [r.stop_to_exit_ms for r in mine],
+                "samples": [r.samples for r in mine],
+                "verified": all(r.verified for r in mine),
+                "how_samples_were_read": mine[0].note,
+                "server_cpu_s": [r.server_cpu_s for r in mine] if mine[0].server_cpu_s is not None else None,
+                "spool_entries_left": [r.spool_entries_left for r in mine]
+                if mine[0].spool_entries_left is not None
+                else None,
+            }
+        )
     return rows
 
 
 def print_table(rows: list[dict], header: str) -> str:
-    lines = [header, "",
-             "| configuration | version | CPU s over idle, whole run | x floor | steady CPU ms/s over idle | "
-             "x floor | peak tree RSS MB | first sample ms | stop to exit ms | samples recorded |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| configuration | version | CPU s over idle, whole run | x floor | steady CPU ms/s over idle | "
+        "x floor | peak tree RSS MB | first sample ms | stop to exit ms | samples recorded |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         samples = spread(row["samples"], digits=0) if row["config"] != "idle" else "-"
         if row["config"] != "idle" and not row["verified"]:
             samples += " (unverified)"
         xfloor = spread(row["cpu_x_floor"]) if row["cpu_x_floor"] else "-"
         cpu = spread(row["cpu_over_idle_s"], digits=3) if row["config"] != "idle" else "0 (baseline)"
-        steady = (spread(row["steady_cpu_over_idle_ms_per_s"], digits=2) if row["config"] != "idle"
-                  else "0 (baseline)")
+        steady = spread(row["steady_cpu_over_idle_ms_per_s"], digits=2) if row["config"] != "idle" else "0 (baseline)"
         steady_x = spread(row["steady_x_floor"], digits=1) if row["steady_x_floor"] else "-"
-        lines.append(f"| {row['config']} | {row['version']} | {cpu} | {xfloor} | {steady} | {steady_x} | "
-                     f"{spread(row['peak_rss_bytes'], 1 / 2**20, 1)} | {spread(row['first_sample_ms'], digits=0)} | "
-                     f"{spread(row['stop_to_exit_ms'], digits=0)} | {samples} |")
+        lines.append(
+            f"| {row['config']} | {row['version']} | {cpu} | {xfloor} | {steady} | {steady_x} | "
+            f"{spread(row['peak_rss_bytes'], 1 / 2**20, 1)} | {spread(row['first_sample_ms'], digits=0)} | "
+            f"{spread(row['stop_to_exit_ms'], digits=0)} | {samples} |"
+        )
     extra = [r for r in rows if r["server_cpu_s"]]
     if extra:
         lines.append("")
         for row in extra:
-            lines.append(f"{row['config']}: local server CPU s (not counted above) {spread(row['server_cpu_s'], digits=3)}; "
-                         f"spool entries left at exit {row['spool_entries_left']}")
+            lines.append(
+                f"{row['config']}: local server CPU s (not counted above) {spread(row['server_cpu_s'], digits=3)}; "
+                f"spool entries left at exit {row['spool_entries_left']}"
+            )
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -661,14 +748,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--duration-s", type=float, default=30.0, help="seconds each configuration runs (default 30)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 s per configuration, 3 rounds (~4 min)")
-    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS),
-                        help="peers to include (default: all)")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="run only these configurations (idle and floor always run), e.g. 'comet-agent sample-1s'")
-    parser.add_argument("--venv-root", default="~/.cache/comet-agent-bench/venvs",
-                        help="where the peers' virtual environments are created")
-    parser.add_argument("--json", default=str(REPO_ROOT / "bench" / "results" / "bench_compare.json"),
-                        help="where the JSON results go")
+    parser.add_argument(
+        "--peers", nargs="*", default=list(PEERS), choices=list(PEERS), help="peers to include (default: all)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only these configurations (idle and floor always run), e.g. 'comet-agent sample-1s'",
+    )
+    parser.add_argument(
+        "--venv-root",
+        default="~/.cache/comet-agent-bench/venvs",
+        help="where the peers' virtual environments are created",
+    )
+    parser.add_argument(
+        "--json", default=str(REPO_ROOT / "bench" / "results" / "bench_compare.json"), help="where the JSON results go"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration_s = 8.0
@@ -684,31 +780,51 @@ def main(argv: Optional[list[str]] = None) -> int:
         configs = bench.configs()
         for round_index in range(args.rounds):
             # Rotate the order each round so no configuration always runs right after another.
-            order = configs[round_index % len(configs):] + configs[:round_index % len(configs)]
+            order = configs[round_index % len(configs) :] + configs[: round_index % len(configs)]
             for config in order:
                 result = bench.run(config, round_index)
                 result.steady_cpu_ms_per_s = bench.last_meter.steady_cpu_ms_per_s
                 results.append(result)
-                print(f"round {round_index + 1}/{args.rounds} {config:<20} cpu {result.cpu_s:7.3f} s  "
-                      f"rss {result.peak_rss_bytes / 2**20:6.1f} MB  first {result.first_sample_ms or float('nan'):7.0f} ms  "
-                      f"stop {result.stop_to_exit_ms:6.0f} ms  samples {result.samples}", flush=True)
+                print(
+                    f"round {round_index + 1}/{args.rounds} {config:<20} cpu {result.cpu_s:7.3f} s  "
+                    f"rss {result.peak_rss_bytes / 2**20:6.1f} MB  first {result.first_sample_ms or float('nan'):7.0f} ms  "
+                    f"stop {result.stop_to_exit_ms:6.0f} ms  samples {result.samples}",
+                    flush=True,
+                )
     finally:
         bench.close()
     import comet_agent
 
-    versions = {"comet-agent 1s": comet_agent.__version__, "comet-agent default": comet_agent.__version__,
-                "comet-agent sample-1s": comet_agent.__version__,
-                **{name: PEERS[name][0].split("==")[1] for name in args.peers}}
+    versions = {
+        "comet-agent 1s": comet_agent.__version__,
+        "comet-agent default": comet_agent.__version__,
+        "comet-agent sample-1s": comet_agent.__version__,
+        **{name: PEERS[name][0].split("==")[1] for name in args.peers},
+    }
     rows = summarise(results, versions)
-    header = (f"{started:%Y-%m-%d %H:%M} UTC, {describe_machine()}, load average before "
-              f"{load_before:.2f}; {args.rounds} rounds x {args.duration_s:.0f} s per configuration; "
-              "medians [min-max]")
+    header = (
+        f"{started:%Y-%m-%d %H:%M} UTC, {describe_machine()}, load average before "
+        f"{load_before:.2f}; {args.rounds} rounds x {args.duration_s:.0f} s per configuration; "
+        "medians [min-max]"
+    )
     table = print_table(rows, header)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"started": started.isoformat(), "machine": describe_machine(),
-                               "duration_s": args.duration_s, "rounds": args.rounds, "peers": PEERS,
-                               "rows": rows, "runs": [asdict(r) for r in results], "table": table}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "machine": describe_machine(),
+                "duration_s": args.duration_s,
+                "rounds": args.rounds,
+                "peers": PEERS,
+                "rows": rows,
+                "runs": [asdict(r) for r in results],
+                "table": table,
+            },
+            indent=1,
+        )
+    )
     print(f"\nJSON: {out}")
     return 0
 

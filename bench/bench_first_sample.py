@@ -65,8 +65,10 @@ def first_metrics(server, timeout_s: float = 20.0):
 def sample_time_ms(request) -> int | None:
     body = request.json or {}
     if "values" in body:
-        return next((p["timestamp"] for p in body["values"] if p.get("metricName") == "sys.cpu.percent.avg"),
-                    body["values"][0].get("timestamp") if body["values"] else None)
+        return next(
+            (p["timestamp"] for p in body["values"] if p.get("metricName") == "sys.cpu.percent.avg"),
+            body["values"][0].get("timestamp") if body["values"] else None,
+        )
     return body.get("timestamp")
 
 
@@ -87,28 +89,47 @@ def make_job_directory(where: Path) -> Path:
 def one_run(server, source: Path, mode: str, scratch: Path, job_directory: Path) -> dict:
     server.clear()
     env = source_env(source)
-    env.update({"COMET_API_KEY": API_KEY, "COMET_URL_OVERRIDE": server.clientlib_url, "HOME": str(scratch),
-                "COMET_AGENT_DATA_DIR": str(scratch / "data")})
+    env.update(
+        {
+            "COMET_API_KEY": API_KEY,
+            "COMET_URL_OVERRIDE": server.clientlib_url,
+            "HOME": str(scratch),
+            "COMET_AGENT_DATA_DIR": str(scratch / "data"),
+        }
+    )
     # Bytecode caches as a user has them (the first, warm-up run writes them).
     env = {k: v for k, v in env.items() if not k.startswith("COMET_AGENT_PER_KIND") and k != "PYTHONDONTWRITEBYTECODE"}
     if mode == "cli":
-        argv = [sys.executable, "-m", "comet_agent", "run", "--experiment", KEY, "--no-os-packages", "--",
-                "sleep", "30"]
+        argv = [
+            sys.executable,
+            "-m",
+            "comet_agent",
+            "run",
+            "--experiment",
+            KEY,
+            "--no-os-packages",
+            "--",
+            "sleep",
+            "30",
+        ]
     else:
         argv = [sys.executable, "-c", MONITOR_CHILD, KEY]
     launched_wall_ms = time.time() * 1000
     launched = time.monotonic()
-    child = subprocess.Popen(argv, env=env, cwd=str(job_directory), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             text=True)
+    child = subprocess.Popen(
+        argv, env=env, cwd=str(job_directory), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         with_line = float(child.stdout.readline()) if mode == "monitor" else None
         request = first_metrics(server)
         if request is None:
             raise RuntimeError(f"no metrics request from {mode} ({source})")
         stamp = sample_time_ms(request)
-        return {"launch_to_request_ms": (request.received_monotonic_s - launched) * 1000,
-                "with_to_request_ms": (request.received_monotonic_s - with_line) * 1000 if with_line else None,
-                "launch_to_sample_ms": stamp - launched_wall_ms if stamp else None}
+        return {
+            "launch_to_request_ms": (request.received_monotonic_s - launched) * 1000,
+            "with_to_request_ms": (request.received_monotonic_s - with_line) * 1000 if with_line else None,
+            "launch_to_sample_ms": stamp - launched_wall_ms if stamp else None,
+        }
     finally:
         child.send_signal(signal.SIGTERM)
         try:
@@ -149,19 +170,28 @@ def main() -> int:
                 run_dir = scratch / f"{label}-{mode}-{round_index}"
                 run_dir.mkdir()
                 results[f"{label} {mode}"].append(one_run(server, sources[label], mode, run_dir, job_directory))
-            print(f"round {round_index + 1}/{args.rounds}: " + "  ".join(
-                f"{name} {runs[-1]['launch_to_request_ms']:.0f} ms" for name, runs in results.items()), flush=True)
+            print(
+                f"round {round_index + 1}/{args.rounds}: "
+                + "  ".join(f"{name} {runs[-1]['launch_to_request_ms']:.0f} ms" for name, runs in results.items()),
+                flush=True,
+            )
     print(f"\n{os.cpu_count()} CPUs, {args.rounds} rounds interleaved; medians [min-max], ms")
     print(f"{'configuration':<18} {'launch -> request':>22} {'with -> request':>22} {'launch -> sample time':>24}")
     for name, runs in results.items():
-        print(f"{name:<18} {spread(r['launch_to_request_ms'] for r in runs):>22} "
-              f"{spread(r['with_to_request_ms'] for r in runs):>22} {spread(r['launch_to_sample_ms'] for r in runs):>24}")
+        print(
+            f"{name:<18} {spread(r['launch_to_request_ms'] for r in runs):>22} "
+            f"{spread(r['with_to_request_ms'] for r in runs):>22} {spread(r['launch_to_sample_ms'] for r in runs):>24}"
+        )
     if args.before:
         for mode in ("cli", "monitor"):
-            ratios = [b["launch_to_request_ms"] / a["launch_to_request_ms"]
-                      for b, a in zip(results[f"before {mode}"], results[f"after {mode}"])]
-            print(f"{mode}: before / after, launch -> first metrics request: median {statistics.median(ratios):.2f}x "
-                  f"[{min(ratios):.2f}-{max(ratios):.2f}] (per round)")
+            ratios = [
+                b["launch_to_request_ms"] / a["launch_to_request_ms"]
+                for b, a in zip(results[f"before {mode}"], results[f"after {mode}"])
+            ]
+            print(
+                f"{mode}: before / after, launch -> first metrics request: median {statistics.median(ratios):.2f}x "
+                f"[{min(ratios):.2f}-{max(ratios):.2f}] (per round)"
+            )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

@@ -27,9 +27,20 @@ from comet_agent.server.app import LocalServer  # noqa: E402
 
 def _names(series: int) -> list[str]:
     cores = [f"sys.cpu.percent.{i:02d}" for i in range(1, max(series - 12, 1) + 1)]
-    fixed = ["sys.cpu.percent.avg", "sys.ram.used", "sys.ram.total", "sys.load.avg", "sys.disk.read_bps",
-             "sys.disk.write_bps", "sys.network.send_bps", "sys.network.receive_bps", "sys.gpu.0.gpu_utilization",
-             "sys.gpu.0.used_memory", "sys.gpu.0.temperature", "loss"]
+    fixed = [
+        "sys.cpu.percent.avg",
+        "sys.ram.used",
+        "sys.ram.total",
+        "sys.load.avg",
+        "sys.disk.read_bps",
+        "sys.disk.write_bps",
+        "sys.network.send_bps",
+        "sys.network.receive_bps",
+        "sys.gpu.0.gpu_utilization",
+        "sys.gpu.0.used_memory",
+        "sys.gpu.0.temperature",
+        "loss",
+    ]
     return (cores + fixed)[:series]
 
 
@@ -39,8 +50,14 @@ def _fill(experiment: APIExperiment, points: int, series: int) -> None:
     batch = []
     for i in range(points):
         name = names[i % len(names)]
-        batch.append({"metricName": name, "metricValue": (i * 7919) % 1000 / 10.0, "timestamp": start + i * 10,
-                      "step": i // len(names) if name == "loss" else None})
+        batch.append(
+            {
+                "metricName": name,
+                "metricValue": (i * 7919) % 1000 / 10.0,
+                "timestamp": start + i * 10,
+                "step": i // len(names) if name == "loss" else None,
+            }
+        )
         if len(batch) == 1000:
             experiment.log_metrics_batch(batch)
             batch = []

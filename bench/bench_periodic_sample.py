@@ -81,8 +81,14 @@ def scaling(host_sizes: list[int], rounds: int) -> int:
             proc = os.path.join(scratch, f"{size}-{'children' if with_children else 'scan'}")
             os.mkdir(proc)
             write_host(Path(proc), size, with_children=with_children)
-            collectors, _ = build_periodic_collectors(procfs_root=proc, pid=JOB_ROOT_PID, directory=scratch,
-                                                      include_gpu=False, sysfs_root=proc, cgroup_root=proc)
+            collectors, _ = build_periodic_collectors(
+                procfs_root=proc,
+                pid=JOB_ROOT_PID,
+                directory=scratch,
+                include_gpu=False,
+                sysfs_root=proc,
+                cgroup_root=proc,
+            )
             walk = next(c.walk for c in collectors if c.name == "process")
             assert walk == (procfs.WALK_CHILDREN if with_children else procfs.WALK_SCAN), walk
             for collector in collectors:
@@ -98,16 +104,20 @@ def scaling(host_sizes: list[int], rounds: int) -> int:
                     sink += len(collector.sample(round_index + 1))
                 times[config].append(time.perf_counter() - start)
     names = ", ".join(c.name for c in collectors_of[configs[0]])
-    print(f"\nscaling with the host: generated /proc trees, job of 5 processes (22 threads); collectors: {names}; "
-          f"{rounds} rounds, interleaved")
+    print(
+        f"\nscaling with the host: generated /proc trees, job of 5 processes (22 threads); collectors: {names}; "
+        f"{rounds} rounds, interleaved"
+    )
     print(f"{'host processes':>14} {'walk':>9} {'median us':>10} {'p10-p90 us':>17} {'x at ' + str(host_sizes[0]):>9}")
     smallest = {w: statistics.median(times[host_sizes[0], w]) for w in (True, False)}
     for size, with_children in configs:
         series = sorted(times[size, with_children])
         median = statistics.median(series)
         low, high = series[len(series) // 10], series[len(series) * 9 // 10]
-        print(f"{size:>14} {'children' if with_children else 'scan':>9} {median * 1e6:>10.0f} "
-              f"{low * 1e6:>8.0f}-{high * 1e6:<8.0f} {median / smallest[with_children]:>8.2f}x")
+        print(
+            f"{size:>14} {'children' if with_children else 'scan':>9} {median * 1e6:>10.0f} "
+            f"{low * 1e6:>8.0f}-{high * 1e6:<8.0f} {median / smallest[with_children]:>8.2f}x"
+        )
     largest = host_sizes[-1]
     for size in host_sizes:
         ratio = statistics.median(times[size, False]) / statistics.median(times[size, True])
@@ -128,7 +138,9 @@ def main() -> int:
     children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]) for _ in range(args.children)]
     try:
         with tempfile.TemporaryDirectory() as job_directory:
-            collectors, unavailable = build_periodic_collectors(pid=os.getpid(), directory=job_directory, include_gpu=False)
+            collectors, unavailable = build_periodic_collectors(
+                pid=os.getpid(), directory=job_directory, include_gpu=False
+            )
             tree = procfs.read_process_tree("/proc", os.getpid()) or {}
             walk = procfs.tree_walk_for("/proc", os.getpid())
             tree_pids = sorted(tree)
@@ -155,8 +167,10 @@ def main() -> int:
 
     raw_median_us = statistics.median(raw_s) * 1e6
     sample_median_us = statistics.median(sample_s) * 1e6
-    print(f"host: {os.cpu_count()} CPUs, {process_count} processes under /proc, watched tree of {len(tree_pids)} "
-          f"(walked by {walk})")
+    print(
+        f"host: {os.cpu_count()} CPUs, {process_count} processes under /proc, watched tree of {len(tree_pids)} "
+        f"(walked by {walk})"
+    )
     print(f"collectors: {', '.join(collector.name for collector in collectors)}; unavailable: {unavailable or 'none'}")
     print(f"rounds: {args.rounds} (interleaved)")
     print(f"raw reads      median {raw_median_us:8.1f} us")

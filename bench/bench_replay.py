@@ -75,8 +75,12 @@ def child(args) -> int:
 def stored_points(root: str, experiment_key: str) -> int:
     import requests
 
-    reply = requests.get(root + "/api/rest/v2/experiment/metrics/get-all", headers={"Authorization": API_KEY},
-                         params={"experimentKey": experiment_key}, timeout=120)
+    reply = requests.get(
+        root + "/api/rest/v2/experiment/metrics/get-all",
+        headers={"Authorization": API_KEY},
+        params={"experimentKey": experiment_key},
+        timeout=120,
+    )
     return len(reply.json()["metrics"])
 
 
@@ -101,7 +105,9 @@ def main() -> int:
         sources = {"after": REPO_ROOT}
         if args.before:
             sources = {"before": export_revision(args.before, scratch), **sources}
-        servers = {label: start_server(str(scratch / f"server-{label}"), source=source) for label, source in sources.items()}
+        servers = {
+            label: start_server(str(scratch / f"server-{label}"), source=source) for label, source in sources.items()
+        }
         results: dict[str, list[float]] = {label: [] for label in sources}
         try:
             for round_index in range(args.rounds):
@@ -110,10 +116,27 @@ def main() -> int:
                     root = servers[label][1]
                     key = create_experiment(root, "replay")
                     out = subprocess.run(
-                        [sys.executable, __file__, "--child", "--payload-file", str(payload_file), "--entries",
-                         str(args.entries), "--spool", str(scratch / f"spool-{label}-{round_index}.db"), "--root", root,
-                         "--experiment", key], env=source_env(sources[label]), cwd=str(scratch), capture_output=True,
-                        text=True, timeout=900)
+                        [
+                            sys.executable,
+                            __file__,
+                            "--child",
+                            "--payload-file",
+                            str(payload_file),
+                            "--entries",
+                            str(args.entries),
+                            "--spool",
+                            str(scratch / f"spool-{label}-{round_index}.db"),
+                            "--root",
+                            root,
+                            "--experiment",
+                            key,
+                        ],
+                        env=source_env(sources[label]),
+                        cwd=str(scratch),
+                        capture_output=True,
+                        text=True,
+                        timeout=900,
+                    )
                     if out.returncode != 0:
                         raise RuntimeError(out.stderr[-3000:])
                     seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
@@ -122,8 +145,11 @@ def main() -> int:
                     if found != expected:
                         raise RuntimeError(f"{label}: expected {expected} points stored, found {found}")
                     results[label].append(args.entries / seconds)
-                    print(f"round {round_index + 1} {label:>6}: {args.entries / seconds:8.0f} entries/s "
-                          f"({seconds:.2f} s, {found} points stored)", flush=True)
+                    print(
+                        f"round {round_index + 1} {label:>6}: {args.entries / seconds:8.0f} entries/s "
+                        f"({seconds:.2f} s, {found} points stored)",
+                        flush=True,
+                    )
         finally:
             for process, _root in servers.values():
                 process.terminate()

@@ -31,36 +31,60 @@ import requests
 from bench_support import API_KEY, REPO_ROOT, create_experiment, export_revision, start_server  # noqa: E402  (bench/ is on sys.path)
 
 
-def raw_client(root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 1) -> None:
+def raw_client(
+    root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 1
+) -> None:
     session = requests.Session()
     session.headers["Authorization"] = API_KEY
     url = root + "/api/rest/v2/write/experiment/metric"
     while time.time() < start_at:
         time.sleep(0.001)
     for step in range(points):
-        response = session.post(url, json={"experimentKey": experiment_key, "metricName": f"c{client}",
-                                           "metricValue": step * 0.5, "step": step}, timeout=30)
+        response = session.post(
+            url,
+            json={"experimentKey": experiment_key, "metricName": f"c{client}", "metricValue": step * 0.5, "step": step},
+            timeout=30,
+        )
         if response.status_code != 200:
             raise RuntimeError(response.text)
 
 
-def batch_client(root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 100) -> None:
+def batch_client(
+    root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 100
+) -> None:
     session = requests.Session()
     session.headers["Authorization"] = API_KEY
     url = root + "/clientlib/batch/logger/experiment/metric"
     while time.time() < start_at:
         time.sleep(0.001)
     for first in range(0, points, batch_points):
-        values = [{"metricName": f"c{client}", "metricValue": step * 0.5, "step": step, "epoch": None, "context": None,
-                   "timestamp": 1_764_000_000_000 + step} for step in range(first, min(first + batch_points, points))]
+        values = [
+            {
+                "metricName": f"c{client}",
+                "metricValue": step * 0.5,
+                "step": step,
+                "epoch": None,
+                "context": None,
+                "timestamp": 1_764_000_000_000 + step,
+            }
+            for step in range(first, min(first + batch_points, points))
+        ]
         response = session.post(url, json={"experimentKey": experiment_key, "values": values}, timeout=30)
         if response.status_code != 200:
             raise RuntimeError(response.text)
 
 
-def sdk_client(root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 1) -> None:
-    os.environ.update({"COMET_URL_OVERRIDE": root + "/clientlib/", "COMET_API_KEY": API_KEY,
-                       "COMET_ERROR_TRACKING_ENABLE": "false", "HOME": tempfile.mkdtemp()})
+def sdk_client(
+    root: str, experiment_key: str, client: int, points: int, start_at: float, batch_points: int = 1
+) -> None:
+    os.environ.update(
+        {
+            "COMET_URL_OVERRIDE": root + "/clientlib/",
+            "COMET_API_KEY": API_KEY,
+            "COMET_ERROR_TRACKING_ENABLE": "false",
+            "HOME": tempfile.mkdtemp(),
+        }
+    )
     import comet_ml
 
     experiment = comet_ml.APIExperiment(api=comet_ml.API(cache=False), previous_experiment=experiment_key)
@@ -73,7 +97,9 @@ def sdk_client(root: str, experiment_key: str, client: int, points: int, start_a
 CLIENTS = {"raw": raw_client, "sdk": sdk_client, "batch": batch_client}
 
 
-def measure(kind: str, root: str, clients: int, points: int, server_pid: int, batch_points: int = 100) -> tuple[float, float]:
+def measure(
+    kind: str, root: str, clients: int, points: int, server_pid: int, batch_points: int = 100
+) -> tuple[float, float]:
     """(points per second, server CPU µs per point) for ``clients`` processes writing ``points`` each."""
     import psutil
 
@@ -81,8 +107,10 @@ def measure(kind: str, root: str, clients: int, points: int, server_pid: int, ba
     experiment_key = create_experiment(root, "ingest")
     target = CLIENTS[kind]
     start_at = time.time() + (6.0 if kind == "sdk" else 2.0)  # let every client be ready first
-    processes = [multiprocessing.Process(target=target, args=(root, experiment_key, n, points, start_at, batch_points))
-                 for n in range(clients)]
+    processes = [
+        multiprocessing.Process(target=target, args=(root, experiment_key, n, points, start_at, batch_points))
+        for n in range(clients)
+    ]
     for process in processes:
         process.start()
     while time.time() < start_at:
@@ -94,8 +122,12 @@ def measure(kind: str, root: str, clients: int, points: int, server_pid: int, ba
     server_cpu_s = sum(server_process.cpu_times()[:2]) - cpu_before_s
     if any(p.exitcode != 0 for p in processes):
         raise RuntimeError(f"a {kind} client failed")
-    stored = requests.get(root + "/api/rest/v2/experiment/metrics/get-all", headers={"Authorization": API_KEY},
-                          params={"experimentKey": experiment_key}, timeout=60).json()["metrics"]
+    stored = requests.get(
+        root + "/api/rest/v2/experiment/metrics/get-all",
+        headers={"Authorization": API_KEY},
+        params={"experimentKey": experiment_key},
+        timeout=60,
+    ).json()["metrics"]
     if len(stored) != clients * points:
         raise RuntimeError(f"expected {clients * points} points, found {len(stored)}")
     return clients * points / elapsed_s, server_cpu_s * 1e6 / (clients * points)
@@ -116,23 +148,31 @@ def main() -> int:
         sources = {"after": REPO_ROOT}
         if args.before:
             sources = {"before": export_revision(args.before, Path(data_dir)), **sources}
-        servers = {label: start_server(os.path.join(data_dir, f"server-{label}"), source=source)
-                   for label, source in sources.items()}
+        servers = {
+            label: start_server(os.path.join(data_dir, f"server-{label}"), source=source)
+            for label, source in sources.items()
+        }
         results: dict[tuple, list[tuple[float, float]]] = {}
         try:
-            print(f"{os.cpu_count()} CPUs, {args.points_per_client} points per client, servers: "
-                  + ", ".join(f"{label} {root}" for label, (_, root) in servers.items()))
+            print(
+                f"{os.cpu_count()} CPUs, {args.points_per_client} points per client, servers: "
+                + ", ".join(f"{label} {root}" for label, (_, root) in servers.items())
+            )
             for round_index in range(args.rounds):
                 labels = list(servers) if round_index % 2 == 0 else list(reversed(servers))
                 for kind in kinds:
                     for clients in client_counts:
                         for label in labels:
                             process, root = servers[label]
-                            rate, server_cpu_us = measure(kind, root, clients, args.points_per_client, process.pid,
-                                                          args.batch_points)
+                            rate, server_cpu_us = measure(
+                                kind, root, clients, args.points_per_client, process.pid, args.batch_points
+                            )
                             results.setdefault((label, kind, clients), []).append((rate, server_cpu_us))
-                            print(f"round {round_index + 1} {label:>6} {kind:>5} {clients} client(s): {rate:8.0f} points/s, "
-                                  f"server CPU {server_cpu_us:6.1f} µs/point", flush=True)
+                            print(
+                                f"round {round_index + 1} {label:>6} {kind:>5} {clients} client(s): {rate:8.0f} points/s, "
+                                f"server CPU {server_cpu_us:6.1f} µs/point",
+                                flush=True,
+                            )
         finally:
             for process, _root in servers.values():
                 process.terminate()
@@ -140,17 +180,21 @@ def main() -> int:
     print("\nmedians over rounds [min-max]:")
     for (label, kind, clients), runs in results.items():
         rates, cpus = [r for r, _ in runs], [c for _, c in runs]
-        print(f"{label:>6} {kind:>5} {clients} client(s): {statistics.median(rates):8.0f} [{min(rates):.0f}-{max(rates):.0f}] "
-              f"points/s, server CPU {statistics.median(cpus):6.1f} [{min(cpus):.1f}-{max(cpus):.1f}] µs/point")
+        print(
+            f"{label:>6} {kind:>5} {clients} client(s): {statistics.median(rates):8.0f} [{min(rates):.0f}-{max(rates):.0f}] "
+            f"points/s, server CPU {statistics.median(cpus):6.1f} [{min(cpus):.1f}-{max(cpus):.1f}] µs/point"
+        )
     if args.before:
         for kind in kinds:
             for clients in client_counts:
                 before, after = results[("before", kind, clients)], results[("after", kind, clients)]
                 rate_ratios = [a[0] / b[0] for a, b in zip(after, before)]
                 cpu_ratios = [a[1] / b[1] for a, b in zip(after, before)]
-                print(f"after / before, {kind} {clients} client(s): points/s {statistics.median(rate_ratios):.2f}x "
-                      f"[{min(rate_ratios):.2f}-{max(rate_ratios):.2f}], server CPU per point "
-                      f"{statistics.median(cpu_ratios):.2f}x [{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}]")
+                print(
+                    f"after / before, {kind} {clients} client(s): points/s {statistics.median(rate_ratios):.2f}x "
+                    f"[{min(rate_ratios):.2f}-{max(rate_ratios):.2f}], server CPU per point "
+                    f"{statistics.median(cpu_ratios):.2f}x [{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}]"
+                )
     return 0
 
 

@@ -41,8 +41,14 @@ print(json.dumps({"ms": elapsed_ms, "os_packages": len(snapshot.os_packages.pack
 
 def cold_run(directory: str, with_os_packages: bool) -> dict:
     env = dict(os.environ, PYTHONPATH=_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, directory, "1" if with_os_packages else "0"],
-                            capture_output=True, text=True, env=env, check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _COLD_SCRIPT, directory, "1" if with_os_packages else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -63,7 +69,9 @@ def main() -> int:
 
     targets_ms = {False: 300.0, True: 1000.0}
     print(f"static snapshot, {args.runs} runs each, directory {args.directory}, {os.cpu_count()} CPUs")
-    print(f"{'configuration':<22} {'cold median ms':>15} {'cold max ms':>12} {'warm median ms':>15} {'target ms':>10}  verdict")
+    print(
+        f"{'configuration':<22} {'cold median ms':>15} {'cold max ms':>12} {'warm median ms':>15} {'target ms':>10}  verdict"
+    )
     verdicts = []
     for with_os_packages in (False, True):
         cold = [cold_run(args.directory, with_os_packages) for _ in range(args.runs)]
@@ -75,10 +83,14 @@ def main() -> int:
         ok = median_cold <= target
         verdicts.append(ok)
         label = "with OS packages" if with_os_packages else "without OS packages"
-        print(f"{label:<22} {median_cold:>15.1f} {max(cold_ms):>12.1f} {statistics.median(warm):>15.1f} {target:>10.0f}  "
-              f"{'OK' if ok else 'OVER'}")
-        print(f"    packages: {cold[-1]['python_packages']} python, {cold[-1]['os_packages']} os; "
-              f"unavailable: {', '.join(sorted(cold[-1]['unavailable'])) or '-'}")
+        print(
+            f"{label:<22} {median_cold:>15.1f} {max(cold_ms):>12.1f} {statistics.median(warm):>15.1f} {target:>10.0f}  "
+            f"{'OK' if ok else 'OVER'}"
+        )
+        print(
+            f"    packages: {cold[-1]['python_packages']} python, {cold[-1]['os_packages']} os; "
+            f"unavailable: {', '.join(sorted(cold[-1]['unavailable'])) or '-'}"
+        )
     return 0 if all(verdicts) else 1
 
 

@@ -19,9 +19,25 @@ def start_server(data_dir: str, *extra: str, source: Path = REPO_ROOT) -> tuple[
     (this checkout, or an ``export_revision``); returns (process, root URL)."""
     env = {**os.environ, "PYTHONPATH": str(source)}
     process = subprocess.Popen(  # cwd: python -m puts it first on sys.path, so it must not hold another comet_agent
-        [sys.executable, "-m", "comet_agent", "server", "--port", "0", "--data-dir", data_dir,
-         "--api-key", API_KEY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        cwd=str(source))
+        [
+            sys.executable,
+            "-m",
+            "comet_agent",
+            "server",
+            "--port",
+            "0",
+            "--data-dir",
+            data_dir,
+            "--api-key",
+            API_KEY,
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=str(source),
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -35,8 +51,12 @@ def start_server(data_dir: str, *extra: str, source: Path = REPO_ROOT) -> tuple[
 
 def create_experiment(root: str, project: str = "bench") -> str:
     """A new experiment in workspace ``bench``; returns its key."""
-    response = requests.post(root + "/api/rest/v2/write/experiment/create", headers={"Authorization": API_KEY},
-                             json={"workspaceName": "bench", "projectName": project}, timeout=10)
+    response = requests.post(
+        root + "/api/rest/v2/write/experiment/create",
+        headers={"Authorization": API_KEY},
+        json={"workspaceName": "bench", "projectName": project},
+        timeout=10,
+    )
     response.raise_for_status()
     return response.json()["experimentKey"]
 

@@ -50,17 +50,32 @@ from comet_agent.sources.procfs import pid_alive
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Agent", "AgentError", "AgentStatus", "INTERVAL_BOUNDS_MS", "clamp_interval_ms", "monitor",
-           "read_statuses", "child_environment"]
+__all__ = [
+    "Agent",
+    "AgentError",
+    "AgentStatus",
+    "INTERVAL_BOUNDS_MS",
+    "clamp_interval_ms",
+    "monitor",
+    "read_statuses",
+    "child_environment",
+]
 
 #: What ``Agent.status()`` returns (the engine's job status).
 AgentStatus = JobStatus
 
 #: comet_ml's own environment loggers, switched off in a wrapped command (unless the user set
 #: them): the agent records all of that, and twice would duplicate every system series.
-COMET_ML_LOGGERS_OFF = ("COMET_AUTO_LOG_ENV_CPU", "COMET_AUTO_LOG_ENV_GPU", "COMET_AUTO_LOG_ENV_HOST",
-                        "COMET_AUTO_LOG_ENV_DETAILS", "COMET_AUTO_LOG_ENV_NETWORK", "COMET_AUTO_LOG_ENV_DISK",
-                        "COMET_AUTO_LOG_GIT_METADATA", "COMET_AUTO_LOG_GIT_PATCH")
+COMET_ML_LOGGERS_OFF = (
+    "COMET_AUTO_LOG_ENV_CPU",
+    "COMET_AUTO_LOG_ENV_GPU",
+    "COMET_AUTO_LOG_ENV_HOST",
+    "COMET_AUTO_LOG_ENV_DETAILS",
+    "COMET_AUTO_LOG_ENV_NETWORK",
+    "COMET_AUTO_LOG_ENV_DISK",
+    "COMET_AUTO_LOG_GIT_METADATA",
+    "COMET_AUTO_LOG_GIT_PATCH",
+)
 
 
 class Agent:
@@ -93,15 +108,29 @@ class Agent:
             unusable. Never for the network: see the module docstring.
     """
 
-    def __init__(self, experiment_key: Optional[str] = None, *, workspace: Optional[str] = None,
-                 project_name: Optional[str] = None, experiment_name: Optional[str] = None,
-                 api_key: Optional[str] = None, url_override: Optional[str] = None,
-                 data_dir: Optional[os.PathLike[str] | str] = None, pid: Optional[int] = None,
-                 directory: Optional[str] = None, sample_interval_s: Optional[float] = None,
-                 stop_timeout_s: float = 10.0, spool_max_bytes: int = DEFAULT_MAX_BYTES,
-                 include_os_packages: bool = True, include_git: bool = True, include_gpu: bool = True,
-                 procfs_root: str = "/proc", tags: Sequence[str] = (), command: Optional[Sequence[str]] = None,
-                 per_kind_endpoints: Optional[bool] = None):
+    def __init__(
+        self,
+        experiment_key: Optional[str] = None,
+        *,
+        workspace: Optional[str] = None,
+        project_name: Optional[str] = None,
+        experiment_name: Optional[str] = None,
+        api_key: Optional[str] = None,
+        url_override: Optional[str] = None,
+        data_dir: Optional[os.PathLike[str] | str] = None,
+        pid: Optional[int] = None,
+        directory: Optional[str] = None,
+        sample_interval_s: Optional[float] = None,
+        stop_timeout_s: float = 10.0,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        include_os_packages: bool = True,
+        include_git: bool = True,
+        include_gpu: bool = True,
+        procfs_root: str = "/proc",
+        tags: Sequence[str] = (),
+        command: Optional[Sequence[str]] = None,
+        per_kind_endpoints: Optional[bool] = None,
+    ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
         if stop_timeout_s < 0:
@@ -166,27 +195,45 @@ class Agent:
         except (ConfigError, ValueError) as exc:  # no key, a malformed file, an unreadable key file
             self._release()
             raise AgentError(str(exc), 78) from None
-        link = ExperimentLink(self._api, self.experiment_key, create=self._created_here,
-                              workspace=self.workspace or self._api.config.workspace,
-                              project_name=self.project_name or self._api.config.project_name,
-                              experiment_name=self.experiment_name, spool_path=str(spool.path))
+        link = ExperimentLink(
+            self._api,
+            self.experiment_key,
+            create=self._created_here,
+            workspace=self.workspace or self._api.config.workspace,
+            project_name=self.project_name or self._api.config.project_name,
+            experiment_name=self.experiment_name,
+            spool_path=str(spool.path),
+        )
         if self._created_here:
             try:
                 save_link(link, spool.path)  # `comet-agent flush` can create it if this run never reaches the server
             except OSError as exc:
                 log.warning("cannot record how to create experiment %s later: %s", self.experiment_key, exc)
-        self._host, unavailable = HostSampler.build(procfs_root=self.procfs_root, cgroup_pid=self.pid,
-                                                    include_gpu=self.include_gpu)
+        self._host, unavailable = HostSampler.build(
+            procfs_root=self.procfs_root, cgroup_pid=self.pid, include_gpu=self.include_gpu
+        )
         for name, reason in unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)
-        self.job = Job(link, spool, self._host, pid=self.pid, directory=self.directory or job_directory(self.pid, self.procfs_root),
-                       command=self.command,
-                       sample_interval_s=self.sample_interval_s, include_os_packages=self.include_os_packages,
-                       include_git=self.include_git, include_gpu=self.include_gpu, procfs_root=self.procfs_root,
-                       tags=self.tags, set_start_time=self._created_here, set_end_time=self._created_here,
-                       secrets=self.secrets,
-                       status_path=self.data_dir / "agents" / f"{os.getpid()}.json",
-                       on_watched_exit=self._stop_event.set, per_kind_endpoints=self.per_kind_endpoints)
+        self.job = Job(
+            link,
+            spool,
+            self._host,
+            pid=self.pid,
+            directory=self.directory or job_directory(self.pid, self.procfs_root),
+            command=self.command,
+            sample_interval_s=self.sample_interval_s,
+            include_os_packages=self.include_os_packages,
+            include_git=self.include_git,
+            include_gpu=self.include_gpu,
+            procfs_root=self.procfs_root,
+            tags=self.tags,
+            set_start_time=self._created_here,
+            set_end_time=self._created_here,
+            secrets=self.secrets,
+            status_path=self.data_dir / "agents" / f"{os.getpid()}.json",
+            on_watched_exit=self._stop_event.set,
+            per_kind_endpoints=self.per_kind_endpoints,
+        )
         self.job.unavailable.update(unavailable)
         self._prepared = True
         return self
@@ -212,8 +259,10 @@ class Agent:
         config = resolve_config(api_key=self._api_key, url_override=self._url_override)
         # Few, short client-side retries: the spool and the sender's backoff carry outages.
         retry = RetryPolicy(max_retries=2, backoff_base_s=0.5, backoff_max_s=5.0)
+
         def sleep(seconds: float) -> None:
             self._stop_event.wait(seconds)  # a retry's wait ends early when the agent stops
+
         if config.api_key is None and not config.server_configured:
             from comet_agent.embedded import connect_local
 
@@ -222,7 +271,9 @@ class Agent:
             self._api = API(api_key=self._key, url_override=self._local.clientlib_url, retry=retry, sleep=sleep)
         else:
             self._key = config.require_api_key()
-            self._api = API(api_key=self._api_key, url_override=self._url_override, config=config, retry=retry, sleep=sleep)
+            self._api = API(
+                api_key=self._api_key, url_override=self._url_override, config=config, retry=retry, sleep=sleep
+            )
 
     def child_environment(self, base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
         """The environment for a wrapped command, so that comet_ml in it records into this experiment.
@@ -231,8 +282,13 @@ class Agent:
         """
         self.prepare()
         local = (self._local.clientlib_url, self._local.api_key) if self._local is not None else None
-        return child_environment(os.environ if base is None else base, self.experiment_key or "",
-                                 local_server=local, workspace=self.workspace, project_name=self.project_name)
+        return child_environment(
+            os.environ if base is None else base,
+            self.experiment_key or "",
+            local_server=local,
+            workspace=self.workspace,
+            project_name=self.project_name,
+        )
 
     @property
     def secrets(self) -> list[str]:
@@ -366,9 +422,14 @@ class Agent:
         return f"Agent(experiment_key={self.experiment_key!r}, server={self.server_url!r}, running={self.running})"
 
 
-def child_environment(base: Mapping[str, str], experiment_key: str, *,
-                      local_server: Optional[tuple[str, str]] = None, workspace: Optional[str] = None,
-                      project_name: Optional[str] = None) -> dict[str, str]:
+def child_environment(
+    base: Mapping[str, str],
+    experiment_key: str,
+    *,
+    local_server: Optional[tuple[str, str]] = None,
+    workspace: Optional[str] = None,
+    project_name: Optional[str] = None,
+) -> dict[str, str]:
     """The environment of a wrapped command whose training code may use comet_ml itself.
 
     Sets ``COMET_EXPERIMENT_KEY`` (so ``comet_ml.start()`` gets-or-creates this very experiment),

@@ -179,10 +179,27 @@ class CatalogueEntry:
         return self.pattern.replace(placeholder, text)
 
 
-def _row(pattern: str, unit: str, kind: Kind, window: Window, source: str, origin: Origin, description: str,
-         *, integer: bool = False) -> CatalogueEntry:
-    return CatalogueEntry(pattern=pattern, unit=unit, kind=kind, window=window, description=description,
-                          source=source, origin=origin, integer=integer)
+def _row(
+    pattern: str,
+    unit: str,
+    kind: Kind,
+    window: Window,
+    source: str,
+    origin: Origin,
+    description: str,
+    *,
+    integer: bool = False,
+) -> CatalogueEntry:
+    return CatalogueEntry(
+        pattern=pattern,
+        unit=unit,
+        kind=kind,
+        window=window,
+        description=description,
+        source=source,
+        origin=origin,
+        integer=integer,
+    )
 
 
 _G, _C, _R = Kind.GAUGE, Kind.COUNTER, Kind.RATE
@@ -192,117 +209,367 @@ _COMET, _OURS = Origin.COMET, Origin.OURS
 #: Every series comet-agent emits, grouped by collector, in display order.
 CATALOGUE: tuple[CatalogueEntry, ...] = (
     # -- cpu ------------------------------------------------------------------------------------
-    _row("sys.cpu.percent.avg", PERCENT, _R, _MEAN, "cpu", _COMET,
-         "Host-wide CPU utilisation over the interval, all CPUs together. With the per-kind endpoints "
-         "option the per-CPU figures travel through log_cpu_metrics and the server derives it as their mean."),
-    _row("sys.compute.overall", PERCENT, _R, _MEAN, "cpu", _COMET,
-         "The host-wide CPU utilisation rounded to one decimal, under the name Comet's compute panels "
-         "read (comet_ml logs it beside sys.cpu.percent.avg)."),
-    _row("sys.cpu.percent.<NN>", PERCENT, _R, _MEAN, "cpu", _COMET,
-         "Utilisation of one CPU over the interval; NN is the kernel's CPU number plus one. A CPU "
-         "that went offline, came online or whose counters went backwards has no point for that "
-         "interval. Comet logs these only with COMET_AUTO_LOG_ENV_CPU_PER_CORE; we always do."),
-    _row("sys.cpu.cgroup.percent.avg", PERCENT, _R, _MEAN, "cpu", _OURS,
-         "The job's CPU use as a share of its cgroup v2 quota (cpu.max), capped at 100; only when "
-         "a quota applies. A container limited to 2 CPUs that uses both reads 100."),
+    _row(
+        "sys.cpu.percent.avg",
+        PERCENT,
+        _R,
+        _MEAN,
+        "cpu",
+        _COMET,
+        "Host-wide CPU utilisation over the interval, all CPUs together. With the per-kind endpoints "
+        "option the per-CPU figures travel through log_cpu_metrics and the server derives it as their mean.",
+    ),
+    _row(
+        "sys.compute.overall",
+        PERCENT,
+        _R,
+        _MEAN,
+        "cpu",
+        _COMET,
+        "The host-wide CPU utilisation rounded to one decimal, under the name Comet's compute panels "
+        "read (comet_ml logs it beside sys.cpu.percent.avg).",
+    ),
+    _row(
+        "sys.cpu.percent.<NN>",
+        PERCENT,
+        _R,
+        _MEAN,
+        "cpu",
+        _COMET,
+        "Utilisation of one CPU over the interval; NN is the kernel's CPU number plus one. A CPU "
+        "that went offline, came online or whose counters went backwards has no point for that "
+        "interval. Comet logs these only with COMET_AUTO_LOG_ENV_CPU_PER_CORE; we always do.",
+    ),
+    _row(
+        "sys.cpu.cgroup.percent.avg",
+        PERCENT,
+        _R,
+        _MEAN,
+        "cpu",
+        _OURS,
+        "The job's CPU use as a share of its cgroup v2 quota (cpu.max), capped at 100; only when "
+        "a quota applies. A container limited to 2 CPUs that uses both reads 100.",
+    ),
     # -- memory ---------------------------------------------------------------------------------
     _row("sys.ram.total", BYTES, _G, _LAST, "memory", _COMET, "Physical memory (MemTotal).", integer=True),
-    _row("sys.ram.used", BYTES, _G, _MAX, "memory", _COMET,
-         "Memory in use: total minus available, as Comet computes it.", integer=True),
-    _row("sys.ram.available", BYTES, _G, _MIN, "memory", _COMET,
-         "Memory available to new work without swapping (MemAvailable).", integer=True),
+    _row(
+        "sys.ram.used",
+        BYTES,
+        _G,
+        _MAX,
+        "memory",
+        _COMET,
+        "Memory in use: total minus available, as Comet computes it.",
+        integer=True,
+    ),
+    _row(
+        "sys.ram.available",
+        BYTES,
+        _G,
+        _MIN,
+        "memory",
+        _COMET,
+        "Memory available to new work without swapping (MemAvailable).",
+        integer=True,
+    ),
     _row("sys.ram.percent.used", PERCENT, _G, _MAX, "memory", _COMET, "sys.ram.used as a share of sys.ram.total."),
-    _row("sys.swap.total", BYTES, _G, _LAST, "memory", _OURS, "Swap space; no swap series on a host without swap.",
-         integer=True),
+    _row(
+        "sys.swap.total",
+        BYTES,
+        _G,
+        _LAST,
+        "memory",
+        _OURS,
+        "Swap space; no swap series on a host without swap.",
+        integer=True,
+    ),
     _row("sys.swap.used", BYTES, _G, _MAX, "memory", _OURS, "Swap in use.", integer=True),
     _row("sys.swap.percent.used", PERCENT, _G, _MAX, "memory", _OURS, "sys.swap.used as a share of sys.swap.total."),
     # -- load -----------------------------------------------------------------------------------
-    _row("sys.load.avg", TASKS, _G, _MEAN, "load", _COMET,
-         "1-minute load average: runnable plus uninterruptible tasks (/proc/loadavg)."),
+    _row(
+        "sys.load.avg",
+        TASKS,
+        _G,
+        _MEAN,
+        "load",
+        _COMET,
+        "1-minute load average: runnable plus uninterruptible tasks (/proc/loadavg).",
+    ),
     _row("sys.load.avg5", TASKS, _G, _MEAN, "load", _OURS, "5-minute load average."),
     _row("sys.load.avg15", TASKS, _G, _MEAN, "load", _OURS, "15-minute load average."),
     # -- disk -----------------------------------------------------------------------------------
-    _row("sys.disk.read_bps", BYTES_PER_S, _R, _MEAN, "disk", _COMET,
-         "Bytes read per second from physical whole disks (partitions, LVM, RAID and loop devices "
-         "are counted once, on the disk beneath).", integer=True),
-    _row("sys.disk.write_bps", BYTES_PER_S, _R, _MEAN, "disk", _COMET,
-         "Bytes written per second to physical whole disks.", integer=True),
-    _row("sys.disk.root.used", BYTES, _G, _MAX, "disk", _COMET, "Space used on the filesystem holding /.",
-         integer=True),
-    _row("sys.disk.root.percent.used", PERCENT, _G, _MAX, "disk", _COMET,
-         "Used share of the filesystem holding /, as df shows it (blocks reserved for root do not count as free)."),
-    _row("sys.disk.job.used", BYTES, _G, _MAX, "disk", _OURS,
-         "Space used on the filesystem holding the job's working directory.", integer=True),
-    _row("sys.disk.job.percent.used", PERCENT, _G, _MAX, "disk", _OURS,
-         "Used share of the filesystem holding the job's working directory, as df shows it."),
+    _row(
+        "sys.disk.read_bps",
+        BYTES_PER_S,
+        _R,
+        _MEAN,
+        "disk",
+        _COMET,
+        "Bytes read per second from physical whole disks (partitions, LVM, RAID and loop devices "
+        "are counted once, on the disk beneath).",
+        integer=True,
+    ),
+    _row(
+        "sys.disk.write_bps",
+        BYTES_PER_S,
+        _R,
+        _MEAN,
+        "disk",
+        _COMET,
+        "Bytes written per second to physical whole disks.",
+        integer=True,
+    ),
+    _row(
+        "sys.disk.root.used", BYTES, _G, _MAX, "disk", _COMET, "Space used on the filesystem holding /.", integer=True
+    ),
+    _row(
+        "sys.disk.root.percent.used",
+        PERCENT,
+        _G,
+        _MAX,
+        "disk",
+        _COMET,
+        "Used share of the filesystem holding /, as df shows it (blocks reserved for root do not count as free).",
+    ),
+    _row(
+        "sys.disk.job.used",
+        BYTES,
+        _G,
+        _MAX,
+        "disk",
+        _OURS,
+        "Space used on the filesystem holding the job's working directory.",
+        integer=True,
+    ),
+    _row(
+        "sys.disk.job.percent.used",
+        PERCENT,
+        _G,
+        _MAX,
+        "disk",
+        _OURS,
+        "Used share of the filesystem holding the job's working directory, as df shows it.",
+    ),
     # -- network --------------------------------------------------------------------------------
-    _row("sys.network.send_bps", BYTES_PER_S, _R, _MEAN, "network", _COMET,
-         "Bytes sent per second on every interface except loopback.", integer=True),
-    _row("sys.network.receive_bps", BYTES_PER_S, _R, _MEAN, "network", _COMET,
-         "Bytes received per second on every interface except loopback.", integer=True),
+    _row(
+        "sys.network.send_bps",
+        BYTES_PER_S,
+        _R,
+        _MEAN,
+        "network",
+        _COMET,
+        "Bytes sent per second on every interface except loopback.",
+        integer=True,
+    ),
+    _row(
+        "sys.network.receive_bps",
+        BYTES_PER_S,
+        _R,
+        _MEAN,
+        "network",
+        _COMET,
+        "Bytes received per second on every interface except loopback.",
+        integer=True,
+    ),
     # -- pressure (Linux pressure stall information) ---------------------------------------------
-    _row("sys.pressure.cpu.some.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
-         "Share of the interval in which at least one runnable task waited for a CPU (/proc/pressure/cpu, "
-         "from its stall-time total). Host-wide, also inside a container."),
-    _row("sys.pressure.memory.some.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
-         "Share of the interval in which at least one task was stalled on memory (reclaim, swap-in, "
-         "refaulting page cache)."),
-    _row("sys.pressure.memory.full.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
-         "Share of the interval in which every non-idle task was stalled on memory at once: thrashing."),
-    _row("sys.pressure.io.some.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
-         "Share of the interval in which at least one task waited for I/O to complete."),
-    _row("sys.pressure.io.full.percent", PERCENT, _R, _MEAN, "pressure", _OURS,
-         "Share of the interval in which every non-idle task waited for I/O at once."),
+    _row(
+        "sys.pressure.cpu.some.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "pressure",
+        _OURS,
+        "Share of the interval in which at least one runnable task waited for a CPU (/proc/pressure/cpu, "
+        "from its stall-time total). Host-wide, also inside a container.",
+    ),
+    _row(
+        "sys.pressure.memory.some.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "pressure",
+        _OURS,
+        "Share of the interval in which at least one task was stalled on memory (reclaim, swap-in, "
+        "refaulting page cache).",
+    ),
+    _row(
+        "sys.pressure.memory.full.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "pressure",
+        _OURS,
+        "Share of the interval in which every non-idle task was stalled on memory at once: thrashing.",
+    ),
+    _row(
+        "sys.pressure.io.some.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "pressure",
+        _OURS,
+        "Share of the interval in which at least one task waited for I/O to complete.",
+    ),
+    _row(
+        "sys.pressure.io.full.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "pressure",
+        _OURS,
+        "Share of the interval in which every non-idle task waited for I/O at once.",
+    ),
     # -- process (the watched job's process tree) ------------------------------------------------
-    _row("sys.proc.cpu.percent", PERCENT, _R, _MEAN, "process", _OURS,
-         "CPU used by the watched process and all its descendants, summed: 200 means two CPUs busy."),
-    _row("sys.compute.utilized", PERCENT, _R, _MEAN, "process", _COMET,
-         "CPU used by the job's process tree, summed (as sys.proc.cpu.percent), under the name Comet's "
-         "compute panels read (comet_ml sums its own process family the same way)."),
-    _row("sys.proc.rss", BYTES, _G, _MAX, "process", _OURS, "Resident memory of the process tree, summed.",
-         integer=True),
+    _row(
+        "sys.proc.cpu.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "process",
+        _OURS,
+        "CPU used by the watched process and all its descendants, summed: 200 means two CPUs busy.",
+    ),
+    _row(
+        "sys.compute.utilized",
+        PERCENT,
+        _R,
+        _MEAN,
+        "process",
+        _COMET,
+        "CPU used by the job's process tree, summed (as sys.proc.cpu.percent), under the name Comet's "
+        "compute panels read (comet_ml sums its own process family the same way).",
+    ),
+    _row(
+        "sys.proc.rss", BYTES, _G, _MAX, "process", _OURS, "Resident memory of the process tree, summed.", integer=True
+    ),
     _row("sys.proc.threads", COUNT, _G, _MAX, "process", _OURS, "Threads in the process tree.", integer=True),
-    _row("sys.proc.open_files", COUNT, _G, _MAX, "process", _OURS,
-         "Open file descriptors in the process tree; absent when a descriptor table cannot be read.", integer=True),
-    _row("sys.proc.count", COUNT, _G, _MAX, "process", _OURS, "Processes in the tree, the watched one included.",
-         integer=True),
-    _row("sys.proc.gpu.<i>.used_memory", BYTES, _G, _MAX, "process", _OURS,
-         "Memory the process tree holds on visible GPU i (as NVML reports it per process).", integer=True),
+    _row(
+        "sys.proc.open_files",
+        COUNT,
+        _G,
+        _MAX,
+        "process",
+        _OURS,
+        "Open file descriptors in the process tree; absent when a descriptor table cannot be read.",
+        integer=True,
+    ),
+    _row(
+        "sys.proc.count",
+        COUNT,
+        _G,
+        _MAX,
+        "process",
+        _OURS,
+        "Processes in the tree, the watched one included.",
+        integer=True,
+    ),
+    _row(
+        "sys.proc.gpu.<i>.used_memory",
+        BYTES,
+        _G,
+        _MAX,
+        "process",
+        _OURS,
+        "Memory the process tree holds on visible GPU i (as NVML reports it per process).",
+        integer=True,
+    ),
     # -- agent_self -----------------------------------------------------------------------------
     _row("sys.agent.cpu.percent", PERCENT, _R, _MEAN, "agent_self", _OURS, "CPU used by comet-agent itself."),
     _row("sys.agent.rss", BYTES, _G, _MAX, "agent_self", _OURS, "Resident memory of comet-agent itself.", integer=True),
     # -- gpu ------------------------------------------------------------------------------------
-    _row("sys.gpu.<i>.gpu_utilization", PERCENT, _G, _MEAN, "gpu", _COMET,
-         "Share of the last sample period during which a kernel ran on GPU i (NVML); absent on a MIG instance."),
-    _row("sys.gpu.<i>.memory_utilization", PERCENT, _G, _MEAN, "gpu", _COMET,
-         "Share of the last sample period during which GPU i's memory was read or written (NVML)."),
+    _row(
+        "sys.gpu.<i>.gpu_utilization",
+        PERCENT,
+        _G,
+        _MEAN,
+        "gpu",
+        _COMET,
+        "Share of the last sample period during which a kernel ran on GPU i (NVML); absent on a MIG instance.",
+    ),
+    _row(
+        "sys.gpu.<i>.memory_utilization",
+        PERCENT,
+        _G,
+        _MEAN,
+        "gpu",
+        _COMET,
+        "Share of the last sample period during which GPU i's memory was read or written (NVML).",
+    ),
     _row("sys.gpu.<i>.used_memory", BYTES, _G, _MAX, "gpu", _COMET, "Memory in use on GPU i.", integer=True),
     _row("sys.gpu.<i>.free_memory", BYTES, _G, _MIN, "gpu", _COMET, "Memory free on GPU i.", integer=True),
     _row("sys.gpu.<i>.total_memory", BYTES, _G, _LAST, "gpu", _COMET, "Memory of GPU i.", integer=True),
-    _row("sys.gpu.<i>.percent.used_memory", PERCENT, _G, _MAX, "gpu", _COMET,
-         "sys.gpu.<i>.used_memory as a share of sys.gpu.<i>.total_memory."),
+    _row(
+        "sys.gpu.<i>.percent.used_memory",
+        PERCENT,
+        _G,
+        _MAX,
+        "gpu",
+        _COMET,
+        "sys.gpu.<i>.used_memory as a share of sys.gpu.<i>.total_memory.",
+    ),
     _row("sys.gpu.<i>.temperature", CELSIUS, _G, _MEAN, "gpu", _COMET, "GPU i's core temperature."),
-    _row("sys.gpu.<i>.power_usage", MILLIWATTS, _G, _MEAN, "gpu", _COMET, "Power drawn by GPU i's board.",
-         integer=True),
-    _row("sys.gpu.<i>.power_limit", MILLIWATTS, _G, _LAST, "gpu", _OURS, "GPU i's enforced power limit.",
-         integer=True),
-    _row("sys.gpu.<i>.clock_sm", MEGAHERTZ, _G, _MEAN, "gpu", _OURS, "GPU i's streaming-multiprocessor clock.",
-         integer=True),
+    _row(
+        "sys.gpu.<i>.power_usage", MILLIWATTS, _G, _MEAN, "gpu", _COMET, "Power drawn by GPU i's board.", integer=True
+    ),
+    _row("sys.gpu.<i>.power_limit", MILLIWATTS, _G, _LAST, "gpu", _OURS, "GPU i's enforced power limit.", integer=True),
+    _row(
+        "sys.gpu.<i>.clock_sm",
+        MEGAHERTZ,
+        _G,
+        _MEAN,
+        "gpu",
+        _OURS,
+        "GPU i's streaming-multiprocessor clock.",
+        integer=True,
+    ),
     _row("sys.gpu.<i>.clock_mem", MEGAHERTZ, _G, _MEAN, "gpu", _OURS, "GPU i's memory clock.", integer=True),
-    _row("sys.gpu.<i>.fan_speed", PERCENT, _G, _MEAN, "gpu", _OURS,
-         "GPU i's fan speed as a share of its maximum; absent on passively cooled boards."),
-    _row("sys.gpu.<i>.throttle_reasons", BITMASK, _G, _OR, "gpu", _OURS,
-         "NVML's clocks-event (throttle) reasons of GPU i; 0 means not throttled.", integer=True),
-    _row("sys.gpu.<i>.ecc_errors_corrected", COUNT, _C, _LAST, "gpu", _OURS,
-         "Corrected ECC memory errors on GPU i since the driver loaded (volatile).", integer=True),
-    _row("sys.gpu.<i>.ecc_errors_uncorrected", COUNT, _C, _LAST, "gpu", _OURS,
-         "Uncorrected ECC memory errors on GPU i since the driver loaded (volatile).", integer=True),
+    _row(
+        "sys.gpu.<i>.fan_speed",
+        PERCENT,
+        _G,
+        _MEAN,
+        "gpu",
+        _OURS,
+        "GPU i's fan speed as a share of its maximum; absent on passively cooled boards.",
+    ),
+    _row(
+        "sys.gpu.<i>.throttle_reasons",
+        BITMASK,
+        _G,
+        _OR,
+        "gpu",
+        _OURS,
+        "NVML's clocks-event (throttle) reasons of GPU i; 0 means not throttled.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.ecc_errors_corrected",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Corrected ECC memory errors on GPU i since the driver loaded (volatile).",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.ecc_errors_uncorrected",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Uncorrected ECC memory errors on GPU i since the driver loaded (volatile).",
+        integer=True,
+    ),
 )
 
 _EXACT: dict[str, tuple[int, CatalogueEntry]] = {
-    entry.pattern: (position, entry) for position, entry in enumerate(CATALOGUE) if entry._regex is None}
+    entry.pattern: (position, entry) for position, entry in enumerate(CATALOGUE) if entry._regex is None
+}
 _PATTERNED: tuple[tuple[int, CatalogueEntry], ...] = tuple(
-    (position, entry) for position, entry in enumerate(CATALOGUE) if entry._regex is not None)
+    (position, entry) for position, entry in enumerate(CATALOGUE) if entry._regex is not None
+)
 if len(_EXACT) + len(_PATTERNED) != len(CATALOGUE):
     raise ValueError("the catalogue lists a name twice")
 
@@ -389,10 +656,16 @@ _SOURCE_TITLES = {
     "load": ("Load", "`LoadCollector` (`/proc/loadavg`)", ("LoadSample",)),
     "disk": ("Disk", "`DiskCollector` (`/proc/diskstats`, `statvfs`)", ("DiskIoSample", "DiskUsageSample")),
     "network": ("Network", "`NetworkCollector` (`/proc/net/dev`)", ("NetworkSample",)),
-    "pressure": ("Pressure stall information", "`PressureCollector` (`/proc/pressure/cpu`, `memory`, `io`; "
-                 "Linux 4.20 and later, with PSI enabled)", ("PressureSample",)),
-    "process": ("The watched job's process tree", "`ProcessTreeCollector` (`/proc/<pid>/stat`, `fd`; NVML)",
-                ("ProcessTreeSample",)),
+    "pressure": (
+        "Pressure stall information",
+        "`PressureCollector` (`/proc/pressure/cpu`, `memory`, `io`; Linux 4.20 and later, with PSI enabled)",
+        ("PressureSample",),
+    ),
+    "process": (
+        "The watched job's process tree",
+        "`ProcessTreeCollector` (`/proc/<pid>/stat`, `fd`; NVML)",
+        ("ProcessTreeSample",),
+    ),
     "agent_self": ("comet-agent itself", "`AgentSelfCollector` (`/proc/self/stat`)", ("AgentSelfSample",)),
     "gpu": ("GPUs", "`GpuCollector` (NVML)", ("GpuSample",)),
 }
@@ -452,8 +725,10 @@ def render_markdown() -> str:
         lines.append("| name | unit | kind | window | origin | description |")
         lines.append("|---|---|---|---|---|---|")
         for entry in rows:
-            lines.append(f"| `{entry.pattern}` | {entry.unit} | {entry.kind.value} | {entry.window.value} "
-                         f"| {entry.origin.value} | {_cell(entry.description)} |")
+            lines.append(
+                f"| `{entry.pattern}` | {entry.unit} | {entry.kind.value} | {entry.window.value} "
+                f"| {entry.origin.value} | {_cell(entry.description)} |"
+            )
         lines.append("")
     unknown = sorted({entry.source for entry in CATALOGUE} - set(_SOURCE_TITLES))
     if unknown:

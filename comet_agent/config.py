@@ -117,8 +117,10 @@ class ResolvedConfig:
     def __repr__(self) -> str:
         # Any secret-named setting is hidden, and credentials inside values (a URL's user:password@)
         # are masked: a repr ends up in logs and tracebacks.
-        shown = {k: ("<redacted>" if k == "api_key" or is_secret_name(k) else mask_value(v) if isinstance(v, str) else v)
-                 for k, v in self.values.items()}
+        shown = {
+            k: ("<redacted>" if k == "api_key" or is_secret_name(k) else mask_value(v) if isinstance(v, str) else v)
+            for k, v in self.values.items()
+        }
         return f"ResolvedConfig(values={shown!r}, sources={dict(self.sources)!r})"
 
     __str__ = __repr__
@@ -140,7 +142,7 @@ def _read_ini(path: Path) -> dict[str, str]:
         if name == "comet":
             prefix = ""
         elif name.startswith("comet_"):
-            prefix = name[len("comet_"):] + "_"
+            prefix = name[len("comet_") :] + "_"
         else:
             continue
         for key, value in parser.items(section, raw=True):
@@ -290,7 +292,10 @@ def resolve_config(
         searched.append(f"systemd credential {credential}")
         if "api_key" not in values and credential.exists():
             offer("api_key", read_key_file(credential), f"systemd credential {credential}")
-    for file_value, label in ((api_key_file, "api_key_file"), (environ.get("COMET_API_KEY_FILE"), "COMET_API_KEY_FILE")):
+    for file_value, label in (
+        (api_key_file, "api_key_file"),
+        (environ.get("COMET_API_KEY_FILE"), "COMET_API_KEY_FILE"),
+    ):
         if file_value:
             searched.append(f"{label} ({file_value})")
             if "api_key" not in values:
@@ -304,7 +309,7 @@ def resolve_config(
             offer(name, environ.get(env_name), f"environment variable {env_name}")
     for env_name, value in environ.items():
         if env_name.startswith("COMET_") and env_name not in ("COMET_CONFIG", "COMET_INI", "COMET_API_KEY_FILE"):
-            offer(env_name[len("COMET_"):].lower(), value, f"environment variable {env_name}")
+            offer(env_name[len("COMET_") :].lower(), value, f"environment variable {env_name}")
 
     # 4-6. config files, merged key by key
     for path in _config_file_candidates(environ, cwd_path, home_path):
@@ -317,7 +322,11 @@ def resolve_config(
 
     # 7. defaults: the key may carry the server it belongs to
     if "url_override" not in values and values.get("api_key"):
-        offer("url_override", _base_url_from_key(values["api_key"]), f"the baseUrl inside the API key from {sources.get('api_key')}")
+        offer(
+            "url_override",
+            _base_url_from_key(values["api_key"]),
+            f"the baseUrl inside the API key from {sources.get('api_key')}",
+        )
     offer("url_override", DEFAULT_URL_OVERRIDE, DEFAULT_SOURCE)
     if values.get("api_key"):
         values["api_key"] = values["api_key"].strip()
@@ -332,7 +341,9 @@ def _warn_if_shared(path: Path) -> None:
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning("Comet config file %s holds an API key and is readable by other users; run: chmod 600 %s", path, path)
+        logger.warning(
+            "Comet config file %s holds an API key and is readable by other users; run: chmod 600 %s", path, path
+        )
 
 
 def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
@@ -348,8 +359,10 @@ def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> O
         return None
     path = Path(directory) / "api-key"
     if not path.exists():
-        return (f"the credential file {path} is missing: install the key as /etc/comet-agent/api-key "
-                f"(mode 0600) for LoadCredential=api-key:/etc/comet-agent/api-key")
+        return (
+            f"the credential file {path} is missing: install the key as /etc/comet-agent/api-key "
+            f"(mode 0600) for LoadCredential=api-key:/etc/comet-agent/api-key"
+        )
     try:
         read_key_file(path)
     except ConfigError as exc:

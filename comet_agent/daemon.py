@@ -110,7 +110,7 @@ def _read_environ_value(pid: int, name: str, procfs_root: str = "/proc") -> tupl
     prefix = name.encode() + b"="
     for item in raw.split(b"\0"):
         if item.startswith(prefix):
-            return True, item[len(prefix):].decode("utf-8", errors="replace")
+            return True, item[len(prefix) :].decode("utf-8", errors="replace")
     return True, None
 
 
@@ -164,8 +164,11 @@ def resolve_registered_pid(message_pid: int, peer_pid: int, procfs_root: str = "
             the caller nor an ancestor in the caller's namespace (code ``namespace``).
     """
     if peer_pid <= 0:
-        raise Refused("the calling process is not visible in the daemon's pid namespace; register from a "
-                      "namespace the daemon can see", "namespace")
+        raise Refused(
+            "the calling process is not visible in the daemon's pid namespace; register from a "
+            "namespace the daemon can see",
+            "namespace",
+        )
     namespace_pids, parent = _namespace_pids(peer_pid, procfs_root)
     if not namespace_pids or len(namespace_pids) == 1:
         return message_pid  # the daemon's own namespace (or a kernel without NSpid: one namespace)
@@ -178,8 +181,11 @@ def resolve_registered_pid(message_pid: int, peer_pid: int, procfs_root: str = "
             break
         current, steps = parent, steps + 1
         namespace_pids, parent = _namespace_pids(current, procfs_root)
-    raise Refused(f"pid {message_pid} is neither the caller nor one of its ancestors in the caller's pid namespace "
-                  "(a pid from another namespace means another process here)", "namespace")
+    raise Refused(
+        f"pid {message_pid} is neither the caller nor one of its ancestors in the caller's pid namespace "
+        "(a pid from another namespace means another process here)",
+        "namespace",
+    )
 
 
 def _peer_credentials(connection: socket.socket) -> tuple[int, int, int]:
@@ -293,10 +299,20 @@ class Daemon:
         registrations_per_minute: per uid.
     """
 
-    def __init__(self, socket_path: os.PathLike | str, *, data_dir: os.PathLike | str, interval_s: float = DEFAULT_INTERVAL_S,
-                 socket_group: Optional[str] = None, url_override: Optional[str] = None, include_gpu: bool = True,
-                 procfs_root: str = "/proc", max_jobs: int = DEFAULT_MAX_JOBS,
-                 registrations_per_minute: int = DEFAULT_REGISTRATIONS_PER_MINUTE, notifier: Any = None):
+    def __init__(
+        self,
+        socket_path: os.PathLike | str,
+        *,
+        data_dir: os.PathLike | str,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        socket_group: Optional[str] = None,
+        url_override: Optional[str] = None,
+        include_gpu: bool = True,
+        procfs_root: str = "/proc",
+        max_jobs: int = DEFAULT_MAX_JOBS,
+        registrations_per_minute: int = DEFAULT_REGISTRATIONS_PER_MINUTE,
+        notifier: Any = None,
+    ):
         from comet_agent.config import resolve_config
         from comet_agent.sdnotify import Notifier
 
@@ -345,8 +361,9 @@ class Daemon:
             self._own_key, self.url_override = self._local.api_key, self._local.clientlib_url
         # Every job reads this one sampler; a reading younger than half a tick is shared, so the
         # host is sampled once per tick however many jobs there are.
-        self._host, unavailable = HostSampler.build(procfs_root=self.procfs_root, include_gpu=self.include_gpu,
-                                                    reuse_within_s=self.interval_s / 2)
+        self._host, unavailable = HostSampler.build(
+            procfs_root=self.procfs_root, include_gpu=self.include_gpu, reuse_within_s=self.interval_s / 2
+        )
         for name, reason in unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)
         self._listen()
@@ -365,8 +382,10 @@ class Daemon:
             except OSError:
                 answered = False
             if answered:
-                raise ValueError(f"another comet-agent daemon already listens on {self.socket_path}; "
-                                 "stop it first, or give this one another --socket")
+                raise ValueError(
+                    f"another comet-agent daemon already listens on {self.socket_path}; "
+                    "stop it first, or give this one another --socket"
+                )
 
     def _listen(self) -> None:
         gid = None
@@ -428,8 +447,18 @@ class Daemon:
         self._log_refusal(uid, Refused("too many connections at once", "busy"))
         try:
             connection.settimeout(0.5)  # a caller that does not read must not hold the accepting thread
-            connection.sendall((json.dumps({"ok": False, "error": "the daemon is busy with this user's other "
-                                            "connections; try again", "code": "busy"}) + "\n").encode("utf-8"))
+            connection.sendall(
+                (
+                    json.dumps(
+                        {
+                            "ok": False,
+                            "error": "the daemon is busy with this user's other connections; try again",
+                            "code": "busy",
+                        }
+                    )
+                    + "\n"
+                ).encode("utf-8")
+            )
         except OSError:
             pass
         return False
@@ -485,9 +514,15 @@ class Daemon:
         if op == "ping":
             return {"ok": True, "error": None, "jobs": len(self._jobs), "local_server": self.serves_local_server}
         if op == "status":
-            return {"ok": True, "error": None, "pid": os.getpid(), "socket": str(self.socket_path),
-                    "interval_s": self.interval_s, "server": strip_url_credentials(self.url_override),
-                    "jobs": self.job_statuses(uid)}
+            return {
+                "ok": True,
+                "error": None,
+                "pid": os.getpid(),
+                "socket": str(self.socket_path),
+                "interval_s": self.interval_s,
+                "server": strip_url_credentials(self.url_override),
+                "jobs": self.job_statuses(uid),
+            }
         if op not in ("attach", "detach"):
             raise Refused(f"unknown op {str(op)[:40]!r} (expected attach, detach, status or ping)", "malformed")
         key = message.get("experiment_key")
@@ -538,8 +573,11 @@ class Daemon:
         readable, from_proc = _read_environ_value(pid, "CUDA_VISIBLE_DEVICES", self.procfs_root)
         if readable:
             visible = from_proc
-        api = API(api_key=api_key, url_override=self.url_override,
-                  retry=RetryPolicy(max_retries=1, backoff_base_s=0.5, backoff_max_s=2.0))
+        api = API(
+            api_key=api_key,
+            url_override=self.url_override,
+            retry=RetryPolicy(max_retries=1, backoff_base_s=0.5, backoff_max_s=2.0),
+        )
         link = ExperimentLink(api, key, create=False)
         try:
             # Reading the experiment with the job user's key is the permission check: Comet decides.
@@ -558,10 +596,18 @@ class Daemon:
             raise Refused(f"no process {pid} exists", "no_such_pid")
         spool = Spool(ensure_private_dir(self.data_dir / "spool") / f"{key}.db")
         assert self._host is not None, "open() first"
-        job = Job(link, spool, self._host, pid=pid, directory=job_directory(pid, self.procfs_root),
-                  sample_interval_s=self.interval_s, gpus=GpuView(select=True, cuda_visible_devices=visible),
-                  include_gpu=self.include_gpu, procfs_root=self.procfs_root,
-                  secrets=[api_key])
+        job = Job(
+            link,
+            spool,
+            self._host,
+            pid=pid,
+            directory=job_directory(pid, self.procfs_root),
+            sample_interval_s=self.interval_s,
+            gpus=GpuView(select=True, cuda_visible_devices=visible),
+            include_gpu=self.include_gpu,
+            procfs_root=self.procfs_root,
+            secrets=[api_key],
+        )
         registration = Registration(job=job, uid=uid, api=api)
         with self._jobs_lock:
             if key in self._jobs:  # a concurrent registration won
@@ -586,8 +632,12 @@ class Daemon:
         return {"ok": True, "error": None}
 
     def _end_async(self, registration: "Registration", *, job_ended: bool) -> threading.Thread:
-        thread = threading.Thread(target=registration.end, kwargs={"job_ended": job_ended},
-                                  name=f"comet-agent-end-{registration.job.pid}", daemon=True)
+        thread = threading.Thread(
+            target=registration.end,
+            kwargs={"job_ended": job_ended},
+            name=f"comet-agent-end-{registration.job.pid}",
+            daemon=True,
+        )
         thread.start()
         return thread
 
@@ -600,8 +650,11 @@ class Daemon:
         """The status of each registration this uid may see (root: all)."""
         with self._jobs_lock:
             registrations = list(self._jobs.values())
-        return [{**registration.job.status(pid=registration.job.pid).__dict__, "uid": registration.uid}
-                for registration in registrations if uid == 0 or registration.uid == uid]
+        return [
+            {**registration.job.status(pid=registration.job.pid).__dict__, "uid": registration.uid}
+            for registration in registrations
+            if uid == 0 or registration.uid == uid
+        ]
 
     # -- ticking --------------------------------------------------------------------------------
 
@@ -669,8 +722,12 @@ class Daemon:
 # ------------------------------------------------------------------------------------------------
 
 
-def socket_path(explicit: Optional[os.PathLike | str] = None, *, environ: Optional[Mapping[str, str]] = None,
-                data_dir: Optional[os.PathLike | str] = None) -> Path:
+def socket_path(
+    explicit: Optional[os.PathLike | str] = None,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    data_dir: Optional[os.PathLike | str] = None,
+) -> Path:
     """Where the daemon listens, and where ``attach`` and ``monitor()`` look: one rule for all three.
 
     In order: ``explicit`` (``--socket``); ``$COMET_AGENT_DAEMON_SOCKET``; ``$RUNTIME_DIRECTORY/
@@ -734,8 +791,14 @@ class DaemonRegistration:
     ``start()`` when the daemon refuses; nothing raises after that.
     """
 
-    def __init__(self, socket_path: os.PathLike | str, experiment_key: str, *, pid: Optional[int] = None,
-                 api_key: Optional[str] = None):
+    def __init__(
+        self,
+        socket_path: os.PathLike | str,
+        experiment_key: str,
+        *,
+        pid: Optional[int] = None,
+        api_key: Optional[str] = None,
+    ):
         self.socket_path = Path(socket_path)
         self.experiment_key = experiment_key
         self.pid = pid or os.getpid()
@@ -751,8 +814,10 @@ class DaemonRegistration:
             return self
         reply = attach_request(self.socket_path, self.experiment_key, self.pid, api_key=self._api_key)
         if not reply.get("ok"):
-            raise AgentError(f"the comet-agent daemon refused the registration: {reply.get('error')}",
-                             REFUSAL_EXIT_STATUS.get(str(reply.get("code")), 1))
+            raise AgentError(
+                f"the comet-agent daemon refused the registration: {reply.get('error')}",
+                REFUSAL_EXIT_STATUS.get(str(reply.get("code")), 1),
+            )
         self.url = reply.get("experiment_url")
         self._running = True
         return self
@@ -763,8 +828,13 @@ class DaemonRegistration:
             return False
         self._running = False
         try:
-            return bool(request(self.socket_path, {"op": "detach", "experiment_key": self.experiment_key},
-                                timeout_s=timeout_s or 10.0).get("ok"))
+            return bool(
+                request(
+                    self.socket_path,
+                    {"op": "detach", "experiment_key": self.experiment_key},
+                    timeout_s=timeout_s or 10.0,
+                ).get("ok")
+            )
         except OSError as exc:
             log.warning("cannot unregister from the comet-agent daemon: %s", exc)
             return False
@@ -783,8 +853,9 @@ class DaemonRegistration:
         return f"DaemonRegistration(experiment_key={self.experiment_key!r}, pid={self.pid}, socket={str(self.socket_path)!r})"
 
 
-def attach_request(socket_path: os.PathLike | str, experiment_key: str, pid: int, *,
-                   api_key: Optional[str] = None) -> dict:
+def attach_request(
+    socket_path: os.PathLike | str, experiment_key: str, pid: int, *, api_key: Optional[str] = None
+) -> dict:
     """Register ``pid`` for ``experiment_key`` with the user's own key (from configuration unless given).
 
     Without a configured key the registration goes without one: a daemon that serves its own
@@ -795,10 +866,18 @@ def attach_request(socket_path: os.PathLike | str, experiment_key: str, pid: int
     from comet_agent.config import resolve_config
 
     key = api_key or resolve_config().api_key
-    message = {"op": "attach", "experiment_key": experiment_key, "pid": pid, "api_key": key,
-               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    message = {
+        "op": "attach",
+        "experiment_key": experiment_key,
+        "pid": pid,
+        "api_key": key,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     try:
         return request(socket_path, message)
     except OSError as exc:
-        return {"ok": False, "error": f"no comet-agent daemon answers at {socket_path}: {exc.strerror or exc}",
-                "code": "unreachable_daemon"}
+        return {
+            "ok": False,
+            "error": f"no comet-agent daemon answers at {socket_path}: {exc.strerror or exc}",
+            "code": "unreachable_daemon",
+        }

@@ -84,8 +84,9 @@ def find_running(data_dir: Optional[Path] = None) -> Optional[LocalTarget]:
     nonce = new_nonce()
     try:
         # stream + a bounded read: whatever listens there may answer anything, at any length.
-        with requests.get(url + PROOF_PATH, params={"nonce": nonce}, timeout=2, allow_redirects=False,
-                          stream=True) as reply:
+        with requests.get(
+            url + PROOF_PATH, params={"nonce": nonce}, timeout=2, allow_redirects=False, stream=True
+        ) as reply:
             body = reply.raw.read(4096, decode_content=True) if reply.status_code == 200 else b""
     except requests.RequestException:
         log.info("no local server answers at %s (recorded in %s)", url, directory / SERVER_INFO_FILE_NAME)
@@ -95,9 +96,12 @@ def find_running(data_dir: Optional[Path] = None) -> Optional[LocalTarget]:
     except (ValueError, AttributeError):
         answer = None
     if not proof_matches(secret, url, nonce, answer):
-        log.warning("what answers at %s (recorded in %s) did not prove it is this data directory's server; "
-                    "the API key is not sent to it, and a new local server is started",
-                    url, directory / SERVER_INFO_FILE_NAME)
+        log.warning(
+            "what answers at %s (recorded in %s) did not prove it is this data directory's server; "
+            "the API key is not sent to it, and a new local server is started",
+            url,
+            directory / SERVER_INFO_FILE_NAME,
+        )
         return None
     return LocalTarget(clientlib_url=url + "/clientlib/", api_key=key)
 

@@ -48,15 +48,47 @@ _SECRET_LAST_PARTS = {
 }
 # A last part of "key" alone is secret only when preceded by one of these (api_key, access-key,
 # private_key, secret_key, app_key); "sort_key" or "--key-frames" are not secrets.
-_KEY_QUALIFIERS = {"api", "access", "private", "secret", "app", "auth", "encryption", "signing", "client", "comet", "ssh"}
+_KEY_QUALIFIERS = {
+    "api",
+    "access",
+    "private",
+    "secret",
+    "app",
+    "auth",
+    "encryption",
+    "signing",
+    "client",
+    "comet",
+    "ssh",
+}
 # A last part that merely ends in one of these is a secret too: "PGPASSWORD", "MYSQL_PWD" is
 # caught above, "authtoken" (ngrok). Only long words: "pwd" or "token" as a suffix would catch
 # ordinary names ("OLDPWD" is a directory, "maxtoken" a hyperparameter).
-_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "credential", "credentials", "apikey",
-                    "authtoken", "accesstoken")
+_SECRET_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "credential",
+    "credentials",
+    "apikey",
+    "authtoken",
+    "accesstoken",
+)
 # Names that end in a secret word but are ordinary hyperparameters.
-_NOT_SECRET_NAMES = {"use_cls_token", "cls_token", "pad_token", "eos_token", "bos_token", "unk_token",
-                     "sep_token", "mask_token", "max_token", "num_token", "session"}
+_NOT_SECRET_NAMES = {
+    "use_cls_token",
+    "cls_token",
+    "pad_token",
+    "eos_token",
+    "bos_token",
+    "unk_token",
+    "sep_token",
+    "mask_token",
+    "max_token",
+    "num_token",
+    "session",
+}
 
 
 def _name_parts(name: str) -> list[str]:
@@ -85,11 +117,26 @@ def is_secret_name(name: str) -> bool:
 # The user-info runs to the *last* "@" before the path: a password may itself hold an "@".
 _URL_WITH_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s]*)@")
 # "api_key": "value" (JSON) or 'api_key': 'value' (a Python dict) inside an argument or a line.
-_QUOTED_FIELD = re.compile(r"""(?P<q>["'])(?P<name>[A-Za-z0-9_.-]{1,64})(?P=q)(?P<sep>\s*:\s*)(?P<vq>["'])(?P<value>(?:\\.|(?!(?P=vq)).)*)(?P=vq)""")
+_QUOTED_FIELD = re.compile(
+    r"""(?P<q>["'])(?P<name>[A-Za-z0-9_.-]{1,64})(?P=q)(?P<sep>\s*:\s*)(?P<vq>["'])(?P<value>(?:\\.|(?!(?P=vq)).)*)(?P=vq)"""
+)
 # Programs that take a password glued to -p (mysql -pSECRET, sshpass -pSECRET).
-_GLUED_PASSWORD_PROGRAMS = {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mysqlcheck",
-                            "mysqlpump", "mariadb", "mariadb-dump", "mariadb-admin", "mariadb-import",
-                            "mariadb-show", "mariadb-check", "sshpass"}
+_GLUED_PASSWORD_PROGRAMS = {
+    "mysql",
+    "mysqldump",
+    "mysqladmin",
+    "mysqlimport",
+    "mysqlshow",
+    "mysqlcheck",
+    "mysqlpump",
+    "mariadb",
+    "mariadb-dump",
+    "mariadb-admin",
+    "mariadb-import",
+    "mariadb-show",
+    "mariadb-check",
+    "sshpass",
+}
 _AUTH_HEADER = re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _KNOWN_TOKENS = re.compile(
     r"\b(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9-]{10,}|hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b"
@@ -209,8 +256,11 @@ def secrets_from_environment(environ: Mapping[str, str]) -> list[str]:
     Values shorter than 4 characters, and ``true``/``false``-like words, are left out: masking
     them everywhere would garble ordinary output for no protection.
     """
-    values = {value for name, value in environ.items()
-              if is_secret_env_name(name) and len(value) >= 4 and value.strip().lower() not in _NOT_SECRET_VALUES}
+    values = {
+        value
+        for name, value in environ.items()
+        if is_secret_env_name(name) and len(value) >= 4 and value.strip().lower() not in _NOT_SECRET_VALUES
+    }
     return sorted(values, key=len, reverse=True)
 
 

@@ -66,8 +66,12 @@ class Notifier:
         clock: monotonic seconds (tests may inject one).
     """
 
-    def __init__(self, socket_path: Optional[str], watchdog_s: Optional[float] = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        socket_path: Optional[str],
+        watchdog_s: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.socket_path = socket_path or None
         self.watchdog_s = watchdog_s if self.socket_path else None
         self._clock = clock

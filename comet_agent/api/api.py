@@ -1,11 +1,11 @@
 """``API``: the entry point to a Comet server (drop-in for ``comet_ml.API``, the parts we need).
 
-    from comet_agent import API
-    api = API()                                  # key and server from the usual Comet config
-    api.get()                                    # workspace names
-    api.get("ws")                                # project names
-    api.get("ws/proj")                           # [APIExperiment, ...]
-    api.get("ws/proj/0123abcd...")               # APIExperiment or None
+from comet_agent import API
+api = API()                                  # key and server from the usual Comet config
+api.get()                                    # workspace names
+api.get("ws")                                # project names
+api.get("ws/proj")                           # [APIExperiment, ...]
+api.get("ws/proj/0123abcd...")               # APIExperiment or None
 """
 
 from __future__ import annotations
@@ -150,7 +150,9 @@ class API:
         self._client.close()
 
     # -- navigation ----------------------------------------------------------------------------
-    def get(self, workspace: Optional[str] = None, project_name: Optional[str] = None, experiment: Optional[str] = None) -> Any:
+    def get(
+        self, workspace: Optional[str] = None, project_name: Optional[str] = None, experiment: Optional[str] = None
+    ) -> Any:
         """By path: ``get()`` -> workspace names; ``get("ws")`` -> project names;
         ``get("ws/proj")`` -> list of ``APIExperiment``; ``get("ws/proj/key-or-name")`` -> an
         ``APIExperiment`` or None. Raises ``SyntaxError`` for a slash path combined with the
@@ -201,18 +203,26 @@ class API:
                 details = self._client.get("account-details", {})
                 name = details.get("defaultWorkspaceName") if isinstance(details, dict) else None
                 if not isinstance(name, str) or not name.strip():
-                    shape = describe_json(details) if not isinstance(details, dict) else "account details without a defaultWorkspaceName"
+                    shape = (
+                        describe_json(details)
+                        if not isinstance(details, dict)
+                        else "account details without a defaultWorkspaceName"
+                    )
                     raise self._client.invalid_reply(
-                        "GET", "account-details", shape,
+                        "GET",
+                        "account-details",
+                        shape,
                         hint="there is no default workspace to create the experiment in: pass workspace=..., "
-                             "set COMET_WORKSPACE, or put 'workspace = ...' under [comet] in ~/.comet.config",
+                        "set COMET_WORKSPACE, or put 'workspace = ...' under [comet] in ~/.comet.config",
                     )
                 self._default_workspace = name
             return self._default_workspace
 
     def get_workspaces(self) -> List[str]:
         """Workspace names."""
-        names: List[str] = self._client.field_of(self._client.get_object("workspaces", {}), "workspaceNames", list, "workspaces", items=str)
+        names: List[str] = self._client.field_of(
+            self._client.get_object("workspaces", {}), "workspaceNames", list, "workspaces", items=str
+        )
         return names
 
     def get_projects(self, workspace: str) -> Optional[List[str]]:
@@ -223,7 +233,9 @@ class API:
         projects = self._client.field_of(results, "projects", list, "projects", items=dict)
         return [self._client.field_of(project, "projectName", str, "projects") for project in projects]
 
-    def get_experiment(self, workspace: Optional[str], project_name: Optional[str], experiment: str) -> Optional[APIExperiment]:
+    def get_experiment(
+        self, workspace: Optional[str], project_name: Optional[str], experiment: str
+    ) -> Optional[APIExperiment]:
         """An experiment by key, or by name when no key matches (400/404 on the key lookup).
 
         The name is looked up in ``workspace``/``project_name``; either may be None (an
@@ -276,14 +288,21 @@ class API:
         if pattern is None:
             return experiments
         return [
-            e for e, m in zip(experiments, listing)
+            e
+            for e, m in zip(experiments, listing)
             if (m.get("experimentKey") is not None and re.match(pattern, m["experimentKey"]))
             or (m.get("experimentName") is not None and re.match(pattern, m["experimentName"]))
         ]
 
-    def _project_experiments(self, workspace: Optional[str], project_name: Optional[str], page: Optional[int] = None,
-                             page_size: Optional[int] = None, sort_by: Optional[str] = None,
-                             sort_order: Optional[str] = None) -> List[Dict[str, Any]]:
+    def _project_experiments(
+        self,
+        workspace: Optional[str],
+        project_name: Optional[str],
+        page: Optional[int] = None,
+        page_size: Optional[int] = None,
+        sort_by: Optional[str] = None,
+        sort_order: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
         if page is not None and page_size is None:
             raise ValueError("page_size is required when page is specified")
         if sort_by is not None and sort_by not in ("startTime", "endTime"):
@@ -300,7 +319,9 @@ class API:
         listing = self._client.field_of(results, "experiments", (list, type(None)), "experiments") or []
         return [check_metadata(self._client, metadata, "experiments") for metadata in listing]
 
-    def _experiment_metadata_by_name(self, workspace: Optional[str], project_name: Optional[str], name: str) -> Optional[Dict[str, Any]]:
+    def _experiment_metadata_by_name(
+        self, workspace: Optional[str], project_name: Optional[str], name: str
+    ) -> Optional[Dict[str, Any]]:
         try:
             listing = self._project_experiments(workspace, project_name)
         except NotFound:
@@ -309,8 +330,9 @@ class API:
         return by_name.get(name)
 
     # -- comet-agent extension -----------------------------------------------------------------
-    def get_or_create_experiment(self, experiment_key: str, workspace: Optional[str] = None,
-                                 project_name: Optional[str] = None) -> APIExperiment:
+    def get_or_create_experiment(
+        self, experiment_key: str, workspace: Optional[str] = None, project_name: Optional[str] = None
+    ) -> APIExperiment:
         """The experiment ``experiment_key``, created with that key when it does not exist yet.
 
         This is the handshake comet_ml's own ``Experiment`` makes (``POST {cl}logger/add/run``
@@ -324,11 +346,19 @@ class API:
         Raises: a ``CometApiError`` subclass (``Unauthorized`` for a rejected key, ``BadRequest``
         for an unknown workspace).
         """
-        payload = {"apiKey": self._client._api_key, "experimentKey": experiment_key, "offline": False,
-                   "projectName": project_name, "teamName": workspace, "local_timestamp": int(time.time() * 1000),
-                   "libVersion": "comet-agent", "getOrCreateEnabled": True}
+        payload = {
+            "apiKey": self._client._api_key,
+            "experimentKey": experiment_key,
+            "offline": False,
+            "projectName": project_name,
+            "teamName": workspace,
+            "local_timestamp": int(time.time() * 1000),
+            "libVersion": "comet-agent",
+            "getOrCreateEnabled": True,
+        }
         self._client.post("logger/add/run", payload, base="clientlib")
         return APIExperiment(api=self, previous_experiment=experiment_key)
+
 
 # APIExperiment(previous_experiment=KEY) without api= builds one of these (see experiment.api_factory).
 experiment.api_factory = API

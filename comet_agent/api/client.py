@@ -150,8 +150,17 @@ def _requests() -> Any:
 
 #: The environment variables that decide an http(s) URL's proxy (urllib's ``getproxies_environment``
 #: reads ``<scheme>_proxy`` in both cases, ``no_proxy``, and ignores ``HTTP_PROXY`` under CGI).
-_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                    "no_proxy", "NO_PROXY", "REQUEST_METHOD")
+_PROXY_VARIABLES = (
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+)
 
 
 def server_root(clientlib_url: str) -> str:
@@ -239,8 +248,10 @@ class RestClient:
         if without_credentials != clientlib_url:
             # A user:password@ in the URL would replace our Authorization header (requests turns it
             # into Basic auth) and be printed in every message naming the server: drop it.
-            logger.warning("the Comet server URL carried credentials (user:password@); they are ignored: "
-                           "Comet authenticates with the API key")
+            logger.warning(
+                "the Comet server URL carried credentials (user:password@); they are ignored: "
+                "Comet authenticates with the API key"
+            )
             clientlib_url = without_credentials
         self.clientlib_url = clientlib_url if clientlib_url.endswith("/") else clientlib_url + "/"
         self.root = server_root(self.clientlib_url)
@@ -257,8 +268,14 @@ class RestClient:
         self.verify_tls = verify_tls
         if verify_tls is False:
             logger.warning("TLS certificate verification is disabled for %s; the API key can be intercepted", self.root)
-        if self.root.startswith("http://") and urllib.parse.urlsplit(self.root).hostname not in ("127.0.0.1", "localhost", "::1"):
-            logger.warning("The Comet server %s is plain http: the API key travels unencrypted; prefer https", self.root)
+        if self.root.startswith("http://") and urllib.parse.urlsplit(self.root).hostname not in (
+            "127.0.0.1",
+            "localhost",
+            "::1",
+        ):
+            logger.warning(
+                "The Comet server %s is plain http: the API key travels unencrypted; prefer https", self.root
+            )
         self.max_redirects = max_redirects
         self.gzip_min_bytes = gzip_min_bytes
         self.headers: dict[str, str] = {
@@ -334,7 +351,12 @@ class RestClient:
     def url_for(self, endpoint: str, base: str = "rest") -> str:
         """Join ``endpoint`` onto a base: ``rest`` (``{rest}``), ``crest`` (``{crest}``),
         ``clientlib`` (``{cl}``) or ``root``."""
-        prefix = {"rest": self.rest_url, "crest": self.crest_url, "clientlib": self.clientlib_url, "root": self.root + "/"}[base]
+        prefix = {
+            "rest": self.rest_url,
+            "crest": self.crest_url,
+            "clientlib": self.clientlib_url,
+            "root": self.root + "/",
+        }[base]
         return prefix + endpoint.lstrip("/")
 
     # -- high-level calls ----------------------------------------------------------------------
@@ -356,7 +378,9 @@ class RestClient:
             timeout_s: read timeout (default ``timeouts.read_s``).
         Raises: a ``CometApiError`` subclass.
         """
-        response = self.request("GET", self.url_for(endpoint, base), params=params, read_timeout_s=timeout_s, stream=stream)
+        response = self.request(
+            "GET", self.url_for(endpoint, base), params=params, read_timeout_s=timeout_s, stream=stream
+        )
         return self._decode(response, return_type)
 
     def get_object(
@@ -408,14 +432,23 @@ class RestClient:
                     raise self.invalid_reply(method, endpoint, f"{describe_json(item)} inside {field!r}", base=base)
         return value
 
-    def invalid_reply(self, method: str, endpoint: str, problem: str, *, base: str = "rest",
-                      hint: str = "check that COMET_URL_OVERRIDE names a Comet server") -> errors.InvalidReply:
+    def invalid_reply(
+        self,
+        method: str,
+        endpoint: str,
+        problem: str,
+        *,
+        base: str = "rest",
+        hint: str = "check that COMET_URL_OVERRIDE names a Comet server",
+    ) -> errors.InvalidReply:
         """The ``InvalidReply`` for a reply of the wrong shape: one line naming the request and this
         server, never the key, e.g. ``GET /api/rest/v2/experiment/tags: http://h:1 answered a JSON list
         where a JSON object belongs, which no Comet server sends; check that ...``. ``hint`` says
         what the user can do."""
         where = f"{method} {_path_of(self.url_for(endpoint, base))}"
-        return errors.InvalidReply(f"{where}: {self.root} answered {problem}, which no Comet server sends; {hint}", endpoint=where)
+        return errors.InvalidReply(
+            f"{where}: {self.root} answered {problem}, which no Comet server sends; {hint}", endpoint=where
+        )
 
     def post(
         self,
@@ -449,8 +482,15 @@ class RestClient:
         request_id = self._scoped_request_id(request_id)
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        response = self.request(method, self.url_for(endpoint, base), params=params, body=lambda: data, headers=headers,
-                                read_timeout_s=timeout_s, retry=retry)
+        response = self.request(
+            method,
+            self.url_for(endpoint, base),
+            params=params,
+            body=lambda: data,
+            headers=headers,
+            read_timeout_s=timeout_s,
+            retry=retry,
+        )
         return self._decode_write(response)
 
     def post_multipart(
@@ -516,18 +556,35 @@ class RestClient:
                 raise error
             retry_after_s = parse_retry_after_s(response.headers, self._now()) if response is not None else None
             wait_s = retry.wait_s(attempt, self._rng, retry_after_s)
-            logger.info("%s %s failed (%s); retry %d/%d in %.2f s", method, _path_of(url), error, attempt, retry.max_retries, wait_s)
+            logger.info(
+                "%s %s failed (%s); retry %d/%d in %.2f s",
+                method,
+                _path_of(url),
+                error,
+                attempt,
+                retry.max_retries,
+                wait_s,
+            )
             if response is not None:
                 response.close()
             self._sleep(wait_s)
 
-    def _send_following_redirects(self, method: str, url: str, params: Mapping[str, Any] | None, body: BodyFactory | None,
-                                  headers: Mapping[str, str] | None, read_timeout_s: float | None,
-                                  stream: bool) -> requests.Response:
+    def _send_following_redirects(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        body: BodyFactory | None,
+        headers: Mapping[str, str] | None,
+        read_timeout_s: float | None,
+        stream: bool,
+    ) -> requests.Response:
         carry_key = True
         current_method, current_url, current_params, current_body = method, url, params, body
         for _ in range(self.max_redirects + 1):
-            response = self._send_once(current_method, current_url, current_params, current_body, headers, read_timeout_s, stream, carry_key)
+            response = self._send_once(
+                current_method, current_url, current_params, current_body, headers, read_timeout_s, stream, carry_key
+            )
             if response.status_code not in _REDIRECT_STATUSES or "Location" not in response.headers:
                 return response
             location = urllib.parse.urljoin(response.url, response.headers["Location"])
@@ -537,16 +594,29 @@ class RestClient:
                 carry_key = False
             if response.status_code in (301, 302, 303) and current_method != "GET":
                 current_method, current_body = "GET", None
-            logger.debug("%s %s redirected to %s", method, _path_of(current_url), urllib.parse.urlsplit(location).netloc + _path_of(location))
+            logger.debug(
+                "%s %s redirected to %s",
+                method,
+                _path_of(current_url),
+                urllib.parse.urlsplit(location).netloc + _path_of(location),
+            )
             current_url, current_params = location, None
         raise errors.TooManyRedirects(
             f"{method} {_path_of(url)}: more than {self.max_redirects} redirects; check the server URL ({self.root})",
             endpoint=f"{method} {_path_of(url)}",
         )
 
-    def _send_once(self, method: str, url: str, params: Mapping[str, Any] | None, body: BodyFactory | None,
-                   headers: Mapping[str, str] | None, read_timeout_s: float | None, stream: bool,
-                   carry_key: bool) -> requests.Response:
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        body: BodyFactory | None,
+        headers: Mapping[str, str] | None,
+        read_timeout_s: float | None,
+        stream: bool,
+        carry_key: bool,
+    ) -> requests.Response:
         final_headers = dict(self.headers)
         if carry_key:
             final_headers["Authorization"] = self._api_key
@@ -600,7 +670,9 @@ class RestClient:
         except ValueError:
             pass
         said = f": {server_message}" if server_message else ""
-        common: _ErrorFields = dict(status=status, endpoint=endpoint, sdk_error_code=sdk_error_code, server_message=server_message)
+        common: _ErrorFields = dict(
+            status=status, endpoint=endpoint, sdk_error_code=sdk_error_code, server_message=server_message
+        )
         if status in (401, 403):
             return errors.Unauthorized(
                 f"{endpoint}: the API key from {self.key_source} was rejected by {self.root} (HTTP {status}){said}. "
@@ -608,19 +680,30 @@ class RestClient:
                 **common,
             )
         if status == 404:
-            return errors.NotFound(f"{endpoint}: not found on {self.root} (HTTP 404){said}; check the experiment key, workspace and project", **common)
+            return errors.NotFound(
+                f"{endpoint}: not found on {self.root} (HTTP 404){said}; check the experiment key, workspace and project",
+                **common,
+            )
         if status == 400:
             return errors.BadRequest(f"{endpoint}: the server refused the request (HTTP 400){said}", **common)
         if status == 413:
-            return errors.PayloadTooLarge(f"{endpoint}: the body is larger than {self.root} accepts (HTTP 413){said}; send less at once", **common)
+            return errors.PayloadTooLarge(
+                f"{endpoint}: the body is larger than {self.root} accepts (HTTP 413){said}; send less at once", **common
+            )
         if status == 429:
             retry_after_s = parse_retry_after_s(response.headers, self._now())
             hint = f"; the server asked to wait {retry_after_s:.0f} s" if retry_after_s is not None else ""
-            return errors.Throttled(f"{endpoint}: throttled by {self.root} (HTTP 429){hint}{said}", retry_after_s=retry_after_s, **common)
+            return errors.Throttled(
+                f"{endpoint}: throttled by {self.root} (HTTP 429){hint}{said}", retry_after_s=retry_after_s, **common
+            )
         if 500 <= status < 600:
-            return errors.ServerError(f"{endpoint}: the server at {self.root} failed (HTTP {status}){said}; it is retried later", **common)
+            return errors.ServerError(
+                f"{endpoint}: the server at {self.root} failed (HTTP {status}){said}; it is retried later", **common
+            )
         if 300 <= status < 400:
-            return errors.InvalidReply(f"{endpoint}: unexpected redirect (HTTP {status}) without a usable Location", **common)
+            return errors.InvalidReply(
+                f"{endpoint}: unexpected redirect (HTTP {status}) without a usable Location", **common
+            )
         return errors.ClientError(f"{endpoint}: refused by {self.root} (HTTP {status}){said}", **common)
 
     def _decode(self, response: requests.Response, return_type: str) -> Any:
@@ -644,7 +727,9 @@ class RestClient:
     def _parse_json(self, response: requests.Response, *, require_json_type: bool) -> Any:
         endpoint = f"{response.request.method} {_path_of(response.url)}"
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        looks_html = content_type == "text/html" or response.content.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
+        looks_html = content_type == "text/html" or response.content.lstrip()[:15].lower().startswith(
+            (b"<!doctype", b"<html")
+        )
         if looks_html:
             raise errors.InvalidReply(
                 f"{endpoint}: {self.root} answered with an HTML page, not JSON; is the URL a Comet server "
@@ -652,7 +737,11 @@ class RestClient:
                 status=response.status_code,
                 endpoint=endpoint,
             )
-        if require_json_type and content_type not in ("application/json", "application/octet-stream") and not content_type.endswith("+json"):
+        if (
+            require_json_type
+            and content_type not in ("application/json", "application/octet-stream")
+            and not content_type.endswith("+json")
+        ):
             raise errors.InvalidReply(
                 f"{endpoint}: expected a JSON reply, got content type {content_type or 'none'!r} from {self.root}",
                 status=response.status_code,
@@ -704,8 +793,15 @@ def _encode_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def _short_reason(exc: BaseException) -> str:
     # urllib3's messages embed the pool and URL; keep the last, most specific reason.
     text = str(exc)
-    for marker in ("Connection refused", "Connection reset", "Name or service not known", "Remote end closed",
-                   "certificate verify failed", "No route to host", "Connection aborted"):
+    for marker in (
+        "Connection refused",
+        "Connection reset",
+        "Name or service not known",
+        "Remote end closed",
+        "certificate verify failed",
+        "No route to host",
+        "Connection aborted",
+    ):
         if marker in text:
             return marker
     return type(exc).__name__

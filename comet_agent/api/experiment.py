@@ -95,13 +95,35 @@ SYSTEM_DETAILS_FIELDS = {
 
 # UI tab names accepted by display(tab=...) -> the experiment-tab query value (comet_ml utils).
 _UI_TABS = {
-    "artifacts": "artifacts", "assets": "assets", "audio": "audio", "charts": "chart", "code": "code",
-    "confusion-matrices": "confusionMatrix", "graphics": "images", "histograms": "histograms",
-    "installed-packages": "installedPackages", "metrics": "metrics", "notes": "notes", "parameters": "params",
-    "system-metrics": "systemMetrics", "text": "text", "output": "stdout", "panels": "panels", "graph": "graph",
-    "other": "other", "html": "html", "assetStorage": "assets", "chart": "chart", "confusion-matrix": "confusionMatrix",
-    "confusionMatrix": "confusionMatrix", "images": "images", "installedPackages": "installedPackages",
-    "params": "params", "systemMetrics": "systemMetrics", "graph-def": "graph", "graph-definition": "graph",
+    "artifacts": "artifacts",
+    "assets": "assets",
+    "audio": "audio",
+    "charts": "chart",
+    "code": "code",
+    "confusion-matrices": "confusionMatrix",
+    "graphics": "images",
+    "histograms": "histograms",
+    "installed-packages": "installedPackages",
+    "metrics": "metrics",
+    "notes": "notes",
+    "parameters": "params",
+    "system-metrics": "systemMetrics",
+    "text": "text",
+    "output": "stdout",
+    "panels": "panels",
+    "graph": "graph",
+    "other": "other",
+    "html": "html",
+    "assetStorage": "assets",
+    "chart": "chart",
+    "confusion-matrix": "confusionMatrix",
+    "confusionMatrix": "confusionMatrix",
+    "images": "images",
+    "installedPackages": "installedPackages",
+    "params": "params",
+    "systemMetrics": "systemMetrics",
+    "graph-def": "graph",
+    "graph-definition": "graph",
     "stdout": "stdout",
 }
 
@@ -236,7 +258,9 @@ class APIExperiment:
         self.file_path: Optional[str] = None
         self.file_name: Optional[str] = None
         if args:
-            raise TypeError("APIExperiment takes keyword arguments only (previous_experiment=..., workspace=..., project_name=...)")
+            raise TypeError(
+                "APIExperiment takes keyword arguments only (previous_experiment=..., workspace=..., project_name=...)"
+            )
         if "metadata" in kwargs:
             if "api" not in kwargs:
                 raise ValueError("APIExperiment(metadata=...) needs api=API(...) as well")
@@ -265,12 +289,16 @@ class APIExperiment:
                 payload["experimentName"] = experiment_name
             created = self._client.post("write/experiment/create", payload)
             if not isinstance(created, dict):
-                raise self._client.invalid_reply("POST", "write/experiment/create", f"{describe_json(created)} where a JSON object belongs")
+                raise self._client.invalid_reply(
+                    "POST", "write/experiment/create", f"{describe_json(created)} where a JSON object belongs"
+                )
             key = self._client.field_of(created, "experimentKey", str, "write/experiment/create", method="POST")
             metadata = self._api._get_experiment_metadata(key)
             if not metadata.get("experimentKey"):
                 # We would write everything under experimentKey null from here on.
-                raise self._client.invalid_reply("GET", "experiment/metadata", "no experimentKey for the experiment it just created")
+                raise self._client.invalid_reply(
+                    "GET", "experiment/metadata", "no experimentKey for the experiment it just created"
+                )
             self._set_from_metadata(metadata)
 
     # -- identity ------------------------------------------------------------------------------
@@ -334,7 +362,9 @@ class APIExperiment:
     def end(self) -> None:
         """Does nothing: an APIExperiment has no live connection to close (kept for compatibility)."""
 
-    def display(self, clear: bool = False, wait: bool = True, new: int = 0, autoraise: bool = True, tab: Optional[str] = None) -> None:
+    def display(
+        self, clear: bool = False, wait: bool = True, new: int = 0, autoraise: bool = True, tab: Optional[str] = None
+    ) -> None:
         """Show the experiment page: an IFrame inside a Jupyter kernel, a browser tab elsewhere.
 
         Args:
@@ -386,7 +416,9 @@ class APIExperiment:
                 try:
                     git_patch = read_git_patch_zip(git_patch_zip)
                 except (zipfile.BadZipFile, KeyError):
-                    raise self._client.invalid_reply("GET", "experiment/git/patch", f"a zip without a readable {GIT_PATCH_MEMBER}") from None
+                    raise self._client.invalid_reply(
+                        "GET", "experiment/git/patch", f"a zip without a readable {GIT_PATCH_MEMBER}"
+                    ) from None
             result.update(
                 {
                     "asset_list": self.get_asset_list(),
@@ -419,7 +451,9 @@ class APIExperiment:
         # The field a getter returns, checked (InvalidReply otherwise); extra: query parameters.
         return self._client.field_of(self._get_object(endpoint, **extra), field, kinds, endpoint, items=items)
 
-    def _write(self, endpoint: str, body: Dict[str, Any], *, base: str = "rest", request_id: Optional[str] = None) -> Any:
+    def _write(
+        self, endpoint: str, body: Dict[str, Any], *, base: str = "rest", request_id: Optional[str] = None
+    ) -> Any:
         payload = {"experimentKey": self.id}
         payload.update(body)
         return self._client.post(endpoint, payload, base=base, request_id=request_id)
@@ -443,7 +477,11 @@ class APIExperiment:
         """One asset's content: ``binary`` (bytes), ``json``, ``text`` or ``response``."""
         params = {"assetId": asset_id, "allow301": False, "experimentKey": self.id}
         return self._client.get(
-            "experiment/asset/get-asset", params, return_type=return_type, stream=stream, timeout_s=self._client.timeouts.download_read_s
+            "experiment/asset/get-asset",
+            params,
+            return_type=return_type,
+            stream=stream,
+            timeout_s=self._client.timeouts.download_read_s,
         )
 
     def get_asset_list(self, asset_type: str = "all", timeout: int = 600) -> List[Dict[str, Any]]:
@@ -465,7 +503,11 @@ class APIExperiment:
 
     def get_environment_details(self) -> Optional[List[str]]:
         """Deprecated alias of ``get_os_packages`` (warns ``DeprecationWarning``)."""
-        warnings.warn("APIExperiment.get_environment_details() is deprecated; use get_os_packages()", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "APIExperiment.get_environment_details() is deprecated; use get_os_packages()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.get_os_packages()
 
     def get_executable(self) -> Optional[str]:
@@ -484,7 +526,9 @@ class APIExperiment:
             return data
         if data.lstrip().startswith(b"{"):
             return None
-        raise self._client.invalid_reply("GET", "experiment/git/patch", "a body that is neither a zip nor a JSON message")
+        raise self._client.invalid_reply(
+            "GET", "experiment/git/patch", "a body that is neither a zip nor a JSON message"
+        )
 
     def get_gpu_static_info(self) -> Optional[List[Dict[str, Any]]]:
         """GPU static info: list of ``{gpuIndex, name, uuid, totalMemory (bytes), powerLimit (mW)}`` (snake_case items from the live SDK), or None."""
@@ -553,12 +597,18 @@ class APIExperiment:
         values = self._get_field(endpoint, "values", list, items=dict)
         if other is None:
             return values
-        return [self._client.field_of(item, "valueCurrent", object, endpoint) for item in values if item.get("name") == other]
+        return [
+            self._client.field_of(item, "valueCurrent", object, endpoint)
+            for item in values
+            if item.get("name") == other
+        ]
 
     def get_model_data(self, name: str) -> List[Dict[str, Any]]:
         """Deprecated in comet_ml (``get_model_asset_list``): the assets of model ``name``."""
         logger.warning("APIExperiment.get_model_data() is deprecated in comet_ml (get_model_asset_list)")
-        assets: List[Dict[str, Any]] = self._get_field("experiment/model/asset/list", "assets", list, items=dict, modelName=name)
+        assets: List[Dict[str, Any]] = self._get_field(
+            "experiment/model/asset/list", "assets", list, items=dict, modelName=name
+        )
         return assets
 
     def get_model_graph(self) -> Optional[str]:
@@ -656,7 +706,9 @@ class APIExperiment:
                     with zipfile.ZipFile(spooled) as archive:
                         archive.extractall(output_dir)
                 except zipfile.BadZipFile:
-                    raise self._client.invalid_reply("GET", "experiment/model/download", f"model {name!r} as a body that is not a zip") from None
+                    raise self._client.invalid_reply(
+                        "GET", "experiment/model/download", f"model {name!r} as a body that is not a zip"
+                    ) from None
             else:
                 with open(os.path.join(output_dir, f"{name}.zip"), "wb") as out:
                     shutil.copyfileobj(spooled, out)
@@ -761,7 +813,9 @@ class APIExperiment:
             elif name in json_names:
                 body[name] = value
             else:
-                raise ValueError(f"unknown system-details field {name!r}; expected one of {sorted(SYSTEM_DETAILS_FIELDS)}")
+                raise ValueError(
+                    f"unknown system-details field {name!r}; expected one of {sorted(SYSTEM_DETAILS_FIELDS)}"
+                )
         if not body:
             raise ValueError("update_system_details needs at least one field")
         return self._write_system_details(body, request_id=request_id)
@@ -772,28 +826,62 @@ class APIExperiment:
         return self.update_system_details(fields, request_id=request_id)
 
     # -- writes: metrics -----------------------------------------------------------------------
-    def _metric_body(self, body: Dict[str, Any], context: Optional[str], step: Optional[int], epoch: Optional[int],
-                     timestamp: Optional[int]) -> Dict[str, Any]:
+    def _metric_body(
+        self,
+        body: Dict[str, Any],
+        context: Optional[str],
+        step: Optional[int],
+        epoch: Optional[int],
+        timestamp: Optional[int],
+    ) -> Dict[str, Any]:
         # The cpu/ram/load endpoints pass timestamp through unchanged (ms), as comet_ml does.
         for key, value in (("context", context), ("step", step), ("epoch", epoch), ("timestamp", timestamp)):
             if value is not None:
                 body[key] = value
         return body
 
-    def log_cpu_metrics(self, cpu_metrics: List[float], context: Optional[str] = None, step: Optional[int] = None,
-                        epoch: Optional[int] = None, timestamp: Optional[int] = None) -> Any:
+    def log_cpu_metrics(
+        self,
+        cpu_metrics: List[float],
+        context: Optional[str] = None,
+        step: Optional[int] = None,
+        epoch: Optional[int] = None,
+        timestamp: Optional[int] = None,
+    ) -> Any:
         """CPU utilisation per core, in percent; ``timestamp`` in epoch ms (sent unchanged)."""
-        return self._write("write/experiment/cpu-metrics", self._metric_body({"cpuPercentUtilization": cpu_metrics}, context, step, epoch, timestamp))
+        return self._write(
+            "write/experiment/cpu-metrics",
+            self._metric_body({"cpuPercentUtilization": cpu_metrics}, context, step, epoch, timestamp),
+        )
 
-    def log_ram_metrics(self, total_ram: float, used_ram: float, context: Optional[str] = None, step: Optional[int] = None,
-                        epoch: Optional[int] = None, timestamp: Optional[int] = None) -> Any:
+    def log_ram_metrics(
+        self,
+        total_ram: float,
+        used_ram: float,
+        context: Optional[str] = None,
+        step: Optional[int] = None,
+        epoch: Optional[int] = None,
+        timestamp: Optional[int] = None,
+    ) -> Any:
         """Total and used RAM in bytes; ``timestamp`` in epoch ms (sent unchanged)."""
-        return self._write("write/experiment/ram-metrics", self._metric_body({"totalRam": total_ram, "usedRam": used_ram}, context, step, epoch, timestamp))
+        return self._write(
+            "write/experiment/ram-metrics",
+            self._metric_body({"totalRam": total_ram, "usedRam": used_ram}, context, step, epoch, timestamp),
+        )
 
-    def log_load_metrics(self, load_avg: float, context: Optional[str] = None, step: Optional[int] = None,
-                         epoch: Optional[int] = None, timestamp: Optional[int] = None) -> Any:
+    def log_load_metrics(
+        self,
+        load_avg: float,
+        context: Optional[str] = None,
+        step: Optional[int] = None,
+        epoch: Optional[int] = None,
+        timestamp: Optional[int] = None,
+    ) -> Any:
         """The 1-minute load average; ``timestamp`` in epoch ms (sent unchanged)."""
-        return self._write("write/experiment/load-metrics", self._metric_body({"loadAverage": load_avg}, context, step, epoch, timestamp))
+        return self._write(
+            "write/experiment/load-metrics",
+            self._metric_body({"loadAverage": load_avg}, context, step, epoch, timestamp),
+        )
 
     def log_gpu_metrics(self, gpu_metrics: List[Dict[str, Any]]) -> Any:
         """GPU samples: a list of ``{gpuId, freeMemory, usedMemory (bytes), gpuUtilization (%), totalMemory}``.
@@ -808,8 +896,14 @@ class APIExperiment:
                 raise ValueError(f"each gpu_metrics item needs the keys {list(required)}")
         return self._write("write/experiment/gpu-metrics", {"gpus": list(gpu_metrics)})
 
-    def log_metric(self, metric: str, value: Any, step: Optional[int] = None, epoch: Optional[int] = None,
-                   timestamp: Optional[float] = None) -> Any:
+    def log_metric(
+        self,
+        metric: str,
+        value: Any,
+        step: Optional[int] = None,
+        epoch: Optional[int] = None,
+        timestamp: Optional[float] = None,
+    ) -> Any:
         """One metric value. ``timestamp`` is epoch **seconds** (sent as ms), as in comet_ml."""
         body: Dict[str, Any] = {"metricName": metric, "metricValue": value}
         if epoch is not None:
@@ -820,7 +914,9 @@ class APIExperiment:
             body["timestamp"] = _seconds_to_ms(timestamp)
         return self._write("write/experiment/metric", body)
 
-    def log_metrics_batch(self, points: List[Dict[str, Any]], *, request_id: Optional[str] = None, compress: bool = True) -> Any:
+    def log_metrics_batch(
+        self, points: List[Dict[str, Any]], *, request_id: Optional[str] = None, compress: bool = True
+    ) -> Any:
         """comet-agent extension: many metric values in one request to the clientlib metric batch
         (``{cl}batch/logger/experiment/metric``, gzip like the live SDK).
 
@@ -836,19 +932,25 @@ class APIExperiment:
         for point in points:
             if "metricName" not in point or "metricValue" not in point:
                 raise ValueError("each metric point needs metricName and metricValue")
-            values.append({
-                "metricName": point["metricName"],
-                "metricValue": point["metricValue"],
-                "step": point.get("step"),
-                "epoch": point.get("epoch"),
-                "context": point.get("context"),
-                "timestamp": point.get("timestamp"),
-            })
+            values.append(
+                {
+                    "metricName": point["metricName"],
+                    "metricValue": point["metricValue"],
+                    "step": point.get("step"),
+                    "epoch": point.get("epoch"),
+                    "context": point.get("context"),
+                    "timestamp": point.get("timestamp"),
+                }
+            )
         payload = {"experimentKey": self.id, "values": values}
-        return self._client.post("batch/logger/experiment/metric", payload, base="clientlib", compress=compress, request_id=request_id)
+        return self._client.post(
+            "batch/logger/experiment/metric", payload, base="clientlib", compress=compress, request_id=request_id
+        )
 
     # -- writes: parameters, others, text ------------------------------------------------------
-    def log_parameter(self, parameter: str, value: Any, step: Optional[int] = None, timestamp: Optional[float] = None) -> Any:
+    def log_parameter(
+        self, parameter: str, value: Any, step: Optional[int] = None, timestamp: Optional[float] = None
+    ) -> Any:
         """One parameter. ``timestamp`` is epoch seconds (sent as ms)."""
         body: Dict[str, Any] = {"parameterName": parameter, "parameterValue": value}
         if step is not None:
@@ -871,7 +973,9 @@ class APIExperiment:
         """Rename the experiment (logged as the other ``Name``, as comet_ml does)."""
         self.log_other("Name", name)
 
-    def log_output(self, output: str, context: Optional[str] = None, stderr: bool = False, timestamp: Optional[float] = None) -> Any:
+    def log_output(
+        self, output: str, context: Optional[str] = None, stderr: bool = False, timestamp: Optional[float] = None
+    ) -> Any:
         """Append console output, split into lines. ``timestamp`` is epoch seconds (default: now;
         comet_ml uses a monotonic clock there)."""
         if timestamp is None:
@@ -888,7 +992,9 @@ class APIExperiment:
         seconds (sent as ms); default now (comet_ml sends a µs-size number there)."""
         if timestamp is None:
             timestamp = time.time()
-        return self._write("write/experiment/html", {"html": html, "override": clear, "timestamp": _seconds_to_ms(timestamp)})
+        return self._write(
+            "write/experiment/html", {"html": html, "override": clear, "timestamp": _seconds_to_ms(timestamp)}
+        )
 
     def set_code(self, code: Optional[str] = None, filename: Optional[str] = None) -> Any:
         """The experiment's source code, given as text or read from ``filename``."""
@@ -917,11 +1023,20 @@ class APIExperiment:
         self.file_path = filename
         return result
 
-    def set_git_metadata(self, user: Optional[str], root: Optional[str], branch: Optional[str], parent: Optional[str],
-                         origin: Optional[str]) -> Any:
+    def set_git_metadata(
+        self,
+        user: Optional[str],
+        root: Optional[str],
+        branch: Optional[str],
+        parent: Optional[str],
+        origin: Optional[str],
+    ) -> Any:
         """Git metadata. Note: ``origin`` is sent as given; strip credentials first
         (``comet_agent.redaction.strip_url_credentials``)."""
-        return self._write("write/experiment/git/metadata", {"user": user, "root": root, "branch": branch, "parent": parent, "origin": origin})
+        return self._write(
+            "write/experiment/git/metadata",
+            {"user": user, "root": root, "branch": branch, "parent": parent, "origin": origin},
+        )
 
     def set_git_patch(self, file_data: Any) -> Any:
         """Upload a git patch: a path to a patch file, or its content (bytes or str).
@@ -946,8 +1061,16 @@ class APIExperiment:
             )
 
     # -- writes: files -------------------------------------------------------------------------
-    def log_asset(self, filename: str, step: Optional[int] = None, name: Optional[str] = None, overwrite: Optional[bool] = None,
-                  context: Optional[str] = None, ftype: Optional[str] = None, metadata: Optional[Dict[str, Any]] = None) -> Any:
+    def log_asset(
+        self,
+        filename: str,
+        step: Optional[int] = None,
+        name: Optional[str] = None,
+        overwrite: Optional[bool] = None,
+        context: Optional[str] = None,
+        ftype: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> Any:
         """Upload a file as an asset, streamed from disk.
 
         Args:
@@ -974,8 +1097,15 @@ class APIExperiment:
             parts.append(("metadata", None, encoded.encode("utf-8")))
         return self._client.post_multipart("write/experiment/upload-asset", parts, params=params)
 
-    def log_image(self, filename: str, image_name: Optional[str] = None, step: Optional[int] = None, overwrite: Optional[bool] = None,
-                  context: Optional[str] = None, metadata: Optional[Dict[str, Any]] = None) -> Any:
+    def log_image(
+        self,
+        filename: str,
+        image_name: Optional[str] = None,
+        step: Optional[int] = None,
+        overwrite: Optional[bool] = None,
+        context: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> Any:
         """Upload an image file, streamed from disk (part filename = the local path, as comet_ml).
 
         ``metadata`` is accepted for compatibility; comet_ml's only use of it is the broken query
@@ -991,7 +1121,9 @@ class APIExperiment:
 
     # -- writes: times and status --------------------------------------------------------------
     def _set_start_end(self, start_ms: Optional[int], end_ms: Optional[int]) -> Any:
-        result = self._write("write/experiment/set-start-end-time", {"startTimeMillis": start_ms, "endTimeMillis": end_ms})
+        result = self._write(
+            "write/experiment/set-start-end-time", {"startTimeMillis": start_ms, "endTimeMillis": end_ms}
+        )
         self._update_from_metadata(self._api._get_experiment_metadata(self.id))
         return result
 

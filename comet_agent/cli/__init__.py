@@ -63,8 +63,14 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         "(systemd/comet-agent-server.service).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=PORT, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="where the SQLite store, uploads and generated key live (default: <per-user data dir>/server)")
+    p.add_argument(
+        "--port", type=PORT, default=5055, help="port to listen on; 0 picks a free one (default: %(default)s)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the SQLite store, uploads and generated key live (default: <per-user data dir>/server)",
+    )
     p.add_argument(
         "--api-key-file",
         action="append",
@@ -82,11 +88,29 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         "$COMET_AGENT_SERVER_API_KEYS. Without any key a key is generated on first start and stored 0600 in the data dir",
     )
     # None = "not given": the stored value (or Comet's documented default) applies; a given flag wins.
-    p.add_argument("--heartbeat-ms", type=MILLISECONDS, default=None, help="isAliveBeatDurationMillis that update_status() recommends (default: stored, else 10000)")
-    p.add_argument("--cpu-interval-ms", type=MILLISECONDS, default=None, help="cpuMonitorIntervalMillis that update_status() recommends (default: stored, else 68000)")
-    p.add_argument("--gpu-interval-ms", type=MILLISECONDS, default=None, help="gpuMonitorIntervalMillis that update_status() recommends (default: stored, else 60000)")
     p.add_argument(
-        "--max-upload-mb", type=MEGABYTES, default=200.0, help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)"
+        "--heartbeat-ms",
+        type=MILLISECONDS,
+        default=None,
+        help="isAliveBeatDurationMillis that update_status() recommends (default: stored, else 10000)",
+    )
+    p.add_argument(
+        "--cpu-interval-ms",
+        type=MILLISECONDS,
+        default=None,
+        help="cpuMonitorIntervalMillis that update_status() recommends (default: stored, else 68000)",
+    )
+    p.add_argument(
+        "--gpu-interval-ms",
+        type=MILLISECONDS,
+        default=None,
+        help="gpuMonitorIntervalMillis that update_status() recommends (default: stored, else 60000)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=MEGABYTES,
+        default=200.0,
+        help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)",
     )
     p.set_defaults(func=_lazy("comet_agent.server.app", "serve_from_args"))
 
@@ -98,8 +122,14 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
         description="Collect everything the agent would send (system details, packages, git, GPUs) plus one periodic sample, and print it.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a readable summary")
-    p.add_argument("--directory", default=None, help="the job's working directory, for git and disk usage (default: the current one)")
-    p.add_argument("--pid", type=PID, default=None, help="the watched job's pid (its interpreter's packages, its process tree)")
+    p.add_argument(
+        "--directory",
+        default=None,
+        help="the job's working directory, for git and disk usage (default: the current one)",
+    )
+    p.add_argument(
+        "--pid", type=PID, default=None, help="the watched job's pid (its interpreter's packages, its process tree)"
+    )
     p.add_argument("--no-os-packages", action="store_true", help="skip the OS package list")
     p.set_defaults(func=_lazy("comet_agent.cli.collect", "collect_from_args"))
 
@@ -118,29 +148,51 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", help="project of a new experiment (default: configuration, else 'general')")
     p.add_argument("--name", help="name of a new experiment")
     p.add_argument("--tag", action="append", help="add a tag to the experiment (repeatable)")
-    p.add_argument("--pid", type=PID, help="watch this process: its process tree is sampled and the run ends when it exits")
+    p.add_argument(
+        "--pid", type=PID, help="watch this process: its process tree is sampled and the run ends when it exits"
+    )
     p.add_argument("--directory", help="the job's working directory, for git and disk usage (default: the current one)")
-    p.add_argument("--sample-interval", type=SECONDS, metavar="SECONDS",
-                   help="sample this often and push the window's aggregate at the server's cadence (default: one sample per push)")
-    p.add_argument("--stop-timeout", type=TIMEOUT_SECONDS, default=10.0, metavar="SECONDS",
-                   help="how long to keep sending at the end before leaving the rest in the spool (default: %(default)s)")
+    p.add_argument(
+        "--sample-interval",
+        type=SECONDS,
+        metavar="SECONDS",
+        help="sample this often and push the window's aggregate at the server's cadence (default: one sample per push)",
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=TIMEOUT_SECONDS,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to keep sending at the end before leaving the rest in the spool (default: %(default)s)",
+    )
     _add_data_dir(p)
-    p.add_argument("--spool-max-mb", type=MEGABYTES, default=None, metavar="MB",
-                   help="cap of the spool; at the cap the oldest periodic samples are dropped and counted "
-                   "(default: $COMET_AGENT_SPOOL_MAX_BYTES, else 256)")
+    p.add_argument(
+        "--spool-max-mb",
+        type=MEGABYTES,
+        default=None,
+        metavar="MB",
+        help="cap of the spool; at the cap the oldest periodic samples are dropped and counted "
+        "(default: $COMET_AGENT_SPOOL_MAX_BYTES, else 256)",
+    )
     p.add_argument("--no-os-packages", action="store_true", help="do not record OS packages")
     p.add_argument("--no-git", action="store_true", help="do not record git metadata and patch")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
-    p.add_argument("--no-share-experiment", action="store_true",
-                   help="do not hand the experiment to the wrapped command (COMET_EXPERIMENT_KEY, the local server's "
-                   "URL and key, comet_ml's own system loggers off)")
+    p.add_argument(
+        "--no-share-experiment",
+        action="store_true",
+        help="do not hand the experiment to the wrapped command (COMET_EXPERIMENT_KEY, the local server's "
+        "URL and key, comet_ml's own system loggers off)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=_lazy("comet_agent.cli.run", "run_from_args"))
 
 
 def _add_show(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("show", help="print an experiment's system details, tags, git metadata and metric summary",
-                       description="Read an experiment from the configured server (or the local one) and print it.")
+    p = sub.add_parser(
+        "show",
+        help="print an experiment's system details, tags, git metadata and metric summary",
+        description="Read an experiment from the configured server (or the local one) and print it.",
+    )
     p.add_argument("key", help="the experiment key")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--open", action="store_true", help="open the experiment's page in a browser")
@@ -149,31 +201,56 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="show what the running agents are doing",
-                       description="Experiment, intervals in force, last push and delivery, spool depth and drops of each running agent.")
+    p = sub.add_parser(
+        "status",
+        help="show what the running agents are doing",
+        description="Experiment, intervals in force, last push and delivery, spool depth and drops of each running agent.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_data_dir(p)
     p.set_defaults(func=_lazy("comet_agent.cli.status", "status_from_args"))
 
 
 def _add_flush(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flush", help="send what earlier runs left in the spool",
-                       description="Send every record waiting in the spool with the current configuration; exit 5 if some remain.")
+    p = sub.add_parser(
+        "flush",
+        help="send what earlier runs left in the spool",
+        description="Send every record waiting in the spool with the current configuration; exit 5 if some remain.",
+    )
     _add_data_dir(p)
     p.set_defaults(func=_lazy("comet_agent.cli.flush", "flush_from_args"))
 
 
 def _add_daemon(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("daemon", help="the host service: sample the host once per tick for every registered job",
-                       description="Listen for job registrations (comet-agent attach, or monitor()) on a Unix socket and feed "
-                       "each job's experiment with the host metrics, its own process tree and its GPUs until its pid exits.")
-    p.add_argument("--socket", default=None, help="registration socket; its folder must exist (default: "
-                   "$COMET_AGENT_DAEMON_SOCKET, $RUNTIME_DIRECTORY/daemon.sock, /run/comet-agent/daemon.sock as root, "
-                   "$XDG_RUNTIME_DIR/comet-agent/daemon.sock, else <data dir>/daemon.sock)")
-    p.add_argument("--socket-group", default=None, metavar="GROUP", help="let this group's members register (socket 0660); default: 0600")
-    p.add_argument("--interval", type=SECONDS, default=60.0, metavar="SECONDS",
-                   help="seconds between host samples; pushes follow the server's cadence (default: %(default)s)")
-    p.add_argument("--max-jobs", type=COUNT, default=256, help="registrations one user may hold at once (default: %(default)s)")
+    p = sub.add_parser(
+        "daemon",
+        help="the host service: sample the host once per tick for every registered job",
+        description="Listen for job registrations (comet-agent attach, or monitor()) on a Unix socket and feed "
+        "each job's experiment with the host metrics, its own process tree and its GPUs until its pid exits.",
+    )
+    p.add_argument(
+        "--socket",
+        default=None,
+        help="registration socket; its folder must exist (default: "
+        "$COMET_AGENT_DAEMON_SOCKET, $RUNTIME_DIRECTORY/daemon.sock, /run/comet-agent/daemon.sock as root, "
+        "$XDG_RUNTIME_DIR/comet-agent/daemon.sock, else <data dir>/daemon.sock)",
+    )
+    p.add_argument(
+        "--socket-group",
+        default=None,
+        metavar="GROUP",
+        help="let this group's members register (socket 0660); default: 0600",
+    )
+    p.add_argument(
+        "--interval",
+        type=SECONDS,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between host samples; pushes follow the server's cadence (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-jobs", type=COUNT, default=256, help="registrations one user may hold at once (default: %(default)s)"
+    )
     p.add_argument("--registrations-per-minute", type=COUNT, default=30, help="per user (default: %(default)s)")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
     _add_data_dir(p)
@@ -181,32 +258,47 @@ def _add_daemon(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_attach(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("attach", help="register a job with the running comet-agent daemon",
-                       description="Register PID (default: the calling shell) with the daemon, which then records it into "
-                       "the experiment with your own API key until PID exits.")
+    p = sub.add_parser(
+        "attach",
+        help="register a job with the running comet-agent daemon",
+        description="Register PID (default: the calling shell) with the daemon, which then records it into "
+        "the experiment with your own API key until PID exits.",
+    )
     p.add_argument("--experiment", metavar="KEY", required=True, help="the experiment to record into")
-    p.add_argument("--pid", type=PID, default=None, help="the job's pid (default: the parent process, i.e. the job script)")
-    p.add_argument("--socket", default=None, help="the daemon's socket (default: as the daemon decides it, see "
-                   "`comet-agent daemon --help`)")
+    p.add_argument(
+        "--pid", type=PID, default=None, help="the job's pid (default: the parent process, i.e. the job script)"
+    )
+    p.add_argument(
+        "--socket",
+        default=None,
+        help="the daemon's socket (default: as the daemon decides it, see `comet-agent daemon --help`)",
+    )
     p.add_argument("--detach", action="store_true", help="end the registration now (the experiment gets its end time)")
     p.set_defaults(func=_lazy("comet_agent.cli.attach", "attach_from_args"))
 
 
 def _add_completion(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
-                       description="Print a completion script for SHELL, generated from this command line. "
-                       "bash: eval \"$(comet-agent completion bash)\" in ~/.bashrc; zsh: comet-agent completion zsh "
-                       "> a folder of your $fpath, named _comet-agent; fish: comet-agent completion fish > "
-                       "~/.config/fish/completions/comet-agent.fish.")
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh or fish)",
+        description="Print a completion script for SHELL, generated from this command line. "
+        'bash: eval "$(comet-agent completion bash)" in ~/.bashrc; zsh: comet-agent completion zsh '
+        "> a folder of your $fpath, named _comet-agent; fish: comet-agent completion fish > "
+        "~/.config/fish/completions/comet-agent.fish.",
+    )
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     p.set_defaults(func=_lazy("comet_agent.cli.completion", "completion_from_args"))
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     # default=None: the global --data-dir (before the subcommand) applies when this one is not given.
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="where the spool, status files and the local server's data live (default: $COMET_AGENT_DATA_DIR, "
-                   "else the per-user data directory)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="where the spool, status files and the local server's data live (default: $COMET_AGENT_DATA_DIR, "
+        "else the per-user data directory)",
+    )
 
 
 def _lazy(module: str, function: str):
@@ -235,8 +327,12 @@ _EXIT_STATUSES = (
 
 
 def _epilog() -> str:
-    lines = ["-v and --log-format go before or after the subcommand; --data-dir too, after those that keep data",
-             "(run, show, status, flush, daemon, server).", "", "exit statuses:"]
+    lines = [
+        "-v and --log-format go before or after the subcommand; --data-dir too, after those that keep data",
+        "(run, show, status, flush, daemon, server).",
+        "",
+        "exit statuses:",
+    ]
     lines += [f"  {status:>3}  {meaning}" for status, meaning in _EXIT_STATUSES]
     lines.append("  run -- CMD otherwise exits with CMD's own status (128 + N when signal N ended it).")
     return "\n".join(lines)
@@ -250,18 +346,37 @@ def _add_global_options(parser: argparse.ArgumentParser, *, after_subcommand: bo
     (``verbose_after``; ``main`` adds the two).
     """
     if after_subcommand:
-        parser.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=argparse.SUPPRESS,
-                            help="more logging (-vv for debug)")
-        parser.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
-                            help="log records on stderr as text, or as one JSON object per line")
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            dest="verbose_after",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more logging (-vv for debug)",
+        )
+        parser.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            default=argparse.SUPPRESS,
+            help="log records on stderr as text, or as one JSON object per line",
+        )
         return
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
-                        help="log records on stderr as text, or as one JSON object per line (time, level, logger, "
-                        "message); the commands' own messages stay plain lines (default: %(default)s)")
-    parser.add_argument("--data-dir", dest="global_data_dir", default=None, metavar="DIR",
-                        help="the data directory, as $COMET_AGENT_DATA_DIR (for server: its store goes in DIR/server); "
-                        "a subcommand's own --data-dir wins")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="log records on stderr as text, or as one JSON object per line (time, level, logger, "
+        "message); the commands' own messages stay plain lines (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        dest="global_data_dir",
+        default=None,
+        metavar="DIR",
+        help="the data directory, as $COMET_AGENT_DATA_DIR (for server: its store goes in DIR/server); "
+        "a subcommand's own --data-dir wins",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,8 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"comet-agent {__version__}")
     _add_global_options(parser, after_subcommand=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_run, _add_show, _add_status, _add_flush, _add_server, _add_collect, _add_daemon, _add_attach,
-                _add_completion):
+    for add in (
+        _add_run,
+        _add_show,
+        _add_status,
+        _add_flush,
+        _add_server,
+        _add_collect,
+        _add_daemon,
+        _add_attach,
+        _add_completion,
+    ):
         add(sub)
     for subparser in sub.choices.values():
         _add_global_options(subparser, after_subcommand=True)
@@ -315,8 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + 2
     except Exception as exc:  # the last line of defence: one line, never a traceback
         logging.getLogger("comet_agent").debug("internal error", exc_info=True)
-        print(f"comet-agent: internal error: {type(exc).__name__}: {exc} (run with -vv for details)",
-              file=sys.stderr, flush=True)
+        print(
+            f"comet-agent: internal error: {type(exc).__name__}: {exc} (run with -vv for details)",
+            file=sys.stderr,
+            flush=True,
+        )
         return ExitStatus.FAILURE
 
 

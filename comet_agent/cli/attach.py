@@ -18,8 +18,11 @@ def attach_from_args(args) -> int:
             try:
                 reply = request(path, {"op": "detach", "experiment_key": args.experiment})
             except OSError as exc:
-                reply = {"ok": False, "error": f"no comet-agent daemon answers at {path}: {exc}",
-                         "code": "unreachable_daemon"}
+                reply = {
+                    "ok": False,
+                    "error": f"no comet-agent daemon answers at {path}: {exc}",
+                    "code": "unreachable_daemon",
+                }
         else:
             reply = attach_request(path, args.experiment, args.pid or os.getppid())
     except ConfigError as exc:

@@ -63,10 +63,18 @@ def collect_document(
     """
     snapshot, extras = collect_static_alongside(
         {"sample": lambda: _take_periodic_sample(directory, pid)},
-        directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=True, include_git=True,
-        server_url=server_url, max_patch_bytes=DEFAULT_MAX_PATCH_BYTES, secrets=secrets,
+        directory=directory,
+        pid=pid,
+        include_os_packages=include_os_packages,
+        include_gpu=True,
+        include_git=True,
+        server_url=server_url,
+        max_patch_bytes=DEFAULT_MAX_PATCH_BYTES,
+        secrets=secrets,
     )
-    records, periodic_unavailable = extras.get("sample", ([], {"periodic": f"did not finish within {DEFAULT_DEADLINE_S:g} s"}))
+    records, periodic_unavailable = extras.get(
+        "sample", ([], {"periodic": f"did not finish within {DEFAULT_DEADLINE_S:g} s"})
+    )
     points, metric_names = metric_points(records), system_metric_names(records)
     unavailable = dict(snapshot.unavailable)
     unavailable.update(periodic_unavailable)
@@ -140,8 +148,11 @@ def collect_from_args(args: argparse.Namespace) -> int:
         return ExitStatus.USAGE
     secrets = [os.environ["COMET_API_KEY"]] if os.environ.get("COMET_API_KEY") else []
     document = collect_document(
-        directory=directory, pid=args.pid, include_os_packages=not args.no_os_packages,
-        server_url=os.environ.get("COMET_URL_OVERRIDE") or None, secrets=secrets,
+        directory=directory,
+        pid=args.pid,
+        include_os_packages=not args.no_os_packages,
+        server_url=os.environ.get("COMET_URL_OVERRIDE") or None,
+        secrets=secrets,
     )
     if args.json:
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")

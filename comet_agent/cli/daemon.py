@@ -24,9 +24,15 @@ def daemon_from_args(args) -> int:
     try:
         if not args.socket:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the default's folder is ours to make
-        daemon = Daemon(path, data_dir=data_dir, interval_s=args.interval, socket_group=args.socket_group,
-                        include_gpu=not args.no_gpu, max_jobs=args.max_jobs,
-                        registrations_per_minute=args.registrations_per_minute)
+        daemon = Daemon(
+            path,
+            data_dir=data_dir,
+            interval_s=args.interval,
+            socket_group=args.socket_group,
+            include_gpu=not args.no_gpu,
+            max_jobs=args.max_jobs,
+            registrations_per_minute=args.registrations_per_minute,
+        )
         daemon.open()
     except (ValueError, OSError) as exc:
         err(f"cannot start the daemon: {exc}")

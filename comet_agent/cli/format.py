@@ -224,8 +224,10 @@ def format_gpus(gpus: list) -> Optional[str]:
         if isinstance(gpu, dict):
             key = (gpu.get("name") or "unnamed GPU", to_number(gpu.get("totalMemory")))
             counts[key] = counts.get(key, 0) + 1
-    parts = [f"{count} × {name}" + (f" ({format_bytes(memory)})" if memory else "")
-             for (name, memory), count in counts.items()]
+    parts = [
+        f"{count} × {name}" + (f" ({format_bytes(memory)})" if memory else "")
+        for (name, memory), count in counts.items()
+    ]
     return ", ".join(parts) or None
 
 

@@ -112,11 +112,22 @@ def _exit_status(returncode: int) -> int:
 
 def _agent_from_args(args, command=None) -> Agent:
     return Agent(
-        args.experiment, workspace=args.workspace, project_name=args.project, experiment_name=args.name,
-        data_dir=args.data_dir, pid=args.pid, directory=args.directory, sample_interval_s=args.sample_interval,
-        stop_timeout_s=args.stop_timeout, include_os_packages=not args.no_os_packages, include_git=not args.no_git,
-        include_gpu=not args.no_gpu, tags=args.tag or (), command=command,
-        spool_max_bytes=_spool_max_bytes(getattr(args, "spool_max_mb", None)))
+        args.experiment,
+        workspace=args.workspace,
+        project_name=args.project,
+        experiment_name=args.name,
+        data_dir=args.data_dir,
+        pid=args.pid,
+        directory=args.directory,
+        sample_interval_s=args.sample_interval,
+        stop_timeout_s=args.stop_timeout,
+        include_os_packages=not args.no_os_packages,
+        include_git=not args.no_git,
+        include_gpu=not args.no_gpu,
+        tags=args.tag or (),
+        command=command,
+        spool_max_bytes=_spool_max_bytes(getattr(args, "spool_max_mb", None)),
+    )
 
 
 def _spool_max_bytes(max_mb: Optional[float] = None) -> int:
@@ -137,8 +148,9 @@ def _spool_max_bytes(max_mb: Optional[float] = None) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        err(f"ignoring COMET_AGENT_SPOOL_MAX_BYTES={text!r} (not a positive number of bytes); "
-             f"using {DEFAULT_MAX_BYTES}")
+        err(
+            f"ignoring COMET_AGENT_SPOOL_MAX_BYTES={text!r} (not a positive number of bytes); using {DEFAULT_MAX_BYTES}"
+        )
         return DEFAULT_MAX_BYTES
     return value
 
@@ -187,8 +199,9 @@ def run_from_args(args) -> int:
 
 def _run_wrapped(agent: Agent, command: list[str], env: Optional[dict[str, str]]) -> int:
     try:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                 env=env)
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env
+        )
     except OSError as exc:
         err(f"cannot run {command[0]!r}: {exc.strerror or exc}")
         agent.begin()
@@ -212,8 +225,10 @@ def _run_wrapped(agent: Agent, command: list[str], env: Optional[dict[str, str]]
         agent.log_other("comet_agent.command", " ".join(mask_command_line(command, secrets=agent.secrets)))
         agent.log_other("comet_agent.cwd", os.getcwd())
         recorder = OutputRecorder(agent)
-        pumps = [threading.Thread(target=_pump, args=(child.stdout, sys.stdout.buffer, recorder, False), daemon=True),
-                 threading.Thread(target=_pump, args=(child.stderr, sys.stderr.buffer, recorder, True), daemon=True)]
+        pumps = [
+            threading.Thread(target=_pump, args=(child.stdout, sys.stdout.buffer, recorder, False), daemon=True),
+            threading.Thread(target=_pump, args=(child.stderr, sys.stderr.buffer, recorder, True), daemon=True),
+        ]
         for pump in pumps:
             pump.start()
         returncode = child.wait()
@@ -252,8 +267,12 @@ def _run_watching(agent: Agent) -> int:
 
 def _say_where_to_look(agent: Agent) -> None:
     if agent.url is None:
-        print(f"comet-agent: experiment {agent.experiment_key} waits in the spool until {agent.server_url} can be "
-              "reached; `comet-agent flush` sends it", file=sys.stderr, flush=True)
+        print(
+            f"comet-agent: experiment {agent.experiment_key} waits in the spool until {agent.server_url} can be "
+            "reached; `comet-agent flush` sends it",
+            file=sys.stderr,
+            flush=True,
+        )
     elif agent.local_server is not None or (agent.server_url or "").startswith("http://127.0.0.1"):
         from comet_agent.embedded import serve_hint
 

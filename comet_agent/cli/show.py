@@ -47,11 +47,17 @@ def show_from_args(args) -> int:
         if not experiment.id:
             raise errors.NotFound(f"{server.api.server_url} knows no experiment {args.key}", status=404)
         report = {
-            "experimentKey": experiment.id, "name": experiment.name, "workspace": experiment.workspace,
-            "project": experiment.project_name, "url": experiment.url,
-            "startTimeMillis": experiment.start_server_timestamp, "endTimeMillis": experiment.end_server_timestamp,
-            "tags": experiment.get_tags(), "systemDetails": experiment.get_system_details(),
-            "gitMetadata": experiment.get_git_metadata(), "metricsSummary": experiment.get_metrics_summary(),
+            "experimentKey": experiment.id,
+            "name": experiment.name,
+            "workspace": experiment.workspace,
+            "project": experiment.project_name,
+            "url": experiment.url,
+            "startTimeMillis": experiment.start_server_timestamp,
+            "endTimeMillis": experiment.end_server_timestamp,
+            "tags": experiment.get_tags(),
+            "systemDetails": experiment.get_system_details(),
+            "gitMetadata": experiment.get_git_metadata(),
+            "metricsSummary": experiment.get_metrics_summary(),
             "others": experiment.get_others_summary(),
         }
         if args.json:
@@ -97,12 +103,16 @@ def format_report(report: dict, metadata: Optional[dict] = None) -> str:
     metadata = metadata or {}
     details = report.get("systemDetails") or {}
     others = [item for item in report.get("others") or [] if isinstance(item, dict)]
-    lines = [_row("experiment", "  ".join(str(v) for v in (report.get("experimentKey"), report.get("name")) if v)),
-             _row("url", report.get("url"))]
+    lines = [
+        _row("experiment", "  ".join(str(v) for v in (report.get("experimentKey"), report.get("name")) if v)),
+        _row("url", report.get("url")),
+    ]
     lines.append(_row("state", _state(metadata, others)))
     lines.append(_row("duration", _duration(report, metadata)))
     lines.append(_row("tags", ", ".join(str(tag) for tag in report.get("tags") or [])))
-    lines.append(_row("host", _joined(details.get("hostname"), ("user", details.get("user")), ("pid", details.get("pid")))))
+    lines.append(
+        _row("host", _joined(details.get("hostname"), ("user", details.get("user")), ("pid", details.get("pid"))))
+    )
     lines.append(_row("os", details.get("os")))
     lines.append(_row("python", _joined(details.get("pythonVersion"), details.get("executable"))))
     command = details.get("command")
@@ -163,18 +173,29 @@ def _duration(report: dict, metadata: dict) -> Optional[str]:
 
 def _metrics(summary: list) -> list[str]:
     """The metric summary as a table: one row per series, in catalogue order, values in their unit."""
-    items = sorted((item for item in summary if isinstance(item, dict) and item.get("name")),
-                   key=lambda item: catalogue.sort_key(str(item["name"])))
+    items = sorted(
+        (item for item in summary if isinstance(item, dict) and item.get("name")),
+        key=lambda item: catalogue.sort_key(str(item["name"])),
+    )
     if not items:
         return []
-    rows = [(str(item["name"]), *(format_value(str(item["name"]), item.get(field))
-                                  for field in ("valueMin", "valueMax", "valueCurrent"))) for item in items]
+    rows = [
+        (
+            str(item["name"]),
+            *(format_value(str(item["name"]), item.get(field)) for field in ("valueMin", "valueMax", "valueCurrent")),
+        )
+        for item in items
+    ]
     name_width = min(max(len(row[0]) for row in rows), _NAME_COLUMN_MAX)
-    widths = [max(len(header), *(len(row[column]) for row in rows))
-              for column, header in ((1, "min"), (2, "max"), (3, "last"))]
+    widths = [
+        max(len(header), *(len(row[column]) for row in rows))
+        for column, header in ((1, "min"), (2, "max"), (3, "last"))
+    ]
     title = f"{'metrics':<11} {len(rows)} series"
     name_width = max(name_width, len(title) - 2)  # the value columns' headers sit on the title line
-    lines = [title.ljust(2 + name_width) + "".join(f"  {h:>{w}}" for h, w in zip(("min", "max", "last"), widths)) + "\n"]
+    lines = [
+        title.ljust(2 + name_width) + "".join(f"  {h:>{w}}" for h, w in zip(("min", "max", "last"), widths)) + "\n"
+    ]
     for name, *values in rows:
         lines.append(f"  {name:<{name_width}}" + "".join(f"  {v:>{w}}" for v, w in zip(values, widths)) + "\n")
     return lines

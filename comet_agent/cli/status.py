@@ -44,8 +44,9 @@ def status_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_statuses(statuses: list[dict], daemon: Optional[dict[str, Any]] = None, *, data_dir: str = "",
-                    now_ms: Optional[int] = None) -> str:
+def format_statuses(
+    statuses: list[dict], daemon: Optional[dict[str, Any]] = None, *, data_dir: str = "", now_ms: Optional[int] = None
+) -> str:
     """What ``status`` prints without ``--json``: the daemon (when one answers), then a block per job.
 
     Each block: the experiment and its page, the server, the intervals in force (the server's
@@ -66,9 +67,11 @@ def format_statuses(statuses: list[dict], daemon: Optional[dict[str, Any]] = Non
     lines = []
     if daemon is not None:
         count = len(daemon.get("jobs") or [])
-        lines.append(f"daemon pid {daemon.get('pid')} on {daemon.get('socket')}: samples the host every "
-                     f"{format_duration_s(daemon.get('interval_s'))}, writes to {daemon.get('server') or 'its local server'}; "
-                     f"{count} registration{'' if count == 1 else 's'} visible to you")
+        lines.append(
+            f"daemon pid {daemon.get('pid')} on {daemon.get('socket')}: samples the host every "
+            f"{format_duration_s(daemon.get('interval_s'))}, writes to {daemon.get('server') or 'its local server'}; "
+            f"{count} registration{'' if count == 1 else 's'} visible to you"
+        )
     if not statuses:
         lines.append(f"no agent is running with the data directory {data_dir}")
     for status in statuses:
@@ -80,7 +83,9 @@ def _job_lines(status: dict, now_ms: int) -> list[str]:
     if status.get("via") == "daemon":
         head = f"daemon job watching pid {status.get('watching') or status.get('pid')}"
     else:
-        head = f"agent pid {status.get('pid')}" + (f", watching pid {status['watching']}" if status.get("watching") else "")
+        head = f"agent pid {status.get('pid')}" + (
+            f", watching pid {status['watching']}" if status.get("watching") else ""
+        )
     if status.get("started_ms"):
         head += f", running for {format_duration_ms(now_ms - status['started_ms'])}"
     lines = [head]
@@ -89,10 +94,14 @@ def _job_lines(status: dict, now_ms: int) -> list[str]:
     if status.get("server"):
         lines.append(f"  server      {status['server']}")
     lines.append(f"  intervals   {_intervals(status)}")
-    lines.append(f"  last push   {format_age(status.get('last_push_ms'), now_ms, never='none yet')}; "
-                 f"last delivery {format_age(status.get('last_success_ms'), now_ms, never='none yet')}")
-    lines.append(f"  spool       {status.get('spool_depth', 0)} records waiting, {status.get('dropped_total', 0)} dropped, "
-                 f"{status.get('rejected', 0)} rejected, {status.get('quarantined', 0)} quarantined")
+    lines.append(
+        f"  last push   {format_age(status.get('last_push_ms'), now_ms, never='none yet')}; "
+        f"last delivery {format_age(status.get('last_success_ms'), now_ms, never='none yet')}"
+    )
+    lines.append(
+        f"  spool       {status.get('spool_depth', 0)} records waiting, {status.get('dropped_total', 0)} dropped, "
+        f"{status.get('rejected', 0)} rejected, {status.get('quarantined', 0)} quarantined"
+    )
     if status.get("last_error"):
         lines.append(f"  last error  {status['last_error']}")
     return lines
@@ -104,10 +113,15 @@ def _intervals(status: dict) -> str:
     parts = []
     if intervals.get("heartbeat"):
         parts.append(f"heartbeat every {format_duration_ms(intervals['heartbeat'])}")
-    pushes = [f"{name} metrics every {format_duration_ms(intervals[name])}" for name in ("cpu", "gpu") if intervals.get(name)]
+    pushes = [
+        f"{name} metrics every {format_duration_ms(intervals[name])}" for name in ("cpu", "gpu") if intervals.get(name)
+    ]
     if pushes:
         parts.append("pushes of " + ", ".join(pushes))
     sample_interval_s = status.get("sample_interval_s")
-    parts.append(f"sampled every {format_duration_s(sample_interval_s)}, aggregated per push" if sample_interval_s
-                 else "sampled at each push")
+    parts.append(
+        f"sampled every {format_duration_s(sample_interval_s)}, aggregated per push"
+        if sample_interval_s
+        else "sampled at each push"
+    )
     return "; ".join(parts)

@@ -85,7 +85,11 @@ class CpuCollector:
             cgroup_path = None
         limit = procfs.find_cgroup_cpu_limit(cgroup_root, cgroup_path or "/")
         if limit is not None:
-            logger.info("cpu: cgroup quota of %.2f CPUs applies (%s); overall CPU is relative to it", limit.quota_cpus, limit.directory)
+            logger.info(
+                "cpu: cgroup quota of %.2f CPUs applies (%s); overall CPU is relative to it",
+                limit.quota_cpus,
+                limit.directory,
+            )
         return limit
 
     @property
@@ -117,7 +121,9 @@ class CpuCollector:
         # went offline has no end point.
         for cpu_number in sorted(reading.per_cpu.keys() & previous_reading.per_cpu.keys()):
             now_times, before_times = reading.per_cpu[cpu_number], previous_reading.per_cpu[cpu_number]
-            percent = _percent(now_times.busy_ticks - before_times.busy_ticks, now_times.total_ticks - before_times.total_ticks)
+            percent = _percent(
+                now_times.busy_ticks - before_times.busy_ticks, now_times.total_ticks - before_times.total_ticks
+            )
             if percent is not None:
                 cpu_numbers.append(cpu_number)
                 per_cpu_percent.append(percent)

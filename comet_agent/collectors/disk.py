@@ -116,7 +116,9 @@ class DiskCollector:
         return procfs.is_whole_disk_name(name)
 
     def _io_sample(self, now_ms: int) -> Optional[DiskIoSample]:
-        counters = {name: value for name, value in procfs.read_diskstats(self._procfs_root).items() if self._is_counted(name)}
+        counters = {
+            name: value for name, value in procfs.read_diskstats(self._procfs_root).items() if self._is_counted(name)
+        }
         now_s = self._clock()
         previous, self._previous = self._previous, (counters, now_s)
         if previous is None:
@@ -171,8 +173,7 @@ class DirectoryUsageCollector:
     name = "job_disk"
     cadence = "cpu"
 
-    def __init__(self, directory: Union[str, os.PathLike], *,
-                 statvfs: Callable[[str], os.statvfs_result] = os.statvfs):
+    def __init__(self, directory: Union[str, os.PathLike], *, statvfs: Callable[[str], os.statvfs_result] = os.statvfs):
         self._path = os.path.abspath(os.fspath(directory))
         self._statvfs = statvfs
         self._failed = False

@@ -138,7 +138,9 @@ class GitCollector:
         newline = kept.rfind(b"\n")
         if newline >= 0:
             kept = kept[: newline + 1]
-        notes.append(f"patch truncated to {len(kept)} of {output.total_bytes} bytes (max_patch_bytes={self.max_patch_bytes})")
+        notes.append(
+            f"patch truncated to {len(kept)} of {output.total_bytes} bytes (max_patch_bytes={self.max_patch_bytes})"
+        )
         return kept + truncation_note(len(kept), output.total_bytes), output.total_bytes, True
 
 

@@ -98,8 +98,10 @@ class GpuCollector:
         module = self._gateway.module
         # Arguments are built once per device, not every tick.
         self._readings = [
-            [(field, function_name, (gpu.handle, *extra_args(module)), convert)
-             for field, function_name, extra_args, convert in _SCALAR_READINGS]
+            [
+                (field, function_name, (gpu.handle, *extra_args(module)), convert)
+                for field, function_name, extra_args, convert in _SCALAR_READINGS
+            ]
             for gpu in self._visible
         ]
 

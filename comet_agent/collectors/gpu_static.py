@@ -113,9 +113,7 @@ def _power_limit_milliwatts(gateway: NvmlGateway, gpu: VisibleGpu) -> Optional[i
     """The enforced limit (what the board obeys), else the management limit (what is configured)."""
     limit = gateway.query(gpu.device_key, "power_limit_enforced", "nvmlDeviceGetEnforcedPowerLimit", gpu.handle)
     if limit is None:
-        limit = gateway.query(
-            gpu.device_key, "power_limit_management", "nvmlDeviceGetPowerManagementLimit", gpu.handle
-        )
+        limit = gateway.query(gpu.device_key, "power_limit_management", "nvmlDeviceGetPowerManagementLimit", gpu.handle)
     return int(limit) if limit is not None else None
 
 

@@ -299,7 +299,11 @@ class HostCollector:
             uid = procfs.read_pid_uid(self.procfs_root, pid)
         except OSError:
             uid = None
-        user = resolve_user(uid, environ, prefer_environment=False) if uid is not None else resolve_user(os.getuid(), self.environ)
+        user = (
+            resolve_user(uid, environ, prefer_environment=False)
+            if uid is not None
+            else resolve_user(os.getuid(), self.environ)
+        )
         return pid, executable, argv, environ, user
 
     def _total_ram_bytes(self) -> Optional[int]:
@@ -313,8 +317,13 @@ class HostCollector:
             import distro
 
             # No lsb_release subprocess, no uname call: the os-release file is enough and fast.
-            info = distro.LinuxDistribution(include_lsb=False, include_uname=False, include_oslevel=False,
-                                            os_release_file=self.os_release_path, distro_release_file=os.devnull)
+            info = distro.LinuxDistribution(
+                include_lsb=False,
+                include_uname=False,
+                include_oslevel=False,
+                os_release_file=self.os_release_path,
+                distro_release_file=os.devnull,
+            )
             return info.name() or None, info.version() or None, info.id() or None
         except Exception as exc:  # distro missing or an unreadable file: the other facts still count
             logger.debug("cannot read the distribution from %s: %s", self.os_release_path, exc)

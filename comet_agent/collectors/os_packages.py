@@ -211,7 +211,9 @@ class OsPackagesCollector:
             return OsPackagesSnapshot("rpm", (), reason=f"rpm query failed: {exc}")
         if not result.ok:
             detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            return OsPackagesSnapshot("rpm", (), reason=f"rpm query failed: {detail[-1] if detail else 'exit status %d' % result.returncode}")
+            return OsPackagesSnapshot(
+                "rpm", (), reason=f"rpm query failed: {detail[-1] if detail else 'exit status %d' % result.returncode}"
+            )
         return self._finish("rpm", parse_rpm_qa(result.text()))
 
     def _finish(self, manager: str, packages: list[str]) -> OsPackagesSnapshot:

@@ -72,7 +72,10 @@ def build_periodic_collectors(
         ("cpu", lambda: CpuCollector(procfs_root=procfs_root, cgroup_root=cgroup_root, pid=pid, clock=clock)),
         ("memory", lambda: MemoryCollector(procfs_root=procfs_root)),
         ("load", lambda: LoadCollector(procfs_root=procfs_root)),
-        ("disk", lambda: DiskCollector(procfs_root=procfs_root, sysfs_root=sysfs_root, directory=directory, clock=clock)),
+        (
+            "disk",
+            lambda: DiskCollector(procfs_root=procfs_root, sysfs_root=sysfs_root, directory=directory, clock=clock),
+        ),
         ("network", lambda: NetworkCollector(procfs_root=procfs_root, clock=clock)),
         ("pressure", lambda: PressureCollector(procfs_root=procfs_root, clock=clock)),
     ]

@@ -98,13 +98,16 @@ class PressureCollector:
         self._clock = clock
         directory = os.path.join(procfs_root, "pressure")
         if not os.path.isdir(directory):
-            raise Unavailable(f"no {directory}: this kernel gives no pressure stall information "
-                              "(before Linux 4.20, built without CONFIG_PSI, or booted with psi=0)")
+            raise Unavailable(
+                f"no {directory}: this kernel gives no pressure stall information "
+                "(before Linux 4.20, built without CONFIG_PSI, or booted with psi=0)"
+            )
         try:
             self._read()
         except (OSError, ValueError) as exc:
-            raise Unavailable(f"cannot read pressure stall information in {directory}: "
-                              f"{getattr(exc, 'strerror', None) or exc}") from exc
+            raise Unavailable(
+                f"cannot read pressure stall information in {directory}: {getattr(exc, 'strerror', None) or exc}"
+            ) from exc
         self._previous: Optional[tuple[tuple[procfs.PressureTotals, ...], float]] = None
 
     def _read(self) -> tuple[procfs.PressureTotals, ...]:

@@ -42,8 +42,19 @@ DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_PACKAGES = 20000
 _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*[a-z]?(-dbg)?$")
 # Variables of the job's environment that decide what its interpreter imports.
-_INTERPRETER_ENV_NAMES = ("PATH", "HOME", "PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE",
-                          "PYTHONPLATLIBDIR", "VIRTUAL_ENV", "CONDA_PREFIX", "LANG", "LC_ALL")
+_INTERPRETER_ENV_NAMES = (
+    "PATH",
+    "HOME",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONNOUSERSITE",
+    "PYTHONPLATLIBDIR",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "LANG",
+    "LC_ALL",
+)
 
 # Runs inside the job's interpreter: keep it compatible with Python 3.8+ and dependency-free.
 PACKAGES_SCRIPT = r"""
@@ -272,15 +283,24 @@ class PythonPackagesCollector:
         env["PYTHONIOENCODING"] = "utf-8"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         try:
-            result = run_command([interpreter, "-c", PACKAGES_SCRIPT], timeout_s=self.timeout_s,
-                                 max_output_bytes=self.max_output_bytes, cwd="/", env=env)
+            result = run_command(
+                [interpreter, "-c", PACKAGES_SCRIPT],
+                timeout_s=self.timeout_s,
+                max_output_bytes=self.max_output_bytes,
+                cwd="/",
+                env=env,
+            )
         except CommandTimedOut:
-            raise Unavailable(f"the job's interpreter {interpreter} did not list its packages within {self.timeout_s:g} s") from None
+            raise Unavailable(
+                f"the job's interpreter {interpreter} did not list its packages within {self.timeout_s:g} s"
+            ) from None
         except CommandError as exc:
             raise Unavailable(f"cannot run the job's interpreter {interpreter}: {exc}") from None
         if not result.ok:
             lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise Unavailable(f"the job's interpreter {interpreter} failed to list packages: {lines[-1] if lines else result.returncode}")
+            raise Unavailable(
+                f"the job's interpreter {interpreter} failed to list packages: {lines[-1] if lines else result.returncode}"
+            )
         if result.stdout_truncated:
             raise Unavailable(f"the job's interpreter printed more than {self.max_output_bytes} bytes of package data")
         try:
@@ -288,15 +308,26 @@ class PythonPackagesCollector:
             packages = [package_from_metadata(str(n), str(v), d) for n, v, d in data["packages"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise Unavailable(f"unexpected package listing from {interpreter}: {exc}") from None
-        return self._finish(unique_sorted(packages), "interpreter", interpreter,
-                            data.get("python_version"), data.get("version_verbose"))
+        return self._finish(
+            unique_sorted(packages), "interpreter", interpreter, data.get("python_version"), data.get("version_verbose")
+        )
 
-    def _finish(self, packages: list[PythonPackage], source: str, interpreter: Optional[str],
-                version: Optional[str], verbose: Optional[str]) -> PythonPackagesSnapshot:
+    def _finish(
+        self,
+        packages: list[PythonPackage],
+        source: str,
+        interpreter: Optional[str],
+        version: Optional[str],
+        verbose: Optional[str],
+    ) -> PythonPackagesSnapshot:
         kept = packages[: self.max_packages]
         return PythonPackagesSnapshot(
-            packages=tuple(kept), source=source, interpreter=interpreter, python_version=version,
-            python_version_verbose=verbose, truncated_count=len(packages) - len(kept),
+            packages=tuple(kept),
+            source=source,
+            interpreter=interpreter,
+            python_version=version,
+            python_version_verbose=verbose,
+            truncated_count=len(packages) - len(kept),
         )
 
 

@@ -32,10 +32,28 @@ DEFAULT_DEADLINE_S = 60.0
 
 # The keys of a get_system_details() read, in the order Comet documents them.
 SYSTEM_DETAILS_KEYS = (
-    "command", "env", "executable", "hostname", "ip", "machine", "os", "osRelease", "osType", "pid",
-    "processor", "pythonVersion", "pythonVersionVerbose", "user", "installedPackages", "osPackages",
-    "gpuStaticInfoList", "logAdditionalSystemInfoList", "networkInterfaceIps", "totalRam",
-    "maxTotalMemory", "systemMetricNames",
+    "command",
+    "env",
+    "executable",
+    "hostname",
+    "ip",
+    "machine",
+    "os",
+    "osRelease",
+    "osType",
+    "pid",
+    "processor",
+    "pythonVersion",
+    "pythonVersionVerbose",
+    "user",
+    "installedPackages",
+    "osPackages",
+    "gpuStaticInfoList",
+    "logAdditionalSystemInfoList",
+    "networkInterfaceIps",
+    "totalRam",
+    "maxTotalMemory",
+    "systemMetricNames",
 )
 
 
@@ -71,7 +89,9 @@ class StaticSnapshot:
             if self.os_packages.reason:
                 items.append({"key": "os_packages.reason", "value": self.os_packages.reason})
         if self.git is not None:
-            items.append({"key": "git.patch_bytes", "value": len(self.git.patch) if self.git.patch is not None else None})
+            items.append(
+                {"key": "git.patch_bytes", "value": len(self.git.patch) if self.git.patch is not None else None}
+            )
             items.append({"key": "git.patch_truncated", "value": self.git.patch_truncated})
             for note in self.git.notes:
                 items.append({"key": "git.note", "value": note})
@@ -90,7 +110,9 @@ def _run_static(name: str, make: Callable[[], Any]) -> tuple[str, Any, Optional[
         logger.info("%s collector unavailable: %s", name, exc.reason)
         return name, None, exc.reason
     except Exception as exc:  # a collector bug must cost its own facts only
-        logger.warning("%s collector failed: %s: %s", name, type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        logger.warning(
+            "%s collector failed: %s: %s", name, type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+        )
         return name, None, f"failed: {type(exc).__name__}: {exc}"
 
 
@@ -137,8 +159,15 @@ def collect_static(
         >>> details = system_details(snapshot)
     """
     snapshot, _ = collect_static_alongside(
-        {}, directory=directory, pid=pid, include_os_packages=include_os_packages, include_gpu=include_gpu,
-        include_git=include_git, server_url=server_url, max_patch_bytes=max_patch_bytes, secrets=secrets,
+        {},
+        directory=directory,
+        pid=pid,
+        include_os_packages=include_os_packages,
+        include_gpu=include_gpu,
+        include_git=include_git,
+        server_url=server_url,
+        max_patch_bytes=max_patch_bytes,
+        secrets=secrets,
         deadline_s=deadline_s,
     )
     return snapshot

@@ -60,14 +60,18 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
         # sys.cpu.percent.avg stays host-wide, the mean Comet derives from the per-CPU figures of
         # log_cpu_metrics; the quota-relative figure gets its own name so the two never clash.
         if record.overall_source == "cgroup":
-            pairs: list[tuple[str, Any]] = [("sys.cpu.percent.avg", record.host_overall_percent),
-                                            ("sys.cpu.cgroup.percent.avg", record.overall_percent)]
+            pairs: list[tuple[str, Any]] = [
+                ("sys.cpu.percent.avg", record.host_overall_percent),
+                ("sys.cpu.cgroup.percent.avg", record.overall_percent),
+            ]
         else:
             pairs = [("sys.cpu.percent.avg", record.overall_percent)]
         host_percent = pairs[0][1]
         # Comet's compute panels read these names (comet_ml's system/cpu logger writes them too).
         pairs.append(("sys.compute.overall", round(host_percent, 1) if host_percent is not None else None))
-        pairs += [(cpu_metric_name(number), percent) for number, percent in zip(record.cpu_numbers, record.per_cpu_percent)]
+        pairs += [
+            (cpu_metric_name(number), percent) for number, percent in zip(record.cpu_numbers, record.per_cpu_percent)
+        ]
         return pairs
     if isinstance(record, MemorySample):
         pairs = [
@@ -84,13 +88,26 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
             ]
         return pairs
     if isinstance(record, LoadSample):
-        return [("sys.load.avg", record.load_1m), ("sys.load.avg5", record.load_5m), ("sys.load.avg15", record.load_15m)]
+        return [
+            ("sys.load.avg", record.load_1m),
+            ("sys.load.avg5", record.load_5m),
+            ("sys.load.avg15", record.load_15m),
+        ]
     if isinstance(record, DiskIoSample):
-        return [("sys.disk.read_bps", round(record.read_bytes_per_s)), ("sys.disk.write_bps", round(record.write_bytes_per_s))]
+        return [
+            ("sys.disk.read_bps", round(record.read_bytes_per_s)),
+            ("sys.disk.write_bps", round(record.write_bytes_per_s)),
+        ]
     if isinstance(record, DiskUsageSample):
-        return [(f"sys.disk.{record.role}.used", record.used_bytes), (f"sys.disk.{record.role}.percent.used", record.used_percent)]
+        return [
+            (f"sys.disk.{record.role}.used", record.used_bytes),
+            (f"sys.disk.{record.role}.percent.used", record.used_percent),
+        ]
     if isinstance(record, NetworkSample):
-        return [("sys.network.send_bps", round(record.sent_bytes_per_s)), ("sys.network.receive_bps", round(record.received_bytes_per_s))]
+        return [
+            ("sys.network.send_bps", round(record.sent_bytes_per_s)),
+            ("sys.network.receive_bps", round(record.received_bytes_per_s)),
+        ]
     if isinstance(record, ProcessTreeSample):
         pairs = [
             ("sys.proc.cpu.percent", record.cpu_percent),
@@ -100,7 +117,10 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
             ("sys.proc.open_files", record.open_files),
             ("sys.proc.count", record.process_count),
         ]
-        pairs += [(f"sys.proc.gpu.{index}.used_memory", used) for index, used in sorted(record.gpu_memory_used_bytes_by_index.items())]
+        pairs += [
+            (f"sys.proc.gpu.{index}.used_memory", used)
+            for index, used in sorted(record.gpu_memory_used_bytes_by_index.items())
+        ]
         return pairs
     if isinstance(record, AgentSelfSample):
         return [("sys.agent.cpu.percent", record.cpu_percent), ("sys.agent.rss", record.rss_bytes)]
@@ -142,8 +162,7 @@ def metric_points(records: Iterable[object]) -> list[MetricPoint]:
     for record in records:
         for name, value in _pairs_for(record):
             if value is not None:
-                points.append({"metricName": name, "metricValue": value,
-                               "timestamp": getattr(record, "taken_at_ms")})  # noqa: B009 (every record has it)
+                points.append({"metricName": name, "metricValue": value, "timestamp": getattr(record, "taken_at_ms")})  # noqa: B009 (every record has it)
     return points
 
 
@@ -155,6 +174,7 @@ def system_metric_names(records: Iterable[object]) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # Push windows: many samples -> one push (the agent's --sample-interval finer than the push interval)
 # ------------------------------------------------------------------------------------------------
+
 
 def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
     """One point per metric name for a window of samples, by the catalogue's window rule.
@@ -199,8 +219,12 @@ def _is_per_cpu(name: str) -> bool:
     return entry is not None and entry.pattern == "sys.cpu.percent.<NN>"
 
 
-_GPU_FIVE = {"free_memory": "freeMemory", "used_memory": "usedMemory", "gpu_utilization": "gpuUtilization",
-             "total_memory": "totalMemory"}
+_GPU_FIVE = {
+    "free_memory": "freeMemory",
+    "used_memory": "usedMemory",
+    "gpu_utilization": "gpuUtilization",
+    "total_memory": "totalMemory",
+}
 
 
 #: The most points one metric batch carries (Comet's limit, as the SDK batches).
@@ -209,7 +233,9 @@ MAX_BATCH_POINTS = 1000
 PER_KIND_ENDPOINTS = ("cpu_metrics", "ram_metrics", "load_metrics", "gpu_metrics")
 
 
-def push_requests(points: Iterable[MetricPoint], *, per_kind_endpoints: bool = False) -> list[tuple[str, dict[str, Any]]]:
+def push_requests(
+    points: Iterable[MetricPoint], *, per_kind_endpoints: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
     """Turn one push window's aggregated points into the requests that carry them.
 
     By default one ``metrics_batch`` carries every point under its own name, the request the
@@ -229,8 +255,10 @@ def push_requests(points: Iterable[MetricPoint], *, per_kind_endpoints: bool = F
     """
     if not per_kind_endpoints:
         aggregated = aggregate_window(points)
-        return [("metrics_batch", {"values": aggregated[start:start + MAX_BATCH_POINTS]})
-                for start in range(0, len(aggregated), MAX_BATCH_POINTS)]
+        return [
+            ("metrics_batch", {"values": aggregated[start : start + MAX_BATCH_POINTS]})
+            for start in range(0, len(aggregated), MAX_BATCH_POINTS)
+        ]
     by_name = {point["metricName"]: point for point in aggregate_window(points)}
     requests: list[tuple[str, dict[str, Any]]] = []
     covered: set[str] = set()
@@ -242,21 +270,41 @@ def push_requests(points: Iterable[MetricPoint], *, per_kind_endpoints: bool = F
     per_cpu = sorted((index_of(name), name) for name in by_name if _is_per_cpu(name))
     if per_cpu and per_cpu[-1][0] == len(per_cpu):  # indices are distinct and >= 1: so exactly 1..N
         names = [name for _, name in per_cpu]
-        requests.append(("cpu_metrics", {"cpu_metrics": [by_name[name]["metricValue"] for name in names],
-                                         "timestamp": by_name[names[-1]]["timestamp"]}))
+        requests.append(
+            (
+                "cpu_metrics",
+                {
+                    "cpu_metrics": [by_name[name]["metricValue"] for name in names],
+                    "timestamp": by_name[names[-1]]["timestamp"],
+                },
+            )
+        )
         covered.update(names)
         covered.add("sys.cpu.percent.avg")  # the server derives it from the list
     if "sys.ram.total" in by_name and "sys.ram.used" in by_name:
-        requests.append(("ram_metrics", {"total_ram": by_name["sys.ram.total"]["metricValue"],
-                                         "used_ram": by_name["sys.ram.used"]["metricValue"],
-                                         "timestamp": by_name["sys.ram.used"]["timestamp"]}))
+        requests.append(
+            (
+                "ram_metrics",
+                {
+                    "total_ram": by_name["sys.ram.total"]["metricValue"],
+                    "used_ram": by_name["sys.ram.used"]["metricValue"],
+                    "timestamp": by_name["sys.ram.used"]["timestamp"],
+                },
+            )
+        )
         covered.update(("sys.ram.total", "sys.ram.used"))
     if "sys.load.avg" in by_name:
-        requests.append(("load_metrics", {"load_avg": by_name["sys.load.avg"]["metricValue"],
-                                          "timestamp": by_name["sys.load.avg"]["timestamp"]}))
+        requests.append(
+            (
+                "load_metrics",
+                {"load_avg": by_name["sys.load.avg"]["metricValue"], "timestamp": by_name["sys.load.avg"]["timestamp"]},
+            )
+        )
         covered.add("sys.load.avg")
     gpu_items: list[dict[str, Any]] = []
-    gpu_indices = sorted(i for i in {index_of(name) for name in by_name if name.startswith("sys.gpu.")} if i is not None)
+    gpu_indices = sorted(
+        i for i in {index_of(name) for name in by_name if name.startswith("sys.gpu.")} if i is not None
+    )
     for index in gpu_indices:
         gpu_names = {suffix: f"sys.gpu.{index}.{suffix}" for suffix in _GPU_FIVE}
         if all(name in by_name for name in gpu_names.values()):
@@ -271,5 +319,5 @@ def push_requests(points: Iterable[MetricPoint], *, per_kind_endpoints: bool = F
         requests.append(("gpu_metrics", {"gpus": gpu_items}))
     rest = [point for name, point in by_name.items() if name not in covered]
     for start in range(0, len(rest), MAX_BATCH_POINTS):
-        requests.append(("metrics_batch", {"values": rest[start:start + MAX_BATCH_POINTS]}))
+        requests.append(("metrics_batch", {"values": rest[start : start + MAX_BATCH_POINTS]}))
     return requests

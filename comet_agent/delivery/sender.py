@@ -122,15 +122,25 @@ class Sender:
             is resent until it is delivered or found permanent).
     """
 
-    def __init__(self, spool: Spool, experiment_for: Callable[[str], APIExperiment], *, batch_size: int = 50,
-                 base_backoff_s: float = 1.0, max_backoff_s: float = 60.0, auth_backoff_s: float = 60.0,
-                 rng: Optional[random.Random] = None, wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 retry: Optional[RetryPolicy] = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        experiment_for: Callable[[str], APIExperiment],
+        *,
+        batch_size: int = 50,
+        base_backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        auth_backoff_s: float = 60.0,
+        rng: Optional[random.Random] = None,
+        wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        retry: Optional[RetryPolicy] = None,
+    ) -> None:
         self.spool = spool
         self._experiment_for = experiment_for
         self.batch_size = batch_size
-        self.retry = retry or RetryPolicy(backoff_base_s=base_backoff_s, backoff_max_s=max_backoff_s,
-                                          retry_after_cap_s=MAX_RETRY_AFTER_S)
+        self.retry = retry or RetryPolicy(
+            backoff_base_s=base_backoff_s, backoff_max_s=max_backoff_s, retry_after_cap_s=MAX_RETRY_AFTER_S
+        )
         self.auth_backoff_s = auth_backoff_s
         self._rng = rng or random.Random()
         self._wall_clock_ms = wall_clock_ms
@@ -175,7 +185,11 @@ class Sender:
                         index += 1
                 else:
                     group = self._coalescible(entries, index, batch_ids)
-                    if index > 0 and index + len(group) == len(entries) == self.batch_size and self._points_in(entry) is not None:
+                    if (
+                        index > 0
+                        and index + len(group) == len(entries) == self.batch_size
+                        and self._points_in(entry) is not None
+                    ):
                         break  # it may grow with entries beyond this window: form it from the next peek, which starts at it
                     index += len(group)
                     wait_s = self._send_new_group(group) if len(group) > 1 else self._send_entry(entry)
@@ -195,10 +209,15 @@ class Sender:
         group = [head]
         if points is None or head.seq in self._alone:
             return group
-        for entry in entries[index + 1:]:
+        for entry in entries[index + 1 :]:
             more = self._points_in(entry)
-            if (more is None or entry.experiment_key != head.experiment_key or entry.seq in batch_ids
-                    or entry.seq in self._alone or points + more > MAX_COALESCED_POINTS):
+            if (
+                more is None
+                or entry.experiment_key != head.experiment_key
+                or entry.seq in batch_ids
+                or entry.seq in self._alone
+                or points + more > MAX_COALESCED_POINTS
+            ):
                 break
             group.append(entry)
             points += more
@@ -267,7 +286,9 @@ class Sender:
         self._alone.add(entry.seq)  # tried alone from now on: never part of a group
         send = DISPATCH.get(entry.endpoint)
         if send is None:
-            return self._reject(entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)", by_server=False)
+            return self._reject(
+                entry, f"unknown record kind {entry.endpoint!r} (spool from a newer agent?)", by_server=False
+            )
         try:
             experiment = self._experiment_for(entry.experiment_key)
             with experiment.idempotent(entry.request_id):
@@ -296,8 +317,11 @@ class Sender:
             except errors.PayloadTooLarge:
                 if len(values) == 1:
                     self.stats.too_large_points += 1
-                    self._log_once(("too-large-point",), logging.WARNING,
-                                   "a metric point is larger than the server accepts (413); it was dropped")
+                    self._log_once(
+                        ("too-large-point",),
+                        logging.WARNING,
+                        "a metric point is larger than the server accepts (413); it was dropped",
+                    )
                     return
                 middle = len(values) // 2
                 send(values[:middle], request_id + ".a")
@@ -371,14 +395,21 @@ class Sender:
         except SpoolError as exc:
             # Still in the spool: refused again on the next pass, and counted then. Wait rather than
             # resend in a tight loop while the disk is full.
-            self._log_once(("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            self._log_once(
+                ("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s
+            )
             return self.retry.backoff_base_s
         self._alone.discard(entry.seq)
         self.stats.rejected += 1
         what = "the server refused a %s record for good (%s)" if by_server else "a %s record cannot be sent (%s)"
-        self._log_once(("reject", entry.endpoint, reason), logging.WARNING,
-                       what + "; it was moved to the quarantine table of %s (further ones are counted, not logged)",
-                       entry.endpoint, reason, self.spool.path)
+        self._log_once(
+            ("reject", entry.endpoint, reason),
+            logging.WARNING,
+            what + "; it was moved to the quarantine table of %s (further ones are counted, not logged)",
+            entry.endpoint,
+            reason,
+            self.spool.path,
+        )
         return None
 
     def _retry_after(self, exc: errors.CometApiError) -> float:
@@ -391,7 +422,9 @@ class Sender:
 
     def _note_failure(self, exc: errors.CometApiError, *, once_key: tuple[str, ...], level: int) -> None:
         self.stats.last_error = str(exc)
-        self._log_once(once_key, level, "cannot deliver to the server (%s); data waits in the spool %s", exc, self.spool.path)
+        self._log_once(
+            once_key, level, "cannot deliver to the server (%s); data waits in the spool %s", exc, self.spool.path
+        )
 
     def _log_once(self, key: tuple[str, ...], level: int, message: str, *args: object) -> None:
         if key in self._logged:

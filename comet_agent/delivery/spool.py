@@ -119,8 +119,10 @@ END;
 
 # Text columns are read as bytes and decoded per row, so that one row SQLite cannot hand back as
 # text fails alone instead of failing the whole query.
-_PEEK_SQL = ("SELECT seq, CAST(experiment_key AS BLOB), CAST(endpoint AS BLOB), CAST(kind AS BLOB),"
-             " CAST(request_id AS BLOB), CAST(payload AS BLOB), created_ms FROM entries")
+_PEEK_SQL = (
+    "SELECT seq, CAST(experiment_key AS BLOB), CAST(endpoint AS BLOB), CAST(kind AS BLOB),"
+    " CAST(request_id AS BLOB), CAST(payload AS BLOB), created_ms FROM entries"
+)
 
 _QUARANTINED = "quarantined"
 _QUARANTINE_BYTES = "quarantine_bytes"
@@ -255,11 +257,14 @@ class Spool:
                 self._rollback()
                 # executescript() commits first, and the schema recounts the totals from the rows left.
                 self._conn.executescript(_SCHEMA)
-                log.warning("spool %s had lost a table (%s); recreated it and recounted the entries waiting", self.path, exc)
+                log.warning(
+                    "spool %s had lost a table (%s); recreated it and recounted the entries waiting", self.path, exc
+                )
                 return work(self._conn)
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` in one immediate transaction (see ``_locked``), rolled back on any failure."""
+
         def transaction(conn: sqlite3.Connection) -> _T:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -274,8 +279,16 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, experiment_key: str, endpoint: str, payload: dict[str, Any], *, kind: str = PERIODIC,
-               request_id: Optional[str] = None, created_ms: Optional[int] = None) -> SpoolEntry:
+    def append(
+        self,
+        experiment_key: str,
+        endpoint: str,
+        payload: dict[str, Any],
+        *,
+        kind: str = PERIODIC,
+        request_id: Optional[str] = None,
+        created_ms: Optional[int] = None,
+    ) -> SpoolEntry:
         """Store one payload durably and return its entry.
 
         Args:
@@ -343,7 +356,9 @@ class Spool:
             " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
             [(key, n, n) for key, n in counts.items()],
         )
-        log.warning("spool at its cap of %d bytes: dropped the %d oldest periodic samples", self.max_bytes, len(victims))
+        log.warning(
+            "spool at its cap of %d bytes: dropped the %d oldest periodic samples", self.max_bytes, len(victims)
+        )
 
     @staticmethod
     def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -352,8 +367,10 @@ class Spool:
         sql = "SELECT entries, size_bytes FROM totals WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM entries WHERE 0)"
         row = conn.execute(sql).fetchone()
         if row is None:  # the row was deleted by hand: count again rather than fail every call
-            conn.execute("INSERT OR REPLACE INTO totals (id, entries, size_bytes)"
-                         " SELECT 1, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM entries")
+            conn.execute(
+                "INSERT OR REPLACE INTO totals (id, entries, size_bytes)"
+                " SELECT 1, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM entries"
+            )
             row = conn.execute(sql).fetchone()
         return row[0], row[1]
 
@@ -379,7 +396,9 @@ class Spool:
                 args.extend(sorted(self._unmovable))
             sql = _PEEK_SQL + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY seq LIMIT ?"
 
-            def read(conn: sqlite3.Connection, sql: str = sql, params: tuple[object, ...] = (*args, int(limit))) -> list[Any]:
+            def read(
+                conn: sqlite3.Connection, sql: str = sql, params: tuple[object, ...] = (*args, int(limit))
+            ) -> list[Any]:
                 return conn.execute(sql, params).fetchall()
 
             try:
@@ -403,7 +422,13 @@ class Spool:
         except SpoolError as exc:
             # It cannot leave the table now (disk full?); skip it in this process so the rest still flows.
             self._unmovable.add(seq)
-            log.warning("spool %s: row %d is undecodable (%s) and could not be set aside (%s); skipping it", self.path, seq, reason, exc)
+            log.warning(
+                "spool %s: row %d is undecodable (%s) and could not be set aside (%s); skipping it",
+                self.path,
+                seq,
+                reason,
+                exc,
+            )
             return
         log.warning("spool %s: row %d is undecodable (%s); moved it to the quarantine table", self.path, seq, reason)
 
@@ -429,7 +454,9 @@ class Spool:
             if not moved:
                 return False
             conn.execute("DELETE FROM entries WHERE seq = ?", (seq,))
-            stored = conn.execute("SELECT length(CAST(payload AS BLOB)) FROM quarantine WHERE seq = ?", (seq,)).fetchone()[0]
+            stored = conn.execute(
+                "SELECT length(CAST(payload AS BLOB)) FROM quarantine WHERE seq = ?", (seq,)
+            ).fetchone()[0]
             self._add_to_counter(conn, _QUARANTINED, 1)
             kept_bytes = self._add_to_counter(conn, _QUARANTINE_BYTES, stored or 0)
             if kept_bytes > keep_bytes:
@@ -445,8 +472,11 @@ class Spool:
 
     @staticmethod
     def _add_to_counter(conn: sqlite3.Connection, name: str, amount: int) -> int:
-        conn.execute("INSERT INTO counters (name, value) VALUES (?, ?)"
-                     " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, amount))
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, amount),
+        )
         value: int = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
         return value
 
@@ -465,12 +495,15 @@ class Spool:
     def quarantined_total(self) -> int:
         """How many rows were ever moved to the quarantine (undecodable, or refused for good by the
         server); the table itself keeps only the newest."""
-        row = self._locked(lambda conn: conn.execute("SELECT value FROM counters WHERE name = ?", (_QUARANTINED,)).fetchone())
+        row = self._locked(
+            lambda conn: conn.execute("SELECT value FROM counters WHERE name = ?", (_QUARANTINED,)).fetchone()
+        )
         return row[0] if row else 0
 
     def claim(self, entry: SpoolEntry) -> bool:
         """Mark an entry as being sent, so the cap cannot drop it meanwhile; False if it is already gone
         (dropped at the cap after it was peeked: it must not be sent). Pair with ``release()``."""
+
         def mark(conn: sqlite3.Connection) -> bool:
             if conn.execute("SELECT 1 FROM entries WHERE seq = ?", (entry.seq,)).fetchone() is None:
                 return False
@@ -524,7 +557,9 @@ class Spool:
         """
         rows = [(entry.seq, batch_id) for entry in entries]
         try:
-            self._write(lambda conn: conn.executemany("INSERT OR REPLACE INTO batched (seq, batch_id) VALUES (?, ?)", rows))
+            self._write(
+                lambda conn: conn.executemany("INSERT OR REPLACE INTO batched (seq, batch_id) VALUES (?, ?)", rows)
+            )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot write to spool {self.path}: {exc}") from None
 
@@ -568,14 +603,20 @@ class Spool:
 
     def dropped(self, experiment_key: str) -> int:
         """How many periodic entries of this experiment were dropped and not yet reported."""
-        row = self._locked(lambda conn: conn.execute(
-            "SELECT count FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone())
+        row = self._locked(
+            lambda conn: conn.execute(
+                "SELECT count FROM dropped WHERE experiment_key = ?", (experiment_key,)
+            ).fetchone()
+        )
         return row[0] if row else 0
 
     def dropped_total(self, experiment_key: str) -> int:
         """How many periodic entries of this experiment were ever dropped at the cap (reported or not)."""
-        row = self._locked(lambda conn: conn.execute(
-            "SELECT total FROM dropped WHERE experiment_key = ?", (experiment_key,)).fetchone())
+        row = self._locked(
+            lambda conn: conn.execute(
+                "SELECT total FROM dropped WHERE experiment_key = ?", (experiment_key,)
+            ).fetchone()
+        )
         return row[0] if row else 0
 
     def count_dropped(self, experiment_key: str, count: int) -> None:
@@ -585,11 +626,13 @@ class Spool:
         if count <= 0:
             return
         try:
-            self._locked(lambda conn: conn.execute(
-                "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
-                " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
-                (experiment_key, int(count), int(count)),
-            ))
+            self._locked(
+                lambda conn: conn.execute(
+                    "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
+                    " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
+                    (experiment_key, int(count), int(count)),
+                )
+            )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
 
@@ -598,8 +641,12 @@ class Spool:
 
         Raises ``SpoolError`` when the update cannot be stored (the count is then reported again)."""
         try:
-            self._locked(lambda conn: conn.execute(
-                "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?", (int(reported), experiment_key)))
+            self._locked(
+                lambda conn: conn.execute(
+                    "UPDATE dropped SET count = MAX(count - ?, 0) WHERE experiment_key = ?",
+                    (int(reported), experiment_key),
+                )
+            )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot update spool {self.path}: {exc}") from None
 

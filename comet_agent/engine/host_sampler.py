@@ -35,8 +35,13 @@ def sample_collectors(collectors: Sequence[Any], now_ms: int, warn: WarnOnce) ->
         try:
             records.extend(collector.sample(now_ms))
         except Exception as exc:  # a collector's failure ends here: logged once per condition
-            warn(("collector", collector.name, type(exc).__name__), logging.WARNING,
-                 "collector %s failed: %s", collector.name, exc)
+            warn(
+                ("collector", collector.name, type(exc).__name__),
+                logging.WARNING,
+                "collector %s failed: %s",
+                collector.name,
+                exc,
+            )
     return records
 
 
@@ -62,8 +67,13 @@ class HostSampler:
         clock: monotonic seconds.
     """
 
-    def __init__(self, collectors: Sequence[PeriodicCollector], *, reuse_within_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        collectors: Sequence[PeriodicCollector],
+        *,
+        reuse_within_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._collectors: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
         for collector in collectors:
             self._collectors.setdefault(getattr(collector, "cadence", "cpu"), []).append(collector)
@@ -75,8 +85,14 @@ class HostSampler:
         self.samples_taken = 0
 
     @classmethod
-    def build(cls, *, procfs_root: str = "/proc", cgroup_pid: Optional[int] = None, include_gpu: bool = True,
-              reuse_within_s: float = 0.0) -> tuple["HostSampler", dict[str, str]]:
+    def build(
+        cls,
+        *,
+        procfs_root: str = "/proc",
+        cgroup_pid: Optional[int] = None,
+        include_gpu: bool = True,
+        reuse_within_s: float = 0.0,
+    ) -> tuple["HostSampler", dict[str, str]]:
         """The host collectors that can run here, and ``{name: reason}`` for those that cannot.
 
         ``cgroup_pid``: the job whose cgroup CPU quota makes ``sys.cpu.cgroup.percent.avg`` apply
@@ -84,9 +100,9 @@ class HostSampler:
         """
         from comet_agent.collectors.periodic import build_periodic_collectors
 
-        collectors, unavailable = build_periodic_collectors(procfs_root=procfs_root, pid=cgroup_pid,
-                                                            directory=None, include_gpu=include_gpu,
-                                                            with_process_tree=False)
+        collectors, unavailable = build_periodic_collectors(
+            procfs_root=procfs_root, pid=cgroup_pid, directory=None, include_gpu=include_gpu, with_process_tree=False
+        )
         return cls(collectors, reuse_within_s=reuse_within_s), unavailable
 
     def has(self, cadence: str) -> bool:

@@ -62,8 +62,11 @@ DEFAULT_INTERVALS_MS = {"heartbeat": 10_000, "cpu": 68_000, "gpu": 60_000}
 #: Bounds any recommended interval is clamped to: faster than 1 s costs CPU for nothing, slower
 #: than an hour (10 min for the heartbeat) makes the experiment look dead.
 INTERVAL_BOUNDS_MS = {"heartbeat": (1_000, 600_000), "cpu": (1_000, 3_600_000), "gpu": (1_000, 3_600_000)}
-SERVER_INTERVAL_KEYS = {"heartbeat": "isAliveBeatDurationMillis", "cpu": "cpuMonitorIntervalMillis",
-                        "gpu": "gpuMonitorIntervalMillis"}
+SERVER_INTERVAL_KEYS = {
+    "heartbeat": "isAliveBeatDurationMillis",
+    "cpu": "cpuMonitorIntervalMillis",
+    "gpu": "gpuMonitorIntervalMillis",
+}
 _SCHEDULER_JOB = {"heartbeat": "heartbeat", "cpu": "push_cpu", "gpu": "push_gpu"}
 #: The first window: the rate collectors are primed at ``start()`` and the first push follows this
 #: much later, so its rates cover 150 ms of counters (USER_HZ 100: 15 ticks per CPU) and it
@@ -110,8 +113,9 @@ def clamp_interval_ms(name: str, value: Any) -> tuple[Optional[int], Optional[st
     return clamped, None
 
 
-def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optional[str],
-                    used_gpu_indices: Sequence[int] = ()) -> list[Any]:
+def job_gpu_samples(
+    gpu_samples: Sequence[Any], *, cuda_visible_devices: Optional[str], used_gpu_indices: Sequence[int] = ()
+) -> list[Any]:
     """The host's GPU samples that belong to one job, renumbered as the job sees its GPUs.
 
     Args:
@@ -136,8 +140,10 @@ def job_gpu_samples(gpu_samples: Sequence[Any], *, cuda_visible_devices: Optiona
         chosen = [index for index, mig_slot in selection if mig_slot is None]
     else:
         chosen = sorted(set(used_gpu_indices))
-    return [dataclasses.replace(by_index[index], gpu_index=position)
-            for position, index in enumerate(i for i in chosen if i in by_index)]
+    return [
+        dataclasses.replace(by_index[index], gpu_index=position)
+        for position, index in enumerate(i for i in chosen if i in by_index)
+    ]
 
 
 def per_kind_endpoints_setting(config: Any) -> bool:
@@ -218,14 +224,31 @@ class Job:
             ``per_kind_endpoints = true`` under ``[comet_agent]`` in ``.comet.config``), else False.
     """
 
-    def __init__(self, link: ExperimentLink, spool: Spool, host: HostSampler, *, pid: Optional[int] = None,
-                 watch_pid: bool = False, directory: Optional[str] = None, command: Optional[Sequence[str]] = None,
-                 sample_interval_s: Optional[float] = None, gpus: GpuView = GpuView(),
-                 include_os_packages: bool = True, include_git: bool = True, include_gpu: bool = True,
-                 procfs_root: str = "/proc", tags: Sequence[str] = (), set_start_time: bool = False,
-                 set_end_time: bool = False, secrets: Sequence[str] = (), status_path: Optional[Path] = None,
-                 on_watched_exit: Optional[Callable[[], None]] = None, started_ms: Optional[int] = None,
-                 per_kind_endpoints: Optional[bool] = None):
+    def __init__(
+        self,
+        link: ExperimentLink,
+        spool: Spool,
+        host: HostSampler,
+        *,
+        pid: Optional[int] = None,
+        watch_pid: bool = False,
+        directory: Optional[str] = None,
+        command: Optional[Sequence[str]] = None,
+        sample_interval_s: Optional[float] = None,
+        gpus: GpuView = GpuView(),
+        include_os_packages: bool = True,
+        include_git: bool = True,
+        include_gpu: bool = True,
+        procfs_root: str = "/proc",
+        tags: Sequence[str] = (),
+        set_start_time: bool = False,
+        set_end_time: bool = False,
+        secrets: Sequence[str] = (),
+        status_path: Optional[Path] = None,
+        on_watched_exit: Optional[Callable[[], None]] = None,
+        started_ms: Optional[int] = None,
+        per_kind_endpoints: Optional[bool] = None,
+    ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
         self.link = link
@@ -315,8 +338,9 @@ class Job:
         with self._static_lock:
             self._static_wanted = False
             if self._static_thread is None:
-                self._static_thread = threading.Thread(target=self._collect_static, args=(after_first_push,),
-                                                       name="comet-agent-static", daemon=True)
+                self._static_thread = threading.Thread(
+                    target=self._collect_static, args=(after_first_push,), name="comet-agent-static", daemon=True
+                )
                 self._static_thread.start()
 
     def _collect_static(self, after_first_push: bool = False) -> None:
@@ -325,9 +349,15 @@ class Job:
         if after_first_push:
             self.sender.wait_idle(FIRST_PUSH_WAIT_S)
         try:
-            snapshot = collect_static(directory=self.directory, pid=self.pid, include_os_packages=self.include_os_packages,
-                                      include_gpu=self.include_gpu, include_git=self.include_git,
-                                      server_url=self.link.api.server_url, secrets=self.secrets)
+            snapshot = collect_static(
+                directory=self.directory,
+                pid=self.pid,
+                include_os_packages=self.include_os_packages,
+                include_gpu=self.include_gpu,
+                include_git=self.include_git,
+                server_url=self.link.api.server_url,
+                secrets=self.secrets,
+            )
         except Exception as exc:  # the static snapshot must never take the job down
             log.warning("the static snapshot failed: %s", exc)
             return
@@ -346,7 +376,9 @@ class Job:
 
             self.spool_entry("git_metadata", git_metadata_payload(git), kind=STATIC)
             if git.patch:
-                self.spool_entry("git_patch", {"patch_base64": base64.b64encode(git.patch).decode("ascii")}, kind=STATIC)
+                self.spool_entry(
+                    "git_patch", {"patch_base64": base64.b64encode(git.patch).decode("ascii")}, kind=STATIC
+                )
 
     # ------------------------------------------------------------------ periodic
 
@@ -362,9 +394,13 @@ class Job:
         scheduler = Scheduler()
         scheduler.add("heartbeat", self.intervals_ms["heartbeat"] / 1000, self.heartbeat, blocking=True)
         first_push_s = min(FIRST_WINDOW_S, self.sample_interval_s or FIRST_WINDOW_S)
-        scheduler.add("push_cpu", self.intervals_ms["cpu"] / 1000, lambda: self.push("cpu"), first_run_in_s=first_push_s)
+        scheduler.add(
+            "push_cpu", self.intervals_ms["cpu"] / 1000, lambda: self.push("cpu"), first_run_in_s=first_push_s
+        )
         if self._has("gpu"):
-            scheduler.add("push_gpu", self.intervals_ms["gpu"] / 1000, lambda: self.push("gpu"), first_run_in_s=first_push_s)
+            scheduler.add(
+                "push_gpu", self.intervals_ms["gpu"] / 1000, lambda: self.push("gpu"), first_run_in_s=first_push_s
+            )
         if self.sample_interval_s is not None:
             scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
         if self.watch_pid and self.pid is not None:
@@ -387,8 +423,9 @@ class Job:
             self._used_gpu_indices = used
             records.extend(own)
         elif cadence == "gpu" and self.gpus.select:
-            records = job_gpu_samples(records, cuda_visible_devices=self.gpus.cuda_visible_devices,
-                                      used_gpu_indices=self._used_gpu_indices)
+            records = job_gpu_samples(
+                records, cuda_visible_devices=self.gpus.cuda_visible_devices, used_gpu_indices=self._used_gpu_indices
+            )
         points = payloads.metric_points(records)
         with self._window_lock:
             self._windows[cadence].extend(points)
@@ -434,9 +471,14 @@ class Job:
         for name, server_key in SERVER_INTERVAL_KEYS.items():
             value_ms, reason = clamp_interval_ms(name, reply.get(server_key))
             if reason is not None and reason != "not given":
-                self._warn(("interval", name, reason), logging.WARNING, "the server recommended %s=%s (%s)",
-                           server_key, reply.get(server_key),
-                           reason if value_ms is not None else f"{reason}; keeping {self.intervals_ms[name]} ms")
+                self._warn(
+                    ("interval", name, reason),
+                    logging.WARNING,
+                    "the server recommended %s=%s (%s)",
+                    server_key,
+                    reply.get(server_key),
+                    reason if value_ms is not None else f"{reason}; keeping {self.intervals_ms[name]} ms",
+                )
             if value_ms is None or value_ms == self.intervals_ms[name]:
                 continue
             self.intervals_ms[name] = value_ms
@@ -517,9 +559,13 @@ class Job:
                 self.sender.stop(timeout_s=max(0.1, deadline - time.monotonic()))
                 pending = self.spool.depth()
                 if pending:
-                    log.warning("%d records of experiment %s were not delivered yet; they stay in %s and go out "
-                                "on the next start or with `comet-agent flush`", pending, self.experiment_key,
-                                self.spool.path)
+                    log.warning(
+                        "%d records of experiment %s were not delivered yet; they stay in %s and go out "
+                        "on the next start or with `comet-agent flush`",
+                        pending,
+                        self.experiment_key,
+                        self.spool.path,
+                    )
             except Exception as exc:  # stop() must never raise into training code
                 log.warning("stopping the job failed: %s", exc)
             finally:
@@ -553,14 +599,22 @@ class Job:
         stats = self.sender.stats
         alive = self._running
         return JobStatus(
-            pid=pid if pid is not None else os.getpid(), experiment_key=self.experiment_key,
-            experiment_url=self.url, server=self.link.api.server_url, intervals_ms=dict(self.intervals_ms),
-            sample_interval_s=self.sample_interval_s, started_ms=self.started_ms, last_push_ms=self._last_push_ms,
-            last_success_ms=stats.last_success_ms, spool_depth=self.spool.depth() if alive else 0,
+            pid=pid if pid is not None else os.getpid(),
+            experiment_key=self.experiment_key,
+            experiment_url=self.url,
+            server=self.link.api.server_url,
+            intervals_ms=dict(self.intervals_ms),
+            sample_interval_s=self.sample_interval_s,
+            started_ms=self.started_ms,
+            last_push_ms=self._last_push_ms,
+            last_success_ms=stats.last_success_ms,
+            spool_depth=self.spool.depth() if alive else 0,
             dropped_total=self.spool.dropped_total(self.experiment_key) if alive else 0,
-            rejected=stats.rejected, quarantined=self.spool.quarantined_total() if alive else 0,
+            rejected=stats.rejected,
+            quarantined=self.spool.quarantined_total() if alive else 0,
             last_error=stats.last_error,
-            watching=str(self.pid) if self.pid is not None else None)
+            watching=str(self.pid) if self.pid is not None else None,
+        )
 
     def write_status(self, force: bool = False) -> None:
         """Rewrite the status file, at most every ``STATUS_WRITE_INTERVAL_S`` unless forced."""

@@ -45,9 +45,17 @@ class ExperimentLink:
         spool_path: named in the one-line warning while the server cannot be reached.
     """
 
-    def __init__(self, api: Any, experiment_key: str, *, create: bool, workspace: Optional[str] = None,
-                 project_name: Optional[str] = None, experiment_name: Optional[str] = None,
-                 spool_path: Optional[str] = None):
+    def __init__(
+        self,
+        api: Any,
+        experiment_key: str,
+        *,
+        create: bool,
+        workspace: Optional[str] = None,
+        project_name: Optional[str] = None,
+        experiment_name: Optional[str] = None,
+        spool_path: Optional[str] = None,
+    ):
         self.api = api
         self.experiment_key = experiment_key
         self.create = create
@@ -81,8 +89,11 @@ class ExperimentLink:
                     exc.retryable = True  # the spool keeps everything; `comet-agent flush` can deliver it later
                 raise
             if self._warn.clear(("unreachable",)):
-                log.warning("reached experiment %s at %s; sending what waited in the spool",
-                            self.experiment_key, self.api.server_url)
+                log.warning(
+                    "reached experiment %s at %s; sending what waited in the spool",
+                    self.experiment_key,
+                    self.api.server_url,
+                )
             return self._experiment
 
     def _resolve(self) -> Any:
@@ -100,10 +111,16 @@ class ExperimentLink:
 
     def _say_unreachable(self, exc: errors.CometApiError) -> None:
         where = f"; everything is kept in {self.spool_path}" if self.spool_path else ""
-        self._warn(("unreachable",), logging.WARNING,
-                   "cannot reach experiment %s at %s (%s)%s and sent when it can be reached "
-                   "(or later with `comet-agent flush`); the job runs on",
-                   self.experiment_key, self.api.server_url, exc, where)
+        self._warn(
+            ("unreachable",),
+            logging.WARNING,
+            "cannot reach experiment %s at %s (%s)%s and sent when it can be reached "
+            "(or later with `comet-agent flush`); the job runs on",
+            self.experiment_key,
+            self.api.server_url,
+            exc,
+            where,
+        )
 
     @property
     def url(self) -> Optional[str]:
@@ -124,8 +141,12 @@ def link_file(spool_path: Path) -> Path:
 def save_link(link: ExperimentLink, spool_path: Path) -> None:
     """Record beside the spool whether (and where) its experiment is to be created, so that
     ``comet-agent flush`` can create it later if this run never reached the server."""
-    document = {"create": link.create, "workspace": link.workspace, "project_name": link.project_name,
-                "experiment_name": link.experiment_name}
+    document = {
+        "create": link.create,
+        "workspace": link.workspace,
+        "project_name": link.project_name,
+        "experiment_name": link.experiment_name,
+    }
     write_private_file(link_file(spool_path), json.dumps(document).encode("utf-8"))
 
 
@@ -142,9 +163,15 @@ def load_link(api: Any, spool_path: Path) -> ExperimentLink:
         value = document.get(name)
         return value if isinstance(value, str) and value else None
 
-    return ExperimentLink(api, spool_path.stem, create=document.get("create") is True, workspace=text("workspace"),
-                          project_name=text("project_name"), experiment_name=text("experiment_name"),
-                          spool_path=str(spool_path))
+    return ExperimentLink(
+        api,
+        spool_path.stem,
+        create=document.get("create") is True,
+        workspace=text("workspace"),
+        project_name=text("project_name"),
+        experiment_name=text("experiment_name"),
+        spool_path=str(spool_path),
+    )
 
 
 def forget_link(spool_path: Path) -> None:

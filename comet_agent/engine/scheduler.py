@@ -68,8 +68,15 @@ class Scheduler:
 
     # -- configuration ---------------------------------------------------------------------
 
-    def add(self, name: str, interval_s: float, action: Callable[[], object], *, blocking: bool = False,
-            first_run_in_s: float = 0.0) -> Job:
+    def add(
+        self,
+        name: str,
+        interval_s: float,
+        action: Callable[[], object],
+        *,
+        blocking: bool = False,
+        first_run_in_s: float = 0.0,
+    ) -> Job:
         """Add a job that first runs ``first_run_in_s`` from now, then every ``interval_s`` seconds."""
         if interval_s <= 0:
             raise ValueError(f"interval of job {name!r} must be positive, got {interval_s}")

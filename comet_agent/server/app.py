@@ -100,14 +100,18 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
     try:
         declared = request.content_length
         if declared is not None and declared > state.max_upload_bytes:
-            raise ApiError(413, f"the request body ({declared} bytes) exceeds the "
-                                f"{state.max_upload_bytes} byte limit (--max-upload-mb)")
+            raise ApiError(
+                413,
+                f"the request body ({declared} bytes) exceeds the "
+                f"{state.max_upload_bytes} byte limit (--max-upload-mb)",
+            )
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.msg, exc.sdk_error_code)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"the request body exceeds the {state.max_upload_bytes} byte "
-                                   "limit (--max-upload-mb)")
+        return error_response(
+            413, f"the request body exceeds the {state.max_upload_bytes} byte limit (--max-upload-mb)"
+        )
     except RequestPayloadError as exc:  # e.g. a body declared gzip that does not inflate
         return error_response(400, f"unreadable request body: {exc}")
     except ConnectionError:
@@ -187,24 +191,39 @@ class LocalServer:
             os.environ["COMET_URL_OVERRIDE"] = server.clientlib_url
     """
 
-    def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
-                 api_keys: list[str] | None = None, heartbeat_ms: Any = None,
-                 cpu_interval_ms: Any = None, gpu_interval_ms: Any = None,
-                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_connections: int | None = None,
-                 header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-                 min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S):
+    def __init__(
+        self,
+        data_dir: Path | str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_keys: list[str] | None = None,
+        heartbeat_ms: Any = None,
+        cpu_interval_ms: Any = None,
+        gpu_interval_ms: Any = None,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_connections: int | None = None,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
+    ):
         if max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
         self.data_dir = Path(data_dir)
         self.host = host
         self._requested_port = port
         self._given_keys = [k for k in (api_keys or []) if k]
-        self._given_intervals = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms,
-                                 "gpu_interval_ms": gpu_interval_ms}
+        self._given_intervals = {
+            "heartbeat_ms": heartbeat_ms,
+            "cpu_interval_ms": cpu_interval_ms,
+            "gpu_interval_ms": gpu_interval_ms,
+        }
         self.max_upload_bytes = int(max_upload_bytes)
-        self.connections = ConnectionGuard(max_connections, header_timeout_s=header_timeout_s,
-                                           body_timeout_s=body_timeout_s,
-                                           min_body_rate_bytes_per_s=min_body_rate_bytes_per_s)
+        self.connections = ConnectionGuard(
+            max_connections,
+            header_timeout_s=header_timeout_s,
+            body_timeout_s=body_timeout_s,
+            min_body_rate_bytes_per_s=min_body_rate_bytes_per_s,
+        )
         self._listener: asyncio.AbstractServer | None = None
         # What /local/discovery/proof proves knowledge of; filled once the URL is known.
         self._identity: dict[str, str] = {}
@@ -241,9 +260,11 @@ class LocalServer:
             register_secret(key)
         store = Store(self.data_dir)
         try:
-            intervals = {"isAliveBeatDurationMillis": DEFAULT_HEARTBEAT_MS,
-                         "cpuMonitorIntervalMillis": DEFAULT_CPU_INTERVAL_MS,
-                         "gpuMonitorIntervalMillis": DEFAULT_GPU_INTERVAL_MS}
+            intervals = {
+                "isAliveBeatDurationMillis": DEFAULT_HEARTBEAT_MS,
+                "cpuMonitorIntervalMillis": DEFAULT_CPU_INTERVAL_MS,
+                "gpuMonitorIntervalMillis": DEFAULT_GPU_INTERVAL_MS,
+            }
             stored = store.get_setting(INTERVALS_SETTING)
             if isinstance(stored, dict):
                 intervals.update({k: v for k, v in stored.items() if k in intervals})
@@ -256,8 +277,9 @@ class LocalServer:
         self._loop = loop = asyncio.new_event_loop()
         started = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(loop, started, failure),
-                                        name="comet-agent-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, args=(loop, started, failure), name="comet-agent-server", daemon=True
+        )
         self._thread.start()
         if not started.wait(_START_TIMEOUT_S):
             raise TimeoutError(f"the server did not start listening within {_START_TIMEOUT_S} s")
@@ -276,8 +298,11 @@ class LocalServer:
         try:
             write_private_file(self.data_dir / SERVER_INFO_FILE_NAME, json.dumps(info).encode("utf-8"))
         except OSError as exc:
-            logger.warning("cannot write %s (%s); agents will not find this server by themselves",
-                           self.data_dir / SERVER_INFO_FILE_NAME, exc)
+            logger.warning(
+                "cannot write %s (%s); agents will not find this server by themselves",
+                self.data_dir / SERVER_INFO_FILE_NAME,
+                exc,
+            )
 
     def _remove_discovery_file(self) -> None:
         path = self.data_dir / SERVER_INFO_FILE_NAME
@@ -287,8 +312,7 @@ class LocalServer:
         except (OSError, ValueError, AttributeError):
             pass
 
-    def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event,
-               failure: list[BaseException]) -> None:
+    def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event, failure: list[BaseException]) -> None:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._listen())
@@ -315,17 +339,22 @@ class LocalServer:
         app = build_application(self._started_state, self.connections)
         app[PROOF_KEY] = self._identity
         # aiohttp's own idle timeout (its default is an hour) backs the guard's up.
-        self._runner = runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                              keepalive_timeout=2 * self.connections.header_timeout_s)
+        self._runner = runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=2 * self.connections.header_timeout_s
+        )
         await runner.setup()
         if runner.server is None:  # set by setup()
             raise RuntimeError("aiohttp's AppRunner has no server after setup()")
         # Our own listening socket instead of web.TCPSite: every connection goes through the
         # guard (caps and timeouts aiohttp does not have).
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self.connections.protocol_factory(runner.server),
-                                                  self.host, self._requested_port, backlog=1024,
-                                                  reuse_address=True)
+        self._listener = await loop.create_server(
+            self.connections.protocol_factory(runner.server),
+            self.host,
+            self._requested_port,
+            backlog=1024,
+            reuse_address=True,
+        )
         self.connections.start()
         self._port = self._listener.sockets[0].getsockname()[1]  # the real port when 0 was asked
         # A new secret per start: a proof from an earlier run of this data directory proves nothing.
@@ -408,14 +437,20 @@ class LocalServer:
         """What update_status() answers now (camelCase keys)."""
         return dict(self._started_state.intervals)
 
-    def set_intervals(self, heartbeat_ms: Any = None, cpu_interval_ms: Any = None,
-                      gpu_interval_ms: Any = None) -> None:
+    def set_intervals(self, heartbeat_ms: Any = None, cpu_interval_ms: Any = None, gpu_interval_ms: Any = None) -> None:
         """Change what update_status() answers from the next call on (None leaves one as is).
 
         Values are used verbatim (any JSON value) and persisted in the store.
         """
-        given = {k: v for k, v in (("heartbeat_ms", heartbeat_ms), ("cpu_interval_ms", cpu_interval_ms),
-                                   ("gpu_interval_ms", gpu_interval_ms)) if v is not None}
+        given = {
+            k: v
+            for k, v in (
+                ("heartbeat_ms", heartbeat_ms),
+                ("cpu_interval_ms", cpu_interval_ms),
+                ("gpu_interval_ms", gpu_interval_ms),
+            )
+            if v is not None
+        }
         loop = self._loop
         if self._thread is None or loop is None:
             raise RuntimeError("the server is not started")
@@ -427,8 +462,9 @@ class LocalServer:
         asyncio.run_coroutine_threadsafe(apply(), loop).result(timeout=10)
 
 
-def server_api_keys(given: list[str] | None = None, files: list[str] | None = None,
-                    environ: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
+def server_api_keys(
+    given: list[str] | None = None, files: list[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[list[str], list[str]]:
     """The keys ``comet-agent server`` accepts, and where they came from (for one printed line).
 
     In order: ``--api-key`` values, the keys of each ``--api-key-file``, then
@@ -469,13 +505,23 @@ def serve_from_args(args) -> int:
         print(f"comet-agent server: {exc}", file=sys.stderr)
         return ExitStatus.CONFIG
     if getattr(args, "api_key", None):
-        print("comet-agent server: warning: --api-key shows the key to every local user (ps, /proc/PID/cmdline); "
-              f"put it in a 0600 file for --api-key-file, or in ${SERVER_API_KEYS_ENV}", file=sys.stderr, flush=True)
+        print(
+            "comet-agent server: warning: --api-key shows the key to every local user (ps, /proc/PID/cmdline); "
+            f"put it in a 0600 file for --api-key-file, or in ${SERVER_API_KEYS_ENV}",
+            file=sys.stderr,
+            flush=True,
+        )
     server = LocalServer(
-        data_dir, host=args.host, port=args.port, api_keys=api_keys,
+        data_dir,
+        host=args.host,
+        port=args.port,
+        api_keys=api_keys,
         # None when the flag was not given (the CLI's default): the stored value applies.
-        heartbeat_ms=args.heartbeat_ms, cpu_interval_ms=args.cpu_interval_ms, gpu_interval_ms=args.gpu_interval_ms,
-        max_upload_bytes=int(max_upload_mb * 2**20))
+        heartbeat_ms=args.heartbeat_ms,
+        cpu_interval_ms=args.cpu_interval_ms,
+        gpu_interval_ms=args.gpu_interval_ms,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+    )
     try:
         ensure_private_dir(data_dir)
     except OSError as exc:

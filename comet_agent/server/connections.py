@@ -122,10 +122,14 @@ class ConnectionGuard:
         guard.start()
     """
 
-    def __init__(self, max_connections: Optional[int] = None, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
-                 body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-                 min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        max_connections: Optional[int] = None,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if header_timeout_s <= 0 or body_timeout_s <= 0 or min_body_rate_bytes_per_s <= 0:
             raise ValueError("the connection timeouts and the body rate must be positive")
         self.max_connections = default_max_connections() if max_connections is None else int(max_connections)
@@ -145,8 +149,10 @@ class ConnectionGuard:
 
     def protocol_factory(self, make_protocol: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """Wrap aiohttp's protocol factory (``runner.server``) for ``loop.create_server``."""
+
         def factory() -> asyncio.Protocol:
             return _GuardedProtocol(self, make_protocol())
+
         return factory
 
     def start(self) -> None:
@@ -193,6 +199,7 @@ class ConnectionGuard:
                 connection.waiting_since = self._clock()
                 transport = connection.transport
                 connection.write_buffer_bytes = transport.get_write_buffer_size() if not transport.is_closing() else 0
+
         return finished
 
     # -- the policy -----------------------------------------------------------------------------

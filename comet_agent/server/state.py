@@ -65,8 +65,7 @@ class GroupCommitter:
 class ServerState:
     """What the handlers share: the store, the accepted keys, the recommended intervals."""
 
-    def __init__(self, store: Store, api_keys: list[str], intervals: dict[str, Any],
-                 max_upload_bytes: int):
+    def __init__(self, store: Store, api_keys: list[str], intervals: dict[str, Any], max_upload_bytes: int):
         self.store = store
         self.api_keys = list(api_keys)
         self.key_ids = {key_id_of(k): k for k in api_keys}
@@ -118,20 +117,22 @@ def state_of(request: web.Request) -> ServerState:
 
 _UNSET: Any = object()
 INTERVALS_SETTING = "intervals"
-_INTERVAL_KEYS = {"heartbeat_ms": "isAliveBeatDurationMillis",
-                  "cpu_interval_ms": "cpuMonitorIntervalMillis",
-                  "gpu_interval_ms": "gpuMonitorIntervalMillis"}
+_INTERVAL_KEYS = {
+    "heartbeat_ms": "isAliveBeatDurationMillis",
+    "cpu_interval_ms": "cpuMonitorIntervalMillis",
+    "gpu_interval_ms": "gpuMonitorIntervalMillis",
+}
 
 
-def set_intervals(state: ServerState, heartbeat_ms: Any = _UNSET, cpu_interval_ms: Any = _UNSET,
-                  gpu_interval_ms: Any = _UNSET) -> None:
+def set_intervals(
+    state: ServerState, heartbeat_ms: Any = _UNSET, cpu_interval_ms: Any = _UNSET, gpu_interval_ms: Any = _UNSET
+) -> None:
     """Set the recommended intervals (any JSON value, verbatim) and persist them in the store.
 
     An argument left out keeps its current value; ``None`` is a value like any other (it is
     what a test may want ``update_status()`` to answer).
     """
-    given = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms,
-             "gpu_interval_ms": gpu_interval_ms}
+    given = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms, "gpu_interval_ms": gpu_interval_ms}
     for name, value in given.items():
         if value is not _UNSET:
             state.intervals[_INTERVAL_KEYS[name]] = value

@@ -94,16 +94,41 @@ CREATE TABLE IF NOT EXISTS request_ids (
 
 #: The keys of the system-details read, in order; nothing else is ever returned.
 SYSTEM_DETAILS_KEYS = (
-    "command", "env", "executable", "hostname", "ip", "machine", "os", "osRelease", "osType",
-    "pid", "processor", "pythonVersion", "pythonVersionVerbose", "user", "installedPackages",
-    "osPackages", "gpuStaticInfoList", "logAdditionalSystemInfoList", "networkInterfaceIps",
-    "totalRam", "maxTotalMemory", "systemMetricNames",
+    "command",
+    "env",
+    "executable",
+    "hostname",
+    "ip",
+    "machine",
+    "os",
+    "osRelease",
+    "osType",
+    "pid",
+    "processor",
+    "pythonVersion",
+    "pythonVersionVerbose",
+    "user",
+    "installedPackages",
+    "osPackages",
+    "gpuStaticInfoList",
+    "logAdditionalSystemInfoList",
+    "networkInterfaceIps",
+    "totalRam",
+    "maxTotalMemory",
+    "systemMetricNames",
 )
 #: System-details keys a client may write (the last three are derived from system metrics).
 WRITABLE_SYSTEM_DETAILS_KEYS = frozenset(SYSTEM_DETAILS_KEYS[:-3])
 _LIST_SYSTEM_DETAILS_KEYS = frozenset(
-    {"installedPackages", "osPackages", "gpuStaticInfoList", "logAdditionalSystemInfoList",
-     "networkInterfaceIps", "systemMetricNames"})
+    {
+        "installedPackages",
+        "osPackages",
+        "gpuStaticInfoList",
+        "logAdditionalSystemInfoList",
+        "networkInterfaceIps",
+        "systemMetricNames",
+    }
+)
 
 SYSTEM_METRIC_PREFIX = "sys."
 REQUEST_ID_RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -222,8 +247,13 @@ class WalCheckpointer:
         interval_s: seconds between looks.
     """
 
-    def __init__(self, database_path: Path, *, min_wal_bytes: int = CHECKPOINT_WAL_BYTES,
-                 interval_s: float = CHECKPOINT_INTERVAL_S):
+    def __init__(
+        self,
+        database_path: Path,
+        *,
+        min_wal_bytes: int = CHECKPOINT_WAL_BYTES,
+        interval_s: float = CHECKPOINT_INTERVAL_S,
+    ):
         self.database_path = Path(database_path)
         self.wal_path = self.database_path.with_name(self.database_path.name + "-wal")
         self.min_wal_bytes = min_wal_bytes
@@ -246,8 +276,9 @@ class WalCheckpointer:
             if status.st_size < self.min_wal_bytes or seen == self._last_seen:
                 return False
             if self._connection is None:
-                self._connection = sqlite3.connect(str(self.database_path), isolation_level=None,
-                                                   check_same_thread=False, timeout=0)
+                self._connection = sqlite3.connect(
+                    str(self.database_path), isolation_level=None, check_same_thread=False, timeout=0
+                )
             self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self._last_seen = seen
             self.checkpoints += 1
@@ -300,8 +331,7 @@ class Store:
         self.database_path.chmod(0o600)
         # check_same_thread=False: the server opens the store on the starting thread and then
         # uses it only from its event-loop thread; it is never used from two threads at once.
-        self.connection = sqlite3.connect(str(self.database_path), isolation_level=None,
-                                          check_same_thread=False)
+        self.connection = sqlite3.connect(str(self.database_path), isolation_level=None, check_same_thread=False)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute("PRAGMA foreign_keys=OFF")
@@ -318,8 +348,7 @@ class Store:
         self._in_transaction = False
         self._group_open = False
         # Request ids only need to outlive a client's retries; a week bounds the table.
-        self.connection.execute("DELETE FROM request_ids WHERE created_ms < ?",
-                                (now_ms() - REQUEST_ID_RETENTION_MS,))
+        self.connection.execute("DELETE FROM request_ids WHERE created_ms < ?", (now_ms() - REQUEST_ID_RETENTION_MS,))
         if self.checkpointer is not None:
             self.checkpointer.start()
 
@@ -398,86 +427,103 @@ class Store:
     def set_setting(self, name: str, value: Any) -> None:
         """Store a setting (any JSON value)."""
         with self.transaction() as db:
-            db.execute("INSERT INTO settings(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE "
-                       "SET value=excluded.value", (name, _dumps(value)))
+            db.execute(
+                "INSERT INTO settings(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (name, _dumps(value)),
+            )
 
     # --------------------------------------------------------- idempotent writes
 
     def recorded_response(self, key_id: str, request_id: str) -> dict | None:
         """The response stored for an already applied request id, or None."""
         row = self.connection.execute(
-            "SELECT response_json FROM request_ids WHERE key_id=? AND request_id=?",
-            (key_id, request_id)).fetchone()
+            "SELECT response_json FROM request_ids WHERE key_id=? AND request_id=?", (key_id, request_id)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     def record_response(self, key_id: str, request_id: str, response: dict) -> None:
         """Remember the response of an applied request (call inside the write's transaction)."""
         self.connection.execute(
             "INSERT INTO request_ids(key_id, request_id, response_json, created_ms) VALUES(?,?,?,?)",
-            (key_id, request_id, _dumps(response), now_ms()))
+            (key_id, request_id, _dumps(response), now_ms()),
+        )
 
     # ------------------------------------------------- workspaces and projects
 
     def workspace_owner(self, workspace: str) -> str | None:
         """The key id owning ``workspace``, or None when it does not exist."""
-        row = self.connection.execute("SELECT owner_key_id FROM workspaces WHERE name=?",
-                                      (workspace,)).fetchone()
+        row = self.connection.execute("SELECT owner_key_id FROM workspaces WHERE name=?", (workspace,)).fetchone()
         return row[0] if row else None
 
     def workspaces_of(self, key_id: str) -> list[str]:
         """The workspaces a key owns, oldest first."""
         rows = self.connection.execute(
-            "SELECT name FROM workspaces WHERE owner_key_id=? ORDER BY created_ms, rowid", (key_id,))
+            "SELECT name FROM workspaces WHERE owner_key_id=? ORDER BY created_ms, rowid", (key_id,)
+        )
         return [r[0] for r in rows]
 
     def ensure_workspace(self, workspace: str, key_id: str) -> None:
         """Create ``workspace`` owned by ``key_id`` if it does not exist yet."""
         self.connection.execute(
             "INSERT OR IGNORE INTO workspaces(name, owner_key_id, created_ms) VALUES(?,?,?)",
-            (workspace, key_id, now_ms()))
+            (workspace, key_id, now_ms()),
+        )
 
     def ensure_project(self, workspace: str, project_name: str) -> str:
         """The id of the project, created if absent. Returns the project id."""
-        row = self.connection.execute("SELECT project_id FROM projects WHERE workspace=? AND name=?",
-                                      (workspace, project_name)).fetchone()
+        row = self.connection.execute(
+            "SELECT project_id FROM projects WHERE workspace=? AND name=?", (workspace, project_name)
+        ).fetchone()
         if row:
             return row[0]
         project_id = uuid.uuid4().hex
         self.connection.execute(
             "INSERT INTO projects(project_id, workspace, name, created_ms) VALUES(?,?,?,?)",
-            (project_id, workspace, project_name, now_ms()))
+            (project_id, workspace, project_name, now_ms()),
+        )
         return project_id
 
-    def project(self, workspace: str | None = None, project_name: str | None = None,
-                project_id: str | None = None) -> dict | None:
+    def project(
+        self, workspace: str | None = None, project_name: str | None = None, project_id: str | None = None
+    ) -> dict | None:
         """A project's JSON (``projectId, projectName, workspaceName, ...``) or None."""
         if project_id is not None:
             row = self.connection.execute(
-                "SELECT project_id, workspace, name, created_ms FROM projects WHERE project_id=?",
-                (project_id,)).fetchone()
+                "SELECT project_id, workspace, name, created_ms FROM projects WHERE project_id=?", (project_id,)
+            ).fetchone()
         else:
             row = self.connection.execute(
                 "SELECT project_id, workspace, name, created_ms FROM projects WHERE workspace=? AND name=?",
-                (workspace, project_name)).fetchone()
+                (workspace, project_name),
+            ).fetchone()
         if not row:
             return None
-        count = self.connection.execute("SELECT COUNT(*) FROM experiments WHERE project_id=?",
-                                        (row[0],)).fetchone()[0]
-        return {"projectId": row[0], "workspaceName": row[1], "projectName": row[2],
-                "projectDescription": None, "ownerUserName": None, "isPublic": False,
-                "isShared": False, "numberOfExperiments": count, "lastUpdated": row[3]}
+        count = self.connection.execute("SELECT COUNT(*) FROM experiments WHERE project_id=?", (row[0],)).fetchone()[0]
+        return {
+            "projectId": row[0],
+            "workspaceName": row[1],
+            "projectName": row[2],
+            "projectDescription": None,
+            "ownerUserName": None,
+            "isPublic": False,
+            "isShared": False,
+            "numberOfExperiments": count,
+            "lastUpdated": row[3],
+        }
 
     def projects(self, workspace: str) -> list[dict]:
         """The projects of a workspace, oldest first."""
         rows = self.connection.execute(
-            "SELECT project_id FROM projects WHERE workspace=? ORDER BY created_ms, rowid", (workspace,))
+            "SELECT project_id FROM projects WHERE workspace=? ORDER BY created_ms, rowid", (workspace,)
+        )
         found = (self.project(project_id=r[0]) for r in rows.fetchall())
         return [project for project in found if project is not None]
 
     # --------------------------------------------------------------- experiments
 
-    def create_experiment(self, workspace: str, project_name: str, name: str | None,
-                          experiment_key: str | None = None) -> str:
+    def create_experiment(
+        self, workspace: str, project_name: str, name: str | None, experiment_key: str | None = None
+    ) -> str:
         """Create an experiment (and its project); returns its key. Call inside a transaction.
 
         ``experiment_key``: the key the live SDK chose (validated by the caller); None: a new one.
@@ -488,21 +534,25 @@ class Store:
         self.connection.execute(
             "INSERT INTO experiments(experiment_key, workspace, project_id, name, created_ms, "
             "start_ms, last_update_ms) VALUES(?,?,?,?,?,?,?)",
-            (experiment_key, workspace, project_id, name, created, created, created))
+            (experiment_key, workspace, project_id, name, created, created, created),
+        )
         if name is not None:
             self.add_other(experiment_key, "Name", name, created)
         return experiment_key
 
     def experiment_workspace(self, experiment_key: str) -> str | None:
         """The workspace of an experiment, or None when it does not exist."""
-        row = self.connection.execute("SELECT workspace FROM experiments WHERE experiment_key=?",
-                                      (experiment_key,)).fetchone()
+        row = self.connection.execute(
+            "SELECT workspace FROM experiments WHERE experiment_key=?", (experiment_key,)
+        ).fetchone()
         return row[0] if row else None
 
     def experiment_row(self, experiment_key: str) -> dict[str, Any] | None:
         cursor = self.connection.execute(
             "SELECT e.*, p.name AS project_name FROM experiments e JOIN projects p "
-            "ON p.project_id = e.project_id WHERE e.experiment_key=?", (experiment_key,))
+            "ON p.project_id = e.project_id WHERE e.experiment_key=?",
+            (experiment_key,),
+        )
         row = cursor.fetchone()
         if row is None:
             return None
@@ -513,7 +563,8 @@ class Store:
         assignments = "".join(f"{name}=?, " for name in columns)
         self.connection.execute(
             f"UPDATE experiments SET {assignments}last_update_ms=? WHERE experiment_key=?",
-            (*columns.values(), now_ms(), experiment_key))
+            (*columns.values(), now_ms(), experiment_key),
+        )
 
     def experiment_metadata(self, experiment_key: str, heartbeat_ms: Any) -> dict | None:
         """The ``experiment/metadata`` JSON, or None when the experiment does not exist.
@@ -536,12 +587,21 @@ class Store:
             finish = end if end is not None else max(row["last_update_ms"] or start, last_seen)
             duration = max(finish - start, 0)
         return {
-            "experimentKey": experiment_key, "experimentName": row["name"],
-            "workspaceName": row["workspace"], "projectName": row["project_name"],
-            "projectId": row["project_id"], "archived": bool(row["archived"]),
-            "durationMillis": duration, "startTimeMillis": start, "endTimeMillis": end,
-            "filePath": row["file_path"], "fileName": row["file_name"], "optimizationId": None,
-            "running": running, "hasCrashed": bool(row["has_crashed"]), "throttle": False,
+            "experimentKey": experiment_key,
+            "experimentName": row["name"],
+            "workspaceName": row["workspace"],
+            "projectName": row["project_name"],
+            "projectId": row["project_id"],
+            "archived": bool(row["archived"]),
+            "durationMillis": duration,
+            "startTimeMillis": start,
+            "endTimeMillis": end,
+            "filePath": row["file_path"],
+            "fileName": row["file_name"],
+            "optimizationId": None,
+            "running": running,
+            "hasCrashed": bool(row["has_crashed"]),
+            "throttle": False,
             "lastHeartbeatMillis": row["last_heartbeat_ms"],
         }
 
@@ -553,18 +613,22 @@ class Store:
         rows = self.connection.execute(
             "SELECT experiment_key FROM experiments WHERE archived=? AND (project_id=? OR "
             "experiment_key IN (SELECT experiment_key FROM symlinks WHERE project_id=?)) "
-            "ORDER BY created_ms, rowid", (int(archived), project["projectId"], project["projectId"]))
+            "ORDER BY created_ms, rowid",
+            (int(archived), project["projectId"], project["projectId"]),
+        )
         return [r[0] for r in rows]
 
     def add_symlink(self, experiment_key: str, project_id: str) -> None:
-        self.connection.execute("INSERT OR IGNORE INTO symlinks(experiment_key, project_id) VALUES(?,?)",
-                                (experiment_key, project_id))
+        self.connection.execute(
+            "INSERT OR IGNORE INTO symlinks(experiment_key, project_id) VALUES(?,?)", (experiment_key, project_id)
+        )
 
     # ------------------------------------------------------------- system details
 
     def system_details_raw(self, experiment_key: str) -> dict:
-        row = self.connection.execute("SELECT system_details FROM experiments WHERE experiment_key=?",
-                                      (experiment_key,)).fetchone()
+        row = self.connection.execute(
+            "SELECT system_details FROM experiments WHERE experiment_key=?", (experiment_key,)
+        ).fetchone()
         return json.loads(row[0]) if row else {}
 
     def merge_system_details(self, experiment_key: str, fields: dict) -> None:
@@ -576,32 +640,42 @@ class Store:
         details = self.system_details_raw(experiment_key)
         for name, value in fields.items():
             if name == "logAdditionalSystemInfoList":
-                merged: dict[str, Any] = {item["key"]: item["value"]
-                                          for item in details.get(name) or []}
+                merged: dict[str, Any] = {item["key"]: item["value"] for item in details.get(name) or []}
                 for item in value:
                     merged[item["key"]] = item["value"]
                 details[name] = [{"key": k, "value": v} for k, v in merged.items()]
             else:
                 details[name] = value
-        self.connection.execute("UPDATE experiments SET system_details=?, last_update_ms=? "
-                                "WHERE experiment_key=?", (_dumps(details), now_ms(), experiment_key))
+        self.connection.execute(
+            "UPDATE experiments SET system_details=?, last_update_ms=? WHERE experiment_key=?",
+            (_dumps(details), now_ms(), experiment_key),
+        )
 
     def system_details(self, experiment_key: str) -> dict:
         """The system-details read: exactly ``SYSTEM_DETAILS_KEYS``, null or [] when unset."""
         stored = self.system_details_raw(experiment_key)
-        result = {name: stored.get(name, [] if name in _LIST_SYSTEM_DETAILS_KEYS else None)
-                  for name in SYSTEM_DETAILS_KEYS}
-        names = [r[0] for r in self.connection.execute(
-            "SELECT DISTINCT name FROM metrics WHERE experiment_key=? AND is_system=1 ORDER BY name",
-            (experiment_key,))]
+        result = {
+            name: stored.get(name, [] if name in _LIST_SYSTEM_DETAILS_KEYS else None) for name in SYSTEM_DETAILS_KEYS
+        }
+        names = [
+            r[0]
+            for r in self.connection.execute(
+                "SELECT DISTINCT name FROM metrics WHERE experiment_key=? AND is_system=1 ORDER BY name",
+                (experiment_key,),
+            )
+        ]
         result["systemMetricNames"] = names
         total_ram = self.connection.execute(
             "SELECT value_number FROM metrics WHERE experiment_key=? AND name='sys.ram.total' "
-            "AND value_number IS NOT NULL ORDER BY id DESC LIMIT 1", (experiment_key,)).fetchone()
+            "AND value_number IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (experiment_key,),
+        ).fetchone()
         result["totalRam"] = _integral(total_ram[0]) if total_ram else None
         max_gpu = self.connection.execute(
             "SELECT MAX(value_number) FROM metrics WHERE experiment_key=? AND is_system=1 AND "
-            "name LIKE 'sys.gpu.%.total_memory'", (experiment_key,)).fetchone()
+            "name LIKE 'sys.gpu.%.total_memory'",
+            (experiment_key,),
+        ).fetchone()
         result["maxTotalMemory"] = _integral(max_gpu[0]) if max_gpu and max_gpu[0] is not None else None
         return result
 
@@ -621,29 +695,52 @@ class Store:
                 value_json, number = int.__repr__(value), numeric_value(value)
             else:
                 value_json, number = _dumps(value), numeric_value(value)
-            rows.append((experiment_key, name, value_json, number, step, epoch,
-                         context, timestamp_ms, int(name.startswith(SYSTEM_METRIC_PREFIX))))
+            rows.append(
+                (
+                    experiment_key,
+                    name,
+                    value_json,
+                    number,
+                    step,
+                    epoch,
+                    context,
+                    timestamp_ms,
+                    int(name.startswith(SYSTEM_METRIC_PREFIX)),
+                )
+            )
         self.connection.executemany(
             "INSERT INTO metrics(experiment_key, name, value_json, value_number, step, epoch, context, "
-            "timestamp_ms, is_system) VALUES(?,?,?,?,?,?,?,?,?)", rows)
+            "timestamp_ms, is_system) VALUES(?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
 
     def metrics(self, experiment_key: str, name: str | None = None) -> list[dict]:
         """Every stored point (of one metric, or all), in write order."""
-        query = ("SELECT id, name, value_json, timestamp_ms, step, epoch, context FROM metrics "
-                 "WHERE experiment_key=?")
+        query = "SELECT id, name, value_json, timestamp_ms, step, epoch, context FROM metrics WHERE experiment_key=?"
         params: tuple = (experiment_key,)
         if name is not None:
             query += " AND name=?"
             params += (name,)
         rows = self.connection.execute(query + " ORDER BY id", params)
-        return [{"metricName": r[1], "metricValue": render_value(r[2]), "timestamp": r[3],
-                 "step": r[4], "epoch": r[5], "runContext": r[6], "offset": r[0]} for r in rows]
+        return [
+            {
+                "metricName": r[1],
+                "metricValue": render_value(r[2]),
+                "timestamp": r[3],
+                "step": r[4],
+                "epoch": r[5],
+                "runContext": r[6],
+                "offset": r[0],
+            }
+            for r in rows
+        ]
 
     def metrics_summary(self, experiment_key: str) -> list[dict]:
         """Per metric: min and max over numeric points, and the current (last written) point."""
         rows = self.connection.execute(
-            "SELECT name, value_json, value_number, timestamp_ms, step FROM metrics "
-            "WHERE experiment_key=? ORDER BY id", (experiment_key,))
+            "SELECT name, value_json, value_number, timestamp_ms, step FROM metrics WHERE experiment_key=? ORDER BY id",
+            (experiment_key,),
+        )
         return _summaries(rows, editable=False)
 
     # --------------------------------------------------------- parameters, others
@@ -653,23 +750,27 @@ class Store:
         self.connection.executemany(
             "INSERT INTO parameters(experiment_key, name, value_json, step, context, source, "
             "timestamp_ms) VALUES(?,?,?,?,?,?,?)",
-            [(experiment_key, n, _dumps(v), s, c, src, t) for n, v, s, c, src, t in points])
+            [(experiment_key, n, _dumps(v), s, c, src, t) for n, v, s, c, src, t in points],
+        )
 
     def parameters_summary(self, experiment_key: str) -> list[dict]:
         rows = self.connection.execute(
-            "SELECT name, value_json, NULL, timestamp_ms, step FROM parameters "
-            "WHERE experiment_key=? ORDER BY id", (experiment_key,))
+            "SELECT name, value_json, NULL, timestamp_ms, step FROM parameters WHERE experiment_key=? ORDER BY id",
+            (experiment_key,),
+        )
         return _summaries(_with_numbers(rows), editable=True)
 
     def add_other(self, experiment_key: str, name: str, value: Any, timestamp_ms: int) -> None:
         self.connection.execute(
             "INSERT INTO others(experiment_key, name, value_json, timestamp_ms) VALUES(?,?,?,?)",
-            (experiment_key, name, _dumps(value), timestamp_ms))
+            (experiment_key, name, _dumps(value), timestamp_ms),
+        )
 
     def others_summary(self, experiment_key: str) -> list[dict]:
         rows = self.connection.execute(
-            "SELECT name, value_json, NULL, timestamp_ms, NULL FROM others "
-            "WHERE experiment_key=? ORDER BY id", (experiment_key,))
+            "SELECT name, value_json, NULL, timestamp_ms, NULL FROM others WHERE experiment_key=? ORDER BY id",
+            (experiment_key,),
+        )
         summaries = _summaries(_with_numbers(rows), editable=True)
         for summary in summaries:  # the log-other summary has no steps
             for key in ("stepMax", "stepMin", "stepCurrent"):
@@ -679,26 +780,35 @@ class Store:
     # ---------------------------------------------------------------- tags, output
 
     def add_tags(self, experiment_key: str, tags: list[str]) -> None:
-        self.connection.executemany("INSERT OR IGNORE INTO tags(experiment_key, tag) VALUES(?,?)",
-                                    [(experiment_key, t) for t in tags])
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO tags(experiment_key, tag) VALUES(?,?)", [(experiment_key, t) for t in tags]
+        )
 
     def delete_tags(self, experiment_key: str, tags: list[str]) -> None:
-        self.connection.executemany("DELETE FROM tags WHERE experiment_key=? AND tag=?",
-                                    [(experiment_key, t) for t in tags])
+        self.connection.executemany(
+            "DELETE FROM tags WHERE experiment_key=? AND tag=?", [(experiment_key, t) for t in tags]
+        )
 
     def tags(self, experiment_key: str) -> list[str]:
-        return [r[0] for r in self.connection.execute(
-            "SELECT tag FROM tags WHERE experiment_key=? ORDER BY rowid", (experiment_key,))]
+        return [
+            r[0]
+            for r in self.connection.execute(
+                "SELECT tag FROM tags WHERE experiment_key=? ORDER BY rowid", (experiment_key,)
+            )
+        ]
 
     def add_output_lines(self, experiment_key: str, lines: list[tuple]) -> None:
         """Insert output lines ``(text, is_stderr, local_timestamp, offset, context)``."""
         self.connection.executemany(
             "INSERT INTO output_lines(experiment_key, line, is_stderr, local_timestamp, offset_index, "
-            "context) VALUES(?,?,?,?,?,?)", [(experiment_key, *line) for line in lines])
+            "context) VALUES(?,?,?,?,?,?)",
+            [(experiment_key, *line) for line in lines],
+        )
 
     def output_line_count(self, experiment_key: str) -> int:
-        return self.connection.execute("SELECT COUNT(*) FROM output_lines WHERE experiment_key=?",
-                                        (experiment_key,)).fetchone()[0]
+        return self.connection.execute(
+            "SELECT COUNT(*) FROM output_lines WHERE experiment_key=?", (experiment_key,)
+        ).fetchone()[0]
 
     def output(self, experiment_key: str, stderr_only: bool | None = None) -> str:
         """The experiment's output, lines concatenated in arrival order."""
@@ -724,18 +834,22 @@ class Store:
             "INSERT INTO assets(asset_id, experiment_key, file_name, size_bytes, asset_type, step, "
             "context, metadata_json, grouping_name, extension, created_ms, path) "
             "VALUES(:asset_id, :experiment_key, :file_name, :size_bytes, :asset_type, :step, "
-            ":context, :metadata_json, :grouping_name, :extension, :created_ms, :path)", asset)
+            ":context, :metadata_json, :grouping_name, :extension, :created_ms, :path)",
+            asset,
+        )
 
     def remove_assets_named(self, experiment_key: str, file_name: str, asset_type: str) -> list[str]:
         """Delete index rows of same-named assets (for overwrite); returns their file paths."""
         rows = self.connection.execute(
             "SELECT asset_id, path FROM assets WHERE experiment_key=? AND file_name=? AND asset_type=?",
-            (experiment_key, file_name, asset_type)).fetchall()
+            (experiment_key, file_name, asset_type),
+        ).fetchall()
         self.connection.executemany("DELETE FROM assets WHERE asset_id=?", [(r[0],) for r in rows])
         return [r[1] for r in rows]
 
-    def assets(self, experiment_key: str, asset_type: str | None = None,
-               grouping_name: str | None = None) -> list[dict]:
+    def assets(
+        self, experiment_key: str, asset_type: str | None = None, grouping_name: str | None = None
+    ) -> list[dict]:
         query = "SELECT * FROM assets WHERE experiment_key=?"
         params: tuple = (experiment_key,)
         if asset_type is not None:
@@ -749,16 +863,21 @@ class Store:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def asset(self, experiment_key: str, asset_id: str) -> dict | None:
-        cursor = self.connection.execute("SELECT * FROM assets WHERE experiment_key=? AND asset_id=?",
-                                         (experiment_key, asset_id))
+        cursor = self.connection.execute(
+            "SELECT * FROM assets WHERE experiment_key=? AND asset_id=?", (experiment_key, asset_id)
+        )
         row = cursor.fetchone()
         return dict(zip([d[0] for d in cursor.description], row)) if row else None
 
     def model_names(self, experiment_key: str) -> list[str]:
-        return [r[0] for r in self.connection.execute(
-            "SELECT DISTINCT grouping_name FROM assets WHERE experiment_key=? AND "
-            "asset_type='model-element' AND grouping_name IS NOT NULL ORDER BY grouping_name",
-            (experiment_key,))]
+        return [
+            r[0]
+            for r in self.connection.execute(
+                "SELECT DISTINCT grouping_name FROM assets WHERE experiment_key=? AND "
+                "asset_type='model-element' AND grouping_name IS NOT NULL ORDER BY grouping_name",
+                (experiment_key,),
+            )
+        ]
 
 
 def _integral(number: float) -> int | float:
@@ -781,20 +900,28 @@ def _summaries(rows, editable: bool) -> list[dict]:
         summary = by_name.get(name)
         if summary is None:
             summary = by_name[name] = {
-                "name": name, "valueMax": None, "valueMin": None, "valueCurrent": None,
-                "timestampMax": None, "timestampMin": None, "timestampCurrent": None,
-                "stepMax": None, "stepMin": None, "stepCurrent": None, "editable": editable,
-                "_max": None, "_min": None}
+                "name": name,
+                "valueMax": None,
+                "valueMin": None,
+                "valueCurrent": None,
+                "timestampMax": None,
+                "timestampMin": None,
+                "timestampCurrent": None,
+                "stepMax": None,
+                "stepMin": None,
+                "stepCurrent": None,
+                "editable": editable,
+                "_max": None,
+                "_min": None,
+            }
         summary["valueCurrent"] = render_value(value_json)
         summary["timestampCurrent"] = timestamp_ms
         summary["stepCurrent"] = step
         if number is not None:
             if summary["_max"] is None or number > summary["_max"]:
-                summary.update(_max=number, valueMax=render_value(value_json),
-                               timestampMax=timestamp_ms, stepMax=step)
+                summary.update(_max=number, valueMax=render_value(value_json), timestampMax=timestamp_ms, stepMax=step)
             if summary["_min"] is None or number < summary["_min"]:
-                summary.update(_min=number, valueMin=render_value(value_json),
-                               timestampMin=timestamp_ms, stepMin=step)
+                summary.update(_min=number, valueMin=render_value(value_json), timestampMin=timestamp_ms, stepMin=step)
     result = []
     for summary in by_name.values():
         del summary["_max"], summary["_min"]
@@ -866,8 +993,9 @@ def downsample_min_max(points: list[tuple[float, float]], max_points: int) -> li
     return kept
 
 
-def metric_series_downsampled(store: Store, experiment_key: str,
-                              max_points: int = DEFAULT_MAX_POINTS_PER_SERIES) -> dict[str, dict]:
+def metric_series_downsampled(
+    store: Store, experiment_key: str, max_points: int = DEFAULT_MAX_POINTS_PER_SERIES
+) -> dict[str, dict]:
     """Every numeric metric series of an experiment, each cut to at most ``max_points`` points.
 
     A page read: x is the step for a metric whose points all carry one (typical of user metrics),
@@ -885,7 +1013,9 @@ def metric_series_downsampled(store: Store, experiment_key: str,
     """
     rows = store.connection.execute(
         "SELECT name, timestamp_ms, step, value_number, is_system FROM metrics "
-        "WHERE experiment_key=? AND value_number IS NOT NULL ORDER BY name, id", (experiment_key,))
+        "WHERE experiment_key=? AND value_number IS NOT NULL ORDER BY name, id",
+        (experiment_key,),
+    )
     by_name: dict[str, list[tuple]] = {}
     system: dict[str, bool] = {}
     for name, timestamp_ms, step, number, is_system in rows:
@@ -902,9 +1032,12 @@ def metric_series_downsampled(store: Store, experiment_key: str,
             points = sorted(((step, number) for _, step, number in series), key=lambda p: p[0])
         else:
             points = sorted(((ts, number) for ts, _, number in series), key=lambda p: p[0])
-        result[name] = {"x": "step" if use_step else "timestamp", "count": len(series),
-                        "isSystem": system[name], "points": [list(p) for p in
-                                                             downsample_min_max(points, max_points)]}
+        result[name] = {
+            "x": "step" if use_step else "timestamp",
+            "count": len(series),
+            "isSystem": system[name],
+            "points": [list(p) for p in downsample_min_max(points, max_points)],
+        }
     return result
 
 
@@ -915,17 +1048,30 @@ def experiments_for_index(store: Store, workspace: str, project_name: str | None
         ``[{"experimentKey", "name", "projectName", "createdMs", "startMs", "endMs",
         "lastHeartbeatMs", "lastUpdateMs", "hasCrashed", "archived", "hostname"}]``.
     """
-    query = ("SELECT e.experiment_key, e.name, p.name, e.created_ms, e.start_ms, e.end_ms, "
-             "e.last_heartbeat_ms, e.last_update_ms, e.has_crashed, e.archived, "
-             # json_valid first: a record an older server stored with NaN is not JSON to SQLite.
-             "CASE WHEN json_valid(e.system_details) THEN json_extract(e.system_details, '$.hostname') END "
-             "FROM experiments e JOIN projects p "
-             "ON p.project_id = e.project_id WHERE e.workspace=?")
+    query = (
+        "SELECT e.experiment_key, e.name, p.name, e.created_ms, e.start_ms, e.end_ms, "
+        "e.last_heartbeat_ms, e.last_update_ms, e.has_crashed, e.archived, "
+        # json_valid first: a record an older server stored with NaN is not JSON to SQLite.
+        "CASE WHEN json_valid(e.system_details) THEN json_extract(e.system_details, '$.hostname') END "
+        "FROM experiments e JOIN projects p "
+        "ON p.project_id = e.project_id WHERE e.workspace=?"
+    )
     params: tuple = (workspace,)
     if project_name is not None:
         query += " AND p.name=?"
         params += (project_name,)
     rows = store.connection.execute(query + " ORDER BY e.created_ms DESC, e.rowid DESC", params)
-    names = ("experimentKey", "name", "projectName", "createdMs", "startMs", "endMs",
-             "lastHeartbeatMs", "lastUpdateMs", "hasCrashed", "archived", "hostname")
+    names = (
+        "experimentKey",
+        "name",
+        "projectName",
+        "createdMs",
+        "startMs",
+        "endMs",
+        "lastHeartbeatMs",
+        "lastUpdateMs",
+        "hasCrashed",
+        "archived",
+        "hostname",
+    )
     return [dict(zip(names, row)) for row in rows]

@@ -90,7 +90,11 @@ class _BoundedReader(threading.Thread):
     def run(self) -> None:
         try:
             while True:
-                chunk = self._stream.read1(_READ_CHUNK_BYTES) if hasattr(self._stream, "read1") else self._stream.read(_READ_CHUNK_BYTES)
+                chunk = (
+                    self._stream.read1(_READ_CHUNK_BYTES)
+                    if hasattr(self._stream, "read1")
+                    else self._stream.read(_READ_CHUNK_BYTES)
+                )
                 if not chunk:
                     break
                 self.total_bytes += len(chunk)
@@ -182,7 +186,9 @@ def run_command(
         _kill_group(process)
         stdout_reader.join(1.0)
         stderr_reader.join(1.0)
-        raise CommandTimedOut(f"{argv[0]!r} did not finish within {timeout_s:g} s and was killed", argv, timeout_s) from None
+        raise CommandTimedOut(
+            f"{argv[0]!r} did not finish within {timeout_s:g} s and was killed", argv, timeout_s
+        ) from None
     # The command exited, but a child it left behind may still hold the pipes open: bound the wait.
     remaining_s = max(0.5, timeout_s - (time.monotonic() - started))
     stdout_reader.join(remaining_s)

@@ -36,12 +36,18 @@ logger = logging.getLogger(__name__)
 _EMPTY_TREE_SHA1 = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 _READ_ONLY_CONFIG = (
-    "-c", "core.fsmonitor=false",
-    "-c", "core.quotePath=false",
-    "-c", "diff.noprefix=false",
-    "-c", "diff.mnemonicPrefix=false",
-    "-c", "diff.relative=false",
-    "-c", "color.ui=false",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.quotePath=false",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "diff.relative=false",
+    "-c",
+    "color.ui=false",
 )
 
 
@@ -163,7 +169,9 @@ class GitRepository:
         env.update({"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"})
         argv = [self._program, *_READ_ONLY_CONFIG, *args]
         try:
-            result = run_command(argv, timeout_s=timeout_s, max_output_bytes=max_output_bytes, cwd=self.working_dir, env=env)
+            result = run_command(
+                argv, timeout_s=timeout_s, max_output_bytes=max_output_bytes, cwd=self.working_dir, env=env
+            )
         except CommandTimedOut:
             raise GitUnavailable(f"git {args[0]} did not finish within {timeout_s:g} s") from None
         except CommandNotFound:
@@ -209,8 +217,20 @@ class GitRepository:
         result = self._run(
             # Plumbing diff-index, not porcelain diff: `git diff` rewrites the index to refresh stat
             # data even with GIT_OPTIONAL_LOCKS=0 (git 2.39), and the job's repository is not ours to touch.
-            ["diff-index", "-p", "--no-color", "--no-ext-diff", "--no-textconv", "--binary", "--submodule=short", base, "--"],
+            [
+                "diff-index",
+                "-p",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--binary",
+                "--submodule=short",
+                base,
+                "--",
+            ],
             timeout_s=timeout_s,
             max_output_bytes=max_bytes,
         )
-        return BoundedOutput(data=result.stdout, total_bytes=result.stdout_total_bytes, truncated=result.stdout_truncated)
+        return BoundedOutput(
+            data=result.stdout, total_bytes=result.stdout_total_bytes, truncated=result.stdout_truncated
+        )

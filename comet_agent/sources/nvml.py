@@ -207,8 +207,7 @@ class NvmlGateway:
                 except ImportError as error:
                     raise NvmlUnavailable(
                         self._with_container_hint(
-                            f"the pynvml module is not importable ({error}); install it with "
-                            "`pip install nvidia-ml-py`"
+                            f"the pynvml module is not importable ({error}); install it with `pip install nvidia-ml-py`"
                         )
                     ) from None
             try:
@@ -317,7 +316,9 @@ class NvmlGateway:
         if container_value is not None and container_value.strip().lower() in _NO_GPU_CONTAINER_VALUES:
             # clearml#1508: GPU operators using CDI set the variable to "void" and still inject
             # devices. NVML is the authority: what it can reach is monitored.
-            logger.info("NVIDIA_VISIBLE_DEVICES=%r, but NVML reaches %d GPU(s); monitoring them", container_value, count)
+            logger.info(
+                "NVIDIA_VISIBLE_DEVICES=%r, but NVML reaches %d GPU(s); monitoring them", container_value, count
+            )
         # A board this process may not open (a Slurm or container device cgroup) answers
         # NoPermission here: it is left out of the visible list, the others carry on.
         handles = [
@@ -341,11 +342,14 @@ class NvmlGateway:
             return mig_cache
 
         raw_value = self._environ.get("CUDA_VISIBLE_DEVICES")
-        selection, stopped_at = select_visible_devices(parse_cuda_visible_devices(raw_value), uuids, enumerate_mig_uuids)
+        selection, stopped_at = select_visible_devices(
+            parse_cuda_visible_devices(raw_value), uuids, enumerate_mig_uuids
+        )
         if stopped_at is not None:
             logger.info(
                 "CUDA_VISIBLE_DEVICES=%r: entry %r names no usable GPU; as CUDA does, later entries are ignored",
-                raw_value, stopped_at,
+                raw_value,
+                stopped_at,
             )
         visible: list[VisibleGpu] = []
         for index, slot in selection:

@@ -752,7 +752,9 @@ class CgroupLimits:
     memory_limit_bytes: Optional[int]
 
 
-def read_cgroup_limits(procfs_root: str = "/proc", cgroup_root: str = CGROUP_ROOT, pid: Optional[int] = None) -> CgroupLimits:
+def read_cgroup_limits(
+    procfs_root: str = "/proc", cgroup_root: str = CGROUP_ROOT, pid: Optional[int] = None
+) -> CgroupLimits:
     """CPU quota and memory limit set on the cgroup of ``pid`` (``self`` when None), v2 or v1.
 
     Only the job's own cgroup is read (not its ancestors; ``find_cgroup_cpu_limit`` walks those).
@@ -770,22 +772,31 @@ def read_cgroup_limits(procfs_root: str = "/proc", cgroup_root: str = CGROUP_ROO
         return CgroupLimits(
             version=2,
             cpu_quota_cpus=parse_cpu_max_cpus(_read_text_or_empty(os.path.join(cpu_dir, "cpu.max"))),
-            memory_limit_bytes=parse_cgroup_memory_limit_bytes(_read_text_or_empty(os.path.join(memory_dir, "memory.max"))),
+            memory_limit_bytes=parse_cgroup_memory_limit_bytes(
+                _read_text_or_empty(os.path.join(memory_dir, "memory.max"))
+            ),
         )
     v1 = membership.v1_paths
     if not v1:
         return CgroupLimits(version=None, cpu_quota_cpus=None, memory_limit_bytes=None)
-    cpu_mount = next((os.path.join(cgroup_root, m) for m in ("cpu,cpuacct", "cpu") if os.path.isdir(os.path.join(cgroup_root, m))), None)
+    cpu_mount = next(
+        (os.path.join(cgroup_root, m) for m in ("cpu,cpuacct", "cpu") if os.path.isdir(os.path.join(cgroup_root, m))),
+        None,
+    )
     quota_cpus = None
     if cpu_mount and "cpu" in v1:
         cpu_dir = resolve_cgroup_directory(cpu_mount, v1["cpu"], "cpu.cfs_quota_us")
-        quota_cpus = parse_cfs_quota_cpus(_read_text_or_empty(os.path.join(cpu_dir, "cpu.cfs_quota_us")),
-                                          _read_text_or_empty(os.path.join(cpu_dir, "cpu.cfs_period_us")))
+        quota_cpus = parse_cfs_quota_cpus(
+            _read_text_or_empty(os.path.join(cpu_dir, "cpu.cfs_quota_us")),
+            _read_text_or_empty(os.path.join(cpu_dir, "cpu.cfs_period_us")),
+        )
     limit_bytes = None
     memory_mount = os.path.join(cgroup_root, "memory")
     if "memory" in v1 and os.path.isdir(memory_mount):
         memory_dir = resolve_cgroup_directory(memory_mount, v1["memory"], "memory.limit_in_bytes")
-        limit_bytes = parse_cgroup_memory_limit_bytes(_read_text_or_empty(os.path.join(memory_dir, "memory.limit_in_bytes")))
+        limit_bytes = parse_cgroup_memory_limit_bytes(
+            _read_text_or_empty(os.path.join(memory_dir, "memory.limit_in_bytes"))
+        )
     return CgroupLimits(version=1, cpu_quota_cpus=quota_cpus, memory_limit_bytes=limit_bytes)
 
 

@@ -25,8 +25,10 @@ from comet_agent.api.page_login import page_url
 
 #: The hostile value put into every experiment field the page shows. If any copy of it ran as
 #: script (or became an element), the page's <html> would carry data-pwned and window.__pwned.
-HOSTILE = ("<script>window.__pwned=1;document.documentElement.setAttribute('data-pwned','1')</script>"
-           "<img src=x onerror=\"window.__pwned=1;document.documentElement.setAttribute('data-pwned','1')\">")
+HOSTILE = (
+    "<script>window.__pwned=1;document.documentElement.setAttribute('data-pwned','1')</script>"
+    "<img src=x onerror=\"window.__pwned=1;document.documentElement.setAttribute('data-pwned','1')\">"
+)
 
 #: Sections every experiment page has (``data-section`` values).
 EXPECTED_SECTIONS = ("overview", "tags", "metrics", "system", "gpus", "packages", "git", "output")
@@ -56,11 +58,24 @@ def require_chromium() -> str:
 
 
 def _chromium(args: list[str], profile_dir: Path) -> subprocess.CompletedProcess:
-    argv = [require_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--metrics-recording-only", "--mute-audio", "--hide-scrollbars",
-            f"--user-data-dir={profile_dir}", *args]
+    argv = [
+        require_chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--metrics-recording-only",
+        "--mute-audio",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile_dir}",
+        *args,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=_BROWSER_TIMEOUT_S, check=False)
 
 
@@ -72,12 +87,15 @@ def dump_dom(url: str, profile_dir: Path, budget_ms: int = 4000) -> str:
     return result.stdout
 
 
-def screenshot(url: str, path: Path, profile_dir: Path, width: int = 1400, height: int = 2600,
-               budget_ms: int = 4000) -> Path:
+def screenshot(
+    url: str, path: Path, profile_dir: Path, width: int = 1400, height: int = 2600, budget_ms: int = 4000
+) -> Path:
     """A PNG of the page at ``path`` (``--screenshot``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = _chromium([f"--virtual-time-budget={budget_ms}", f"--window-size={width},{height}",
-                        f"--screenshot={path}", url], profile_dir)
+    result = _chromium(
+        [f"--virtual-time-budget={budget_ms}", f"--window-size={width},{height}", f"--screenshot={path}", url],
+        profile_dir,
+    )
     if not path.exists() or path.stat().st_size == 0:
         raise AssertionError(f"chromium --screenshot wrote nothing ({result.returncode}): {result.stderr[-2000:]}")
     return path
@@ -117,11 +135,13 @@ class _DomReader(html.parser.HTMLParser):
             self.sections.append(attributes["data-section"])
         if tag == "figure" and "chart" in (attributes.get("class") or "").split():
             self._figure = attributes.get("id")
-            self.charts[self._figure] = {"chartId": attributes.get("data-chart-id"),
-                                         "kind": attributes.get("data-kind"),
-                                         "expectedSeries": int(attributes.get("data-series") or 0),
-                                         "renderedPoints": int(attributes.get("data-rendered-points") or 0),
-                                         "series": {}}
+            self.charts[self._figure] = {
+                "chartId": attributes.get("data-chart-id"),
+                "kind": attributes.get("data-kind"),
+                "expectedSeries": int(attributes.get("data-series") or 0),
+                "renderedPoints": int(attributes.get("data-rendered-points") or 0),
+                "series": {},
+            }
         if tag == "path" and self._figure and "data-points" in attributes:
             self.charts[self._figure]["series"][attributes.get("data-series")] = int(attributes["data-points"])
 
@@ -160,9 +180,13 @@ class PageCheck:
     @property
     def empty_charts(self) -> list[str]:
         """Charts the page's JS did not draw, or drew without points in some series."""
-        return [dom_id for dom_id, chart in self.charts.items()
-                if chart["renderedPoints"] == 0 or len(chart["series"]) != chart["expectedSeries"]
-                or any(n == 0 for n in chart["series"].values())]
+        return [
+            dom_id
+            for dom_id, chart in self.charts.items()
+            if chart["renderedPoints"] == 0
+            or len(chart["series"]) != chart["expectedSeries"]
+            or any(n == 0 for n in chart["series"].values())
+        ]
 
     def chart_ids(self) -> set[str]:
         """The ``data-chart-id`` of every chart (``cpu``, ``ram``, ``user:<name>``, ...)."""
@@ -178,17 +202,21 @@ def read_dom(dom: str) -> _DomReader:
 
 def experiment_path(server, experiment_key: str, api_key: Optional[str] = None) -> str:
     """``/{workspace}/{project}/{key}`` of an experiment, read through the REST API."""
-    response = requests.get(server.url + "/api/rest/v2/experiment/metadata",
-                            params={"experimentKey": experiment_key},
-                            headers={"Authorization": api_key or server.api_key}, timeout=30)
+    response = requests.get(
+        server.url + "/api/rest/v2/experiment/metadata",
+        params={"experimentKey": experiment_key},
+        headers={"Authorization": api_key or server.api_key},
+        timeout=30,
+    )
     response.raise_for_status()
     meta = response.json()
     archive = "archive/" if meta.get("archived") else ""
     return f"/{meta['workspaceName']}/{meta['projectName']}/{archive}{experiment_key}"
 
 
-def check_experiment_page(server, experiment_key: str, tmp_path: Path, api_key: Optional[str] = None,
-                          screenshot_to: Optional[Path] = None) -> PageCheck:
+def check_experiment_page(
+    server, experiment_key: str, tmp_path: Path, api_key: Optional[str] = None, screenshot_to: Optional[Path] = None
+) -> PageCheck:
     """Open an experiment's page in headless Chromium (logged in) and report what rendered.
 
     Args:
@@ -211,14 +239,22 @@ def check_experiment_page(server, experiment_key: str, tmp_path: Path, api_key: 
     if screenshot_to is not None:
         screenshot_to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, screenshot_to)
-    foreign = [s for s in reader.scripts
-               if s.get("type") != "application/json" and s.get("src") != "/local/static/pages.js"]
-    return PageCheck(url=server.url + path, sections=reader.sections, charts=reader.charts,
-                     pwned="data-pwned" in reader.html_attrs or "data-pwned" in reader.body_attrs,
-                     foreign_scripts=foreign, images=reader.images,
-                     event_handler_attrs=reader.event_handler_attrs, text="".join(reader.text_parts),
-                     charts_rendered_attr=reader.body_attrs.get("data-charts-rendered"),
-                     screenshot=shot, dom=dom)
+    foreign = [
+        s for s in reader.scripts if s.get("type") != "application/json" and s.get("src") != "/local/static/pages.js"
+    ]
+    return PageCheck(
+        url=server.url + path,
+        sections=reader.sections,
+        charts=reader.charts,
+        pwned="data-pwned" in reader.html_attrs or "data-pwned" in reader.body_attrs,
+        foreign_scripts=foreign,
+        images=reader.images,
+        event_handler_attrs=reader.event_handler_attrs,
+        text="".join(reader.text_parts),
+        charts_rendered_attr=reader.body_attrs.get("data-charts-rendered"),
+        screenshot=shot,
+        dom=dom,
+    )
 
 
 # ------------------------------------------------------------------ experiment data
@@ -255,19 +291,25 @@ def synthetic_gpu_points(start_ms: int, samples: int = 3, gpus: int = 2) -> list
     for index in range(samples):
         for gpu in range(gpus):
             prefix = f"sys.gpu.{gpu}."
-            for field, value in (("gpu_utilization", 50 + 10 * index + gpu), ("memory_utilization", 20 + index),
-                                 ("used_memory", (10 + index) * 2**30), ("total_memory", 80 * 2**30),
-                                 ("temperature", 60 + index), ("power_usage", 300000 + 1000 * index),
-                                 ("power_limit", 700000)):
-                points.append({"metricName": prefix + field, "metricValue": value,
-                               "timestamp": start_ms + index * 1000})
+            for field, value in (
+                ("gpu_utilization", 50 + 10 * index + gpu),
+                ("memory_utilization", 20 + index),
+                ("used_memory", (10 + index) * 2**30),
+                ("total_memory", 80 * 2**30),
+                ("temperature", 60 + index),
+                ("power_usage", 300000 + 1000 * index),
+                ("power_limit", 700000),
+            ):
+                points.append(
+                    {"metricName": prefix + field, "metricValue": value, "timestamp": start_ms + index * 1000}
+                )
     return points
 
 
 def log_points(experiment, points: list[dict]) -> None:
     """Send points through ``APIExperiment.log_metrics_batch`` in batches of 1000."""
     for start in range(0, len(points), 1000):
-        experiment.log_metrics_batch(points[start:start + 1000])
+        experiment.log_metrics_batch(points[start : start + 1000])
 
 
 def fill_experiment(experiment, hostile: bool = True, real_static: bool = True) -> dict:
@@ -286,12 +328,15 @@ def fill_experiment(experiment, hostile: bool = True, real_static: bool = True) 
         details = _writable_details(system_details(snapshot))
     else:
         details = {"hostname": "box", "installedPackages": ["numpy==1.26.4"]}
-    details["installedPackages"] = list(details.get("installedPackages") or []) + ([f"evil{bad}==1.0"] if hostile else [])
+    details["installedPackages"] = list(details.get("installedPackages") or []) + (
+        [f"evil{bad}==1.0"] if hostile else []
+    )
     details["osPackages"] = list(details.get("osPackages") or []) + ([f"libevil{bad}=1"] if hostile else [])
     details["command"] = ["python", "train.py", "--note", f"x{bad}"]
     details["gpuStaticInfoList"] = [
         {"gpuIndex": 0, "name": f"NVIDIA H100{bad}", "uuid": "GPU-0", "totalMemory": 80 * 2**30, "powerLimit": 700000},
-        {"gpuIndex": 1, "name": "NVIDIA H100", "uuid": "GPU-1", "totalMemory": 80 * 2**30, "powerLimit": 700000}]
+        {"gpuIndex": 1, "name": "NVIDIA H100", "uuid": "GPU-1", "totalMemory": 80 * 2**30, "powerLimit": 700000},
+    ]
     experiment.update_system_details(details)
     if hostile:
         experiment.log_additional_system_info(f"note{bad}", f"value{bad}")
@@ -300,13 +345,24 @@ def fill_experiment(experiment, hostile: bool = True, real_static: bool = True) 
     points = real_metric_points(samples=4, start_ms=start_ms) + synthetic_gpu_points(start_ms, samples=4)
     user = ["loss", f"acc{bad}"] if hostile else ["loss", "acc"]
     for step in range(20):
-        points.append({"metricName": user[0], "metricValue": 1.0 / (step + 1), "step": step, "timestamp": start_ms + step})
+        points.append(
+            {"metricName": user[0], "metricValue": 1.0 / (step + 1), "step": step, "timestamp": start_ms + step}
+        )
         points.append({"metricName": user[1], "metricValue": step / 20, "step": step, "timestamp": start_ms + step})
     log_points(experiment, points)
     experiment.log_output(f"epoch 1 loss 0.5 {bad}\n")
     experiment.log_output(f"warning: something on stderr {bad}\n", stderr=True)
-    experiment.set_git_metadata(user="alice", root="0" * 40, branch=f"refs/heads/main{bad}",
-                                parent="1" * 40, origin="https://example.invalid/repo.git")
-    experiment.set_git_patch(("diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
-                              f"@@ -1,2 +1,2 @@\n-lr = 0.1\n+lr = 0.01 # {bad}\n context line\n").encode())
+    experiment.set_git_metadata(
+        user="alice",
+        root="0" * 40,
+        branch=f"refs/heads/main{bad}",
+        parent="1" * 40,
+        origin="https://example.invalid/repo.git",
+    )
+    experiment.set_git_patch(
+        (
+            "diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
+            f"@@ -1,2 +1,2 @@\n-lr = 0.1\n+lr = 0.01 # {bad}\n context line\n"
+        ).encode()
+    )
     return {"metric_names": sorted({p["metricName"] for p in points}), "user_metrics": user}

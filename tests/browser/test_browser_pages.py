@@ -51,8 +51,18 @@ def test_experiment_page_renders_every_section_and_chart(clean, tmp_path):
     assert check.empty_charts == [], {k: check.charts[k] for k in check.empty_charts}
     assert check.charts_rendered_attr == str(len(check.charts))
     ids = check.chart_ids()
-    for expected in ("cpu", "ram", "load", "gpu-utilization", "gpu-memory", "gpu-temperature", "gpu-power",
-                     "network", "disk-io", "proc-memory"):
+    for expected in (
+        "cpu",
+        "ram",
+        "load",
+        "gpu-utilization",
+        "gpu-memory",
+        "gpu-temperature",
+        "gpu-power",
+        "network",
+        "disk-io",
+        "proc-memory",
+    ):
         assert expected in ids, f"chart {expected} missing; have {sorted(ids)}"
     for user_metric in info["user_metrics"]:
         assert f"user:{user_metric}" in ids

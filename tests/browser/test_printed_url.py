@@ -38,12 +38,17 @@ def _comet_agent() -> list[str]:
 
 def _environment(home: Path, **extra: str) -> dict:
     """This process's environment with nothing of Comet's, no proxies and its own HOME."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("COMET_", "XDG_")) and name != "STATE_DIRECTORY"
-           and name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("COMET_", "XDG_"))
+        and name != "STATE_DIRECTORY"
+        and name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
     home.mkdir(parents=True, exist_ok=True)
-    env.update(HOME=str(home), PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), **extra)
+    env.update(
+        HOME=str(home), PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), **extra
+    )
     return env
 
 
@@ -80,9 +85,14 @@ def test_the_url_a_run_prints_opens_its_experiment_page(tmp_path):
     data_dir = tmp_path / "data"
     # Nothing configured: no COMET_* variable, no ~/.comet.config; only the data directory is
     # moved off the real home, the way the README's COMET_AGENT_DATA_DIR does.
-    run = subprocess.run([*_comet_agent(), "run", "--", sys.executable, "-c", TRAINING],
-                         env=_environment(tmp_path / "home", COMET_AGENT_DATA_DIR=str(data_dir)),
-                         cwd=str(tmp_path), capture_output=True, text=True, timeout=_RUN_TIMEOUT_S)
+    run = subprocess.run(
+        [*_comet_agent(), "run", "--", sys.executable, "-c", TRAINING],
+        env=_environment(tmp_path / "home", COMET_AGENT_DATA_DIR=str(data_dir)),
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=_RUN_TIMEOUT_S,
+    )
     assert run.returncode == 0, run.stderr
     assert "step 2 loss 0.25" in run.stdout
     first = re.search(r"^comet-agent: experiment (\w+): recording to (\S+)$", run.stderr, re.M)
@@ -127,8 +137,9 @@ def test_a_run_on_a_running_server_names_no_command(tmp_path):
     data_dir = tmp_path / "data"
     env = _environment(tmp_path / "home", COMET_AGENT_DATA_DIR=str(data_dir))
     log_path = tmp_path / "server.log"
-    server = _start_server([*_comet_agent(), "server", "--port", "0", "--data-dir", str(data_dir / "server")],
-                           env, tmp_path, log_path)
+    server = _start_server(
+        [*_comet_agent(), "server", "--port", "0", "--data-dir", str(data_dir / "server")], env, tmp_path, log_path
+    )
     try:
         info = data_dir / "server" / "server.json"
         deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
@@ -136,14 +147,21 @@ def test_a_run_on_a_running_server_names_no_command(tmp_path):
             time.sleep(0.2)
         assert info.exists(), log_path.read_text()[-2000:]
         root = re.search(r"listening on (\S+)", log_path.read_text()).group(1)
-        run = subprocess.run([*_comet_agent(), "run", "--", sys.executable, "-c", TRAINING], env=env,
-                             cwd=str(tmp_path), capture_output=True, text=True, timeout=_RUN_TIMEOUT_S)
+        run = subprocess.run(
+            [*_comet_agent(), "run", "--", sys.executable, "-c", TRAINING],
+            env=env,
+            cwd=str(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=_RUN_TIMEOUT_S,
+        )
         assert run.returncode == 0, run.stderr
         key = re.search(r"^comet-agent: experiment (\w+): recording to ", run.stderr, re.M).group(1)
         url = f"{root}/local/general/{key}"
         last = run.stderr.rstrip("\n").splitlines()[-1]
-        assert last == (f"comet-agent: open {url} and log in with the API key stored in "
-                        f"{data_dir / 'server' / 'api_key'}")
+        assert last == (
+            f"comet-agent: open {url} and log in with the API key stored in {data_dir / 'server' / 'api_key'}"
+        )
         assert requests.get(url, timeout=10).status_code == 401  # served: the login page, not a 404
     finally:
         _stop(server)

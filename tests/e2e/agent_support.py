@@ -16,14 +16,16 @@ REPO = Path(__file__).resolve().parents[2]
 def agent_env(server, data_dir: Path, **extra: str) -> dict:
     """Environment for an agent subprocess talking to ``server``, with its own data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update({
-        "COMET_URL_OVERRIDE": server.clientlib_url,
-        "COMET_API_KEY": server.api_key,
-        "COMET_AGENT_DATA_DIR": str(data_dir),
-        "COMET_ERROR_TRACKING_ENABLE": "false",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-    })
+    env.update(
+        {
+            "COMET_URL_OVERRIDE": server.clientlib_url,
+            "COMET_API_KEY": server.api_key,
+            "COMET_AGENT_DATA_DIR": str(data_dir),
+            "COMET_ERROR_TRACKING_ENABLE": "false",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+        }
+    )
     env.update(extra)
     return env
 
@@ -33,14 +35,26 @@ def agent_argv(*args: str) -> list[str]:
 
 
 def start_agent(server, data_dir: Path, *args: str, **extra_env: str) -> subprocess.Popen:
-    return subprocess.Popen(agent_argv(*args), env=agent_env(server, data_dir, **extra_env), cwd=str(REPO),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        agent_argv(*args),
+        env=agent_env(server, data_dir, **extra_env),
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
-def run_agent(server, data_dir: Path, *args: str, timeout_s: float = 60, input_bytes: Optional[bytes] = None,
-              **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(agent_argv(*args), env=agent_env(server, data_dir, **extra_env), cwd=str(REPO),
-                          capture_output=True, timeout=timeout_s, input=input_bytes)
+def run_agent(
+    server, data_dir: Path, *args: str, timeout_s: float = 60, input_bytes: Optional[bytes] = None, **extra_env: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        agent_argv(*args),
+        env=agent_env(server, data_dir, **extra_env),
+        cwd=str(REPO),
+        capture_output=True,
+        timeout=timeout_s,
+        input=input_bytes,
+    )
 
 
 def wait_for(condition: Callable[[], object], timeout_s: float = 30, interval_s: float = 0.1, what: str = "condition"):

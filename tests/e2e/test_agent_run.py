@@ -43,22 +43,41 @@ def _cpu_timestamps(experiment) -> list[int]:
 
 def _spooled_cpu_timestamps(data_dir, experiment_key) -> list[int]:
     """Sample times of the ``sys.cpu.percent.avg`` points waiting in the spool (each push's metric batch)."""
-    return [point["timestamp"] for endpoint, payload, _ in spool_entries(data_dir, experiment_key)
-            if endpoint == "metrics_batch"
-            for point in json.loads(payload)["values"] if point["metricName"] == "sys.cpu.percent.avg"]
+    return [
+        point["timestamp"]
+        for endpoint, payload, _ in spool_entries(data_dir, experiment_key)
+        if endpoint == "metrics_batch"
+        for point in json.loads(payload)["values"]
+        if point["metricName"] == "sys.cpu.percent.avg"
+    ]
 
 
 def test_wrapped_command_output_exit_code_and_snapshot_round_trip(local_server, tmp_path):
     """The child's stdout/stderr pass through unchanged and land in the experiment; its exit code is ours."""
     local_server.set_intervals(**FAST)
-    script = ("import sys, time\n"
-              "print('out line 1'); sys.stderr.write('err line 1\\n'); sys.stderr.flush()\n"
-              "sys.stdout.buffer.write(b'bytes \\xff\\xfe not utf-8\\n'); sys.stdout.flush()\n"
-              "time.sleep(1.5)\n"
-              "print('out line 2')\n"
-              "sys.exit(3)\n")
-    result = run_agent(local_server, tmp_path / "data", "run", "--workspace", "ws", "--project", "wrapped",
-                       "--", sys.executable, "-c", script, "--api-key", "hunter2-not-a-real-key")
+    script = (
+        "import sys, time\n"
+        "print('out line 1'); sys.stderr.write('err line 1\\n'); sys.stderr.flush()\n"
+        "sys.stdout.buffer.write(b'bytes \\xff\\xfe not utf-8\\n'); sys.stdout.flush()\n"
+        "time.sleep(1.5)\n"
+        "print('out line 2')\n"
+        "sys.exit(3)\n"
+    )
+    result = run_agent(
+        local_server,
+        tmp_path / "data",
+        "run",
+        "--workspace",
+        "ws",
+        "--project",
+        "wrapped",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        "--api-key",
+        "hunter2-not-a-real-key",
+    )
     assert result.returncode == 3, result.stderr.decode()
     assert result.stdout == b"out line 1\nbytes \xff\xfe not utf-8\nout line 2\n"
     assert b"err line 1\n" in result.stderr
@@ -102,8 +121,11 @@ def test_push_rate_follows_the_intervals_the_server_recommends(local_server, tmp
         wait_for(lambda: len(_cpu_timestamps(experiment)) >= 5, 30, what="five pushes at 1 s")
         local_server.set_intervals(cpu_interval_ms=3000)
         changed_at_ms = int(time.time() * 1000)
-        wait_for(lambda: len([t for t in _cpu_timestamps(experiment) if t > changed_at_ms + 2000]) >= 3, 40,
-                 what="three pushes at 3 s")
+        wait_for(
+            lambda: len([t for t in _cpu_timestamps(experiment) if t > changed_at_ms + 2000]) >= 3,
+            40,
+            what="three pushes at 3 s",
+        )
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
@@ -133,8 +155,9 @@ def test_outage_of_30_seconds_delivers_every_sample_once_in_order(local_server, 
         wait_for(lambda: not spool_entries(tmp_path / "data", experiment.id), 60, what="the spool to drain")
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
-        stamps = _cpu_timestamps(APIExperiment(api=API(api_key=key, url_override=restarted.clientlib_url),
-                                               previous_experiment=experiment.id))
+        stamps = _cpu_timestamps(
+            APIExperiment(api=API(api_key=key, url_override=restarted.clientlib_url), previous_experiment=experiment.id)
+        )
     finally:
         if agent.poll() is None:
             agent.kill()
@@ -158,16 +181,22 @@ def test_sigkill_then_restart_replays_the_spool(local_server, tmp_path):
     restarted = None
     try:
         # The server is down: the agent runs on and spools, snapshot included.
-        wait_for(lambda: any(e[0] == "system_details" for e in spool_entries(tmp_path / "data", experiment.id)),
-                 30, what="the snapshot in the spool while the server is down")
+        wait_for(
+            lambda: any(e[0] == "system_details" for e in spool_entries(tmp_path / "data", experiment.id)),
+            30,
+            what="the snapshot in the spool while the server is down",
+        )
         assert agent.poll() is None, agent.stderr.read().decode()
         restarted = LocalServer(data_dir, port=port, api_keys=[key]).start()
         restarted.set_intervals(**FAST)
         # The same agent reaches the server once it is back (its heartbeat, then the sender).
         wait_for(lambda: len(_cpu_timestamps(experiment)) >= 2, 60, what="first pushes")
         restarted.stop()  # the server goes away again; the agent spools
-        wait_for(lambda: len(_spooled_cpu_timestamps(tmp_path / "data", experiment.id)) >= 3,
-                 30, what="cpu samples in the spool")
+        wait_for(
+            lambda: len(_spooled_cpu_timestamps(tmp_path / "data", experiment.id)) >= 3,
+            30,
+            what="cpu samples in the spool",
+        )
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
         pending = _spooled_cpu_timestamps(tmp_path / "data", experiment.id)
@@ -194,8 +223,17 @@ def test_sigkill_then_restart_replays_the_spool(local_server, tmp_path):
 def test_a_bad_server_side_never_stops_the_job(local_server, tmp_path, case):
     """The job runs and its exit status is its own; one warning says what happens and where the data waits."""
     experiment = _new_experiment(local_server)
-    args = ["run", "--stop-timeout", "1", "--experiment", experiment.id, "--", sys.executable, "-c",
-            "import sys; print('ran'); sys.exit(7)"]
+    args = [
+        "run",
+        "--stop-timeout",
+        "1",
+        "--experiment",
+        experiment.id,
+        "--",
+        sys.executable,
+        "-c",
+        "import sys; print('ran'); sys.exit(7)",
+    ]
     env = {}
     if case == "wrong key":
         env["COMET_API_KEY"] = "WRONG-canary-key-0123456789"
@@ -241,8 +279,11 @@ def test_bad_local_input_gives_one_clear_line_and_a_distinct_exit_status(local_s
 def test_status_shows_what_a_running_agent_does(local_server, tmp_path):
     local_server.set_intervals(**FAST)
     experiment = _new_experiment(local_server)
-    agent = start_agent(local_server, tmp_path / "data", "run", "--experiment", experiment.id, "--sample-interval", "0.5")
+    agent = start_agent(
+        local_server, tmp_path / "data", "run", "--experiment", experiment.id, "--sample-interval", "0.5"
+    )
     try:
+
         def running_status():
             result = run_agent(local_server, tmp_path / "data", "status", "--json")
             statuses = json.loads(result.stdout or b"[]")
@@ -254,7 +295,9 @@ def test_status_shows_what_a_running_agent_does(local_server, tmp_path):
         assert status["sample_interval_s"] == 0.5
         assert status["spool_depth"] >= 0 and status["dropped_total"] == 0
         text = run_agent(local_server, tmp_path / "data", "status").stdout.decode()
-        assert experiment.id in text and "records waiting" in text and "sampled every 500 ms, aggregated per push" in text
+        assert (
+            experiment.id in text and "records waiting" in text and "sampled every 500 ms, aggregated per push" in text
+        )
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
@@ -266,8 +309,9 @@ def test_server_down_at_start_then_up_then_flush(local_server, tmp_path):
     and `comet-agent flush` later creates the experiment with the run's own times and data."""
     port, key, data_dir = local_server.port, local_server.api_key, local_server.data_dir
     local_server.stop()
-    result = run_agent(local_server, tmp_path / "data", "run", "--stop-timeout", "1", "--",
-                       sys.executable, "-c", "print('trained')")
+    result = run_agent(
+        local_server, tmp_path / "data", "run", "--stop-timeout", "1", "--", sys.executable, "-c", "print('trained')"
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
     assert result.stdout == b"trained\n"
@@ -281,8 +325,9 @@ def test_server_down_at_start_then_up_then_flush(local_server, tmp_path):
         flushed = run_agent(restarted, tmp_path / "data", "flush")
         assert flushed.returncode == 0, flushed.stderr.decode()
         assert not spool_entries(tmp_path / "data", experiment_key)
-        experiment = APIExperiment(api=API(api_key=key, url_override=restarted.clientlib_url),
-                                   previous_experiment=experiment_key)
+        experiment = APIExperiment(
+            api=API(api_key=key, url_override=restarted.clientlib_url), previous_experiment=experiment_key
+        )
         assert experiment.get_system_details()["hostname"] == socket.gethostname()
         assert experiment.start_server_timestamp == started_ms, "the run's own start, not the flush time"
         assert experiment.end_server_timestamp >= started_ms
@@ -297,14 +342,29 @@ def test_a_real_run_renders_as_an_experiment_page(local_server, tmp_path):
 
     require_chromium()
     local_server.set_intervals(**FAST)
-    result = run_agent(local_server, tmp_path / "data", "run", "--workspace", "ws", "--project", "pages",
-                       "--sample-interval", "0.25", "--", sys.executable, "examples/train.py", "--steps", "400")
+    result = run_agent(
+        local_server,
+        tmp_path / "data",
+        "run",
+        "--workspace",
+        "ws",
+        "--project",
+        "pages",
+        "--sample-interval",
+        "0.25",
+        "--",
+        sys.executable,
+        "examples/train.py",
+        "--steps",
+        "400",
+    )
     assert result.returncode == 0, result.stderr.decode()
     key = experiment_key_from(result.stderr.decode())
     # UPDATE_DOCS_SCREENSHOT=1 refreshes the README's screenshot from this real run.
     docs = Path(__file__).resolve().parents[2] / "docs" / "experiment-page.png"
-    check = check_experiment_page(local_server, key, tmp_path,
-                                  screenshot_to=docs if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else None)
+    check = check_experiment_page(
+        local_server, key, tmp_path, screenshot_to=docs if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else None
+    )
     assert check.missing_sections == [], check.sections
     assert check.empty_charts == []
     assert not check.pwned
@@ -319,8 +379,18 @@ def test_the_first_sample_is_pushed_before_the_static_snapshot_starts(tmp_path):
     first sample (with its rates) before the system details."""
     with RecordingServer() as server:
         server.api_key = "first-sample-key-0123456789"  # type: ignore[attr-defined]
-        agent = start_agent(server, tmp_path / "data", "run", "--experiment", "c" * 32, "--no-os-packages", "--",
-                            sys.executable, "-c", "import time; time.sleep(60)")
+        agent = start_agent(
+            server,
+            tmp_path / "data",
+            "run",
+            "--experiment",
+            "c" * 32,
+            "--no-os-packages",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(60)",
+        )
         try:
             wait_for(lambda: server.requests_to("write/experiment/system-details"), 30, what="the static snapshot")
         finally:

@@ -46,8 +46,11 @@ BAD_OPTIONS = [
 
 
 def _one_line_error(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("usage:")
-            and not line.startswith(" ")]
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("usage:") and not line.startswith(" ")
+    ]
 
 
 @pytest.mark.parametrize("args,status,says", BAD_OPTIONS, ids=[" ".join(case[0]) for case in BAD_OPTIONS])
@@ -58,16 +61,28 @@ def test_a_bad_option_is_one_line_and_a_usage_status(local_server, tmp_path, arg
     assert "Traceback" not in stderr
     lines = _one_line_error(stderr)
     assert len(lines) == 1 and says in lines[0], stderr
-    assert not (tmp_path / "data" / "spool").exists() or not any((tmp_path / "data" / "spool").iterdir()), \
+    assert not (tmp_path / "data" / "spool").exists() or not any((tmp_path / "data" / "spool").iterdir()), (
         "a rejected option starts nothing"
+    )
 
 
 def test_a_zero_stop_timeout_keeps_the_static_snapshot(local_server, tmp_path):
     """Nothing may be lost by an option at its edge: with no time to send, the snapshot stays spooled."""
     api = API(api_key=local_server.api_key, url_override=local_server.clientlib_url)
     key = APIExperiment(api=api, workspace="ws", project_name="edge").id
-    result = run_agent(local_server, tmp_path / "data", "run", "--stop-timeout", "0", "--experiment", key,
-                       "--", sys.executable, "-c", "print('ran')")
+    result = run_agent(
+        local_server,
+        tmp_path / "data",
+        "run",
+        "--stop-timeout",
+        "0",
+        "--experiment",
+        key,
+        "--",
+        sys.executable,
+        "-c",
+        "print('ran')",
+    )
     assert result.returncode == 0, result.stderr.decode()
     spooled = any(entry[0] == "system_details" for entry in spool_entries(tmp_path / "data", key))
     delivered = bool(APIExperiment(api=api, previous_experiment=key).get_system_details().get("hostname"))
@@ -86,10 +101,15 @@ HOSTILE_REPLIES = [
 def test_show_against_a_hostile_server_is_one_line_naming_it(tmp_path, what, reply):
     with RecordingServer() as server:
         server.api_key = "hostile-canary-key-1234567890"
-        for path in ("/api/rest/v2/experiment/metadata", "/api/rest/v2/account-details",
-                     "/api/rest/v2/experiment/system-details", "/api/rest/v2/experiment/tags",
-                     "/api/rest/v2/experiment/git/metadata", "/api/rest/v2/experiment/metrics/summary",
-                     "/api/rest/v2/experiment/log-other/summary"):
+        for path in (
+            "/api/rest/v2/experiment/metadata",
+            "/api/rest/v2/account-details",
+            "/api/rest/v2/experiment/system-details",
+            "/api/rest/v2/experiment/tags",
+            "/api/rest/v2/experiment/git/metadata",
+            "/api/rest/v2/experiment/metrics/summary",
+            "/api/rest/v2/experiment/log-other/summary",
+        ):
             server.set_route("GET", path, reply)
         env = agent_env(server, tmp_path / "data", COMET_API_KEY="hostile-canary-key-1234567890")
         env["COMET_URL_OVERRIDE"] = server.clientlib_url
@@ -106,7 +126,13 @@ def test_a_closed_stdout_ends_quietly(local_server, tmp_path):
     """`comet-agent collect | head -1`: the reader goes away; no BrokenPipeError, no traceback."""
     env = agent_env(local_server, tmp_path / "data")
     pipeline = subprocess.run(
-        f"{sys.executable} -m comet_agent collect --no-os-packages | head -c 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
-        shell=True, executable="/bin/bash", env=env, cwd=str(REPO), capture_output=True, timeout=60)
+        f'{sys.executable} -m comet_agent collect --no-os-packages | head -c 1 >/dev/null; echo "${{PIPESTATUS[0]}}"',
+        shell=True,
+        executable="/bin/bash",
+        env=env,
+        cwd=str(REPO),
+        capture_output=True,
+        timeout=60,
+    )
     assert b"Traceback" not in pipeline.stderr and b"BrokenPipe" not in pipeline.stderr, pipeline.stderr
     assert pipeline.stdout.strip() == b"0"

@@ -30,15 +30,33 @@ pytestmark = pytest.mark.e2e
 
 FAST = {"heartbeat_ms": 1000, "cpu_interval_ms": 1000, "gpu_interval_ms": 1000}
 SUBCOMMANDS = ["run", "show", "status", "flush", "server", "collect", "daemon", "attach", "completion"]
-RUN_OPTIONS = ["--experiment", "--workspace", "--project", "--name", "--tag", "--pid", "--directory",
-               "--sample-interval", "--stop-timeout", "--data-dir", "--spool-max-mb", "--no-os-packages", "--no-git",
-               "--no-gpu", "--no-share-experiment", "--verbose", "--log-format"]
+RUN_OPTIONS = [
+    "--experiment",
+    "--workspace",
+    "--project",
+    "--name",
+    "--tag",
+    "--pid",
+    "--directory",
+    "--sample-interval",
+    "--stop-timeout",
+    "--data-dir",
+    "--spool-max-mb",
+    "--no-os-packages",
+    "--no-git",
+    "--no-gpu",
+    "--no-share-experiment",
+    "--verbose",
+    "--log-format",
+]
 DECIMAL = re.compile(r"\d+\.\d+")
 
 
 def _too_precise(text: str) -> list[str]:
     """Decimals with more than three significant digits (the complaint: 1.0101010101010102)."""
     return [number for number in DECIMAL.findall(text) if len(number.replace(".", "").lstrip("0")) > 3]
+
+
 TEXT_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR) ")
 
 
@@ -51,9 +69,25 @@ def _text(result: subprocess.CompletedProcess) -> str:
 def finished_run(local_server, tmp_path):
     """A real `run` that wrapped a command exiting 3, with -vv and --log-format json after `run`."""
     local_server.set_intervals(**FAST)
-    result = run_agent(local_server, tmp_path / "data", "run", "-vv", "--log-format", "json", "--workspace", "ws",
-                       "--project", "cli", "--no-git", "--sample-interval", "0.25", "--",
-                       sys.executable, "-c", "import time; time.sleep(2.5); raise SystemExit(3)")
+    result = run_agent(
+        local_server,
+        tmp_path / "data",
+        "run",
+        "-vv",
+        "--log-format",
+        "json",
+        "--workspace",
+        "ws",
+        "--project",
+        "cli",
+        "--no-git",
+        "--sample-interval",
+        "0.25",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(2.5); raise SystemExit(3)",
+    )
     assert result.returncode == 3, result.stderr.decode()
     return experiment_key_from(result.stderr.decode()), result.stderr.decode()
 
@@ -81,8 +115,20 @@ def test_show_prints_state_duration_exit_code_and_units(local_server, tmp_path, 
     key, _ = finished_run
     text = _text(run_agent(local_server, tmp_path / "data", "show", key))
     report = json.loads(_text(run_agent(local_server, tmp_path / "data", "show", key, "--json")))
-    assert set(report) == {"experimentKey", "name", "workspace", "project", "url", "startTimeMillis",
-                           "endTimeMillis", "tags", "systemDetails", "gitMetadata", "metricsSummary", "others"}
+    assert set(report) == {
+        "experimentKey",
+        "name",
+        "workspace",
+        "project",
+        "url",
+        "startTimeMillis",
+        "endTimeMillis",
+        "tags",
+        "systemDetails",
+        "gitMetadata",
+        "metricsSummary",
+        "others",
+    }
     lines = text.splitlines()
     assert f"experiment  {key}" in lines
     assert "state       finished, exit code 3" in lines
@@ -109,8 +155,9 @@ def test_show_prints_state_duration_exit_code_and_units(local_server, tmp_path, 
 
 
 def test_collect_prints_sizes_and_values_in_units(local_server, tmp_path):
-    text = _text(run_agent(local_server, tmp_path / "data", "collect", "--no-os-packages",
-                           "--directory", str(tmp_path)))
+    text = _text(
+        run_agent(local_server, tmp_path / "data", "collect", "--no-os-packages", "--directory", str(tmp_path))
+    )
     lines = text.splitlines()
     assert re.fullmatch(r"ram         \d+(\.\d+)? [MGT]iB", next(line for line in lines if line.startswith("ram ")))
     assert not any(line.startswith("git ") for line in lines), "outside a repository: no git line"
@@ -125,20 +172,39 @@ def test_global_options_after_the_subcommand(local_server, tmp_path):
     """--data-dir before or after the subcommand; -v after it adds to -v before it."""
     local_server.set_intervals(**FAST)
     data_dir, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
-    agent = start_agent(local_server, elsewhere, "--data-dir", str(data_dir), "run", "--workspace", "ws",
-                        "--project", "status", "--", sys.executable, "-c", "import time; time.sleep(60)")
+    agent = start_agent(
+        local_server,
+        elsewhere,
+        "--data-dir",
+        str(data_dir),
+        "run",
+        "--workspace",
+        "ws",
+        "--project",
+        "status",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(60)",
+    )
     try:
+
         def statuses(*args: str) -> list:
             return json.loads(_text(run_agent(local_server, elsewhere, *args)))
 
-        (status,) = wait_for(lambda: [s for s in statuses("status", "--json", "--data-dir", str(data_dir))
-                                      if s.get("last_push_ms")], 30, what="a status with a push")
+        (status,) = wait_for(
+            lambda: [s for s in statuses("status", "--json", "--data-dir", str(data_dir)) if s.get("last_push_ms")],
+            30,
+            what="a status with a push",
+        )
         before = statuses("--data-dir", str(data_dir), "status", "--json")
         assert [s["experiment_key"] for s in before] == [status["experiment_key"]]
         assert statuses("status", "--json") == [], "the environment's data directory has no agent"
         text = _text(run_agent(local_server, elsewhere, "status", "--data-dir", str(data_dir)))
         assert status["experiment_key"] in text
-        assert "heartbeat every 1 s; pushes of cpu metrics every 1 s, gpu metrics every 1 s; sampled at each push" in text
+        assert (
+            "heartbeat every 1 s; pushes of cpu metrics every 1 s, gpu metrics every 1 s; sampled at each push" in text
+        )
         assert re.search(r"last push   \d+(\.\d)? m?s ago", text), text
         assert re.search(r"running for \d", text) and "records waiting" in text
         assert "every push s" not in text and "None" not in text
@@ -158,9 +224,15 @@ def test_global_options_after_the_subcommand(local_server, tmp_path):
 def test_help_lists_the_exit_statuses():
     from comet_agent.errors import ExitStatus
 
-    text = subprocess.run(agent_argv("--help"), cwd=str(REPO), capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
-    epilog = text[text.index("exit statuses:"):]
+    text = subprocess.run(
+        agent_argv("--help"),
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout
+    epilog = text[text.index("exit statuses:") :]
     listed = {int(number) for number in re.findall(r"^\s+(\d+)  ", epilog, flags=re.M)}
     statuses = {value for name, value in vars(ExitStatus).items() if name.isupper()}
     assert statuses <= listed, (statuses, epilog)
@@ -170,8 +242,14 @@ def test_help_lists_the_exit_statuses():
 
 
 def _completion(shell: str) -> str:
-    result = subprocess.run(agent_argv("completion", shell), cwd=str(REPO), capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        agent_argv("completion", shell),
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -196,8 +274,14 @@ try comet-agent run --data-dir {tmp_path} --no-g
     result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "show status server", "--stop-timeout", "--json", "text json", "--help --log-format --verbose -h -v bash zsh fish",
-        f"{tmp_path}/a-folder", "--no-git --no-gpu"]
+        "show status server",
+        "--stop-timeout",
+        "--json",
+        "text json",
+        "--help --log-format --verbose -h -v bash zsh fish",
+        f"{tmp_path}/a-folder",
+        "--no-git --no-gpu",
+    ]
 
 
 def test_zsh_completion_parses_and_quotes_its_specs():
@@ -209,13 +293,20 @@ def test_zsh_completion_parses_and_quotes_its_specs():
         pytest.skip("zsh is not installed: the script's syntax was not checked")
     assert subprocess.run(["zsh", "-n", "-c", script], capture_output=True, timeout=60).returncode == 0
     # With _arguments replaced by a printer, each spec must arrive as one word, unglobbed.
-    probe = ("_arguments() { print -rl -- \"$@\"; state=argument; return 0 }\n_describe() { : }\n" + script
-             + "\nwords=(run); _comet_agent\n")
+    probe = (
+        '_arguments() { print -rl -- "$@"; state=argument; return 0 }\n_describe() { : }\n'
+        + script
+        + "\nwords=(run); _comet_agent\n"
+    )
     result = subprocess.run(["zsh", "-f", "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     specs = result.stdout.splitlines()
     assert "*--tag[add a tag to the experiment]:tag: " in specs
-    assert "*-v[more logging]" in specs and "--log-format[log records on stderr as text, or as one JSON object per line]:log-format:(text json)" in specs
+    assert (
+        "*-v[more logging]" in specs
+        and "--log-format[log records on stderr as text, or as one JSON object per line]:log-format:(text json)"
+        in specs
+    )
     assert "*::command:_normal" in specs
 
 
@@ -227,8 +318,9 @@ def test_fish_completion_completes_in_fish():
         pytest.skip("fish is not installed: the script was not tried")
 
     def complete(line: str) -> list[str]:
-        result = subprocess.run(["fish", "--no-config", "-c", f"{script}\ncomplete -C '{line}'"],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["fish", "--no-config", "-c", f"{script}\ncomplete -C '{line}'"], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         return [entry.split("\t")[0] for entry in result.stdout.splitlines()]
 
@@ -242,13 +334,26 @@ def test_fish_completion_completes_in_fish():
 
 
 def _spool_for_new_experiment(server, data_dir: Path, records: int) -> str:
-    experiment = APIExperiment(api=API(api_key=server.api_key, url_override=server.clientlib_url),
-                               workspace="ws", project_name="flush")
+    experiment = APIExperiment(
+        api=API(api_key=server.api_key, url_override=server.clientlib_url), workspace="ws", project_name="flush"
+    )
     (data_dir / "spool").mkdir(parents=True)
     with Spool(data_dir / "spool" / f"{experiment.id}.db") as spool:
         for step in range(records):
-            spool.append(experiment.id, "metrics_batch", {"values": [
-                {"metricName": "loss", "metricValue": 1.0 / (step + 1), "step": step, "timestamp": 1_700_000_000_000 + step}]})
+            spool.append(
+                experiment.id,
+                "metrics_batch",
+                {
+                    "values": [
+                        {
+                            "metricName": "loss",
+                            "metricValue": 1.0 / (step + 1),
+                            "step": step,
+                            "timestamp": 1_700_000_000_000 + step,
+                        }
+                    ]
+                },
+            )
     return experiment.id
 
 
@@ -256,8 +361,13 @@ def test_flush_shows_progress_on_a_terminal_only(local_server, tmp_path):
     key = _spool_for_new_experiment(local_server, tmp_path / "data", 120)
     controller, terminal = pty.openpty()
     try:
-        flush = subprocess.Popen(agent_argv("flush"), env=agent_env(local_server, tmp_path / "data"), cwd=str(REPO),
-                                 stdout=subprocess.PIPE, stderr=terminal)
+        flush = subprocess.Popen(
+            agent_argv("flush"),
+            env=agent_env(local_server, tmp_path / "data"),
+            cwd=str(REPO),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+        )
         os.close(terminal)
         seen = b""
         while True:

@@ -20,11 +20,13 @@ from tests.e2e.agent_support import REPO, agent_argv, agent_env, wait_for
 pytestmark = pytest.mark.e2e
 
 #: A job whose process tree has a known thread count: the interpreter's main thread plus N sleepers.
-JOB_SCRIPT = ("import sys, threading, time\n"
-              "for _ in range(int(sys.argv[1])):\n"
-              "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
-              "print('ready', flush=True)\n"
-              "time.sleep(600)\n")
+JOB_SCRIPT = (
+    "import sys, threading, time\n"
+    "for _ in range(int(sys.argv[1])):\n"
+    "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(600)\n"
+)
 
 
 @pytest.fixture
@@ -50,9 +52,13 @@ def _experiment(server, key=None) -> APIExperiment:
 def _start_daemon(server, data_dir: Path, socket_path: Path, *args: str, **env: str) -> subprocess.Popen:
     # Each job pushes at the cadence the server recommends (as an in-process agent does): a fast one.
     server.set_intervals(heartbeat_ms=1000, cpu_interval_ms=1000, gpu_interval_ms=1000)
-    process = subprocess.Popen(agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu", *args),
-                               env=agent_env(server, data_dir, **env), cwd=str(REPO),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu", *args),
+        env=agent_env(server, data_dir, **env),
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for(lambda: socket_path.exists() or process.poll() is not None, timeout_s=30, what="the daemon's socket")
     if process.poll() is not None:
         raise AssertionError(f"the daemon exited {process.returncode}: {process.stderr.read().decode()}")
@@ -78,8 +84,13 @@ def _start_job(threads: int) -> subprocess.Popen:
 
 
 def _attach(server, data_dir, socket_path, key, pid, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(agent_argv("attach", "--experiment", key, "--pid", str(pid), "--socket", str(socket_path)),
-                          env=agent_env(server, data_dir, **env), cwd=str(REPO), capture_output=True, timeout=60)
+    return subprocess.run(
+        agent_argv("attach", "--experiment", key, "--pid", str(pid), "--socket", str(socket_path)),
+        env=agent_env(server, data_dir, **env),
+        cwd=str(REPO),
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def _raw(socket_path: Path, payload: bytes) -> dict:
@@ -117,8 +128,15 @@ def test_two_jobs_each_get_their_process_metrics_and_the_shared_host_metrics(loc
             assert result.returncode == 0, result.stderr.decode()
 
         for experiment in (exp_a, exp_b):
-            wait_for(lambda experiment=experiment: _values(experiment, "sys.proc.threads") and _values(experiment, "sys.ram.total")
-                     and _values(experiment, "sys.cpu.percent.avg"), timeout_s=30, what="metrics in each experiment")
+            wait_for(
+                lambda experiment=experiment: (
+                    _values(experiment, "sys.proc.threads")
+                    and _values(experiment, "sys.ram.total")
+                    and _values(experiment, "sys.cpu.percent.avg")
+                ),
+                timeout_s=30,
+                what="metrics in each experiment",
+            )
         # Each experiment holds its own job's process tree: 1 + 5 threads against 1.
         assert set(_values(exp_a, "sys.proc.threads")) == {6}
         assert set(_values(exp_b, "sys.proc.threads")) == {1}
@@ -155,13 +173,19 @@ def test_monitor_registers_with_a_running_daemon_instead_of_sampling(local_serve
     daemon = _start_daemon(local_server, tmp_path / "daemon-data", socket_path)
     try:
         experiment = _experiment(local_server)
-        script = ("import sys, time, comet_agent\n"
-                  "with comet_agent.monitor(experiment_key=sys.argv[1]) as handle:\n"
-                  "    print(type(handle).__name__, flush=True)\n"
-                  "    time.sleep(3)\n")
-        result = subprocess.run([sys.executable, "-c", script, experiment.id], capture_output=True, timeout=60,
-                                env=agent_env(local_server, tmp_path / "job-data", COMET_AGENT_DAEMON_SOCKET=str(socket_path)),
-                                cwd=str(REPO))
+        script = (
+            "import sys, time, comet_agent\n"
+            "with comet_agent.monitor(experiment_key=sys.argv[1]) as handle:\n"
+            "    print(type(handle).__name__, flush=True)\n"
+            "    time.sleep(3)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, experiment.id],
+            capture_output=True,
+            timeout=60,
+            env=agent_env(local_server, tmp_path / "job-data", COMET_AGENT_DAEMON_SOCKET=str(socket_path)),
+            cwd=str(REPO),
+        )
         assert result.returncode == 0, result.stderr.decode()
         assert result.stdout.decode().strip() == "DaemonRegistration"
         wait_for(lambda: _ended(local_server, experiment.id), timeout_s=30, what="the end time after the block")
@@ -187,21 +211,35 @@ def test_bad_registrations_are_refused_with_a_reason_and_the_daemon_keeps_servin
         assert reply["ok"] is False and "JSON" in reply["error"]
         reply = _raw(socket_path, b'{"op": "attach", "experiment_key": "' + b"x" * 40000 + b'"}\n')
         assert reply["ok"] is False and "longer than" in reply["error"]
-        reply = _raw(socket_path, json.dumps({"op": "attach", "experiment_key": "short", "pid": job.pid}).encode() + b"\n")
+        reply = _raw(
+            socket_path, json.dumps({"op": "attach", "experiment_key": "short", "pid": job.pid}).encode() + b"\n"
+        )
         assert reply["ok"] is False and "experiment_key" in reply["error"]
 
         result = _attach(local_server, tmp_path / "job-data", socket_path, experiment.id, dead.pid)
         assert result.returncode == 1
         assert f"no process {dead.pid} exists" in result.stderr.decode()
 
-        result = _attach(local_server, tmp_path / "job-data", socket_path, experiment.id, job.pid,
-                         COMET_API_KEY="wrong-key-0123456789")
+        result = _attach(
+            local_server,
+            tmp_path / "job-data",
+            socket_path,
+            experiment.id,
+            job.pid,
+            COMET_API_KEY="wrong-key-0123456789",
+        )
         assert result.returncode == 3, result.stderr.decode()
         assert "wrong-key-0123456789" not in result.stderr.decode()
 
         # A flood: the per-user limit (8 a minute, 2 used above) refuses the rest, each with the reason.
-        replies = [_raw(socket_path, json.dumps({"op": "attach", "experiment_key": "0" * 32, "pid": dead.pid,
-                                                 "api_key": key}).encode() + b"\n") for _ in range(12)]
+        replies = [
+            _raw(
+                socket_path,
+                json.dumps({"op": "attach", "experiment_key": "0" * 32, "pid": dead.pid, "api_key": key}).encode()
+                + b"\n",
+            )
+            for _ in range(12)
+        ]
         assert all(not reply["ok"] for reply in replies)
         limited = [reply for reply in replies if reply.get("code") == "rate_limited"]
         assert len(limited) == 12 - 6 and "too many registrations" in limited[0]["error"]
@@ -220,9 +258,11 @@ def test_bad_registrations_are_refused_with_a_reason_and_the_daemon_keeps_servin
 
 
 #: A registration client that needs nothing but the stdlib, so another user can run it with the system Python.
-RAW_CLIENT = ("import json, socket, sys\n"
-              "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])\n"
-              "s.sendall(sys.argv[2].encode() + b'\\n'); print(s.makefile('rb').readline().decode().strip())\n")
+RAW_CLIENT = (
+    "import json, socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])\n"
+    "s.sendall(sys.argv[2].encode() + b'\\n'); print(s.makefile('rb').readline().decode().strip())\n"
+)
 
 
 def test_another_users_pid_is_refused(local_server, tmp_path, short_dir):
@@ -287,8 +327,9 @@ def _receive_until(sock: socket.socket, wanted: str, seen: list) -> list:
 def test_daemon_sends_ready_watchdog_and_stopping(local_server, tmp_path, short_dir):
     notify_path = str(short_dir / "notify.sock")
     sock = _notify_socket(notify_path)
-    daemon = _start_daemon(local_server, tmp_path / "data", short_dir / "daemon.sock",
-                           NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="600000")
+    daemon = _start_daemon(
+        local_server, tmp_path / "data", short_dir / "daemon.sock", NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="600000"
+    )
     seen: list = []
     try:
         _receive_until(sock, "READY=1", seen)
@@ -309,10 +350,13 @@ def test_run_sends_ready_and_stopping_to_an_abstract_socket(local_server, tmp_pa
     sock = _notify_socket(name)
     job = _start_job(0)
     experiment = _experiment(local_server)
-    agent = subprocess.Popen(agent_argv("run", "--experiment", experiment.id, "--pid", str(job.pid), "--no-os-packages",
-                                        "--no-git"),
-                             env=agent_env(local_server, tmp_path / "data", NOTIFY_SOCKET=name, WATCHDOG_USEC="600000"),
-                             cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    agent = subprocess.Popen(
+        agent_argv("run", "--experiment", experiment.id, "--pid", str(job.pid), "--no-os-packages", "--no-git"),
+        env=agent_env(local_server, tmp_path / "data", NOTIFY_SOCKET=name, WATCHDOG_USEC="600000"),
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     seen: list = []
     try:
         _receive_until(sock, "READY=1", seen)
@@ -335,9 +379,16 @@ def test_an_unusable_credential_file_exits_78_naming_it(local_server, tmp_path, 
     if problem == "world-readable":
         (credentials / "api-key").write_text(local_server.api_key + "\n")
         (credentials / "api-key").chmod(0o644)
-    args = ["daemon", "--socket", str(tmp_path / "d.sock")] if command == "daemon" else ["run", "--experiment", "0" * 32]
-    result = subprocess.run(agent_argv(*args), capture_output=True, timeout=60, cwd=str(REPO),
-                            env=agent_env(local_server, tmp_path / "data", CREDENTIALS_DIRECTORY=str(credentials)))
+    args = (
+        ["daemon", "--socket", str(tmp_path / "d.sock")] if command == "daemon" else ["run", "--experiment", "0" * 32]
+    )
+    result = subprocess.run(
+        agent_argv(*args),
+        capture_output=True,
+        timeout=60,
+        cwd=str(REPO),
+        env=agent_env(local_server, tmp_path / "data", CREDENTIALS_DIRECTORY=str(credentials)),
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 78, stderr
     assert str(credentials / "api-key") in stderr

@@ -23,7 +23,9 @@ def test_uuid_prefixes_and_cudas_stop_at_the_first_bad_entry():
 
 def test_without_cuda_visible_devices_the_nvml_process_list_decides():
     assert _picked(job_gpu_samples(HOST, cuda_visible_devices=None, used_gpu_indices=[3, 1, 3])) == [
-        (0, "GPU-1aaaa-1"), (1, "GPU-3aaaa-3")]
+        (0, "GPU-1aaaa-1"),
+        (1, "GPU-3aaaa-3"),
+    ]
 
 
 def test_a_job_that_neither_names_nor_uses_a_gpu_gets_none():

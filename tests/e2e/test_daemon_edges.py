@@ -41,8 +41,13 @@ def _bare_env(tmp_path: Path, data_dir: Path, **extra: str) -> dict:
 
 
 def _daemon(env: dict, socket_path: Path) -> subprocess.Popen:
-    process = subprocess.Popen(agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu"),
-                               env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu"),
+        env=env,
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for(lambda: socket_path.exists() or process.poll() is not None, 30, what="the daemon's socket")
     return process
 
@@ -59,8 +64,9 @@ def test_a_daemon_on_its_own_local_server_takes_keyless_registrations_and_status
     socket_path = short_dir / "daemon.sock"
     env = _bare_env(tmp_path, data_dir)
     daemon = _daemon(env, socket_path)
-    job = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
-                           stdout=subprocess.PIPE)
+    job = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE
+    )
     try:
         assert daemon.poll() is None, daemon.stderr.read().decode()
         info = json.loads((data_dir / "server" / "server.json").read_text())
@@ -69,27 +75,44 @@ def test_a_daemon_on_its_own_local_server_takes_keyless_registrations_and_status
         experiment = APIExperiment(api=api, project_name="daemon")
         assert job.stdout.readline() == b"ready\n"
         # The job's user has no key at all: the daemon's local server is the daemon's own.
-        attached = subprocess.run(agent_argv("attach", "--experiment", experiment.id, "--pid", str(job.pid),
-                                             "--socket", str(socket_path)),
-                                  env=_bare_env(tmp_path, tmp_path / "job-data"), cwd=str(REPO),
-                                  capture_output=True, timeout=60)
+        attached = subprocess.run(
+            agent_argv("attach", "--experiment", experiment.id, "--pid", str(job.pid), "--socket", str(socket_path)),
+            env=_bare_env(tmp_path, tmp_path / "job-data"),
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        )
         assert attached.returncode == 0, attached.stderr.decode()
         wait_for(lambda: experiment.get_metrics("sys.proc.rss"), 30, what="the job's metrics")
 
-        status = subprocess.run(agent_argv("status", "--json"), env=_bare_env(tmp_path, tmp_path / "job-data",
-                                COMET_AGENT_DAEMON_SOCKET=str(socket_path)), cwd=str(REPO), capture_output=True,
-                                timeout=60)
+        status = subprocess.run(
+            agent_argv("status", "--json"),
+            env=_bare_env(tmp_path, tmp_path / "job-data", COMET_AGENT_DAEMON_SOCKET=str(socket_path)),
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        )
         entries = json.loads(status.stdout)
         assert [(e["via"], e["experiment_key"], e["watching"]) for e in entries] == [
-            ("daemon", experiment.id, str(job.pid))]
-        text = subprocess.run(agent_argv("status"), env=_bare_env(tmp_path, tmp_path / "job-data",
-                              COMET_AGENT_DAEMON_SOCKET=str(socket_path)), cwd=str(REPO), capture_output=True,
-                              timeout=60).stdout.decode()
+            ("daemon", experiment.id, str(job.pid))
+        ]
+        text = subprocess.run(
+            agent_argv("status"),
+            env=_bare_env(tmp_path, tmp_path / "job-data", COMET_AGENT_DAEMON_SOCKET=str(socket_path)),
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        ).stdout.decode()
         assert f"on {socket_path}" in text and experiment.id in text
 
         # A second daemon on the live socket refuses, and the first one keeps serving.
-        second = subprocess.run(agent_argv("daemon", "--socket", str(socket_path), "--no-gpu"), env=env,
-                                cwd=str(REPO), capture_output=True, timeout=60)
+        second = subprocess.run(
+            agent_argv("daemon", "--socket", str(socket_path), "--no-gpu"),
+            env=env,
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        )
         assert second.returncode == 78
         assert "already listens" in second.stderr.decode()
         assert daemon.poll() is None and socket_path.exists()
@@ -102,8 +125,13 @@ def test_a_daemon_on_its_own_local_server_takes_keyless_registrations_and_status
 
 def test_an_explicit_socket_in_a_missing_folder_is_refused_not_created(tmp_path, short_dir):
     socket_path = short_dir / "no-such-folder" / "daemon.sock"
-    result = subprocess.run(agent_argv("daemon", "--socket", str(socket_path), "--no-gpu"),
-                            env=_bare_env(tmp_path, tmp_path / "data"), cwd=str(REPO), capture_output=True, timeout=60)
+    result = subprocess.run(
+        agent_argv("daemon", "--socket", str(socket_path), "--no-gpu"),
+        env=_bare_env(tmp_path, tmp_path / "data"),
+        cwd=str(REPO),
+        capture_output=True,
+        timeout=60,
+    )
     assert result.returncode == 78
     assert "does not exist" in result.stderr.decode()
     assert not socket_path.parent.exists()
@@ -113,11 +141,14 @@ def test_one_socket_rule_for_daemon_attach_and_monitor(tmp_path):
     from comet_agent.daemon import DEFAULT_SOCKET_PATH, socket_path
 
     assert socket_path("/x/s.sock", environ={}) == Path("/x/s.sock")
-    assert socket_path(environ={"COMET_AGENT_DAEMON_SOCKET": "/e/s.sock", "RUNTIME_DIRECTORY": "/r"}) == Path("/e/s.sock")
+    assert socket_path(environ={"COMET_AGENT_DAEMON_SOCKET": "/e/s.sock", "RUNTIME_DIRECTORY": "/r"}) == Path(
+        "/e/s.sock"
+    )
     assert socket_path(environ={"RUNTIME_DIRECTORY": "/run/comet-agent"}) == Path(DEFAULT_SOCKET_PATH)
     if not Path(DEFAULT_SOCKET_PATH).exists() and __import__("os").geteuid() != 0:
         assert socket_path(environ={"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(
-            "/run/user/1000/comet-agent/daemon.sock")
+            "/run/user/1000/comet-agent/daemon.sock"
+        )
         assert socket_path(environ={}, data_dir=tmp_path) == tmp_path / "daemon.sock"
     else:  # root (CI), or a system daemon installed: the system socket
         assert socket_path(environ={"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(DEFAULT_SOCKET_PATH)

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.e2e
 def test_run_without_any_workspace_creates_the_experiment_in_the_default_one(local_server, tmp_path):
     # agent_env passes on only COMET_API_KEY and COMET_URL_OVERRIDE (plus the data directory); HOME
     # is an empty directory (tests/conftest.py), so no ~/.comet.config names a workspace either.
-    result = run_agent(local_server, tmp_path / "data", "run", "--", sys.executable, "-c", "print('trained')",
-                       HOME=str(tmp_path))
+    result = run_agent(
+        local_server, tmp_path / "data", "run", "--", sys.executable, "-c", "print('trained')", HOME=str(tmp_path)
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
     assert result.stdout == b"trained\n"

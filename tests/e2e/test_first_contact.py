@@ -27,9 +27,20 @@ def test_a_comet_ml_training_script_and_the_agent_share_one_experiment(local_ser
     local_server.set_intervals(**FAST)
     home = tmp_path / "home"
     home.mkdir()
-    result = run_agent(local_server, tmp_path / "data", "run", "--sample-interval", "0.5", "--",
-                       sys.executable, str(REPO / "examples" / "train_with_comet_ml.py"), "--steps", "80",
-                       HOME=str(home), timeout_s=120)
+    result = run_agent(
+        local_server,
+        tmp_path / "data",
+        "run",
+        "--sample-interval",
+        "0.5",
+        "--",
+        sys.executable,
+        str(REPO / "examples" / "train_with_comet_ml.py"),
+        "--steps",
+        "80",
+        HOME=str(home),
+        timeout_s=120,
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
     key = experiment_key_from(stderr)

@@ -18,8 +18,22 @@ pytestmark = pytest.mark.e2e
 
 FAST = {"heartbeat_ms": 1000, "cpu_interval_ms": 1000, "gpu_interval_ms": 1000}
 #: System details that name the job or the machine: they must be the same whichever way recorded.
-SHARED_DETAILS = ("hostname", "user", "pid", "os", "osType", "osPackages", "pythonVersion", "executable", "command",
-                  "installedPackages", "gpuStaticInfoList", "ip", "totalRam", "maxTotalMemory")
+SHARED_DETAILS = (
+    "hostname",
+    "user",
+    "pid",
+    "os",
+    "osType",
+    "osPackages",
+    "pythonVersion",
+    "executable",
+    "command",
+    "installedPackages",
+    "gpuStaticInfoList",
+    "ip",
+    "totalRam",
+    "maxTotalMemory",
+)
 
 
 def _experiment(server, key=None) -> APIExperiment:
@@ -33,23 +47,45 @@ def test_the_same_job_in_process_and_through_the_daemon_records_the_same(local_s
     local_server.set_intervals(**FAST)
     short_dir = Path(tempfile.mkdtemp(prefix="ca-", dir="/tmp"))  # AF_UNIX paths are short
     socket_path = short_dir / "daemon.sock"
-    daemon = subprocess.Popen(agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu"),
-                              env=agent_env(local_server, tmp_path / "daemon-data"), cwd=str(REPO),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    job = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(6)"],
-                           stdout=subprocess.PIPE, cwd=str(REPO))
+    daemon = subprocess.Popen(
+        agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu"),
+        env=agent_env(local_server, tmp_path / "daemon-data"),
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    job = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(6)"],
+        stdout=subprocess.PIPE,
+        cwd=str(REPO),
+    )
     in_process = _experiment(local_server)
     through_daemon = _experiment(local_server)
     agent = None
     try:
         assert job.stdout.readline() == b"ready\n"
         wait_for(lambda: socket_path.exists() or daemon.poll() is not None, 30, what="the daemon's socket")
-        agent = start_agent(local_server, tmp_path / "agent-data", "run", "--experiment", in_process.id,
-                            "--pid", str(job.pid), "--sample-interval", "0.5", "--no-gpu")
-        attached = subprocess.run(agent_argv("attach", "--experiment", through_daemon.id, "--pid", str(job.pid),
-                                             "--socket", str(socket_path)),
-                                  env=agent_env(local_server, tmp_path / "job-data"), cwd=str(REPO),
-                                  capture_output=True, timeout=60)
+        agent = start_agent(
+            local_server,
+            tmp_path / "agent-data",
+            "run",
+            "--experiment",
+            in_process.id,
+            "--pid",
+            str(job.pid),
+            "--sample-interval",
+            "0.5",
+            "--no-gpu",
+        )
+        attached = subprocess.run(
+            agent_argv(
+                "attach", "--experiment", through_daemon.id, "--pid", str(job.pid), "--socket", str(socket_path)
+            ),
+            env=agent_env(local_server, tmp_path / "job-data"),
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        )
         assert attached.returncode == 0, attached.stderr.decode()
         job.wait(30)
         agent.wait(60)

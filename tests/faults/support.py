@@ -44,8 +44,9 @@ def backend(api_key: str = "fault-suite-key-0123456789") -> Iterator[RecordingSe
         yield server
 
 
-def start(server, data_dir: Path, *args: str, env: Optional[dict] = None, stderr_file=None,
-          command: str = "run", **popen) -> subprocess.Popen:
+def start(
+    server, data_dir: Path, *args: str, env: Optional[dict] = None, stderr_file=None, command: str = "run", **popen
+) -> subprocess.Popen:
     """``comet-agent run --experiment EXPERIMENT_KEY`` (lean, stop timeout 3 s) plus ``args``.
 
     ``stderr_file``: an open file for the agent's stderr, to read while it runs (else a pipe).
@@ -56,8 +57,13 @@ def start(server, data_dir: Path, *args: str, env: Optional[dict] = None, stderr
     else:
         argv = agent_argv(command, *args)
     full_env = agent_env(target, data_dir, **(env or {}))
-    return subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
-                            stderr=stderr_file if stderr_file is not None else subprocess.PIPE, **popen)
+    return subprocess.Popen(
+        argv,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=stderr_file if stderr_file is not None else subprocess.PIPE,
+        **popen,
+    )
 
 
 def terminate(agent: subprocess.Popen, timeout_s: float = 30) -> tuple[int, str]:
@@ -69,7 +75,9 @@ def terminate(agent: subprocess.Popen, timeout_s: float = 30) -> tuple[int, str]
     except subprocess.TimeoutExpired:
         agent.kill()
         _, err = agent.communicate()
-        raise AssertionError(f"the agent did not exit within {timeout_s} s of SIGTERM:\n{(err or b'').decode(errors='replace')}") from None
+        raise AssertionError(
+            f"the agent did not exit within {timeout_s} s of SIGTERM:\n{(err or b'').decode(errors='replace')}"
+        ) from None
     return agent.returncode, (err or b"").decode("utf-8", errors="replace")
 
 
@@ -105,7 +113,9 @@ def spool_rows(data_dir: Path, key: str = EXPERIMENT_KEY) -> list[tuple]:
     except sqlite3.Error:
         return []
     try:
-        rows = conn.execute("SELECT seq, endpoint, request_id, size_bytes, kind, payload FROM entries ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT seq, endpoint, request_id, size_bytes, kind, payload FROM entries ORDER BY seq"
+        ).fetchall()
         return [(*row[:5], _sample_time(row[1], row[5])) for row in rows]
     except sqlite3.Error:
         return []
@@ -136,8 +146,11 @@ def cpu_stamp(request) -> Optional[int]:
 
 def cpu_pushes(server, status: Optional[int] = 200) -> list:
     """The pushes (metric batches carrying CPU figures) the server answered ``status`` (None: any), in arrival order."""
-    return [r for r in server.requests_to(BATCH_PATH)
-            if cpu_stamp(r) is not None and (status is None or r.answered_status == status)]
+    return [
+        r
+        for r in server.requests_to(BATCH_PATH)
+        if cpu_stamp(r) is not None and (status is None or r.answered_status == status)
+    ]
 
 
 def delivered_ids(server, path: Optional[str] = None, sample_times: Optional[dict] = None) -> list[str]:
@@ -147,8 +160,12 @@ def delivered_ids(server, path: Optional[str] = None, sample_times: Optional[dic
     (spool id -> sample time, from ``spool_rows``) whose sample time is among its points'."""
     ids = []
     for request in list(server.requests):
-        if (path is not None and request.path != path) or request.answered_status is None \
-                or not 200 <= request.answered_status < 300 or entry_id(request) is None:
+        if (
+            (path is not None and request.path != path)
+            or request.answered_status is None
+            or not 200 <= request.answered_status < 300
+            or entry_id(request) is None
+        ):
             continue
         if ".." in entry_id(request):
             carried = {point.get("timestamp") for point in (request.json or {}).get("values", ())}
@@ -162,6 +179,25 @@ def wait_drained(data_dir: Path, timeout_s: float = 40) -> None:
     wait_for(lambda: spool_path(data_dir).exists() and not spool_rows(data_dir), timeout_s, what="the spool to drain")
 
 
-__all__ = ["backend", "start", "terminate", "kill", "spool_rows", "spool_path", "dropped_total", "entry_id",
-           "delivered_ids", "cpu_pushes", "cpu_stamp", "wait_drained", "wait_for", "EXPERIMENT_KEY", "CPU_SERIES", "BATCH_PATH", "OTHER_PATH",
-           "STATUS_PATH", "FAST_INTERVALS", "LEAN"]
+__all__ = [
+    "backend",
+    "start",
+    "terminate",
+    "kill",
+    "spool_rows",
+    "spool_path",
+    "dropped_total",
+    "entry_id",
+    "delivered_ids",
+    "cpu_pushes",
+    "cpu_stamp",
+    "wait_drained",
+    "wait_for",
+    "EXPERIMENT_KEY",
+    "CPU_SERIES",
+    "BATCH_PATH",
+    "OTHER_PATH",
+    "STATUS_PATH",
+    "FAST_INTERVALS",
+    "LEAN",
+]

@@ -79,7 +79,9 @@ def test_503_stretch_then_recovery_delivers_every_sample_once_in_order_under_the
         cpu = cpu_pushes(server)
         delivered = delivered_ids(server, sample_times=times)
     ids = [entry_id(r) for r in cpu]
-    stamps = [point["timestamp"] for r in cpu for point in r.json["values"] if point["metricName"] == "sys.cpu.percent.avg"]
+    stamps = [
+        point["timestamp"] for r in cpu for point in r.json["values"] if point["metricName"] == "sys.cpu.percent.avg"
+    ]
     assert len(ids) == len(set(ids)), "no request acknowledged twice"
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), "in order, once each"
     assert len(delivered) == len(set(delivered)), "no sample delivered twice"
@@ -175,15 +177,24 @@ def test_spool_cap_drops_oldest_with_an_exact_count_reported_to_the_experiment(t
             # keep watching while the backlog drains: pushes made meanwhile can still meet a full spool
             _watch_spool(data_dir, 40.0, seen, [], times, until=lambda: not spool_rows(data_dir))
             wait_drained(data_dir)
-            wait_for(lambda: [r for r in server.requests_to(OTHER_PATH)
-                              if r.json and r.json.get("key") == "comet_agent.dropped_samples"], 10,
-                     what="the drop report")
+            wait_for(
+                lambda: [
+                    r
+                    for r in server.requests_to(OTHER_PATH)
+                    if r.json and r.json.get("key") == "comet_agent.dropped_samples"
+                ],
+                10,
+                what="the drop report",
+            )
         finally:
             status, stderr = terminate(agent)
         assert status == 0, stderr
         total = dropped_total(data_dir)
-        reports = [r.json for r in server.requests_to(OTHER_PATH)
-                   if r.json and r.json.get("key") == "comet_agent.dropped_samples" and r.answered_status == 200]
+        reports = [
+            r.json
+            for r in server.requests_to(OTHER_PATH)
+            if r.json and r.json.get("key") == "comet_agent.dropped_samples" and r.answered_status == 200
+        ]
         delivered = set(delivered_ids(server, sample_times=times))
     assert dropped_during >= 8, "the outage outgrew the cap"
     assert max(sizes) <= cap_bytes

@@ -16,9 +16,20 @@ CAP_BYTES = 64 * 1024
 
 
 def _git(repo, *args: str) -> None:
-    subprocess.run(["git", "-c", "core.quotepath=off", *args], cwd=repo, check=True, capture_output=True, timeout=120,
-                   env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-                            GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com"))
+    subprocess.run(
+        ["git", "-c", "core.quotepath=off", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env=dict(
+            os.environ,
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@example.com",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@example.com",
+        ),
+    )
 
 
 @pytest.fixture

@@ -36,8 +36,10 @@ OTHER_KEY = "e" * 32
 
 def _filled_spool(path: Path, key: str, count: int) -> list[str]:
     with Spool(path) as spool:
-        return [spool.append(key, "other", {"key": f"k{i}", "value": i, "timestamp_ms": 1_700_000_000_000 + i}).request_id
-                for i in range(count)]
+        return [
+            spool.append(key, "other", {"key": f"k{i}", "value": i, "timestamp_ms": 1_700_000_000_000 + i}).request_id
+            for i in range(count)
+        ]
 
 
 @pytest.mark.parametrize("damage", ["torn", "flipped"])
@@ -78,8 +80,9 @@ def _mount_tmpfs(where: Path, size: str) -> None:
     where.mkdir(parents=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("the full-disk test mounts a tmpfs and needs root (not available here)")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
-                            capture_output=True, timeout=10)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)], capture_output=True, timeout=10
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
 
@@ -125,12 +128,21 @@ def test_a_full_disk_keeps_the_agent_running_says_so_once_and_recovers(tmp_path)
                 filler.unlink()
                 freed_at_ms = int(time.time() * 1000)
                 server.remove_faults()
-                wait_for(lambda: [r for r in cpu_pushes(server) if cpu_stamp(r) > freed_at_ms + 500], 30,
-                         what="a sample taken after space returned")
+                wait_for(
+                    lambda: [r for r in cpu_pushes(server) if cpu_stamp(r) > freed_at_ms + 500],
+                    30,
+                    what="a sample taken after space returned",
+                )
                 # What could not be stored while the disk was full is counted and reported.
-                reported = wait_for(lambda: [r.json["value"] for r in server.requests_to("write/experiment/log-other")
-                                             if r.answered_status == 200 and r.json.get("key") == "comet_agent.dropped_samples"],
-                                    30, what="the report of what could not be stored")
+                reported = wait_for(
+                    lambda: [
+                        r.json["value"]
+                        for r in server.requests_to("write/experiment/log-other")
+                        if r.answered_status == 200 and r.json.get("key") == "comet_agent.dropped_samples"
+                    ],
+                    30,
+                    what="the report of what could not be stored",
+                )
             finally:
                 code, _ = terminate(agent)
         stderr = log_path.read_text(errors="replace")
@@ -153,8 +165,11 @@ def test_garbage_intervals_from_update_status_are_ignored_or_clamped_and_logged_
         agent = start(server, data_dir)
         try:
             wait_for(lambda: cpu_pushes(server), 20, what="a first CPU push")
-            server.set_route("GET", STATUS_PATH, {"isAliveBeatDurationMillis": 0, "cpuMonitorIntervalMillis": "abc",
-                                                  "gpuMonitorIntervalMillis": -5})
+            server.set_route(
+                "GET",
+                STATUS_PATH,
+                {"isAliveBeatDurationMillis": 0, "cpuMonitorIntervalMillis": "abc", "gpuMonitorIntervalMillis": -5},
+            )
             mark = len(server.requests_to(STATUS_PATH))
             wait_for(lambda: len(server.requests_to(STATUS_PATH)) >= mark + 3, 15, what="three garbage heartbeats")
             server.set_route("GET", STATUS_PATH, dict(FAST_INTERVALS, cpuMonitorIntervalMillis=10**12))
@@ -164,8 +179,12 @@ def test_garbage_intervals_from_update_status_are_ignored_or_clamped_and_logged_
         finally:
             code, stderr = terminate(agent)
     assert code == 0, stderr
-    for text in ("isAliveBeatDurationMillis=0", "cpuMonitorIntervalMillis=abc", "gpuMonitorIntervalMillis=-5",
-                 "cpuMonitorIntervalMillis=1000000000000"):
+    for text in (
+        "isAliveBeatDurationMillis=0",
+        "cpuMonitorIntervalMillis=abc",
+        "gpuMonitorIntervalMillis=-5",
+        "cpuMonitorIntervalMillis=1000000000000",
+    ):
         assert stderr.count(text) == 1, (text, stderr)
     assert "clamped to 3600000" in stderr
     assert "Traceback" not in stderr
@@ -177,11 +196,31 @@ def test_under_umask_000_every_file_is_0600_in_0700_directories(tmp_path):
     refused with exit 78 naming the file and its mode."""
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update({"HOME": str(tmp_path / "home"), "COMET_AGENT_DATA_DIR": str(data_dir),
-                "COMET_ERROR_TRACKING_ENABLE": "false"})
-    result = subprocess.run(agent_argv("run", "--workspace", "ws", "--project", "umask", "--no-os-packages", "--no-git",
-                                       "--no-gpu", "--stop-timeout", "5", "--", sys.executable, "-c", "print('hi')"),
-                            env=env, capture_output=True, timeout=90, preexec_fn=lambda: os.umask(0))
+    env.update(
+        {"HOME": str(tmp_path / "home"), "COMET_AGENT_DATA_DIR": str(data_dir), "COMET_ERROR_TRACKING_ENABLE": "false"}
+    )
+    result = subprocess.run(
+        agent_argv(
+            "run",
+            "--workspace",
+            "ws",
+            "--project",
+            "umask",
+            "--no-os-packages",
+            "--no-git",
+            "--no-gpu",
+            "--stop-timeout",
+            "5",
+            "--",
+            sys.executable,
+            "-c",
+            "print('hi')",
+        ),
+        env=env,
+        capture_output=True,
+        timeout=90,
+        preexec_fn=lambda: os.umask(0),
+    )
     assert result.returncode == 0, result.stderr.decode()
     loose = []
     for root, dirs, files in os.walk(data_dir):
@@ -198,9 +237,12 @@ def test_under_umask_000_every_file_is_0600_in_0700_directories(tmp_path):
     key_file = tmp_path / "open-key"
     key_file.write_text("a-key-nobody-should-read-0123456789\n")
     key_file.chmod(0o644)
-    refused = subprocess.run(agent_argv("run", "--experiment", EXPERIMENT_KEY),
-                             env=dict(env, COMET_API_KEY_FILE=str(key_file), COMET_URL_OVERRIDE="http://127.0.0.1:9/clientlib/"),
-                             capture_output=True, timeout=60)
+    refused = subprocess.run(
+        agent_argv("run", "--experiment", EXPERIMENT_KEY),
+        env=dict(env, COMET_API_KEY_FILE=str(key_file), COMET_URL_OVERRIDE="http://127.0.0.1:9/clientlib/"),
+        capture_output=True,
+        timeout=60,
+    )
     assert refused.returncode == 78, refused.stderr.decode()
     assert str(key_file) in refused.stderr.decode() and "644" in refused.stderr.decode()
     assert b"a-key-nobody-should-read" not in refused.stderr
@@ -220,8 +262,9 @@ def test_odd_child_output_round_trips_or_is_replaced_visibly(tmp_path, case):
     with backend() as server:
         agent = start(server, data_dir, "--", sys.executable, "-c", scripts[case])
         out, err = agent.communicate(timeout=90)
-        recorded = "".join(line["output"] for r in server.requests_to(OUTPUT_PATH) if r.json
-                           for line in r.json["outputLines"])
+        recorded = "".join(
+            line["output"] for r in server.requests_to(OUTPUT_PATH) if r.json for line in r.json["outputLines"]
+        )
     stderr = err.decode(errors="replace")
     assert agent.returncode == 4, stderr
     assert "Traceback" not in stderr

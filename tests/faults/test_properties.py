@@ -19,9 +19,11 @@ from comet_agent.sources import procfs
 from tests.support.recording_server import Fault, RecordingServer
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=10)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
 
 
 @FAST
@@ -57,14 +59,25 @@ def test_any_recommended_interval_is_clamped_into_bounds_or_ignored(name, value)
     assert (ms is None and reason) or low <= ms <= high
 
 
-PARSERS = [procfs.parse_stat, procfs.parse_cpuinfo, procfs.parse_meminfo, procfs.parse_loadavg,
-           procfs.parse_diskstats, procfs.parse_net_dev, procfs.parse_pid_stat]
+PARSERS = [
+    procfs.parse_stat,
+    procfs.parse_cpuinfo,
+    procfs.parse_meminfo,
+    procfs.parse_loadavg,
+    procfs.parse_diskstats,
+    procfs.parse_net_dev,
+    procfs.parse_pid_stat,
+]
 
 
 @pytest.mark.parametrize("parser", PARSERS, ids=lambda p: p.__name__)
 @FAST
-@given(text=st.text(max_size=300) | st.lists(
-    st.text(alphabet="0123456789 :abcdefghijklmnopqrstuvwxyz()\t-.", max_size=60), max_size=12).map("\n".join))
+@given(
+    text=st.text(max_size=300)
+    | st.lists(st.text(alphabet="0123456789 :abcdefghijklmnopqrstuvwxyz()\t-.", max_size=60), max_size=12).map(
+        "\n".join
+    )
+)
 def test_any_proc_text_parses_or_raises_value_error(parser, text):
     """Pass: a /proc parser given any text returns or raises ValueError (the documented error), nothing else."""
     try:
@@ -80,15 +93,21 @@ def server():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(status=st.sampled_from([200, 201, 204, 400, 404, 429, 500, 502]), body=st.binary(max_size=200),
-       content_type=st.sampled_from(["application/json", "text/html", "text/plain", "application/octet-stream"]),
-       retry_after=st.none() | st.text(max_size=20))
+@given(
+    status=st.sampled_from([200, 201, 204, 400, 404, 429, 500, 502]),
+    body=st.binary(max_size=200),
+    content_type=st.sampled_from(["application/json", "text/html", "text/plain", "application/octet-stream"]),
+    retry_after=st.none() | st.text(max_size=20),
+)
 def test_any_server_reply_to_a_write_returns_or_raises_a_typed_error(server, status, body, content_type, retry_after):
     """Pass: a write answered with any status, body and content type returns or raises a CometApiError
     subclass (what the sender classifies), never a raw requests/JSON/Unicode exception."""
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    server.add_fault(Fault(status=status, body=body, content_type=content_type, headers=headers), times=1,
-                     path="/api/rest/v2/write/experiment/log-other")
+    server.add_fault(
+        Fault(status=status, body=body, content_type=content_type, headers=headers),
+        times=1,
+        path="/api/rest/v2/write/experiment/log-other",
+    )
     api = API(api_key="property-key-0123456789", url_override=server.clientlib_url, retry=RetryPolicy(max_retries=0))
     try:
         experiment = APIExperiment(api=api, previous_experiment="f" * 32)

@@ -33,11 +33,17 @@ def _inject(server, fault: Fault) -> "object":
     server has moved on to a later batch answered 2xx (the fault was handled, one way or the other)."""
     start_index = len(server.requests_to(BATCH_PATH))
     server.add_fault(fault, times=1, path=BATCH_PATH)
-    faulted = wait_for(lambda: server.requests_to(BATCH_PATH)[start_index:start_index + 1], 30,
-                       what=f"the batch that meets {fault}")[0]
-    wait_for(lambda: any(r.answered_status == 200 and r is not faulted and entry_id(r) != entry_id(faulted).split(".")[0]
-                         for r in server.requests_to(BATCH_PATH)[start_index + 1:]), 30,
-             what="a later batch delivered")
+    faulted = wait_for(
+        lambda: server.requests_to(BATCH_PATH)[start_index : start_index + 1], 30, what=f"the batch that meets {fault}"
+    )[0]
+    wait_for(
+        lambda: any(
+            r.answered_status == 200 and r is not faulted and entry_id(r) != entry_id(faulted).split(".")[0]
+            for r in server.requests_to(BATCH_PATH)[start_index + 1 :]
+        ),
+        30,
+        what="a later batch delivered",
+    )
     return faulted
 
 
@@ -92,15 +98,28 @@ def test_retry_after_seconds_http_date_and_custom_are_honoured(tmp_path):
                 # Made when injected, 3 s ahead; the 429 goes out with the next batch, up to a push
                 # interval later, so the wait it asks for is the date (1 s resolution) less the moment
                 # that batch arrived.
-                ("date", lambda: {"Retry-After": email.utils.formatdate(time.time() + 3, usegmt=True)},
-                 lambda faulted, sent: email.utils.parsedate_to_datetime(sent["Retry-After"]).timestamp()
-                 - (time.time() - (time.monotonic() - faulted.received_monotonic_s)) - 0.1),
+                (
+                    "date",
+                    lambda: {"Retry-After": email.utils.formatdate(time.time() + 3, usegmt=True)},
+                    lambda faulted, sent: (
+                        email.utils.parsedate_to_datetime(sent["Retry-After"]).timestamp()
+                        - (time.time() - (time.monotonic() - faulted.received_monotonic_s))
+                        - 0.1
+                    ),
+                ),
                 ("custom", lambda: {"Retry-After-Custom": "2.0"}, lambda faulted, sent: 1.9),
             ):
                 sent = headers()
                 faulted = _inject(server, Fault(status=429, headers=sent))
-                retry = wait_for(lambda faulted=faulted: [r for r in server.requests_to(BATCH_PATH)
-                                          if entry_id(r) == entry_id(faulted) and r is not faulted], 10, what="the retry")[0]
+                retry = wait_for(
+                    lambda faulted=faulted: [
+                        r
+                        for r in server.requests_to(BATCH_PATH)
+                        if entry_id(r) == entry_id(faulted) and r is not faulted
+                    ],
+                    10,
+                    what="the retry",
+                )[0]
                 gaps[name] = (retry.received_monotonic_s - faulted.received_monotonic_s, floor_s(faulted, sent))
                 assert retry.answered_status == 200
         finally:
@@ -115,11 +134,14 @@ def test_a_huge_retry_after_is_capped(tmp_path, header):
     """Pass: a 429 asking for days makes the sender wait exactly MAX_RETRY_AFTER_S (600 s), not days."""
     with RecordingServer() as server:
         server.add_fault(Fault(status=429, headers=header), times=1, path=BATCH_PATH)
-        api = API(api_key="cap-test-key-0123456789", url_override=server.clientlib_url, retry=RetryPolicy(max_retries=0))
+        api = API(
+            api_key="cap-test-key-0123456789", url_override=server.clientlib_url, retry=RetryPolicy(max_retries=0)
+        )
         experiment = APIExperiment(api=api, previous_experiment=EXPERIMENT_KEY)
         with Spool(tmp_path / "spool.db") as spool:
-            spool.append(EXPERIMENT_KEY, "metrics_batch", {"values": [{"metricName": "m", "metricValue": 1,
-                                                                      "timestamp": 1}]})
+            spool.append(
+                EXPERIMENT_KEY, "metrics_batch", {"values": [{"metricName": "m", "metricValue": 1, "timestamp": 1}]}
+            )
             wait_s = Sender(spool, lambda key: experiment).send_pending()
             assert spool.depth() == 1, "kept for the retry"
         api.close()
@@ -147,8 +169,10 @@ def test_hung_torn_garbage_wrong_type_and_html_replies_are_retried_cleanly(tmp_p
                 ids[name] = entry_id(_inject(server, fault))
         finally:
             code, stderr = terminate(agent)
-        tries = {name: [r for r in server.requests_to(BATCH_PATH) if entry_id(r) == request_id]
-                 for name, request_id in ids.items()}
+        tries = {
+            name: [r for r in server.requests_to(BATCH_PATH) if entry_id(r) == request_id]
+            for name, request_id in ids.items()
+        }
     assert code == 0, stderr
     for name, attempts in tries.items():
         # the faulty answer, then one clean 200 (a 2xx with a broken body is not an acknowledgement)
@@ -165,8 +189,11 @@ def test_a_redirect_to_another_host_does_not_carry_the_key(tmp_path):
         agent = start(server, data_dir)
         try:
             wait_for(lambda: delivered_ids(server, BATCH_PATH), 20, what="a first batch")
-            server.add_fault(Fault(status=307, headers={"Location": f"http://127.0.0.2:{other.port}{BATCH_PATH}"}),
-                             times=1, path=BATCH_PATH)
+            server.add_fault(
+                Fault(status=307, headers={"Location": f"http://127.0.0.2:{other.port}{BATCH_PATH}"}),
+                times=1,
+                path=BATCH_PATH,
+            )
             wait_for(lambda: other.requests, 20, what="the redirected request")
         finally:
             code, stderr = terminate(agent)
@@ -174,7 +201,9 @@ def test_a_redirect_to_another_host_does_not_carry_the_key(tmp_path):
     assert code == 0, stderr
     assert foreign and all(r.header("Authorization") is None for r in foreign)
     for r in foreign:
-        assert server.api_key not in (r.path + repr(r.query) + repr(r.headers)) and server.api_key.encode() not in r.body
+        assert (
+            server.api_key not in (r.path + repr(r.query) + repr(r.headers)) and server.api_key.encode() not in r.body
+        )
 
 
 def test_a_wrong_key_from_a_key_file_is_named_and_the_data_kept(tmp_path):
@@ -189,8 +218,11 @@ def test_a_wrong_key_from_a_key_file_is_named_and_the_data_kept(tmp_path):
         server.add_fault(Fault(status=401, body=b'{"msg": "Invalid API key"}'), times=10**6)
         agent = start(server, data_dir, env={"COMET_API_KEY": "", "COMET_API_KEY_FILE": str(key_file)})
         try:
-            wait_for(lambda: [r for r in spool_rows(data_dir) if r[1] == "system_details"] and server.requests,
-                     30, what="the snapshot spooled and a request refused")
+            wait_for(
+                lambda: [r for r in spool_rows(data_dir) if r[1] == "system_details"] and server.requests,
+                30,
+                what="the snapshot spooled and a request refused",
+            )
             assert agent.poll() is None, "a rejected key never stops the agent"
         finally:
             code, stderr = terminate(agent)

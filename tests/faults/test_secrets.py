@@ -67,8 +67,12 @@ def test_a_canary_key_stays_out_of_debug_logs(tmp_path):
     with backend(api_key=CANARY) as server:
         server.add_fault(Fault(status=401), times=1, path=BATCH_PATH)
         # -vv goes before the subcommand, so the command line is built here rather than by start()
-        agent = subprocess.Popen(agent_argv("-vv", "run", "--experiment", EXPERIMENT_KEY, *LEAN, "--stop-timeout", "3"),
-                                 env=_env(server, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        agent = subprocess.Popen(
+            agent_argv("-vv", "run", "--experiment", EXPERIMENT_KEY, *LEAN, "--stop-timeout", "3"),
+            env=_env(server, data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             wait_for(lambda: len(delivered_ids(server, BATCH_PATH)) >= 2, 20, what="batches at debug level")
         finally:
@@ -79,9 +83,20 @@ def test_a_canary_key_stays_out_of_debug_logs(tmp_path):
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=30,
-                   env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-                            GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com"))
+    subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        timeout=30,
+        env=dict(
+            os.environ,
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@example.com",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@example.com",
+        ),
+    )
 
 
 def test_secrets_in_the_command_line_and_git_remote_are_masked_as_in_the_golden_file(tmp_path):
@@ -98,22 +113,54 @@ def test_secrets_in_the_command_line_and_git_remote_are_masked_as_in_the_golden_
     _git(repo, "add", "a.txt")
     _git(repo, "commit", "-q", "-m", "one")
     _git(repo, "remote", "add", "origin", f"https://user:{SECRET}@github.com/o/r.git")
-    job_args = [f"--api-key={SECRET}", "--password", SECRET, "--token", SECRET, "--num_memory_tokens", "8",
-                f"https://u:{SECRET}@host.example/x", f"HF_TOKEN={SECRET}", "--lr", "0.1", "plain"]
+    job_args = [
+        f"--api-key={SECRET}",
+        "--password",
+        SECRET,
+        "--token",
+        SECRET,
+        "--num_memory_tokens",
+        "8",
+        f"https://u:{SECRET}@host.example/x",
+        f"HF_TOKEN={SECRET}",
+        "--lr",
+        "0.1",
+        "plain",
+    ]
     data_dir = tmp_path / "data"
     with backend() as server:
         agent = subprocess.Popen(
-            agent_argv("run", "--experiment", EXPERIMENT_KEY, "--no-os-packages", "--no-gpu",
-                       "--directory", str(repo), "--stop-timeout", "5", "--", "python3", "-c", "pass", *job_args),
-            env=_env(server, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            agent_argv(
+                "run",
+                "--experiment",
+                EXPERIMENT_KEY,
+                "--no-os-packages",
+                "--no-gpu",
+                "--directory",
+                str(repo),
+                "--stop-timeout",
+                "5",
+                "--",
+                "python3",
+                "-c",
+                "pass",
+                *job_args,
+            ),
+            env=_env(server, data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         _, err = agent.communicate(timeout=90)
         details = [r.json for r in server.requests_to(SYSTEM_DETAILS_PATH) if r.json]
         git = [r.json for r in server.requests_to(GIT_METADATA_PATH) if r.json]
         others = {r.json["key"]: r.json["value"] for r in server.requests_to(OTHER_PATH) if r.json}
         requests = list(server.requests)
     assert agent.returncode == 0, err.decode()
-    recorded = {"system_details.command": details[0]["command"], "comet_agent.command": others["comet_agent.command"],
-                "git.origin": git[0]["origin"]}
+    recorded = {
+        "system_details.command": details[0]["command"],
+        "comet_agent.command": others["comet_agent.command"],
+        "git.origin": git[0]["origin"],
+    }
     text = json.dumps(recorded, indent=2, sort_keys=True) + "\n"
     golden = GOLDEN / "recorded_command.json"
     if os.environ.get("UPDATE_GOLDEN"):

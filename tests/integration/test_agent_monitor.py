@@ -16,8 +16,15 @@ FAST = {"heartbeat_ms": 1000, "cpu_interval_ms": 1000, "gpu_interval_ms": 1000}
 
 
 def _options(server, tmp_path, **extra):
-    options = dict(api_key=server.api_key, url_override=server.clientlib_url, data_dir=tmp_path / "data",
-                   workspace="ws", project_name="cm", include_os_packages=False, stop_timeout_s=10)
+    options = dict(
+        api_key=server.api_key,
+        url_override=server.clientlib_url,
+        data_dir=tmp_path / "data",
+        workspace="ws",
+        project_name="cm",
+        include_os_packages=False,
+        stop_timeout_s=10,
+    )
     options.update(extra)
     return options
 
@@ -34,8 +41,10 @@ def test_monitor_records_this_training_process(local_server, tmp_path):
     with comet_agent.monitor(**_options(local_server, tmp_path, sample_interval_s=0.25)) as agent:
         _busy(2.5)
     assert not agent.running
-    experiment = APIExperiment(api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
-                               previous_experiment=agent.experiment_key)
+    experiment = APIExperiment(
+        api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
+        previous_experiment=agent.experiment_key,
+    )
     details = experiment.get_system_details()
     assert details["pid"] == os.getpid()
     proc_cpu = [p["metricValue"] for p in experiment.get_metrics("sys.proc.cpu.percent")]
@@ -81,8 +90,9 @@ def test_a_forked_child_does_not_inherit_the_agent(local_server, tmp_path):
 
 def test_a_wrong_key_never_stops_the_training_block(local_server, tmp_path, caplog):
     ran = False
-    with comet_agent.monitor(**_options(local_server, tmp_path, api_key="wrong-canary-key-98765",
-                                        stop_timeout_s=1)) as agent:
+    with comet_agent.monitor(
+        **_options(local_server, tmp_path, api_key="wrong-canary-key-98765", stop_timeout_s=1)
+    ) as agent:
         ran = True
     assert ran, "the block runs whatever the server says"
     assert agent.stop() is False, "nothing could be delivered with a rejected key"
@@ -121,18 +131,31 @@ def test_monitor_takes_a_comet_ml_experiment(local_server, tmp_path, monkeypatch
     local_server.set_intervals(**FAST)
     monkeypatch.setenv("COMET_URL_OVERRIDE", local_server.clientlib_url)
     monkeypatch.setenv("COMET_API_KEY", local_server.api_key)
-    for name in ("COMET_AUTO_LOG_ENV_CPU", "COMET_AUTO_LOG_ENV_GPU", "COMET_AUTO_LOG_ENV_HOST",
-                 "COMET_AUTO_LOG_ENV_DETAILS", "COMET_AUTO_LOG_ENV_NETWORK", "COMET_AUTO_LOG_ENV_DISK"):
+    for name in (
+        "COMET_AUTO_LOG_ENV_CPU",
+        "COMET_AUTO_LOG_ENV_GPU",
+        "COMET_AUTO_LOG_ENV_HOST",
+        "COMET_AUTO_LOG_ENV_DETAILS",
+        "COMET_AUTO_LOG_ENV_NETWORK",
+        "COMET_AUTO_LOG_ENV_DISK",
+    ):
         monkeypatch.setenv(name, "false")
     experiment = comet_ml.start(project_name="cm")
-    with comet_agent.monitor(experiment=experiment, data_dir=tmp_path / "data", include_os_packages=False,
-                             sample_interval_s=0.25, use_daemon=False) as agent:
+    with comet_agent.monitor(
+        experiment=experiment,
+        data_dir=tmp_path / "data",
+        include_os_packages=False,
+        sample_interval_s=0.25,
+        use_daemon=False,
+    ) as agent:
         experiment.log_metric("loss", 1.0, step=1)
         _busy(1.5)
     experiment.end()
     assert agent.experiment_key == experiment.get_key()
-    ours = APIExperiment(api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
-                         previous_experiment=experiment.get_key())
+    ours = APIExperiment(
+        api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
+        previous_experiment=experiment.get_key(),
+    )
     names = {item["name"] for item in ours.get_metrics_summary()}
     assert {"loss", "sys.cpu.percent.avg", "sys.proc.rss"} <= names
     assert ours.get_system_details()["pid"] == os.getpid()

@@ -76,20 +76,28 @@ def test_the_default_workspace_is_asked_once_per_api_object():
         assert len(server.requests_to(ACCOUNT_DETAILS)) == 1
 
 
-@pytest.mark.parametrize("details", [
-    {"userName": "u"},
-    {},
-    {"userName": "u", "defaultWorkspaceName": None},
-    {"userName": "u", "defaultWorkspaceName": ""},
-    {"userName": "u", "defaultWorkspaceName": ["ws"]},
-    ["ws"],
-    "ws",
-    None,
-], ids=["missing", "empty-object", "null", "empty-string", "list-value", "list", "string", "json-null"])
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"userName": "u"},
+        {},
+        {"userName": "u", "defaultWorkspaceName": None},
+        {"userName": "u", "defaultWorkspaceName": ""},
+        {"userName": "u", "defaultWorkspaceName": ["ws"]},
+        ["ws"],
+        "ws",
+        None,
+    ],
+    ids=["missing", "empty-object", "null", "empty-string", "list-value", "list", "string", "json-null"],
+)
 def test_unusable_account_details_are_one_clear_error_naming_the_server(details):
     key = "ws-broken-key-0123456789"
     with RecordingServer() as server:
-        server.set_route("GET", ACCOUNT_DETAILS, details if details is not None else (200, {"Content-Type": "application/json"}, b"null"))
+        server.set_route(
+            "GET",
+            ACCOUNT_DETAILS,
+            details if details is not None else (200, {"Content-Type": "application/json"}, b"null"),
+        )
         api = API(api_key=key, url_override=server.clientlib_url, retry=RetryPolicy(max_retries=0))
         with pytest.raises(errors.InvalidReply) as info:
             APIExperiment(api=api)

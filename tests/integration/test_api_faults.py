@@ -53,9 +53,18 @@ def make_client(server, sleep, **overrides) -> RestClient:
     return RestClient(API_KEY, server.clientlib_url, **options)
 
 
-@pytest.mark.parametrize("status, error_type", [(401, errors.Unauthorized), (403, errors.Unauthorized), (404, errors.NotFound),
-                                                (400, errors.BadRequest), (413, errors.PayloadTooLarge), (402, errors.ClientError),
-                                                (409, errors.ClientError)])
+@pytest.mark.parametrize(
+    "status, error_type",
+    [
+        (401, errors.Unauthorized),
+        (403, errors.Unauthorized),
+        (404, errors.NotFound),
+        (400, errors.BadRequest),
+        (413, errors.PayloadTooLarge),
+        (402, errors.ClientError),
+        (409, errors.ClientError),
+    ],
+)
 def test_permanent_4xx_is_raised_after_one_request(server, sleep, status, error_type):
     server.fail_next(1, status)
     client = make_client(server, sleep)
@@ -166,8 +175,14 @@ def test_refused_connection_is_retried_then_raised(sleep):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = RestClient(API_KEY, f"http://127.0.0.1:{port}/clientlib/", key_source=KEY_SOURCE, sleep=sleep,
-                        rng=random.Random(0), retry=RetryPolicy(max_retries=2))
+    client = RestClient(
+        API_KEY,
+        f"http://127.0.0.1:{port}/clientlib/",
+        key_source=KEY_SOURCE,
+        sleep=sleep,
+        rng=random.Random(0),
+        retry=RetryPolicy(max_retries=2),
+    )
     with pytest.raises(errors.ConnectionFailed) as info:
         client.get("experiment/tags", {"experimentKey": "k"})
     assert "cannot reach the Comet server" in str(info.value)
@@ -234,7 +249,9 @@ def test_redirect_loop_is_bounded(server, sleep):
 
 def test_request_id_is_sent_on_every_attempt(server, sleep):
     server.fail_next(2, 503)
-    make_client(server, sleep).post("write/experiment/tags", {"experimentKey": "k", "addedTags": ["x"]}, request_id="req-42")
+    make_client(server, sleep).post(
+        "write/experiment/tags", {"experimentKey": "k", "addedTags": ["x"]}, request_id="req-42"
+    )
     assert [r.header(REQUEST_ID_HEADER) for r in server.requests] == ["req-42"] * 3
     assert [r.json for r in server.requests] == [{"experimentKey": "k", "addedTags": ["x"]}] * 3
 
@@ -244,7 +261,11 @@ def test_multipart_upload_is_resent_whole_after_a_failure(server, sleep, tmp_pat
     big.write_bytes(bytes(range(256)) * 4096)  # 1 MiB, streamed from disk
     server.fail_next(1, 503)
     client = make_client(server, sleep)
-    client.post_multipart("write/experiment/upload-asset", [("file", "file", big), ("metadata", None, b'{"a":1}')], params={"experimentKey": "k"})
+    client.post_multipart(
+        "write/experiment/upload-asset",
+        [("file", "file", big), ("metadata", None, b'{"a":1}')],
+        params={"experimentKey": "k"},
+    )
     assert len(server.requests) == 2
     for request in server.requests:
         assert request.parts["file"].content == big.read_bytes()
@@ -260,9 +281,14 @@ def test_empty_write_reply_returns_none(server, sleep):
 def test_metric_batch_goes_gzip_to_clientlib_with_request_id(server, sleep):
     api = API(api_key=API_KEY, url_override=server.clientlib_url, sleep=sleep)
     experiment = APIExperiment(api=api, metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "p"})
-    points = [{"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "timestamp": 1_700_000_000_000},
-              {"metricName": "loss", "metricValue": 0.1}]
-    points += [{"metricName": f"sys.cpu.percent.{n:02d}", "metricValue": n, "timestamp": 1_700_000_000_000} for n in range(1, 17)]
+    points = [
+        {"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "timestamp": 1_700_000_000_000},
+        {"metricName": "loss", "metricValue": 0.1},
+    ]
+    points += [
+        {"metricName": f"sys.cpu.percent.{n:02d}", "metricValue": n, "timestamp": 1_700_000_000_000}
+        for n in range(1, 17)
+    ]
     experiment.log_metrics_batch(points, request_id="batch-7")
     (request,) = server.requests
     assert request.path == "/clientlib/batch/logger/experiment/metric"
@@ -271,7 +297,14 @@ def test_metric_batch_goes_gzip_to_clientlib_with_request_id(server, sleep):
     assert request.header("authorization") == API_KEY
     assert request.json["experimentKey"] == "k" * 32
     assert request.json["values"][:2] == [
-        {"metricName": "sys.cpu.percent.avg", "metricValue": 12.5, "step": 3, "epoch": None, "context": None, "timestamp": 1_700_000_000_000},
+        {
+            "metricName": "sys.cpu.percent.avg",
+            "metricValue": 12.5,
+            "step": 3,
+            "epoch": None,
+            "context": None,
+            "timestamp": 1_700_000_000_000,
+        },
         {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None},
     ]
     assert len(request.json["values"]) == 18
@@ -286,7 +319,8 @@ def test_a_metric_batch_under_the_gzip_threshold_goes_plain(server, sleep):
     assert not request.was_gzipped and request.header("content-encoding") is None
     assert len(request.body) < GZIP_MIN_BYTES
     assert request.json["values"] == [
-        {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None}]
+        {"metricName": "loss", "metricValue": 0.1, "step": None, "epoch": None, "context": None, "timestamp": None}
+    ]
 
 
 def test_combined_system_details_is_one_request(server, sleep):
@@ -311,7 +345,15 @@ def test_canary_key_never_appears_in_logs_errors_reprs_or_urls(server, sleep, ca
         logging.getLogger(name).setLevel(logging.DEBUG)
     api = API(sleep=sleep)
     experiment = APIExperiment(api=api, previous_experiment="k" * 32)
-    texts = [repr(api), str(api), repr(api.config), str(api.config), repr(api._client), repr(experiment), experiment.url]
+    texts = [
+        repr(api),
+        str(api),
+        repr(api.config),
+        str(api.config),
+        repr(api._client),
+        repr(experiment),
+        experiment.url,
+    ]
     experiment.set_hostname("h")
     for status, call in ((503, lambda: experiment.get_hostname()), (401, lambda: experiment.add_tags(["x"]))):
         server.clear()
@@ -356,8 +398,13 @@ def test_proxies_come_from_the_environment_of_each_request(server, sleep, monkey
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     monkeypatch.setenv("http_proxy", server.url)
-    client = RestClient(API_KEY, f"http://127.0.0.1:{closed_port}/clientlib/", sleep=sleep,
-                        retry=RetryPolicy(max_retries=0), timeouts=Timeouts(connect_s=2.0, read_s=2.0))
+    client = RestClient(
+        API_KEY,
+        f"http://127.0.0.1:{closed_port}/clientlib/",
+        sleep=sleep,
+        retry=RetryPolicy(max_retries=0),
+        timeouts=Timeouts(connect_s=2.0, read_s=2.0),
+    )
     for _ in range(2):
         client.post("write/experiment/log-other", {"experimentKey": "k", "key": "a", "value": 1})
     assert [r.path for r in server.requests] == ["/api/rest/v2/write/experiment/log-other"] * 2, "through the proxy"

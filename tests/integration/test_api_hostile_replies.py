@@ -38,10 +38,26 @@ SHAPES = {
 OBJECTS = ("empty object", "unrelated object")
 
 SD = "experiment/system-details"
-SD_FIELD_GETTERS = ["get_additional_system_info", "get_command", "get_executable", "get_gpu_static_info",
-                    "get_hostname", "get_installed_packages", "get_ip", "get_max_memory", "get_network_interface_ips",
-                    "get_os", "get_os_packages", "get_os_type", "get_pid", "get_python_version",
-                    "get_python_version_verbose", "get_system_metric_names", "get_total_memory", "get_user"]
+SD_FIELD_GETTERS = [
+    "get_additional_system_info",
+    "get_command",
+    "get_executable",
+    "get_gpu_static_info",
+    "get_hostname",
+    "get_installed_packages",
+    "get_ip",
+    "get_max_memory",
+    "get_network_interface_ips",
+    "get_os",
+    "get_os_packages",
+    "get_os_type",
+    "get_pid",
+    "get_python_version",
+    "get_python_version_verbose",
+    "get_system_metric_names",
+    "get_total_memory",
+    "get_user",
+]
 
 # label -> (endpoint under {rest}, call, what a reply in OBJECTS gives, replies with the right outer shape but a
 # wrong field inside). What a reply in OBJECTS gives: "invalid" (InvalidReply), "none" (None, nothing known),
@@ -51,55 +67,132 @@ READS = {
     "get_system_details": (SD, lambda e: e.get_system_details(), "whole", []),
     "get_git_metadata": ("experiment/git/metadata", lambda e: e.get_git_metadata(), "whole", []),
     "update_status": ("write/experiment/set-status", lambda e: e.update_status(), "whole", []),
-    "get_tags": ("experiment/tags", lambda e: e.get_tags(), "invalid", [{"tags": "a,b"}, {"tags": [1]}, {"tags": None}]),
+    "get_tags": (
+        "experiment/tags",
+        lambda e: e.get_tags(),
+        "invalid",
+        [{"tags": "a,b"}, {"tags": [1]}, {"tags": None}],
+    ),
     "get_code": ("experiment/code", lambda e: e.get_code(), "invalid", [{"code": ["print()"]}]),
     "get_html": ("experiment/html", lambda e: e.get_html(), "invalid", [{"html": 1}]),
     "get_output": ("experiment/output", lambda e: e.get_output(), "invalid", [{"output": {"line": 1}}]),
     "get_model_graph": ("experiment/graph", lambda e: e.get_model_graph(), "invalid", [{"graph": []}]),
-    "get_asset_list": ("experiment/asset/list", lambda e: e.get_asset_list(), "invalid", [{"assets": {}}, {"assets": ["a"]}]),
-    "get_metrics": ("experiment/metrics/get-all", lambda e: e.get_metrics(), "invalid", [{"metrics": "m"}, {"metrics": [3]}]),
-    "get_metrics(name)": ("experiment/metrics/get-metric", lambda e: e.get_metrics("loss"), "invalid", [{"metrics": None}]),
-    "get_metrics_summary": ("experiment/metrics/summary", lambda e: e.get_metrics_summary(), "invalid",
-                            [{"values": "v"}, {"values": [None]}]),
-    "get_metrics_summary(name)": ("experiment/metrics/summary", lambda e: e.get_metrics_summary("loss"), "invalid",
-                                  [{"values": [[1]]}]),
-    "get_parameters_summary(name)": ("experiment/parameters", lambda e: e.get_parameters_summary("lr"), "invalid",
-                                     [{"values": 1}]),
+    "get_asset_list": (
+        "experiment/asset/list",
+        lambda e: e.get_asset_list(),
+        "invalid",
+        [{"assets": {}}, {"assets": ["a"]}],
+    ),
+    "get_metrics": (
+        "experiment/metrics/get-all",
+        lambda e: e.get_metrics(),
+        "invalid",
+        [{"metrics": "m"}, {"metrics": [3]}],
+    ),
+    "get_metrics(name)": (
+        "experiment/metrics/get-metric",
+        lambda e: e.get_metrics("loss"),
+        "invalid",
+        [{"metrics": None}],
+    ),
+    "get_metrics_summary": (
+        "experiment/metrics/summary",
+        lambda e: e.get_metrics_summary(),
+        "invalid",
+        [{"values": "v"}, {"values": [None]}],
+    ),
+    "get_metrics_summary(name)": (
+        "experiment/metrics/summary",
+        lambda e: e.get_metrics_summary("loss"),
+        "invalid",
+        [{"values": [[1]]}],
+    ),
+    "get_parameters_summary(name)": (
+        "experiment/parameters",
+        lambda e: e.get_parameters_summary("lr"),
+        "invalid",
+        [{"values": 1}],
+    ),
     "get_others_summary": ("experiment/log-other", lambda e: e.get_others_summary(), "invalid", [{"values": {}}]),
-    "get_others_summary(name)": ("experiment/log-other", lambda e: e.get_others_summary("Name"), "invalid",
-                                 [{"values": [{"name": "Name"}]}, {"values": ["Name"]}]),
-    "get_model_names": ("experiment/model", lambda e: e.get_model_names(), "invalid",
-                        [{"models": [{"name": "m"}]}, {"models": [{"modelName": 7}]}]),
+    "get_others_summary(name)": (
+        "experiment/log-other",
+        lambda e: e.get_others_summary("Name"),
+        "invalid",
+        [{"values": [{"name": "Name"}]}, {"values": ["Name"]}],
+    ),
+    "get_model_names": (
+        "experiment/model",
+        lambda e: e.get_model_names(),
+        "invalid",
+        [{"models": [{"name": "m"}]}, {"models": [{"modelName": 7}]}],
+    ),
     "get_model_data": ("experiment/model/asset/list", lambda e: e.get_model_data("m"), "invalid", [{"assets": 0}]),
     "create_symlink": ("write/project/symlink", lambda e: e.create_symlink("other"), "invalid", [{"link": None}]),
     "name": ("experiment/metadata", lambda e: e.name, "none", [{"experimentKey": KEY, "experimentName": 12}]),
-    "set_start_time": ("experiment/metadata", lambda e: e.set_start_time(1), "accepted",
-                       [{"experimentKey": KEY, "archived": "no"}]),
+    "set_start_time": (
+        "experiment/metadata",
+        lambda e: e.set_start_time(1),
+        "accepted",
+        [{"experimentKey": KEY, "archived": "no"}],
+    ),
 }
 
 API_READS = {
-    "get_workspaces": ("workspaces", lambda api: api.get_workspaces(), "invalid",
-                       [{"workspaceNames": "ws"}, {"workspaceNames": [None]}]),
-    "get_projects": ("projects", lambda api: api.get_projects("ws"), "none",
-                     [{"projects": {}}, {"projects": ["p"]}, {"projects": [{"projectId": "x"}]}]),
-    "get_experiments": ("experiments", lambda api: api.get_experiments("ws", "proj"), "invalid",
-                        [{"experiments": {}}, {"experiments": [1]}, {"experiments": [{"experimentKey": 5}]}]),
-    "get_experiment_by_key": ("experiment/metadata", lambda api: api.get_experiment_by_key(KEY), "accepted",
-                              [{"experimentKey": KEY, "workspaceName": ["ws"]}]),
+    "get_workspaces": (
+        "workspaces",
+        lambda api: api.get_workspaces(),
+        "invalid",
+        [{"workspaceNames": "ws"}, {"workspaceNames": [None]}],
+    ),
+    "get_projects": (
+        "projects",
+        lambda api: api.get_projects("ws"),
+        "none",
+        [{"projects": {}}, {"projects": ["p"]}, {"projects": [{"projectId": "x"}]}],
+    ),
+    "get_experiments": (
+        "experiments",
+        lambda api: api.get_experiments("ws", "proj"),
+        "invalid",
+        [{"experiments": {}}, {"experiments": [1]}, {"experiments": [{"experimentKey": 5}]}],
+    ),
+    "get_experiment_by_key": (
+        "experiment/metadata",
+        lambda api: api.get_experiment_by_key(KEY),
+        "accepted",
+        [{"experimentKey": KEY, "workspaceName": ["ws"]}],
+    ),
     "get_account_details": ("account-details", lambda api: api.get_account_details(), "whole", []),
-    "get_default_workspace": ("account-details", lambda api: api.get_default_workspace(), "invalid",
-                              [{"defaultWorkspaceName": 3}, {"defaultWorkspaceName": ""}]),
-    "APIExperiment(previous_experiment)": ("experiment/metadata",
-                                           lambda api: APIExperiment(api=api, previous_experiment=KEY), "accepted",
-                                           [{"experimentKey": KEY, "durationMillis": "long"}]),
-    "APIExperiment(create): create": ("write/experiment/create",
-                                      lambda api: APIExperiment(api=api, workspace="ws", project_name="p"), "invalid",
-                                      [{"experimentKey": None}, {"experimentKey": ["k"]}]),
-    "APIExperiment(create): metadata": ("experiment/metadata",
-                                        lambda api: APIExperiment(api=api, workspace="ws", project_name="p"), "invalid",
-                                        [{"experimentKey": KEY, "projectName": False}]),
-    "APIExperiment(create): account details": ("account-details", lambda api: APIExperiment(api=api), "invalid",
-                                               [{"defaultWorkspaceName": None}]),
+    "get_default_workspace": (
+        "account-details",
+        lambda api: api.get_default_workspace(),
+        "invalid",
+        [{"defaultWorkspaceName": 3}, {"defaultWorkspaceName": ""}],
+    ),
+    "APIExperiment(previous_experiment)": (
+        "experiment/metadata",
+        lambda api: APIExperiment(api=api, previous_experiment=KEY),
+        "accepted",
+        [{"experimentKey": KEY, "durationMillis": "long"}],
+    ),
+    "APIExperiment(create): create": (
+        "write/experiment/create",
+        lambda api: APIExperiment(api=api, workspace="ws", project_name="p"),
+        "invalid",
+        [{"experimentKey": None}, {"experimentKey": ["k"]}],
+    ),
+    "APIExperiment(create): metadata": (
+        "experiment/metadata",
+        lambda api: APIExperiment(api=api, workspace="ws", project_name="p"),
+        "invalid",
+        [{"experimentKey": KEY, "projectName": False}],
+    ),
+    "APIExperiment(create): account details": (
+        "account-details",
+        lambda api: APIExperiment(api=api),
+        "invalid",
+        [{"defaultWorkspaceName": None}],
+    ),
 }
 
 
@@ -177,7 +270,11 @@ def test_api_reads_and_experiment_creation_end_in_one_invalid_reply(server, api,
 
 def test_git_patch_that_is_neither_a_zip_nor_a_message(server, api):
     experiment = APIExperiment(api=api, previous_experiment=KEY)
-    for body, expected in ((b'{"msg": "No patch"}', None), (b'{ "msg" : "none" }', None), (b"PK\x03\x04rest", b"PK\x03\x04rest")):
+    for body, expected in (
+        (b'{"msg": "No patch"}', None),
+        (b'{ "msg" : "none" }', None),
+        (b"PK\x03\x04rest", b"PK\x03\x04rest"),
+    ):
         server.set_route("GET", REST + "experiment/git/patch", body)
         assert experiment.get_git_patch() == expected
     for body in (b"<html>login</html>", b"[1]", b""):

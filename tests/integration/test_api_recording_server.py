@@ -20,8 +20,12 @@ def server():
 
 
 def test_records_method_path_query_headers_and_json(server):
-    reply = requests.post(server.url + "/api/rest/v2/write/experiment/tags?experimentKey=k&flag=True",
-                          json={"addedTags": ["a"]}, headers={"X-Test": "1"}, timeout=5)
+    reply = requests.post(
+        server.url + "/api/rest/v2/write/experiment/tags?experimentKey=k&flag=True",
+        json={"addedTags": ["a"]},
+        headers={"X-Test": "1"},
+        timeout=5,
+    )
     assert reply.status_code == 200 and reply.json() == {"msg": "Saved"}
     assert reply.headers["Content-Type"] == "application/json"
     (recorded,) = server.requests
@@ -33,15 +37,22 @@ def test_records_method_path_query_headers_and_json(server):
 
 def test_gzip_bodies_are_decoded(server):
     body = gzip.compress(json.dumps({"values": [1, 2]}).encode())
-    requests.post(server.url + "/clientlib/batch/logger/experiment/metric", data=body,
-                  headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}, timeout=5)
+    requests.post(
+        server.url + "/clientlib/batch/logger/experiment/metric",
+        data=body,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        timeout=5,
+    )
     (recorded,) = server.requests
     assert recorded.was_gzipped and recorded.json == {"values": [1, 2]}
 
 
 def test_multipart_parts_are_parsed(server):
-    requests.post(server.url + "/api/rest/v2/write/experiment/upload-asset",
-                  files={"file": ("name.bin", b"\x00\x01binary"), "metadata": (None, '{"a":1}')}, timeout=5)
+    requests.post(
+        server.url + "/api/rest/v2/write/experiment/upload-asset",
+        files={"file": ("name.bin", b"\x00\x01binary"), "metadata": (None, '{"a":1}')},
+        timeout=5,
+    )
     (recorded,) = server.requests
     assert recorded.parts["file"].filename == "name.bin"
     assert recorded.parts["file"].content == b"\x00\x01binary"

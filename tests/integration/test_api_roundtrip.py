@@ -92,17 +92,25 @@ def test_combined_system_details_write_merges_with_earlier_fields(clients, exper
     experiment.update_system_details({"hostname": "h1", "os_type": "Linux", "pid": 7}, request_id="req-1")
     experiment.set_system_details(python_version="3.12.1")
     theirs_exp = _theirs(clients, experiment)
-    assert (theirs_exp.get_user(), theirs_exp.get_hostname(), theirs_exp.get_os_type(), theirs_exp.get_pid()) == ("alice", "h1", "Linux", 7)
+    assert (theirs_exp.get_user(), theirs_exp.get_hostname(), theirs_exp.get_os_type(), theirs_exp.get_pid()) == (
+        "alice",
+        "h1",
+        "Linux",
+        7,
+    )
     assert experiment.get_python_version() == theirs_exp.get_python_version() == "3.12.1"
 
 
 def test_metrics_parameters_others_round_trip(clients, experiment):
     experiment.log_metric("loss", 0.5, step=1, epoch=0, timestamp=1_700_000_000)
     experiment.log_metric("loss", 0.25, step=2, epoch=0, timestamp=1_700_000_001)
-    experiment.log_metrics_batch([
-        {"metricName": "acc", "metricValue": 0.9, "step": 2, "timestamp": 1_700_000_002_000},
-        {"metricName": "acc", "metricValue": 0.95, "step": 3, "timestamp": 1_700_000_003_000},
-    ], request_id="batch-1")
+    experiment.log_metrics_batch(
+        [
+            {"metricName": "acc", "metricValue": 0.9, "step": 2, "timestamp": 1_700_000_002_000},
+            {"metricName": "acc", "metricValue": 0.95, "step": 3, "timestamp": 1_700_000_003_000},
+        ],
+        request_id="batch-1",
+    )
     experiment.log_parameter("lr", 0.1)
     experiment.log_other("team", "vision")
     theirs_exp = _theirs(clients, experiment)
@@ -123,7 +131,12 @@ def test_system_metric_writes_are_accepted(clients, experiment):
     assert experiment.log_cpu_metrics([10.0, 20.0], step=1, timestamp=1_700_000_000_000) is not None
     assert experiment.log_ram_metrics(16 * 2**30, 4 * 2**30, timestamp=1_700_000_000_000) is not None
     assert experiment.log_load_metrics(0.75, timestamp=1_700_000_000_000) is not None
-    assert experiment.log_gpu_metrics([{"gpuId": 0, "freeMemory": 1, "usedMemory": 2, "gpuUtilization": 50, "totalMemory": 3}]) is not None
+    assert (
+        experiment.log_gpu_metrics(
+            [{"gpuId": 0, "freeMemory": 1, "usedMemory": 2, "gpuUtilization": 50, "totalMemory": 3}]
+        )
+        is not None
+    )
     theirs_exp = _theirs(clients, experiment)
     assert experiment.get_total_memory() == theirs_exp.get_total_memory()
     assert experiment.get_system_metric_names() == theirs_exp.get_system_metric_names()
@@ -179,7 +192,10 @@ def test_assets_round_trip(clients, experiment, tmp_path):
 def test_times_name_and_status(clients, experiment):
     experiment.set_start_time(1_700_000_000_000)
     experiment.set_end_time(1_700_000_060_000)
-    assert (experiment.start_server_timestamp, experiment.end_server_timestamp) == (1_700_000_000_000, 1_700_000_060_000)
+    assert (experiment.start_server_timestamp, experiment.end_server_timestamp) == (
+        1_700_000_000_000,
+        1_700_000_060_000,
+    )
     experiment.set_name("renamed")
     experiment.set_filename("/src/train.py")
     theirs_exp = _theirs(clients, experiment)
@@ -224,4 +240,8 @@ def test_metadata_reads_back_as_comet_ml_reads_it(clients, experiment):
     assert ours["experimentKey"] == experiment.id and ours["running"] is True
     experiment.set_end_time(ours["startTimeMillis"] + 5000)
     ended = experiment.get_metadata()
-    assert (ended["endTimeMillis"], ended["durationMillis"], ended["running"]) == (ours["startTimeMillis"] + 5000, 5000, False)
+    assert (ended["endTimeMillis"], ended["durationMillis"], ended["running"]) == (
+        ours["startTimeMillis"] + 5000,
+        5000,
+        False,
+    )

@@ -79,24 +79,43 @@ def cpu_value(cpu_number: int) -> float:
 def gpu_sample(index: int) -> GpuSample:
     """A GPU reading whose every field encodes the GPU's index."""
     return GpuSample(
-        gpu_index=index, taken_at_ms=T, uuid=f"GPU-{index:04d}",
-        utilization_percent=float(5 * index), memory_used_bytes=(index + 1) * GIB,
-        memory_free_bytes=(79 - index) * GIB, memory_total_bytes=80 * GIB,
-        memory_utilization_percent=index + 0.5, temperature_celsius=30.0 + index,
-        power_usage_milliwatts=100_000 + 1000 * index, power_limit_milliwatts=400_000 + index,
-        clock_sm_mhz=1000 + index, clock_memory_mhz=1500 + index, fan_speed_percent=40.0 + index,
-        throttle_reasons=0x100 + index, ecc_errors_corrected=1000 + index, ecc_errors_uncorrected=2000 + index,
+        gpu_index=index,
+        taken_at_ms=T,
+        uuid=f"GPU-{index:04d}",
+        utilization_percent=float(5 * index),
+        memory_used_bytes=(index + 1) * GIB,
+        memory_free_bytes=(79 - index) * GIB,
+        memory_total_bytes=80 * GIB,
+        memory_utilization_percent=index + 0.5,
+        temperature_celsius=30.0 + index,
+        power_usage_milliwatts=100_000 + 1000 * index,
+        power_limit_milliwatts=400_000 + index,
+        clock_sm_mhz=1000 + index,
+        clock_memory_mhz=1500 + index,
+        fan_speed_percent=40.0 + index,
+        throttle_reasons=0x100 + index,
+        ecc_errors_corrected=1000 + index,
+        ecc_errors_uncorrected=2000 + index,
     )
 
 
 def gpu_expected(index: int) -> dict[str, float]:
     """What comet_ml must read under ``sys.gpu.<index>.*``: written out, not derived from payloads' table."""
     values = {
-        "gpu_utilization": 5 * index, "used_memory": (index + 1) * GIB, "free_memory": (79 - index) * GIB,
-        "total_memory": 80 * GIB, "memory_utilization": index + 0.5, "temperature": 30 + index,
-        "power_usage": 100_000 + 1000 * index, "power_limit": 400_000 + index, "clock_sm": 1000 + index,
-        "clock_mem": 1500 + index, "fan_speed": 40 + index, "throttle_reasons": 0x100 + index,
-        "ecc_errors_corrected": 1000 + index, "ecc_errors_uncorrected": 2000 + index,
+        "gpu_utilization": 5 * index,
+        "used_memory": (index + 1) * GIB,
+        "free_memory": (79 - index) * GIB,
+        "total_memory": 80 * GIB,
+        "memory_utilization": index + 0.5,
+        "temperature": 30 + index,
+        "power_usage": 100_000 + 1000 * index,
+        "power_limit": 400_000 + index,
+        "clock_sm": 1000 + index,
+        "clock_mem": 1500 + index,
+        "fan_speed": 40 + index,
+        "throttle_reasons": 0x100 + index,
+        "ecc_errors_corrected": 1000 + index,
+        "ecc_errors_uncorrected": 2000 + index,
         "percent.used_memory": 100 * (index + 1) / 80,
     }
     return {f"sys.gpu.{index}.{suffix}": value for suffix, value in values.items()}
@@ -111,10 +130,25 @@ def test_every_cpu_and_gpu_series_reads_back_under_its_own_index(deliver, cpu_co
     cpu_numbers = tuple(n for n in range(cpu_count) if n not in offline)
     values = tuple(cpu_value(n) for n in cpu_numbers)
     mean = sum(values) / len(values) if values else None
-    cpu = CpuSample(per_cpu_percent=values, cpu_numbers=cpu_numbers, overall_percent=mean, overall_source="host",
-                    host_overall_percent=mean, cgroup_quota_cpus=None, taken_at_ms=T)
-    tree = ProcessTreeSample(root_pid=100, process_count=1, cpu_percent=None, rss_bytes=MIB, threads=1, open_files=None,
-                             taken_at_ms=T, gpu_memory_used_bytes_by_index={i: (i + 1) * MIB for i in range(gpu_count)})
+    cpu = CpuSample(
+        per_cpu_percent=values,
+        cpu_numbers=cpu_numbers,
+        overall_percent=mean,
+        overall_source="host",
+        host_overall_percent=mean,
+        cgroup_quota_cpus=None,
+        taken_at_ms=T,
+    )
+    tree = ProcessTreeSample(
+        root_pid=100,
+        process_count=1,
+        cpu_percent=None,
+        rss_bytes=MIB,
+        threads=1,
+        open_files=None,
+        taken_at_ms=T,
+        gpu_memory_used_bytes_by_index={i: (i + 1) * MIB for i in range(gpu_count)},
+    )
 
     read = deliver([cpu, tree] + [gpu_sample(i) for i in range(gpu_count)])
 
@@ -153,9 +187,12 @@ def sixteen_gpu_recording() -> dict:
 
 def test_a_128_cpu_16_gpu_host_reads_back_core_by_core_and_board_by_board(deliver, tmp_path):
     steps, clock = ProcfsSteps(SCENARIO, tmp_path), ManualClock()
-    collectors = [CpuCollector(procfs_root=steps.proc, cgroup_root=str(tmp_path / "no-cgroup"), clock=clock),
-                  MemoryCollector(procfs_root=steps.proc), LoadCollector(procfs_root=steps.proc),
-                  GpuCollector(nvml_module=build_fake_nvml(sixteen_gpu_recording()), environ={})]
+    collectors = [
+        CpuCollector(procfs_root=steps.proc, cgroup_root=str(tmp_path / "no-cgroup"), clock=clock),
+        MemoryCollector(procfs_root=steps.proc),
+        LoadCollector(procfs_root=steps.proc),
+        GpuCollector(nvml_module=build_fake_nvml(sixteen_gpu_recording()), environ={}),
+    ]
     for collector in collectors:
         collector.sample(T - 10_000)  # rates need two readings
     steps.advance_to(1)
@@ -166,12 +203,21 @@ def test_a_128_cpu_16_gpu_host_reads_back_core_by_core_and_board_by_board(delive
 
     read = deliver(records)
 
-    per_cpu = {name: series for name, series in read.items() if name.startswith("sys.cpu.percent.") and name[16:].isdigit()}
+    per_cpu = {
+        name: series for name, series in read.items() if name.startswith("sys.cpu.percent.") and name[16:].isdigit()
+    }
     assert sorted(per_cpu) == sorted(f"sys.cpu.percent.{index:02d}" for index in range(1, CPU_COUNT + 1))
-    wrong = {name: series[0] for name, series in per_cpu.items() if series != [pytest.approx(expected_percent(int(name[16:])))]}
+    wrong = {
+        name: series[0]
+        for name, series in per_cpu.items()
+        if series != [pytest.approx(expected_percent(int(name[16:])))]
+    }
     assert wrong == {}, "cores carrying another core's value"
-    assert read["sys.cpu.percent.avg"] == [pytest.approx(sum(map(expected_percent, range(1, CPU_COUNT + 1))) / CPU_COUNT)]
+    assert read["sys.cpu.percent.avg"] == [
+        pytest.approx(sum(map(expected_percent, range(1, CPU_COUNT + 1))) / CPU_COUNT)
+    ]
     assert {name: read[name][0] for name in (f"sys.gpu.{i}.power_usage" for i in range(16))} == {
-        f"sys.gpu.{i}.power_usage": 200_000 + 1000 * i for i in range(16)}
+        f"sys.gpu.{i}.power_usage": 200_000 + 1000 * i for i in range(16)
+    }
     assert read["sys.gpu.15.total_memory"] == [85_899_345_920]
     assert read["sys.swap.total"] == [8_388_604 * 1024] and read["sys.load.avg"] == [97.10]

@@ -13,7 +13,9 @@ def _experiment(local_server):
 def _send_block(experiment, request_id):
     with experiment.idempotent(request_id):
         experiment.log_cpu_metrics([10.0, 30.0], timestamp=1_700_000_000_000)
-        experiment.log_metrics_batch([{"metricName": "sys.load.avg5", "metricValue": 1.5, "timestamp": 1_700_000_000_000}])
+        experiment.log_metrics_batch(
+            [{"metricName": "sys.load.avg5", "metricValue": 1.5, "timestamp": 1_700_000_000_000}]
+        )
 
 
 def test_replaying_a_block_with_the_same_id_is_applied_once(local_server):
@@ -37,7 +39,14 @@ def test_writes_outside_a_block_are_not_deduplicated(local_server):
 
 def test_gpu_metric_items_keep_their_own_timestamp(local_server):
     experiment = _experiment(local_server)
-    item = {"gpuId": 0, "freeMemory": 1, "usedMemory": 2, "gpuUtilization": 50, "totalMemory": 3, "timestamp": 1_600_000_000_000}
+    item = {
+        "gpuId": 0,
+        "freeMemory": 1,
+        "usedMemory": 2,
+        "gpuUtilization": 50,
+        "totalMemory": 3,
+        "timestamp": 1_600_000_000_000,
+    }
     experiment.log_gpu_metrics([item])
     points = experiment.get_metrics("sys.gpu.0.gpu_utilization")
     assert [p["timestamp"] for p in points] == [1_600_000_000_000]
@@ -53,9 +62,14 @@ def test_a_coalesced_group_resent_after_a_lost_reply_is_applied_once(local_serve
 
     experiment = _experiment(local_server)
     with Spool(tmp_path / "spool.db") as spool:
-        entries = [spool.append(experiment.id, "metrics_batch",
-                                {"values": [{"metricName": "loss", "metricValue": i, "timestamp": 1_700_000_000_000 + i}]})
-                   for i in range(3)]
+        entries = [
+            spool.append(
+                experiment.id,
+                "metrics_batch",
+                {"values": [{"metricName": "loss", "metricValue": i, "timestamp": 1_700_000_000_000 + i}]},
+            )
+            for i in range(3)
+        ]
         batch_id = f"{entries[0].request_id}..{entries[-1].request_id}"
         spool.record_batch(entries, batch_id)
         with experiment.idempotent(batch_id):  # the first attempt: applied, but its reply was lost

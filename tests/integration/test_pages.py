@@ -53,7 +53,7 @@ def test_experiment_page_has_every_section_and_escapes_hostile_values(local_serv
     page = response.text
     for section in ("overview", "tags", "metrics", "system", "gpus", "packages", "git", "output"):
         assert f'data-section="{section}"' in page, section
-    assert "<script>window" not in page and "<img" not in page and "onerror=\"" not in page
+    assert "<script>window" not in page and "<img" not in page and 'onerror="' not in page
     assert page.count(ESCAPED_SCRIPT) >= 8  # name, tags, packages, command, GPU, output, git, info
     # The chart data block cannot close its <script> element early.
     block = re.search(r'id="chart-data">(.*?)</script>', page, re.S).group(1)
@@ -72,8 +72,13 @@ def test_experiment_page_has_every_section_and_escapes_hostile_values(local_serv
 
 def test_pages_send_a_strict_content_security_policy(local_server):
     experiment = _experiment(local_server, local_server.api_key)
-    for url in (experiment.url, local_server.url + "/", local_server.url + "/ws", local_server.url + "/ws/proj",
-                local_server.url + "/local/static/pages.js"):
+    for url in (
+        experiment.url,
+        local_server.url + "/",
+        local_server.url + "/ws",
+        local_server.url + "/ws/proj",
+        local_server.url + "/local/static/pages.js",
+    ):
         response = _get(url, local_server.api_key)
         assert response.status_code == 200, url
         policy = response.headers["Content-Security-Policy"]
@@ -102,16 +107,22 @@ def test_other_keys_pages_are_404_and_index_lists_own_workspaces(two_keys):
     mine = _experiment(two_keys, "key-one", workspace="alpha", project="p1")
     theirs = _experiment(two_keys, "key-two", workspace="beta", project="p2")
     assert _get(mine.url, "key-one").status_code == 200
-    for url in (theirs.url, two_keys.url + "/beta", two_keys.url + "/beta/p2",
-                f"{two_keys.url}/alpha/p1/{theirs.id}", f"{two_keys.url}/beta/p2/{mine.id}"):
+    for url in (
+        theirs.url,
+        two_keys.url + "/beta",
+        two_keys.url + "/beta/p2",
+        f"{two_keys.url}/alpha/p1/{theirs.id}",
+        f"{two_keys.url}/beta/p2/{mine.id}",
+    ):
         response = _get(url, "key-one")
         assert response.status_code == 404, url
         assert "does not exist or is not yours" in response.text
         assert 'data-section="overview"' not in response.text
     # Existence does not leak: another key's experiment reads exactly like a missing one.
     missing = "f" * 32
-    assert (_get(theirs.url, "key-one").text.replace(theirs.id, "K")
-            == _get(theirs.url.replace(theirs.id, missing), "key-one").text.replace(missing, "K"))
+    assert _get(theirs.url, "key-one").text.replace(theirs.id, "K") == _get(
+        theirs.url.replace(theirs.id, missing), "key-one"
+    ).text.replace(missing, "K")
     index = _get(two_keys.url + "/", "key-one").text
     assert 'data-workspace="alpha"' in index and "beta" not in index
     assert _get(two_keys.url + "/alpha/p1/" + "0" * 32, "key-one").status_code == 404
@@ -139,9 +150,12 @@ def test_login_token_sets_a_cookie_once_and_the_form_logs_in(local_server):
     form = requests.Session()
     refused = form.post(local_server.url + "/local/login", data={"key": "nope", "next": "/ws"}, timeout=30)
     assert refused.status_code == 401
-    accepted = form.post(local_server.url + "/local/login",
-                         data={"key": local_server.api_key, "next": "//evil.example/x"},
-                         allow_redirects=False, timeout=30)
+    accepted = form.post(
+        local_server.url + "/local/login",
+        data={"key": local_server.api_key, "next": "//evil.example/x"},
+        allow_redirects=False,
+        timeout=30,
+    )
     assert accepted.status_code == 303 and accepted.headers["Location"] == "/"
     assert form.get(experiment.url, timeout=30).status_code == 200
     with pytest.raises(ValueError):
@@ -151,10 +165,17 @@ def test_login_token_sets_a_cookie_once_and_the_form_logs_in(local_server):
 def test_non_page_paths_answer_like_the_rest_api(local_server):
     experiment = _experiment(local_server, local_server.api_key)
     # "/local" is no longer among them: it is the first key's own workspace (see the next test).
-    for method, path in (("GET", "/api/rest/v2/nope"), ("GET", "/clientlib/nope"), ("GET", "/clientlib/a/b"),
-                         ("POST", experiment.url.split(local_server.url)[1]), ("POST", "/ws"), ("GET", "/api")):
-        response = requests.request(method, local_server.url + path, headers={"Authorization": local_server.api_key},
-                                    timeout=30)
+    for method, path in (
+        ("GET", "/api/rest/v2/nope"),
+        ("GET", "/clientlib/nope"),
+        ("GET", "/clientlib/a/b"),
+        ("POST", experiment.url.split(local_server.url)[1]),
+        ("POST", "/ws"),
+        ("GET", "/api"),
+    ):
+        response = requests.request(
+            method, local_server.url + path, headers={"Authorization": local_server.api_key}, timeout=30
+        )
         assert response.status_code == 404, (method, path)
         assert response.json()["code"] == 404
     assert _get(local_server.url + "/clientlib/isAlive/ver").status_code == 200
@@ -174,10 +195,16 @@ def test_the_workspace_named_local_has_working_pages(local_server):
     assert workspace == "local"
     default = APIExperiment(api=api, workspace=workspace, experiment_name="default")
     assert default.url == f"{local_server.url}/local/general/{default.id}"
-    named = {project: APIExperiment(api=api, workspace="local", project_name=project, experiment_name=project)
-             for project in SERVER_PATH_NAMES}
-    archived = requests.get(local_server.url + "/api/rest/v2/write/experiment/archive", headers={"Authorization": key},
-                            params={"experimentKey": named["static"].id}, timeout=30)
+    named = {
+        project: APIExperiment(api=api, workspace="local", project_name=project, experiment_name=project)
+        for project in SERVER_PATH_NAMES
+    }
+    archived = requests.get(
+        local_server.url + "/api/rest/v2/write/experiment/archive",
+        headers={"Authorization": key},
+        params={"experimentKey": named["static"].id},
+        timeout=30,
+    )
     assert archived.status_code == 200
     archived_url = f"{local_server.url}/local/static/archive/{named['static'].id}"
 
@@ -191,8 +218,11 @@ def test_the_workspace_named_local_has_working_pages(local_server):
         listing = _get(f"{local_server.url}/local/{project}", key)
         assert listing.status_code == 200, project
         assert f'data-experiment-key="{experiment.id}"' in listing.text, project
-    for experiment, url in [(default, default.url), *((e, e.url) for p, e in named.items() if p != "static"),
-                            (named["static"], archived_url)]:
+    for experiment, url in [
+        (default, default.url),
+        *((e, e.url) for p, e in named.items() if p != "static"),
+        (named["static"], archived_url),
+    ]:
         page = _get(url, key)
         assert page.status_code == 200, url
         assert 'data-section="overview"' in page.text and experiment.id in page.text, url
@@ -206,8 +236,9 @@ def test_the_workspace_named_local_has_working_pages(local_server):
     browser = requests.Session()
     assert browser.get(page_url(local_server.url, key, default.url), timeout=30).status_code == 200
     form = requests.Session()
-    logged_in = form.post(local_server.url + "/local/login", data={"key": key, "next": "/local"},
-                          allow_redirects=False, timeout=30)
+    logged_in = form.post(
+        local_server.url + "/local/login", data={"key": key, "next": "/local"}, allow_redirects=False, timeout=30
+    )
     assert logged_in.status_code == 303 and logged_in.headers["Location"] == "/local"
     assert 'data-project="general"' in form.get(local_server.url + "/local", timeout=30).text
 
@@ -295,8 +326,10 @@ def test_index_orders_newest_first_with_status_host_and_duration(local_server):
 def test_charts_are_downsampled_and_keep_spikes(local_server):
     experiment = _experiment(local_server, local_server.api_key)
     start = 1_700_000_000_000
-    points = [{"metricName": "sys.cpu.percent.avg", "metricValue": 10.0 + (i % 7), "timestamp": start + i * 100}
-              for i in range(5000)]
+    points = [
+        {"metricName": "sys.cpu.percent.avg", "metricValue": 10.0 + (i % 7), "timestamp": start + i * 100}
+        for i in range(5000)
+    ]
     points[1234]["metricValue"] = 99.5
     points[4321]["metricValue"] = 0.25
     log_points(experiment, points)

@@ -43,8 +43,9 @@ def test_every_bucket_keeps_its_min_and_max():
 def test_store_series_of_100k_points(tmp_path):
     store = Store(tmp_path / "store")
     try:
-        rows = [("sys.ram.used", 1000 + (i % 100), None, None, None, 1_700_000_000_000 + i * 10)
-                for i in range(100_000)]
+        rows = [
+            ("sys.ram.used", 1000 + (i % 100), None, None, None, 1_700_000_000_000 + i * 10) for i in range(100_000)
+        ]
         rows[50_000] = ("sys.ram.used", 10**9, None, None, None, rows[50_000][5])
         rows += [("loss", 1 / (s + 1), s, None, None, 1_700_000_000_000 + s) for s in range(2000)]
         rows.append(("note", "text, not a number", None, None, None, 1_700_000_000_000))
@@ -61,34 +62,38 @@ def test_store_series_of_100k_points(tmp_path):
         store.close()
 
 
-@pytest.mark.parametrize("name, chart_id, unit", [
-    ("sys.cpu.percent.07", "cpu", "%"),
-    ("sys.cpu.cgroup.percent.avg", "cpu", "%"),
-    ("sys.ram.used", "ram", "bytes"),
-    ("sys.ram.percent.used", "memory-percent", "%"),
-    ("sys.load.avg15", "load", ""),
-    ("sys.gpu.3.gpu_utilization", "gpu-utilization", "%"),
-    ("sys.gpu.0.used_memory", "gpu-memory", "bytes"),
-    ("sys.gpu.1.temperature", "gpu-temperature", "°C"),
-    ("sys.gpu.1.power_usage", "gpu-power", "mW"),
-    ("sys.disk.read_bps", "disk-io", "B/s"),
-    ("sys.disk.job.percent.used", "disk-usage-percent", "%"),
-    ("sys.network.send_bps", "network", "B/s"),
-    ("sys.proc.rss", "proc-memory", "bytes"),
-    ("sys.proc.gpu.0.used_memory", "proc-memory", "bytes"),
-    ("sys.proc.threads", "proc-counts", ""),
-    ("sys.agent.rss", "agent-memory", "bytes"),
-    ("loss", "user:loss", ""),
-])
+@pytest.mark.parametrize(
+    "name, chart_id, unit",
+    [
+        ("sys.cpu.percent.07", "cpu", "%"),
+        ("sys.cpu.cgroup.percent.avg", "cpu", "%"),
+        ("sys.ram.used", "ram", "bytes"),
+        ("sys.ram.percent.used", "memory-percent", "%"),
+        ("sys.load.avg15", "load", ""),
+        ("sys.gpu.3.gpu_utilization", "gpu-utilization", "%"),
+        ("sys.gpu.0.used_memory", "gpu-memory", "bytes"),
+        ("sys.gpu.1.temperature", "gpu-temperature", "°C"),
+        ("sys.gpu.1.power_usage", "gpu-power", "mW"),
+        ("sys.disk.read_bps", "disk-io", "B/s"),
+        ("sys.disk.job.percent.used", "disk-usage-percent", "%"),
+        ("sys.network.send_bps", "network", "B/s"),
+        ("sys.proc.rss", "proc-memory", "bytes"),
+        ("sys.proc.gpu.0.used_memory", "proc-memory", "bytes"),
+        ("sys.proc.threads", "proc-counts", ""),
+        ("sys.agent.rss", "agent-memory", "bytes"),
+        ("loss", "user:loss", ""),
+    ],
+)
 def test_metric_names_are_grouped_into_charts(name, chart_id, unit):
     found_id, _title, found_unit = chart_for_metric(name)
     assert (found_id, found_unit) == (chart_id, unit)
 
 
 def test_charts_split_by_unit_and_order_user_metrics_last():
-    series = {name: {"x": "timestamp", "count": 1, "isSystem": name.startswith("sys."), "points": [[0, 1]]}
-              for name in ("zeta", "sys.ram.used", "sys.cpu.percent.01", "sys.cpu.percent.avg",
-                           "sys.weird.thing", "alpha")}
+    series = {
+        name: {"x": "timestamp", "count": 1, "isSystem": name.startswith("sys."), "points": [[0, 1]]}
+        for name in ("zeta", "sys.ram.used", "sys.cpu.percent.01", "sys.cpu.percent.avg", "sys.weird.thing", "alpha")
+    }
     charts = build_charts(series)
     assert [c["id"] for c in charts] == ["cpu", "ram", "sys:sys.weird:", "user:alpha", "user:zeta"]
     assert [s["name"] for s in charts[0]["series"]] == ["sys.cpu.percent.01", "sys.cpu.percent.avg"]
@@ -98,9 +103,15 @@ def test_charts_split_by_unit_and_order_user_metrics_last():
 def test_a_chart_of_many_series_shares_a_point_budget():
     from comet_agent.server.pages.charts import MAX_POINTS_PER_CHART, MIN_POINTS_PER_SERIES
 
-    series = {f"sys.cpu.percent.{i:02d}": {"x": "timestamp", "count": 1000, "isSystem": True,
-                                           "points": [[t, float(t % 13) + (100 if t == 500 else 0)] for t in range(1000)]}
-              for i in range(1, 65)}
+    series = {
+        f"sys.cpu.percent.{i:02d}": {
+            "x": "timestamp",
+            "count": 1000,
+            "isSystem": True,
+            "points": [[t, float(t % 13) + (100 if t == 500 else 0)] for t in range(1000)],
+        }
+        for i in range(1, 65)
+    }
     (cpu,) = build_charts(series)
     per_series = max(MAX_POINTS_PER_CHART // 64, MIN_POINTS_PER_SERIES)
     assert all(len(s["points"]) <= per_series for s in cpu["series"])

@@ -36,8 +36,13 @@ def _record(server, tmp_path, per_kind_endpoints):
     scratch = tmp_path / f"per-kind-{per_kind_endpoints}"
     scratch.mkdir()
     steps, clock = ProcfsSteps("vm-2cpu", scratch), ManualClock()
-    collectors, _ = build_periodic_collectors(procfs_root=steps.proc, sysfs_root=steps.sys, include_gpu=False,
-                                              cgroup_root=str(tmp_path / "no-cgroup"), clock=clock)
+    collectors, _ = build_periodic_collectors(
+        procfs_root=steps.proc,
+        sysfs_root=steps.sys,
+        include_gpu=False,
+        cgroup_root=str(tmp_path / "no-cgroup"),
+        clock=clock,
+    )
     collectors = [c for c in collectors if c.name != "agent_self"]  # this process's own stat is not in the fixture
     collectors.append(GpuCollector(nvml_module=build_fake_nvml("a100-sxm4-80gb"), environ={}))
     host = HostSampler(collectors)
@@ -73,7 +78,9 @@ def both(local_server, tmp_path):
         metrics = experiment.get_metrics()
         reads[mode] = {
             "names": sorted({point["metricName"] for point in metrics}),
-            "counts": {name: sum(1 for p in metrics if p["metricName"] == name) for name in {p["metricName"] for p in metrics}},
+            "counts": {
+                name: sum(1 for p in metrics if p["metricName"] == name) for name in {p["metricName"] for p in metrics}
+            },
             "values": {point["metricName"]: float(point["metricValue"]) for point in metrics},
             "summary": sorted(summary["name"] for summary in experiment.get_metrics_summary()),
             "details": experiment.get_system_details(),
@@ -103,8 +110,15 @@ def test_the_server_answers_the_same_reads_either_way(both):
     _, reads = both
     batch, per_kind = reads[False], reads[True]
     assert batch["names"] == per_kind["names"]
-    assert {"sys.cpu.percent.avg", "sys.cpu.percent.01", "sys.ram.total", "sys.ram.used", "sys.load.avg",
-            "sys.gpu.0.gpu_utilization", "sys.gpu.1.total_memory"} <= set(batch["names"])
+    assert {
+        "sys.cpu.percent.avg",
+        "sys.cpu.percent.01",
+        "sys.ram.total",
+        "sys.ram.used",
+        "sys.load.avg",
+        "sys.gpu.0.gpu_utilization",
+        "sys.gpu.1.total_memory",
+    } <= set(batch["names"])
     assert batch["counts"] == per_kind["counts"]
     assert batch["summary"] == per_kind["summary"]
     for field in ("systemMetricNames", "totalRam", "maxTotalMemory"):
@@ -123,8 +137,10 @@ def test_the_server_answers_the_same_reads_either_way(both):
             assert value == other, name
 
 
-@pytest.mark.parametrize("value, expected", [(None, False), ("true", True), ("1", True), ("on", True),
-                                             ("false", False), ("0", False), ("", False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, False), ("true", True), ("1", True), ("on", True), ("false", False), ("0", False), ("", False)],
+)
 def test_the_per_kind_endpoints_setting(value, expected):
     config = {} if value is None else {"agent_per_kind_endpoints": value}
     assert per_kind_endpoints_setting(config) is expected

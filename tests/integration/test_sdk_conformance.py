@@ -20,18 +20,49 @@ pytestmark = pytest.mark.sdk
 
 #: The write methods the conformance sweep must exercise (from the issue).
 WRITE_METHODS = (
-    "add_tags", "create_symlink", "log_additional_system_info", "log_asset", "log_cpu_metrics",
-    "log_gpu_metrics", "log_html", "log_image", "log_load_metrics", "log_metric", "log_other",
-    "log_output", "log_parameter", "log_ram_metrics", "set_code", "set_command", "set_end_time",
-    "set_executable", "set_git_metadata", "set_git_patch", "set_gpu_static_info", "set_hostname",
-    "set_installed_packages", "set_ip", "set_model_graph", "set_name", "set_network_interface_ips",
-    "set_os", "set_os_packages", "set_os_type", "set_pid", "set_python_version",
-    "set_python_version_verbose", "set_start_time", "set_user", "update_status",
+    "add_tags",
+    "create_symlink",
+    "log_additional_system_info",
+    "log_asset",
+    "log_cpu_metrics",
+    "log_gpu_metrics",
+    "log_html",
+    "log_image",
+    "log_load_metrics",
+    "log_metric",
+    "log_other",
+    "log_output",
+    "log_parameter",
+    "log_ram_metrics",
+    "set_code",
+    "set_command",
+    "set_end_time",
+    "set_executable",
+    "set_git_metadata",
+    "set_git_patch",
+    "set_gpu_static_info",
+    "set_hostname",
+    "set_installed_packages",
+    "set_ip",
+    "set_model_graph",
+    "set_name",
+    "set_network_interface_ips",
+    "set_os",
+    "set_os_packages",
+    "set_os_type",
+    "set_pid",
+    "set_python_version",
+    "set_python_version_verbose",
+    "set_start_time",
+    "set_user",
+    "update_status",
 )
 
 PATCH_TEXT = b"diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-lr = 0.1\n+lr = 0.01\n"
-PNG_BYTES = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15"
-             b"\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15"
+    b"\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82"
+)
 
 
 @pytest.fixture
@@ -76,8 +107,15 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
     experiment.set_installed_packages(["numpy==1.26.4", "torch==2.2.0"])
     experiment.set_os_packages(["libc6=2.36-9", "bash=5.2.15-2"])
     experiment.set_network_interface_ips(["10.0.0.7", "192.168.1.5"])
-    gpu_static = [{"gpuIndex": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1234",
-                   "totalMemory": 85520809984, "powerLimit": 700000}]
+    gpu_static = [
+        {
+            "gpuIndex": 0,
+            "name": "NVIDIA H100 80GB HBM3",
+            "uuid": "GPU-1234",
+            "totalMemory": 85520809984,
+            "powerLimit": 700000,
+        }
+    ]
     experiment.set_gpu_static_info(gpu_static)
     experiment.log_additional_system_info("cluster", "a")
     experiment.log_additional_system_info("rack", 7)
@@ -86,8 +124,9 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
     experiment.log_cpu_metrics([10.0, 30.0], step=1, timestamp=1_700_000_000_000)
     experiment.log_ram_metrics(total_ram=16_000_000_000, used_ram=4_000_000_000, step=1)
     experiment.log_load_metrics(1.25, step=1)
-    experiment.log_gpu_metrics([{"gpuId": 0, "freeMemory": 1000, "usedMemory": 2000,
-                                 "gpuUtilization": 87, "totalMemory": 3000}])
+    experiment.log_gpu_metrics(
+        [{"gpuId": 0, "freeMemory": 1000, "usedMemory": 2000, "gpuUtilization": 87, "totalMemory": 3000}]
+    )
     # Metrics, parameters, others.
     experiment.log_metric("loss", 0.9, step=1, epoch=1, timestamp=1_700_000_001)
     experiment.log_metric("loss", 0.4, step=2, epoch=1, timestamp=1_700_000_002)
@@ -104,8 +143,9 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
     experiment.log_output("warning: slow\n", stderr=True)
     experiment.set_code("print('hello')")
     experiment.set_model_graph("Sequential(Linear(4, 2))")
-    experiment.set_git_metadata(user="alice", root="r00t", branch="refs/heads/main", parent="abc123",
-                                origin="https://github.com/org/repo.git")
+    experiment.set_git_metadata(
+        user="alice", root="r00t", branch="refs/heads/main", parent="abc123", origin="https://github.com/org/repo.git"
+    )
     experiment.set_git_patch(PATCH_TEXT)
     experiment.set_start_time(1_700_000_000_000)
     experiment.set_end_time(1_700_000_360_000)
@@ -120,8 +160,11 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
     status = experiment.update_status()
 
     assert symlink.endswith(f"/ws/shared-proj/{experiment.id}")
-    assert status == {"isAliveBeatDurationMillis": 10000, "gpuMonitorIntervalMillis": 60000,
-                      "cpuMonitorIntervalMillis": 68000}
+    assert status == {
+        "isAliveBeatDurationMillis": 10000,
+        "gpuMonitorIntervalMillis": 60000,
+        "cpuMonitorIntervalMillis": 68000,
+    }
 
     details = experiment.get_system_details()
     assert details["command"] == ["train.py", "--lr", "0.01"]
@@ -138,9 +181,17 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
     assert details["logAdditionalSystemInfoList"] == [{"key": "cluster", "value": "b"}, {"key": "rack", "value": 7}]
     assert details["totalRam"] == 16_000_000_000 and details["maxTotalMemory"] == 3000
     assert set(details["systemMetricNames"]) == {
-        "sys.cpu.percent.01", "sys.cpu.percent.02", "sys.cpu.percent.avg", "sys.ram.total",
-        "sys.ram.used", "sys.load.avg", "sys.gpu.0.free_memory", "sys.gpu.0.used_memory",
-        "sys.gpu.0.gpu_utilization", "sys.gpu.0.total_memory"}
+        "sys.cpu.percent.01",
+        "sys.cpu.percent.02",
+        "sys.cpu.percent.avg",
+        "sys.ram.total",
+        "sys.ram.used",
+        "sys.load.avg",
+        "sys.gpu.0.free_memory",
+        "sys.gpu.0.used_memory",
+        "sys.gpu.0.gpu_utilization",
+        "sys.gpu.0.total_memory",
+    }
     # The per-field getters read the same record.
     assert experiment.get_hostname() == "gpu-box-1" and experiment.get_pid() == 4242
     assert experiment.get_gpu_static_info() == gpu_static
@@ -148,7 +199,10 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
 
     loss = experiment.get_metrics("loss")
     assert [(p["metricValue"], p["step"], p["epoch"], p["timestamp"]) for p in loss] == [
-        ("0.9", 1, 1, 1_700_000_001_000), ("0.4", 2, 1, 1_700_000_002_000), ("0.6", 3, 2, 1_700_000_003_000)]
+        ("0.9", 1, 1, 1_700_000_001_000),
+        ("0.4", 2, 1, 1_700_000_002_000),
+        ("0.6", 3, 2, 1_700_000_003_000),
+    ]
     everything = experiment.get_metrics()
     cpu_avg = [p for p in everything if p["metricName"] == "sys.cpu.percent.avg"]
     assert [(float(p["metricValue"]), p["step"], p["timestamp"]) for p in cpu_avg] == [(20.0, 1, 1_700_000_000_000)]
@@ -170,8 +224,13 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
     assert experiment.get_output() == "epoch 1 done\nwarning: slow\n"
     assert experiment.get_code() == "print('hello')"
     assert experiment.get_model_graph() == "Sequential(Linear(4, 2))"
-    assert experiment.get_git_metadata() == {"user": "alice", "root": "r00t", "branch": "refs/heads/main",
-                                             "parent": "abc123", "origin": "https://github.com/org/repo.git"}
+    assert experiment.get_git_metadata() == {
+        "user": "alice",
+        "root": "r00t",
+        "branch": "refs/heads/main",
+        "parent": "abc123",
+        "origin": "https://github.com/org/repo.git",
+    }
     with zipfile.ZipFile(io.BytesIO(experiment.get_git_patch())) as patch_zip:
         assert patch_zip.read("git_diff.patch") == PATCH_TEXT
 
@@ -228,9 +287,16 @@ def test_model_assets_group_under_their_model(sdk, tmp_path):
     with weights.open("rb") as handle:
         response = requests.post(
             server.url + "/api/rest/v2/write/experiment/upload-asset",
-            params={"experimentKey": experiment.id, "fileName": "weights.bin", "type": "model-element",
-                    "groupingName": "resnet"},
-            files={"file": ("file", handle)}, headers={"Authorization": server.api_key}, timeout=10)
+            params={
+                "experimentKey": experiment.id,
+                "fileName": "weights.bin",
+                "type": "model-element",
+                "groupingName": "resnet",
+            },
+            files={"file": ("file", handle)},
+            headers={"Authorization": server.api_key},
+            timeout=10,
+        )
     assert response.status_code == 200, response.text
     assert experiment.get_model_names() == ["resnet"]
     assert [a["fileName"] for a in experiment.get_model_data("resnet")] == ["weights.bin"]
@@ -251,9 +317,19 @@ def test_a_wrong_key_is_refused_by_the_sdk(local_server, monkeypatch):
 def test_the_live_experiment_logs_through_the_clientlib_endpoints(comet_sdk_env):
     """Beyond APIExperiment: the live comet_ml.Experiment handshakes, batches, beats and ends."""
     experiment = comet_ml.Experiment(
-        workspace="ws", project_name="live", auto_output_logging=False, log_code=False,
-        log_git_metadata=False, log_git_patch=False, auto_metric_logging=False, auto_param_logging=False,
-        log_env_gpu=False, log_env_cpu=False, log_env_network=False, log_env_disk=False)
+        workspace="ws",
+        project_name="live",
+        auto_output_logging=False,
+        log_code=False,
+        log_git_metadata=False,
+        log_git_patch=False,
+        auto_metric_logging=False,
+        auto_param_logging=False,
+        log_env_gpu=False,
+        log_env_cpu=False,
+        log_env_network=False,
+        log_env_disk=False,
+    )
     experiment.log_metric("loss", 0.25, step=3)
     experiment.log_parameter("lr", 0.1)
     experiment.log_other("owner", "team-a")
@@ -272,7 +348,10 @@ def test_the_live_experiment_logs_through_the_clientlib_endpoints(comet_sdk_env)
     assert details["hostname"] and details["installedPackages"]
     import requests
 
-    metadata = requests.get(comet_sdk_env.url + "/api/rest/v2/experiment/metadata", timeout=10,
-                            params={"experimentKey": experiment_key},
-                            headers={"Authorization": comet_sdk_env.api_key}).json()
+    metadata = requests.get(
+        comet_sdk_env.url + "/api/rest/v2/experiment/metadata",
+        timeout=10,
+        params={"experimentKey": experiment_key},
+        headers={"Authorization": comet_sdk_env.api_key},
+    ).json()
     assert metadata["running"] is False and metadata["endTimeMillis"] is not None

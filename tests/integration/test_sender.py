@@ -50,8 +50,10 @@ def test_entries_are_sent_in_order_then_deleted(server, sender):
     for i in (1, 2):
         sender.spool.append(KEY, "metrics_batch", _batch(1, i))
     assert sender.send_pending() is None
-    sent = [(r.path, [v["metricValue"] for v in r.json["values"]] if r.path == BATCH else r.json["key"])
-            for r in server.requests]
+    sent = [
+        (r.path, [v["metricValue"] for v in r.json["values"]] if r.path == BATCH else r.json["key"])
+        for r in server.requests
+    ]
     # the other write is not coalesced with anything: order holds across kinds
     assert sent == [(BATCH, [0]), ("/api/rest/v2/write/experiment/log-other", "k"), (BATCH, [1, 2])]
     assert sender.spool.depth() == 0
@@ -148,8 +150,15 @@ def test_a_group_refused_as_a_whole_goes_one_by_one_and_only_the_bad_entry_is_se
     assert sender.send_pending() is None
     requests = server.requests_to(BATCH)
     assert [[v["metricValue"] for v in r.json["values"]] for r in requests] == [[0, 1], [0], [1]]
-    assert [r.header("X-Comet-Agent-Request-Id") for r in requests[1:]] == [f"{first.request_id}/1", f"{second.request_id}/1"]
-    assert (sender.stats.rejected, sender.stats.sent, sender.spool.depth()) == (1, 2, 0)  # the warm-up entry and the second
+    assert [r.header("X-Comet-Agent-Request-Id") for r in requests[1:]] == [
+        f"{first.request_id}/1",
+        f"{second.request_id}/1",
+    ]
+    assert (sender.stats.rejected, sender.stats.sent, sender.spool.depth()) == (
+        1,
+        2,
+        0,
+    )  # the warm-up entry and the second
     assert sender.spool.batch_ids([first, second]) == {}
 
 
@@ -168,7 +177,10 @@ def test_413_splits_a_batch_until_it_fits(server, sender):
     assert sender.send_pending() is None
     requests = server.requests_to(BATCH)
     assert [len(r.json["values"]) for r in requests] == [8, 4, 4]
-    assert [r.header("X-Comet-Agent-Request-Id") for r in requests[1:]] == [f"{entry.request_id}.a/1", f"{entry.request_id}.b/1"]
+    assert [r.header("X-Comet-Agent-Request-Id") for r in requests[1:]] == [
+        f"{entry.request_id}.a/1",
+        f"{entry.request_id}.b/1",
+    ]
     assert sorted(v["metricValue"] for r in requests[1:] for v in r.json["values"]) == list(range(8))
 
 
@@ -195,7 +207,11 @@ def test_consecutive_metric_batches_of_one_experiment_travel_together_up_to_1000
     assert sender.send_pending() is None
     requests = server.requests_to(BATCH)
     assert [(r.json["experimentKey"], len(r.json["values"])) for r in requests] == [
-        (KEY, 800), (KEY, 800), (KEY, 400), (KEY, 3)]  # the fixture answers KEY's experiment for any key
+        (KEY, 800),
+        (KEY, 800),
+        (KEY, 400),
+        (KEY, 3),
+    ]  # the fixture answers KEY's experiment for any key
     values = [v["metricValue"] for r in requests[:3] for v in r.json["values"]]
     assert values == [1000 * i + n for i in range(5) for n in range(400)], "spool order, nothing twice"
     assert (sender.stats.sent, sender.spool.depth()) == (7, 0)

@@ -44,7 +44,12 @@ def test_a_running_server_needs_no_command_and_a_stopped_one_gets_the_exact_one(
     assert stopped.endswith(f"` and log in with the API key stored in {directory / 'api_key'}")
     command = _command(stopped)
     assert command[0].endswith("comet-agent") and command[1:] == [
-        "server", "--port", str(port), "--data-dir", str(directory)]
+        "server",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(directory),
+    ]
     assert key not in running and key not in stopped
     # Reading the stopped server's store left nothing beside it (no -wal or -shm file).
     assert sorted(p.name for p in directory.iterdir() if p.name.startswith("server.sqlite3")) == ["server.sqlite3"]
@@ -57,8 +62,15 @@ def test_the_command_names_a_host_other_than_loopback(tmp_path):
         port = server.port
     # The same page asked for by another name of the host: nothing listens there now.
     command = _command(serve_hint(url.replace("127.0.0.1", "localhost"), data_dir))
-    assert command[1:] == ["server", "--host", "localhost", "--port", str(port),
-                           "--data-dir", str(server_data_dir(data_dir))]
+    assert command[1:] == [
+        "server",
+        "--host",
+        "localhost",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(server_data_dir(data_dir)),
+    ]
 
 
 def test_a_server_keeping_its_data_elsewhere_gets_no_command(tmp_path):

@@ -15,7 +15,7 @@ from comet_agent.server.store import Store, key_id_of, render_value
 KEY_ID = key_id_of("test-key-store")
 
 metric_values = st.one_of(
-    st.integers(min_value=-10**12, max_value=10**12),
+    st.integers(min_value=-(10**12), max_value=10**12),
     st.floats(allow_nan=True, allow_infinity=True, width=64),
     st.text(max_size=5),
     st.booleans(),
@@ -71,10 +71,20 @@ def test_the_summary_is_min_max_over_numbers_and_current_is_the_last_point(store
     assert len(store.metrics(experiment_key)) == len(points)
 
 
-@pytest.mark.parametrize("value, rendered", [
-    (0.5, "0.5"), (3, "3"), (1.0, "1.0"), (True, "true"), ("text", "text"), (None, None),
-    (float("nan"), "NaN"), (float("inf"), "Infinity"), ([1, 2], "[1,2]"),
-])
+@pytest.mark.parametrize(
+    "value, rendered",
+    [
+        (0.5, "0.5"),
+        (3, "3"),
+        (1.0, "1.0"),
+        (True, "true"),
+        ("text", "text"),
+        (None, None),
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        ([1, 2], "[1,2]"),
+    ],
+)
 def test_values_render_as_comet_strings(value, rendered):
     assert render_value(json.dumps(value)) == rendered
 

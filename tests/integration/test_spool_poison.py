@@ -30,8 +30,10 @@ def experiment(local_server):
 
 def _lines(spool: Spool, key: str, count: int) -> list:
     # One console line per entry, all with the same timestamp: the server keeps them in arrival order.
-    return [spool.append(key, "output", {"output": f"line {i}\n", "stderr": False, "timestamp_ms": 1_700_000_000_000})
-            for i in range(count)]
+    return [
+        spool.append(key, "output", {"output": f"line {i}\n", "stderr": False, "timestamp_ms": 1_700_000_000_000})
+        for i in range(count)
+    ]
 
 
 def _damage(path, sql: str, *args) -> None:
@@ -47,19 +49,27 @@ def _damage(path, sql: str, *args) -> None:
 def _quarantine_rows(path) -> list:
     conn = sqlite3.connect(path)
     try:
-        return conn.execute("SELECT seq, endpoint, reason, CAST(payload AS BLOB) FROM quarantine ORDER BY seq").fetchall()
+        return conn.execute(
+            "SELECT seq, endpoint, reason, CAST(payload AS BLOB) FROM quarantine ORDER BY seq"
+        ).fetchall()
     finally:
         conn.close()
 
 
-@pytest.mark.parametrize("damage, args, reason", [
-    ("UPDATE entries SET payload = ? WHERE seq = ?", ("{not json",), "payload is not JSON"),
-    ("UPDATE entries SET payload = ? WHERE seq = ?", ('["a", "list"]',), "payload is a JSON list"),
-    ("UPDATE entries SET payload = ? WHERE seq = ?", (b"\xff\xfe\x00 binary",), "payload is not UTF-8"),
-    ("UPDATE entries SET endpoint = ? WHERE seq = ?", (b"\xc3\x28",), "endpoint is not UTF-8"),
-    ("UPDATE entries SET payload = ? WHERE seq = ?", ("[" * 100_000,), "payload is"),
-], ids=["not-json", "json-list", "binary-payload", "binary-endpoint", "deeply-nested"])
-def test_an_undecodable_row_is_quarantined_and_the_rest_is_delivered_in_order(tmp_path, experiment, damage, args, reason):
+@pytest.mark.parametrize(
+    "damage, args, reason",
+    [
+        ("UPDATE entries SET payload = ? WHERE seq = ?", ("{not json",), "payload is not JSON"),
+        ("UPDATE entries SET payload = ? WHERE seq = ?", ('["a", "list"]',), "payload is a JSON list"),
+        ("UPDATE entries SET payload = ? WHERE seq = ?", (b"\xff\xfe\x00 binary",), "payload is not UTF-8"),
+        ("UPDATE entries SET endpoint = ? WHERE seq = ?", (b"\xc3\x28",), "endpoint is not UTF-8"),
+        ("UPDATE entries SET payload = ? WHERE seq = ?", ("[" * 100_000,), "payload is"),
+    ],
+    ids=["not-json", "json-list", "binary-payload", "binary-endpoint", "deeply-nested"],
+)
+def test_an_undecodable_row_is_quarantined_and_the_rest_is_delivered_in_order(
+    tmp_path, experiment, damage, args, reason
+):
     path = tmp_path / "spool.db"
     with Spool(path) as spool:
         entries = _lines(spool, experiment.id, 4)
@@ -90,7 +100,9 @@ def test_a_whole_batch_of_bad_rows_does_not_read_as_an_empty_spool(tmp_path, exp
 def test_a_row_the_server_refuses_for_good_is_quarantined_and_counted(tmp_path, experiment):
     path = tmp_path / "spool.db"
     with Spool(path) as spool:
-        spool.append(experiment.id, "output", {"output": "before\n", "stderr": False, "timestamp_ms": 1_700_000_000_000})
+        spool.append(
+            experiment.id, "output", {"output": "before\n", "stderr": False, "timestamp_ms": 1_700_000_000_000}
+        )
         refused = spool.append(experiment.id, "cpu_metrics", {"cpu_metrics": "not a list", "timestamp": 1})
         spool.append(experiment.id, "output", {"output": "after\n", "stderr": False, "timestamp_ms": 1_700_000_000_000})
         sender = Sender(spool, lambda key: experiment)

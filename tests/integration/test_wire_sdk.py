@@ -35,15 +35,30 @@ CALLS = [
     ("log_other_min", "log_other", ("o", "x"), {}),
     ("log_output", "log_output", ("hello\nworld",), dict(context="c", stderr=True, timestamp=1700000000)),
     ("log_html", "log_html", ("<b>",), dict(clear=True, timestamp=1700000000)),
-    ("log_asset", "log_asset", ("{dir}/f.txt",), dict(step=1, name="n.txt", overwrite=True, context="ctx", ftype="text", metadata={"b": 1, "a": 2})),
+    (
+        "log_asset",
+        "log_asset",
+        ("{dir}/f.txt",),
+        dict(step=1, name="n.txt", overwrite=True, context="ctx", ftype="text", metadata={"b": 1, "a": 2}),
+    ),
     ("log_asset_min", "log_asset", ("{dir}/f.txt",), {}),
-    ("log_image", "log_image", ("{dir}/i.png",), dict(image_name="img", step=2, overwrite=False, context="c", metadata={"x": 1})),
+    (
+        "log_image",
+        "log_image",
+        ("{dir}/i.png",),
+        dict(image_name="img", step=2, overwrite=False, context="c", metadata={"x": 1}),
+    ),
     ("log_image_min", "log_image", ("{dir}/i.png",), {}),
     ("log_cpu_metrics", "log_cpu_metrics", ([1.0, 2.0],), dict(context="c", step=1, epoch=2, timestamp=17)),
     ("log_cpu_metrics_min", "log_cpu_metrics", ([3.5],), {}),
     ("log_ram_metrics", "log_ram_metrics", (100, 50), dict(context="c", step=1, epoch=2, timestamp=17)),
     ("log_load_metrics", "log_load_metrics", (0.5,), dict(context="c", step=1, epoch=2, timestamp=17)),
-    ("log_gpu_metrics", "log_gpu_metrics", ([{"gpuId": 0, "freeMemory": 1, "usedMemory": 2, "gpuUtilization": 3, "totalMemory": 3}],), {}),
+    (
+        "log_gpu_metrics",
+        "log_gpu_metrics",
+        ([{"gpuId": 0, "freeMemory": 1, "usedMemory": 2, "gpuUtilization": 3, "totalMemory": 3}],),
+        {},
+    ),
     ("log_additional_system_info", "log_additional_system_info", ("k", "v"), {}),
     ("set_code", "set_code", ("print()",), {}),
     ("set_code_file", "set_code", (), dict(filename="{dir}/f.txt")),
@@ -54,7 +69,12 @@ CALLS = [
     ("set_git_metadata", "set_git_metadata", ("u", "r", "b", "p", "o"), {}),
     ("set_git_patch_bytes", "set_git_patch", (b"diff --git a b\n+x\n",), {}),
     ("set_git_patch_file", "set_git_patch", ("{dir}/p.patch",), {}),
-    ("set_gpu_static_info", "set_gpu_static_info", ([{"gpuIndex": 0, "name": "n", "uuid": "u", "totalMemory": 1, "powerLimit": 2}],), {}),
+    (
+        "set_gpu_static_info",
+        "set_gpu_static_info",
+        ([{"gpuIndex": 0, "name": "n", "uuid": "u", "totalMemory": 1, "powerLimit": 2}],),
+        {},
+    ),
     ("set_hostname", "set_hostname", ("h",), {}),
     ("set_ip", "set_ip", ("1.2.3.4",), {}),
     ("set_os", "set_os", ("Linux-6.1",), {}),
@@ -97,33 +117,77 @@ CALLS = [
 ] + [
     (name, name, (), {})
     for name in (
-        "get_additional_system_info", "get_command", "get_executable", "get_gpu_static_info", "get_hostname",
-        "get_installed_packages", "get_ip", "get_max_memory", "get_network_interface_ips", "get_os", "get_os_packages",
-        "get_os_type", "get_pid", "get_python_version", "get_python_version_verbose", "get_system_details",
-        "get_system_metric_names", "get_total_memory", "get_user",
+        "get_additional_system_info",
+        "get_command",
+        "get_executable",
+        "get_gpu_static_info",
+        "get_hostname",
+        "get_installed_packages",
+        "get_ip",
+        "get_max_memory",
+        "get_network_interface_ips",
+        "get_os",
+        "get_os_packages",
+        "get_os_type",
+        "get_pid",
+        "get_python_version",
+        "get_python_version_verbose",
+        "get_system_details",
+        "get_system_metric_names",
+        "get_total_memory",
+        "get_user",
     )
 ]
 
 # label -> (what differs, why). Everything not listed here must be identical.
 ALLOWED_DIFFERENCES = {
-    "log_asset": ("query 'metadata'", "comet_ml passes a dict to requests, which sends the dict's key names; "
-                  "useless to any server. We send metadata only in the multipart part."),
+    "log_asset": (
+        "query 'metadata'",
+        "comet_ml passes a dict to requests, which sends the dict's key names; "
+        "useless to any server. We send metadata only in the multipart part.",
+    ),
     "log_image": ("query 'metadata'", "same as log_asset; comet_ml sends no metadata part for images, neither do we."),
-    "set_git_patch_bytes": ("zip bytes", "zip headers carry the creation time; the unzipped git_diff.patch is compared."),
-    "set_git_patch_file": ("zip bytes", "as for set_git_patch_bytes: the zip timestamps differ, the member is compared."),
-    "construction": ("GET /clientlib/isAlive/ver", "comet_ml probes the backend version in API(); we send nothing at "
-                     "construction so the agent can start while the server is down (get_metrics() always uses get-all)."),
-    "log_html (no timestamp)": ("timestamp value", "comet_ml multiplies a ms time by 1000 again (a µs-size number); we send "
-                                "epoch ms. Not compared: the calls above pass explicit timestamps."),
-    "log_output (no timestamp)": ("localTimestamp value", "comet_ml uses a monotonic clock; we send epoch ms. Not compared "
-                                  "for the same reason."),
-    "get_metrics (old backend)": ("no project/column-names fallback", "comet_ml falls back for backends older than 3.20.60 "
-                                  "(or when the version probe fails); we always use metrics/get-all."),
-    "system-details getters": ("missing field", "comet_ml raises KeyError when the server omits a field; we return None."),
+    "set_git_patch_bytes": (
+        "zip bytes",
+        "zip headers carry the creation time; the unzipped git_diff.patch is compared.",
+    ),
+    "set_git_patch_file": (
+        "zip bytes",
+        "as for set_git_patch_bytes: the zip timestamps differ, the member is compared.",
+    ),
+    "construction": (
+        "GET /clientlib/isAlive/ver",
+        "comet_ml probes the backend version in API(); we send nothing at "
+        "construction so the agent can start while the server is down (get_metrics() always uses get-all).",
+    ),
+    "log_html (no timestamp)": (
+        "timestamp value",
+        "comet_ml multiplies a ms time by 1000 again (a µs-size number); we send "
+        "epoch ms. Not compared: the calls above pass explicit timestamps.",
+    ),
+    "log_output (no timestamp)": (
+        "localTimestamp value",
+        "comet_ml uses a monotonic clock; we send epoch ms. Not compared for the same reason.",
+    ),
+    "get_metrics (old backend)": (
+        "no project/column-names fallback",
+        "comet_ml falls back for backends older than 3.20.60 "
+        "(or when the version probe fails); we always use metrics/get-all.",
+    ),
+    "system-details getters": (
+        "missing field",
+        "comet_ml raises KeyError when the server omits a field; we return None.",
+    ),
     "writes with an empty reply": ("return value", "comet_ml raises a JSON decode error; we return None."),
-    "create without a workspace": ("GET account-details", "comet_ml's APIExperiment raises ValueError; we create the "
-                                   "experiment in the user's default workspace, where its live Experiment would go."),
-    "headers": ("X-COMET-DEBUG-SDK-VERSION", f"we identify ourselves as {SDK_VERSION_HEADER_VALUE!r}, not as comet_ml 3.58.8."),
+    "create without a workspace": (
+        "GET account-details",
+        "comet_ml's APIExperiment raises ValueError; we create the "
+        "experiment in the user's default workspace, where its live Experiment would go.",
+    ),
+    "headers": (
+        "X-COMET-DEBUG-SDK-VERSION",
+        f"we identify ourselves as {SDK_VERSION_HEADER_VALUE!r}, not as comet_ml 3.58.8.",
+    ),
 }
 
 # Calls that are local when the experiment's name is already known (comet_ml sends nothing either).
@@ -145,7 +209,9 @@ def _normalise(request, label):
         content = part.content
         if label.startswith("set_git_patch") and name == "file":
             with zipfile.ZipFile(io.BytesIO(content)) as archive:
-                content = {member.filename: (archive.read(member), member.compress_type) for member in archive.infolist()}
+                content = {
+                    member.filename: (archive.read(member), member.compress_type) for member in archive.infolist()
+                }
         parts[name] = (part.filename, content)
     ignored = _IGNORED_QUERY_KEYS.get(label, set())
     return {
@@ -155,7 +221,9 @@ def _normalise(request, label):
         "json": request.json,
         "gzip": request.was_gzipped,
         "parts": parts,
-        "content_type": (request.header("content-type") or "").split(";")[0] if not request.parts else "multipart/form-data",
+        "content_type": (request.header("content-type") or "").split(";")[0]
+        if not request.parts
+        else "multipart/form-data",
         "json_content_type": request.header("content-type") if request.json is not None else None,
         "authorization": request.header("authorization"),
         "sdk_source": request.header("x-comet-sdk-source"),
@@ -211,7 +279,9 @@ def test_method_sends_what_comet_ml_sends(recordings, label):
     assert [_normalise(r, label) for r in our_requests] == [_normalise(r, label) for r in sdk_requests]
 
 
-@pytest.mark.parametrize("label", [c[0] for c in CALLS if not c[0].startswith(("to_json", "download_model", "set_end", "set_start"))])
+@pytest.mark.parametrize(
+    "label", [c[0] for c in CALLS if not c[0].startswith(("to_json", "download_model", "set_end", "set_start"))]
+)
 def test_method_returns_what_comet_ml_returns(recordings, label):
     _, _, sdk_result, our_result = recordings[label]
     assert our_result == sdk_result
@@ -226,7 +296,9 @@ def test_to_json_returns_same_keys_and_values_except_url_port_independent_fields
 def test_construction_differs_only_by_the_version_probe(recordings):
     sdk_requests, our_requests, _, _ = recordings["construction"]
     assert [r.path for r in sdk_requests] == ["/clientlib/isAlive/ver"] + ["/api/rest/v2/experiment/metadata"] * 2
-    assert [_normalise(r, "construction") for r in our_requests] == [_normalise(r, "construction") for r in sdk_requests[1:]]
+    assert [_normalise(r, "construction") for r in our_requests] == [
+        _normalise(r, "construction") for r in sdk_requests[1:]
+    ]
 
 
 def test_our_requests_identify_comet_agent_and_carry_the_raw_key(recordings):
@@ -248,7 +320,12 @@ NAVIGATION = [
     ("get_workspaces", lambda api: api.get()),
     ("get_projects", lambda api: api.get("ws")),
     ("get_experiments", lambda api: [e.id for e in api.get("ws/proj")]),
-    ("get_experiments_paged", lambda api: [e.id for e in api.get_experiments("ws", "proj", page=2, page_size=10, sort_by="endTime", sort_order="desc")]),
+    (
+        "get_experiments_paged",
+        lambda api: [
+            e.id for e in api.get_experiments("ws", "proj", page=2, page_size=10, sort_by="endTime", sort_order="desc")
+        ],
+    ),
     ("get_experiments_pattern", lambda api: [e.id for e in api.get_experiments("ws", "proj", pattern="k+")]),
     ("get_experiments_workspace", lambda api: [e.id for e in api.get_experiments("ws")]),
     ("get_experiment", lambda api: api.get("ws/proj/" + KEY).id),
@@ -277,11 +354,19 @@ def navigation_recordings(tmp_path_factory):
                     server.fail_next(1, 404, path="/api/rest/v2/experiment/metadata")
                 outcome[side] = (call(api), list(server.requests))
             results[label] = outcome
-        for side, make in (("sdk", lambda: comet_ml.APIExperiment(workspace="ws", project_name="proj", experiment_name="n", cache=False)),
-                           ("ours", lambda: APIExperiment(workspace="ws", project_name="proj", experiment_name="n"))):
+        for side, make in (
+            (
+                "sdk",
+                lambda: comet_ml.APIExperiment(workspace="ws", project_name="proj", experiment_name="n", cache=False),
+            ),
+            ("ours", lambda: APIExperiment(workspace="ws", project_name="proj", experiment_name="n")),
+        ):
             server.clear()
             created = make()
-            results.setdefault("create", {})[side] = (created.id, [r for r in server.requests if r.path != "/clientlib/isAlive/ver"])
+            results.setdefault("create", {})[side] = (
+                created.id,
+                [r for r in server.requests if r.path != "/clientlib/isAlive/ver"],
+            )
     return results
 
 

@@ -17,8 +17,13 @@ REPO = Path(__file__).resolve().parents[2]
 def cli_env(**extra: str) -> dict[str, str]:
     """The test's environment without any Comet setting, with this checkout importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update({"PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1",
-                "COMET_ERROR_TRACKING_ENABLE": "false"})
+    env.update(
+        {
+            "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+            "PYTHONUNBUFFERED": "1",
+            "COMET_ERROR_TRACKING_ENABLE": "false",
+        }
+    )
     env.update(extra)
     return env
 
@@ -53,11 +58,18 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server_cli(tmp_path: Path, *args: str, env: Optional[dict[str, str]] = None,
-               timeout_s: float = 30) -> Iterator[ServerProcess]:
+def server_cli(
+    tmp_path: Path, *args: str, env: Optional[dict[str, str]] = None, timeout_s: float = 30
+) -> Iterator[ServerProcess]:
     """Start ``comet-agent server --port 0 ARGS`` and yield it once it prints its URL."""
-    process = subprocess.Popen(cli_argv("server", "--port", "0", *args), cwd=tmp_path, env=env or cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        cli_argv("server", "--port", "0", *args),
+        cwd=tmp_path,
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     server = None
     try:

@@ -65,11 +65,28 @@ class DaemonProcess:
 def daemon(local_server, tmp_path, short_dir):
     """``comet-agent daemon`` writing to ``local_server`` with its key (registrations by root need none)."""
     socket_path = short_dir / "daemon.sock"
-    env = cli_env(COMET_API_KEY=local_server.api_key, COMET_URL_OVERRIDE=local_server.clientlib_url,
-                  COMET_AGENT_DATA_DIR=str(tmp_path / "daemon-data"))
-    process = subprocess.Popen(cli_argv("daemon", "--socket", str(socket_path), "--interval", "0.5", "--no-gpu",
-                                        "--max-jobs", "2", "--registrations-per-minute", "5"),
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = cli_env(
+        COMET_API_KEY=local_server.api_key,
+        COMET_URL_OVERRIDE=local_server.clientlib_url,
+        COMET_AGENT_DATA_DIR=str(tmp_path / "daemon-data"),
+    )
+    process = subprocess.Popen(
+        cli_argv(
+            "daemon",
+            "--socket",
+            str(socket_path),
+            "--interval",
+            "0.5",
+            "--no-gpu",
+            "--max-jobs",
+            "2",
+            "--registrations-per-minute",
+            "5",
+        ),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not socket_path.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -154,9 +171,13 @@ def test_a_connection_flood_by_one_user_gets_bounded_threads_and_others_get_thro
         pytest.skip("no system python3 that another user can run")
     daemon.socket_path.chmod(0o666)  # let the other user connect (as --socket-group would)
     baseline = daemon.threads()
-    flood = subprocess.Popen([interpreter, "-c", _FLOOD, str(daemon.socket_path), "100", "6"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
-                             preexec_fn=lambda: os.setuid(NOBODY))
+    flood = subprocess.Popen(
+        [interpreter, "-c", _FLOOD, str(daemon.socket_path), "100", "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd="/",
+        preexec_fn=lambda: os.setuid(NOBODY),
+    )
     try:
         assert flood.stdout.readline() == b"holding\n", flood.stderr.read().decode()
         started = time.monotonic()
@@ -194,9 +215,24 @@ def test_a_caller_in_another_pid_namespace_registers_only_itself_translated(daem
         pytest.skip(f"cannot create a pid namespace here: {probe.stderr.decode().strip()}")
     own_key, host_key = _experiments(local_server, 2)
     victim = _sleepers(1)[0]  # a host process of the same uid the caller tries to claim
-    caller = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", _IN_NAMESPACE,
-                               str(daemon.socket_path), own_key, host_key, str(victim.pid)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    caller = subprocess.Popen(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            _IN_NAMESPACE,
+            str(daemon.socket_path),
+            own_key,
+            host_key,
+            str(victim.pid),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         line = caller.stdout.readline()
         assert line, caller.stderr.read().decode()

@@ -58,9 +58,14 @@ def test_every_route_but_liveness_needs_an_accepted_key(two_keys):
         if path in OPEN_ROUTES:
             continue
         for headers in ({}, {"Authorization": "wrong-key"}):
-            response = requests.request(method, two_keys.url + path, headers=headers, timeout=30,
-                                        params={"experimentKey": experiment_key},
-                                        json={"experimentKey": experiment_key} if method == "POST" else None)
+            response = requests.request(
+                method,
+                two_keys.url + path,
+                headers=headers,
+                timeout=30,
+                params={"experimentKey": experiment_key},
+                json={"experimentKey": experiment_key} if method == "POST" else None,
+            )
             assert response.status_code == 401, (method, path, response.status_code)
         checked += 1
     assert checked > 60
@@ -73,10 +78,12 @@ def test_another_keys_experiment_reads_as_missing_everywhere(two_keys):
     for method, path, _handler in REST_ROUTES:
         if method != "GET" or not path.startswith("experiment/"):
             continue
-        other = requests.get(rest(two_keys, path), params={"experimentKey": theirs}, headers=auth(two_keys, TWO),
-                             timeout=30)
-        absent = requests.get(rest(two_keys, path), params={"experimentKey": missing}, headers=auth(two_keys, TWO),
-                              timeout=30)
+        other = requests.get(
+            rest(two_keys, path), params={"experimentKey": theirs}, headers=auth(two_keys, TWO), timeout=30
+        )
+        absent = requests.get(
+            rest(two_keys, path), params={"experimentKey": missing}, headers=auth(two_keys, TWO), timeout=30
+        )
         assert other.status_code == absent.status_code == 404, path
         assert other.text.replace(theirs, "K") == absent.text.replace(missing, "K"), path
 
@@ -92,7 +99,10 @@ def test_keys_are_held_as_digests_and_never_reach_logs_files_or_pages(two_keys, 
     requests.get(rest(two_keys, "workspaces"), headers={"Authorization": ONE[:-1] + "x"}, timeout=30)
     browser = requests.Session()
     first = browser.get(page_url(two_keys.url, ONE, experiment.url), allow_redirects=False, timeout=30)
-    pages = [browser.get(two_keys.url + p, timeout=30).text for p in ("/", "/ws", "/ws/p", experiment.url[len(two_keys.url):])]
+    pages = [
+        browser.get(two_keys.url + p, timeout=30).text
+        for p in ("/", "/ws", "/ws/p", experiment.url[len(two_keys.url) :])
+    ]
     seen = caplog.text + first.headers.get("Set-Cookie", "") + "".join(pages)
     for key in (ONE, TWO):
         assert key not in seen
@@ -115,8 +125,9 @@ def test_cookie_flags_single_use_tokens_and_no_state_change_from_pages(local_ser
     """Pass: the session cookie is HttpOnly, SameSite=Strict, Path=/; a login token works once; a
     page path answers no method but GET/HEAD (a cross-site form cannot change anything there), and a
     login token cannot be minted without the key in a header (no cookie-authenticated write exists)."""
-    experiment = APIExperiment(api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
-                               workspace="ws", project_name="p")
+    experiment = APIExperiment(
+        api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url), workspace="ws", project_name="p"
+    )
     url = page_url(local_server.url, local_server.api_key, experiment.url)
     browser = requests.Session()
     cookie = browser.get(url, allow_redirects=False, timeout=30).headers["Set-Cookie"]
@@ -130,13 +141,17 @@ def test_cookie_flags_single_use_tokens_and_no_state_change_from_pages(local_ser
 def test_pages_carry_the_csp_and_escape_hostile_values(local_server):
     """Pass: a page full of ``<script>`` and ``onerror=`` values shows them escaped under a CSP that
     runs only the server's own script."""
-    experiment = APIExperiment(api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
-                               workspace="ws", project_name="p", experiment_name=f"n{HOSTILE}")
+    experiment = APIExperiment(
+        api=API(api_key=local_server.api_key, url_override=local_server.clientlib_url),
+        workspace="ws",
+        project_name="p",
+        experiment_name=f"n{HOSTILE}",
+    )
     fill_experiment(experiment, hostile=True, real_static=False)
     page = requests.get(experiment.url, headers=auth(local_server), timeout=30)
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
-    assert "<script>window" not in page.text and "onerror=\"" not in page.text and "&lt;script&gt;" in page.text
+    assert "<script>window" not in page.text and 'onerror="' not in page.text and "&lt;script&gt;" in page.text
 
 
 def test_an_upload_cannot_choose_where_it_is_written(local_server):
@@ -144,12 +159,20 @@ def test_an_upload_cannot_choose_where_it_is_written(local_server):
     directory under a generated id, and read back unchanged."""
     experiment_key = create_experiment(local_server)
     for name in ("../../escape.txt", "/etc/comet-agent-x", "..\\..\\win.txt"):
-        reply = requests.post(rest(local_server, "write/experiment/upload-asset"), headers=auth(local_server),
-                              params={"experimentKey": experiment_key, "fileName": name},
-                              files={"file": (name, b"payload")}, timeout=30)
+        reply = requests.post(
+            rest(local_server, "write/experiment/upload-asset"),
+            headers=auth(local_server),
+            params={"experimentKey": experiment_key, "fileName": name},
+            files={"file": (name, b"payload")},
+            timeout=30,
+        )
         assert reply.status_code == 200, reply.text
-        asset = requests.get(rest(local_server, "experiment/asset/get-asset"), headers=auth(local_server),
-                             params={"experimentKey": experiment_key, "assetId": reply.json()["assetId"]}, timeout=30)
+        asset = requests.get(
+            rest(local_server, "experiment/asset/get-asset"),
+            headers=auth(local_server),
+            params={"experimentKey": experiment_key, "assetId": reply.json()["assetId"]},
+            timeout=30,
+        )
         assert asset.content == b"payload"
     files = local_server.data_dir / "files" / experiment_key
     assert len(list(files.iterdir())) == 3
@@ -160,14 +183,23 @@ def test_oversized_and_gzip_bomb_bodies_get_413(tmp_path):
     """Pass: with a 1 MiB limit, a 2 MiB upload and 64 MiB of zeros gzipped to about 64 KiB both get 413."""
     with LocalServer(tmp_path / "limits", api_keys=["limits-key"], max_upload_bytes=2**20) as server:
         experiment_key = create_experiment(server, key="limits-key")
-        big = requests.post(rest(server, "write/experiment/upload-asset"), headers=auth(server, "limits-key"),
-                            params={"experimentKey": experiment_key}, files={"file": ("f", b"x" * 2 * 2**20)}, timeout=60)
+        big = requests.post(
+            rest(server, "write/experiment/upload-asset"),
+            headers=auth(server, "limits-key"),
+            params={"experimentKey": experiment_key},
+            files={"file": ("f", b"x" * 2 * 2**20)},
+            timeout=60,
+        )
         assert_comet_error(big, 413)
-        bomb = gzip.compress(b'{"experimentKey": "' + experiment_key.encode() + b'", "key": "k", "value": "'
-                             + b"0" * 64 * 2**20 + b'"}')
-        inflated = requests.post(rest(server, "write/experiment/log-other"), data=bomb, timeout=60,
-                                 headers={**auth(server, "limits-key"), "Content-Encoding": "gzip",
-                                          "Content-Type": "application/json"})
+        bomb = gzip.compress(
+            b'{"experimentKey": "' + experiment_key.encode() + b'", "key": "k", "value": "' + b"0" * 64 * 2**20 + b'"}'
+        )
+        inflated = requests.post(
+            rest(server, "write/experiment/log-other"),
+            data=bomb,
+            timeout=60,
+            headers={**auth(server, "limits-key"), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
         assert_comet_error(inflated, 413)
 
 
@@ -184,17 +216,33 @@ def test_a_flood_of_mixed_requests_gets_no_server_error(local_server, caplog):
         for i in range(25):
             kind = (n + i) % 5
             if kind == 0:
-                r = session.post(rest(local_server, "write/experiment/metric"), headers=auth(local_server), timeout=30,
-                                 json={"experimentKey": experiment_key, "metricName": f"m{n}", "metricValue": i, "step": i})
+                r = session.post(
+                    rest(local_server, "write/experiment/metric"),
+                    headers=auth(local_server),
+                    timeout=30,
+                    json={"experimentKey": experiment_key, "metricName": f"m{n}", "metricValue": i, "step": i},
+                )
             elif kind == 1:
-                r = session.get(rest(local_server, "experiment/metrics/summary"), headers=auth(local_server),
-                                params={"experimentKey": experiment_key}, timeout=30)
+                r = session.get(
+                    rest(local_server, "experiment/metrics/summary"),
+                    headers=auth(local_server),
+                    params={"experimentKey": experiment_key},
+                    timeout=30,
+                )
             elif kind == 2:
-                r = session.post(rest(local_server, "write/experiment/metric"), headers={"Authorization": "nope"},
-                                 json={}, timeout=30)
+                r = session.post(
+                    rest(local_server, "write/experiment/metric"),
+                    headers={"Authorization": "nope"},
+                    json={},
+                    timeout=30,
+                )
             elif kind == 3:
-                r = session.post(rest(local_server, "write/experiment/log-other"), headers=auth(local_server),
-                                 data=b"\xff{not json", timeout=30)
+                r = session.post(
+                    rest(local_server, "write/experiment/log-other"),
+                    headers=auth(local_server),
+                    data=b"\xff{not json",
+                    timeout=30,
+                )
             else:
                 r = session.get(local_server.url + f"/api/rest/v2/no/such/{i}", headers=auth(local_server), timeout=30)
             with lock:
@@ -213,9 +261,14 @@ def test_the_server_under_umask_000_keeps_files_0600_in_0700_directories(tmp_pat
     """Pass: ``comet-agent server`` started under umask 000, after an upload, leaves only 0600 files
     (store, WAL, generated key, server.json, the upload) in 0700 directories."""
     data_dir = tmp_path / "umask"
-    process = subprocess.Popen(cli_argv("server", "--port", "0", "--data-dir", str(data_dir)), env=cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: os.umask(0))
+    process = subprocess.Popen(
+        cli_argv("server", "--port", "0", "--data-dir", str(data_dir)),
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: os.umask(0),
+    )
     try:
         root = None
         for _ in range(50):
@@ -225,10 +278,19 @@ def test_the_server_under_umask_000_keeps_files_0600_in_0700_directories(tmp_pat
                 break
         assert root, "the server did not start"
         key = (data_dir / "api_key").read_text().strip()
-        experiment_key = requests.post(root + "/api/rest/v2/write/experiment/create", headers={"Authorization": key},
-                                       json={"workspaceName": "w"}, timeout=30).json()["experimentKey"]
-        requests.post(root + "/api/rest/v2/write/experiment/upload-asset", headers={"Authorization": key},
-                      params={"experimentKey": experiment_key}, files={"file": ("f", b"data")}, timeout=30)
+        experiment_key = requests.post(
+            root + "/api/rest/v2/write/experiment/create",
+            headers={"Authorization": key},
+            json={"workspaceName": "w"},
+            timeout=30,
+        ).json()["experimentKey"]
+        requests.post(
+            root + "/api/rest/v2/write/experiment/upload-asset",
+            headers={"Authorization": key},
+            params={"experimentKey": experiment_key},
+            files={"file": ("f", b"data")},
+            timeout=30,
+        )
         loose = []
         for path in [data_dir, *data_dir.rglob("*")]:
             mode = stat.S_IMODE(path.stat().st_mode)

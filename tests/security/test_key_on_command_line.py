@@ -25,12 +25,16 @@ def _visible_to_other_users(pid: int) -> bytes:
 
 
 def _accepted(root: str, key: str) -> bool:
-    return requests.get(root + "/api/rest/v2/account-details", headers={"Authorization": key}, timeout=10).status_code == 200
+    return (
+        requests.get(root + "/api/rest/v2/account-details", headers={"Authorization": key}, timeout=10).status_code
+        == 200
+    )
 
 
 def _may_change_intervals(root: str, key: str) -> int:
-    return requests.post(root + "/local/admin/intervals", json={"heartbeatMs": 4321},
-                         headers={"Authorization": key}, timeout=10).status_code
+    return requests.post(
+        root + "/local/admin/intervals", json={"heartbeatMs": 4321}, headers={"Authorization": key}, timeout=10
+    ).status_code
 
 
 def test_keys_from_a_file_never_reach_the_command_line(tmp_path):
@@ -74,9 +78,13 @@ def test_a_key_file_other_users_can_read_is_refused_with_exit_78(tmp_path):
     empty.write_text("# nothing yet\n")
     empty.chmod(0o600)
     for path, says in ((shared, "chmod 600"), (empty, "holds no key"), (tmp_path / "missing", "Cannot read")):
-        result = subprocess.run(cli_argv("server", "--port", "0", "--data-dir", str(tmp_path / "data"),
-                                         "--api-key-file", str(path)),
-                                env=cli_env(), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            cli_argv("server", "--port", "0", "--data-dir", str(tmp_path / "data"), "--api-key-file", str(path)),
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 78, result.stderr
         assert str(path) in result.stderr and says in result.stderr
         assert FIRST not in result.stdout + result.stderr
@@ -96,8 +104,9 @@ def test_a_key_on_the_command_line_still_works_but_warns(tmp_path):
 def test_help_and_the_systemd_example_say_how():
     """Pass: ``server --help`` names --api-key-file and COMET_AGENT_SERVER_API_KEYS, and the
     shipped unit passes a credential file, never a key, on its command line."""
-    help_text = subprocess.run(cli_argv("server", "--help"), env=cli_env(), capture_output=True, text=True,
-                               timeout=60).stdout
+    help_text = subprocess.run(
+        cli_argv("server", "--help"), env=cli_env(), capture_output=True, text=True, timeout=60
+    ).stdout
     assert "--api-key-file" in help_text and "COMET_AGENT_SERVER_API_KEYS" in help_text
     unit = (REPO / "systemd" / "comet-agent-server.service").read_text()
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))

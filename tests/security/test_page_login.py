@@ -25,14 +25,26 @@ CROSS_ORIGIN = {
     "referer only": {"Referer": "http://evil.example/form.html"},
 }
 
-HOSTILE_NEXT = ["/\t/evil.example", "/\n/evil.example", "/\r\nSet-Cookie: owned=1", "//evil.example/x",
-                "/\\evil.example", "\\\\evil.example", "http://evil.example/", "javascript:alert(1)",
-                "/ /evil.example", "/\x00/evil.example", "/%2F/evil.example", "/\u3000/evil.example"]
+HOSTILE_NEXT = [
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\nSet-Cookie: owned=1",
+    "//evil.example/x",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "http://evil.example/",
+    "javascript:alert(1)",
+    "/ /evil.example",
+    "/\x00/evil.example",
+    "/%2F/evil.example",
+    "/\u3000/evil.example",
+]
 
 
 def _post_login(server, headers=None, **form):
-    return requests.post(server.url + "/local/login", data=form, headers=headers or {}, allow_redirects=False,
-                         timeout=30)
+    return requests.post(
+        server.url + "/local/login", data=form, headers=headers or {}, allow_redirects=False, timeout=30
+    )
 
 
 @pytest.mark.parametrize("what", sorted(CROSS_ORIGIN))
@@ -44,18 +56,29 @@ def test_a_login_posted_from_another_origin_gets_no_session(local_server, what):
     assert local_server.api_key not in response.text
 
 
-@pytest.mark.parametrize("headers", [
-    {"Sec-Fetch-Site": "same-origin", "Origin": None},
-    {"Origin": None},
-    {"Referer": None},
-    {},
-], ids=["same-origin", "origin", "referer", "no-browser-headers"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "same-origin", "Origin": None},
+        {"Origin": None},
+        {"Referer": None},
+        {},
+    ],
+    ids=["same-origin", "origin", "referer", "no-browser-headers"],
+)
 def test_a_login_from_this_servers_own_page_or_a_script_works(local_server, headers):
     """Pass: same-origin markers (or none at all: curl) with the right key get a session."""
-    headers = {k: (v if v is not None else local_server.url + ("/ws" if k == "Referer" else "")) for k, v in headers.items()}
+    headers = {
+        k: (v if v is not None else local_server.url + ("/ws" if k == "Referer" else "")) for k, v in headers.items()
+    }
     browser = requests.Session()
-    response = browser.post(local_server.url + "/local/login", data={"key": local_server.api_key, "next": "/"},
-                            headers=headers, allow_redirects=False, timeout=30)
+    response = browser.post(
+        local_server.url + "/local/login",
+        data={"key": local_server.api_key, "next": "/"},
+        headers=headers,
+        allow_redirects=False,
+        timeout=30,
+    )
     assert response.status_code == 303 and "HttpOnly" in response.headers["Set-Cookie"]
     assert browser.get(local_server.url + "/", timeout=30).status_code == 200
 
@@ -83,8 +106,9 @@ def test_next_always_stays_on_this_server(local_server, caplog, target):
 def test_a_token_login_returns_only_to_a_path_here(local_server):
     """Pass: a page URL carrying ``?login=`` redirects to the same path without the token, as a
     relative path on this server (percent-encoded, never ``//``)."""
-    response = requests.get(local_server.url + "/caf%C3%A9/p%20q?login=unknown-token&x=1", allow_redirects=False,
-                            timeout=30)
+    response = requests.get(
+        local_server.url + "/caf%C3%A9/p%20q?login=unknown-token&x=1", allow_redirects=False, timeout=30
+    )
     assert response.status_code == 303
     assert response.headers["Location"] == "/caf%C3%A9/p%20q?x=1"
 

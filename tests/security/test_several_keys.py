@@ -32,7 +32,9 @@ def _create(server, key, workspace=None):
 
 def _add_run(server, key, **fields):
     body = {"apiKey": key, "projectName": "proj", "offline": False, "local_timestamp": 0, **fields}
-    return requests.post(server.url + "/clientlib/logger/add/run", json=body, headers={"Authorization": key}, timeout=30)
+    return requests.post(
+        server.url + "/clientlib/logger/add/run", json=body, headers={"Authorization": key}, timeout=30
+    )
 
 
 def test_only_the_admin_key_changes_server_wide_intervals(tmp_path):
@@ -40,22 +42,34 @@ def test_only_the_admin_key_changes_server_wide_intervals(tmp_path):
     still read them; the first key (the admin key) changes them."""
     with _server(tmp_path) as server:
         before = server.intervals
-        refused = requests.post(server.url + "/local/admin/intervals", json={"heartbeatMs": 1},
-                                headers={"Authorization": SECOND}, timeout=30)
+        refused = requests.post(
+            server.url + "/local/admin/intervals",
+            json={"heartbeatMs": 1},
+            headers={"Authorization": SECOND},
+            timeout=30,
+        )
         assert_comet_error(refused, 403)
         assert server.intervals == before
         read = requests.get(server.url + "/local/admin/intervals", headers={"Authorization": SECOND}, timeout=30)
         assert read.status_code == 200 and read.json() == before
-        allowed = requests.post(server.url + "/local/admin/intervals", json={"heartbeatMs": 2000},
-                                headers={"Authorization": FIRST}, timeout=30)
+        allowed = requests.post(
+            server.url + "/local/admin/intervals",
+            json={"heartbeatMs": 2000},
+            headers={"Authorization": FIRST},
+            timeout=30,
+        )
         assert allowed.status_code == 200 and server.intervals["isAliveBeatDurationMillis"] == 2000
 
 
 def test_a_generated_key_is_the_admin_key(tmp_path):
     """Pass: a server with no configured key generates one, and that key may change intervals."""
     with LocalServer(tmp_path / "generated") as server:
-        allowed = requests.post(server.url + "/local/admin/intervals", json={"cpuIntervalMs": 5000},
-                                headers={"Authorization": server.api_key}, timeout=30)
+        allowed = requests.post(
+            server.url + "/local/admin/intervals",
+            json={"cpuIntervalMs": 5000},
+            headers={"Authorization": server.api_key},
+            timeout=30,
+        )
         assert allowed.status_code == 200 and server.intervals["cpuMonitorIntervalMillis"] == 5000
 
 
@@ -67,8 +81,9 @@ def test_another_key_cannot_take_a_keys_default_workspace(tmp_path):
     with _server(tmp_path) as server:
         assert_comet_error(_create(server, SECOND, "local"), 404)
         assert _add_run(server, SECOND, teamName="local").status_code == 400
-        second_user = requests.get(rest(server, "account-details"), headers={"Authorization": SECOND},
-                                   timeout=30).json()["userName"]
+        second_user = requests.get(
+            rest(server, "account-details"), headers={"Authorization": SECOND}, timeout=30
+        ).json()["userName"]
         assert_comet_error(_create(server, FIRST, second_user), 404)
         mine = _create(server, FIRST)
         assert mine.status_code == 200 and mine.json()["workspaceName"] == "local"
@@ -102,11 +117,19 @@ def test_another_keys_experiment_key_cannot_be_reused(tmp_path):
         assert _add_run(server, FIRST, experimentKey=experiment_key).status_code == 200
         assert _add_run(server, SECOND, experimentKey=experiment_key).status_code == 400
         assert _add_run(server, SECOND, experimentKey=experiment_key, getOrCreateEnabled=True).status_code in (400, 404)
-        write = requests.post(rest(server, "write/experiment/log-other"), headers={"Authorization": SECOND},
-                              json={"experimentKey": experiment_key, "key": "k", "value": 1}, timeout=30)
+        write = requests.post(
+            rest(server, "write/experiment/log-other"),
+            headers={"Authorization": SECOND},
+            json={"experimentKey": experiment_key, "key": "k", "value": 1},
+            timeout=30,
+        )
         assert_comet_error(write, 404)
-        metadata = requests.get(rest(server, "experiment/metadata"), params={"experimentKey": experiment_key},
-                                headers={"Authorization": FIRST}, timeout=30)
+        metadata = requests.get(
+            rest(server, "experiment/metadata"),
+            params={"experimentKey": experiment_key},
+            headers={"Authorization": FIRST},
+            timeout=30,
+        )
         assert metadata.status_code == 200 and metadata.json()["workspaceName"] == "local"
 
 

@@ -49,8 +49,12 @@ def _trickle(sockets: list[socket.socket], piece: bytes) -> int:
 def _normal_client_works(server, experiment_key: str) -> None:
     started = time.monotonic()
     alive = requests.get(server.url + "/clientlib/isAlive/ver", timeout=5)
-    write = requests.post(rest(server, "write/experiment/log-other"), headers=auth(server), timeout=5,
-                          json={"experimentKey": experiment_key, "key": "during-attack", "value": 1})
+    write = requests.post(
+        rest(server, "write/experiment/log-other"),
+        headers=auth(server),
+        timeout=5,
+        json={"experimentKey": experiment_key, "key": "during-attack", "value": 1},
+    )
     assert alive.status_code == 200 and write.status_code == 200, write.text
     assert time.monotonic() - started < 5
 
@@ -124,9 +128,14 @@ def test_a_body_trickled_below_the_minimum_rate_is_cut(tmp_path, no_errors_logge
         attackers = []
         for _ in range(50):
             sock = connect(server.url, timeout_s=5)
-            sock.sendall(request_head("POST", "/api/rest/v2/write/experiment/log-other",
-                                      {"Authorization": "body-key", "Content-Type": "application/json",
-                                       "Content-Length": str(10**6)}) + b'{"experimentKey": "')
+            sock.sendall(
+                request_head(
+                    "POST",
+                    "/api/rest/v2/write/experiment/log-other",
+                    {"Authorization": "body-key", "Content-Type": "application/json", "Content-Length": str(10**6)},
+                )
+                + b'{"experimentKey": "'
+            )
             attackers.append(sock)
         try:
             started = time.monotonic()
@@ -138,8 +147,12 @@ def test_a_body_trickled_below_the_minimum_rate_is_cut(tmp_path, no_errors_logge
             assert not still_open, f"{len(still_open)} slow bodies still open"
         finally:
             _close_all(attackers)
-        others = requests.get(rest(server, "experiment/log-other"), params={"experimentKey": experiment_key},
-                              headers=auth(server, "body-key"), timeout=10).json()["values"]
+        others = requests.get(
+            rest(server, "experiment/log-other"),
+            params={"experimentKey": experiment_key},
+            headers=auth(server, "body-key"),
+            timeout=10,
+        ).json()["values"]
         assert [o["name"] for o in others] == ["during-attack"]
 
 
@@ -150,16 +163,28 @@ def test_a_slow_but_steady_upload_is_not_cut(tmp_path):
         experiment_key = create_experiment(server, key="steady-key")
         text = "y" * (12 * 64 * 1024)
         body = ('{"experimentKey": "%s", "key": "steady", "value": "%s"}' % (experiment_key, text)).encode()
-        pieces = [body[i:i + 64 * 1024] for i in range(0, len(body), 64 * 1024)]
+        pieces = [body[i : i + 64 * 1024] for i in range(0, len(body), 64 * 1024)]
         with connect(server.url, timeout_s=10) as sock:
-            sock.sendall(request_head("POST", "/api/rest/v2/write/experiment/log-other",
-                                      {"Authorization": "steady-key", "Content-Type": "application/json",
-                                       "Content-Length": str(len(body))}))
+            sock.sendall(
+                request_head(
+                    "POST",
+                    "/api/rest/v2/write/experiment/log-other",
+                    {
+                        "Authorization": "steady-key",
+                        "Content-Type": "application/json",
+                        "Content-Length": str(len(body)),
+                    },
+                )
+            )
             for piece in pieces:
                 sock.sendall(piece)
                 time.sleep(0.25)
             reply = sock.recv(65536)
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
-        others = requests.get(rest(server, "experiment/log-other"), params={"experimentKey": experiment_key},
-                              headers=auth(server, "steady-key"), timeout=10).json()["values"]
+        others = requests.get(
+            rest(server, "experiment/log-other"),
+            params={"experimentKey": experiment_key},
+            headers=auth(server, "steady-key"),
+            timeout=10,
+        ).json()["values"]
         assert others[0]["valueCurrent"] == text

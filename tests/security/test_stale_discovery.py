@@ -30,9 +30,25 @@ JOB = "print('hello from the job')"
 
 
 def _run(data_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_argv("run", "--data-dir", str(data_dir), "--no-os-packages", "--no-git", "--no-gpu",
-                                   "--", sys.executable, "-c", JOB),
-                          env=cli_env(), cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        cli_argv(
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--no-os-packages",
+            "--no-git",
+            "--no-gpu",
+            "--",
+            sys.executable,
+            "-c",
+            JOB,
+        ),
+        env=cli_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _recorded_to(run: subprocess.CompletedProcess) -> tuple[str, str]:
@@ -57,8 +73,11 @@ def _stale_discovery(data_dir: Path) -> tuple[str, int, dict]:
 
 
 def _leaks(impostor: RecordingServer, key: str) -> list[str]:
-    return [f"{r.method} {r.path}" for r in impostor.requests
-            if key in r.path + repr(r.query) + repr(r.headers) + r.body.decode("latin-1")]
+    return [
+        f"{r.method} {r.path}"
+        for r in impostor.requests
+        if key in r.path + repr(r.query) + repr(r.headers) + r.body.decode("latin-1")
+    ]
 
 
 @pytest.mark.parametrize("proof_reply", ["none", "wrong proof", "huge"])
@@ -109,9 +128,12 @@ def test_a_running_server_that_proves_itself_is_reused(tmp_path):
         assert run.returncode == 0, run.stderr
         experiment_key, url = _recorded_to(run)
         assert url == server.url
-        metadata = requests.get(server.url + "/api/rest/v2/experiment/metadata",
-                                params={"experimentKey": experiment_key},
-                                headers={"Authorization": server.api_key}, timeout=10)
+        metadata = requests.get(
+            server.url + "/api/rest/v2/experiment/metadata",
+            params={"experimentKey": experiment_key},
+            headers={"Authorization": server.api_key},
+            timeout=10,
+        )
         assert metadata.status_code == 200
 
 

@@ -55,8 +55,7 @@ def test_a_body_announced_at_40_mb_without_a_header_key_is_refused_before_it_is_
     """Pass: no Authorization header, Content-Length 40 MB, 128 KiB sent (with a valid apiKey in
     it): a Comet 401 arrives at once, naming the header; the other 39.9 MB were never needed."""
     with connect(local_server.url) as sock:
-        sock.sendall(request_head("POST", path, {"Content-Type": "application/json",
-                                                 "Content-Length": str(FORTY_MB)}))
+        sock.sendall(request_head("POST", path, {"Content-Type": "application/json", "Content-Length": str(FORTY_MB)}))
         sock.sendall(_body_prefix(local_server.api_key, 128 * 1024))
         reply = read_reply(sock, timeout_s=10)
     assert reply.status == 401 and reply.headers["content-type"] == "application/json"
@@ -71,8 +70,7 @@ def test_a_chunked_body_without_a_header_key_is_read_only_up_to_the_small_limit(
     most of its 40 MB."""
     chunk = _body_prefix(local_server.api_key, 4 * UNAUTHENTICATED_BODY_BYTES)
     with connect(local_server.url) as sock:
-        sock.sendall(request_head("POST", path, {"Content-Type": "application/json",
-                                                 "Transfer-Encoding": "chunked"}))
+        sock.sendall(request_head("POST", path, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}))
         sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
         reply = read_reply(sock, timeout_s=10)
     assert reply.status == 401
@@ -83,9 +81,13 @@ def test_a_wrong_header_key_gets_401_before_a_40_mb_body(local_server, path):
     """Pass: a wrong key in Authorization with a 40 MB body announced: 401 with nothing read."""
     content_type = "multipart/form-data; boundary=x" if "upload" in path else "application/json"
     with connect(local_server.url) as sock:
-        sock.sendall(request_head("POST", path + "?experimentKey=" + "0" * 32,
-                                  {"Authorization": "not-a-key", "Content-Type": content_type,
-                                   "Content-Length": str(FORTY_MB)}))
+        sock.sendall(
+            request_head(
+                "POST",
+                path + "?experimentKey=" + "0" * 32,
+                {"Authorization": "not-a-key", "Content-Type": content_type, "Content-Length": str(FORTY_MB)},
+            )
+        )
         sock.sendall(b"{" + b" " * 65536)
         reply = read_reply(sock, timeout_s=10)
     assert reply.status == 401
@@ -98,20 +100,33 @@ def test_a_known_callers_json_is_capped_per_endpoint_even_gzipped(tmp_path):
     with LocalServer(tmp_path / "capped", api_keys=["capped-key"], max_upload_bytes=2**20) as server:
         experiment_key = create_experiment(server, key="capped-key")
         url = server.url + "/clientlib/batch/logger/experiment/metric"
-        big = json.dumps({"experimentKey": experiment_key, "values": [
-            {"metricName": "m", "metricValue": 1, "note": "x" * 1000} for _ in range(2048)]}).encode()
-        declared = requests.post(url, data=big, headers={"Authorization": "capped-key",
-                                                         "Content-Type": "application/json"}, timeout=30)
+        big = json.dumps(
+            {
+                "experimentKey": experiment_key,
+                "values": [{"metricName": "m", "metricValue": 1, "note": "x" * 1000} for _ in range(2048)],
+            }
+        ).encode()
+        declared = requests.post(
+            url, data=big, headers={"Authorization": "capped-key", "Content-Type": "application/json"}, timeout=30
+        )
         assert_comet_error(declared, 413)
         bomb = gzip.compress(big)
         assert len(bomb) < 64 * 1024
-        inflated = requests.post(url, data=bomb, headers={"Authorization": "capped-key", "Content-Encoding": "gzip",
-                                                          "Content-Type": "application/json"}, timeout=30)
+        inflated = requests.post(
+            url,
+            data=bomb,
+            headers={"Authorization": "capped-key", "Content-Encoding": "gzip", "Content-Type": "application/json"},
+            timeout=30,
+        )
         assert_comet_error(inflated, 413)
         small = {"experimentKey": experiment_key, "values": [{"metricName": "m", "metricValue": 1}]}
         assert requests.post(url, json=small, headers={"Authorization": "capped-key"}, timeout=30).status_code == 200
         in_body = requests.post(url, json={**small, "apiKey": "capped-key"}, timeout=30)
         assert in_body.status_code == 200, in_body.text
-        points = requests.get(rest(server, "experiment/metrics/get-all"), params={"experimentKey": experiment_key},
-                              headers=auth(server, "capped-key"), timeout=30).json()["metrics"]
+        points = requests.get(
+            rest(server, "experiment/metrics/get-all"),
+            params={"experimentKey": experiment_key},
+            headers=auth(server, "capped-key"),
+            timeout=30,
+        ).json()["metrics"]
         assert len(points) == 2

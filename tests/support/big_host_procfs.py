@@ -43,8 +43,13 @@ def _stat(step: int, cpu_count: int) -> str:
     total = [sum(column) for column in zip(*per_cpu)]
     lines = ["cpu  " + " ".join(map(str, total))]
     lines += [f"cpu{number} " + " ".join(map(str, fields)) for number, fields in enumerate(per_cpu)]
-    lines += [f"ctxt {88_000_000 + step * 1_500_000}", "btime 1795780337", f"processes {412_000 + step * 40}",
-              "procs_running 97", "procs_blocked 1"]
+    lines += [
+        f"ctxt {88_000_000 + step * 1_500_000}",
+        "btime 1795780337",
+        f"processes {412_000 + step * 40}",
+        "procs_running 97",
+        "procs_blocked 1",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -54,8 +59,13 @@ def _meminfo(step: int) -> str:
     swap_total_kib = 8_388_604
     swap_free_kib = 6_291_452 - step * 4_096
     fields = [
-        ("MemTotal", total_kib), ("MemFree", available_kib - 40_000_000), ("MemAvailable", available_kib),
-        ("Buffers", 2_000_000), ("Cached", 60_000_000), ("SwapCached", 120_000), ("SwapTotal", swap_total_kib),
+        ("MemTotal", total_kib),
+        ("MemFree", available_kib - 40_000_000),
+        ("MemAvailable", available_kib),
+        ("Buffers", 2_000_000),
+        ("Cached", 60_000_000),
+        ("SwapCached", 120_000),
+        ("SwapTotal", swap_total_kib),
         ("SwapFree", swap_free_kib),
     ]
     return "".join(f"{name + ':':<16}{value:>10} kB\n" for name, value in fields)

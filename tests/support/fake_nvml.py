@@ -165,11 +165,16 @@ def build_fake_nvml(recording: Union[str, dict]) -> types.ModuleType:
             if "memory_v2" in handle.spec:
                 _read(handle, "memory_v2")  # raises what the recording says (old drivers: FunctionNotFound)
             return types.SimpleNamespace(
-                version=version, total=memory["total"], reserved=memory["reserved"], free=memory["free"],
+                version=version,
+                total=memory["total"],
+                reserved=memory["reserved"],
+                free=memory["free"],
                 used=memory["used"],
             )
         # The v1 struct counts driver-reserved memory as used (gpustat#141).
-        return types.SimpleNamespace(total=memory["total"], free=memory["free"], used=memory["used"] + memory["reserved"])
+        return types.SimpleNamespace(
+            total=memory["total"], free=memory["free"], used=memory["used"] + memory["reserved"]
+        )
 
     @counted
     def nvmlDeviceGetUtilizationRates(handle):

@@ -40,7 +40,9 @@ JOB_DIRECTORY = "/data/job"
 #: statvfs results recorded on an ext4 root (half full, 10 % of the free space reserved for root)
 #: and on a job filesystem; the disk collector takes statvfs as a parameter.
 RECORDED_STATVFS = {
-    "/": os.statvfs_result((4096, 4096, 25_600_000, 12_800_000, 11_520_000, 6_400_000, 6_000_000, 6_000_000, 4096, 255)),
+    "/": os.statvfs_result(
+        (4096, 4096, 25_600_000, 12_800_000, 11_520_000, 6_400_000, 6_000_000, 6_000_000, 4096, 255)
+    ),
     JOB_DIRECTORY: os.statvfs_result((4096, 4096, 1000, 750, 750, 100, 90, 90, 4096, 255)),
 }
 
@@ -59,8 +61,14 @@ def recorded_statvfs(path: str) -> os.statvfs_result:
 
 def _registered_collectors(steps: ProcfsSteps, clock: ManualClock, no_cgroup: str) -> list:
     """The registered collectors not in ``HAND_BUILT`` that can run on this scenario's trees."""
-    built, _unavailable = build_periodic_collectors(procfs_root=steps.proc, sysfs_root=steps.sys, cgroup_root=no_cgroup,
-                                                    include_gpu=False, with_process_tree=False, clock=clock)
+    built, _unavailable = build_periodic_collectors(
+        procfs_root=steps.proc,
+        sysfs_root=steps.sys,
+        cgroup_root=no_cgroup,
+        include_gpu=False,
+        with_process_tree=False,
+        clock=clock,
+    )
     kept = [collector for collector in built if collector.name not in HAND_BUILT]
     for collector in built:
         if collector.name in HAND_BUILT:
@@ -105,27 +113,45 @@ def _gpu_memory_of_the_watched_tree() -> Callable[[], dict]:
 
 def _scenarios(tmp_path: Path) -> Iterable[tuple[str, Factory]]:
     no_cgroup = str(tmp_path / "no-cgroup")
-    yield "vm-2cpu", lambda steps, clock: [
-        CpuCollector(procfs_root=steps.proc, cgroup_root=no_cgroup, clock=clock),
-        MemoryCollector(procfs_root=steps.proc),
-        LoadCollector(procfs_root=steps.proc),
-        DiskCollector(procfs_root=steps.proc, sysfs_root=steps.sys, directory=JOB_DIRECTORY, statvfs=recorded_statvfs,
-                      clock=clock),
-        NetworkCollector(procfs_root=steps.proc, clock=clock),
-    ]
+    yield (
+        "vm-2cpu",
+        lambda steps, clock: [
+            CpuCollector(procfs_root=steps.proc, cgroup_root=no_cgroup, clock=clock),
+            MemoryCollector(procfs_root=steps.proc),
+            LoadCollector(procfs_root=steps.proc),
+            DiskCollector(
+                procfs_root=steps.proc,
+                sysfs_root=steps.sys,
+                directory=JOB_DIRECTORY,
+                statvfs=recorded_statvfs,
+                clock=clock,
+            ),
+            NetworkCollector(procfs_root=steps.proc, clock=clock),
+        ],
+    )
     # The job (pid 300) under a 2-CPU cgroup quota: the quota-relative figure.
-    yield "cgroup-quota", lambda steps, clock: [
-        CpuCollector(procfs_root=steps.proc, cgroup_root=steps.cgroup, pid=300, clock=clock)]
+    yield (
+        "cgroup-quota",
+        lambda steps, clock: [CpuCollector(procfs_root=steps.proc, cgroup_root=steps.cgroup, pid=300, clock=clock)],
+    )
     # 128 CPUs (.100 and up) and a host with swap.
-    yield BIG_HOST, lambda steps, clock: [
-        CpuCollector(procfs_root=steps.proc, cgroup_root=no_cgroup, clock=clock),
-        MemoryCollector(procfs_root=steps.proc),
-        LoadCollector(procfs_root=steps.proc),
-    ]
-    yield "process-tree", lambda steps, clock: [
-        ProcessTreeCollector(100, procfs_root=steps.proc, clock=clock, gpu_memory_by_pid=_gpu_memory_of_the_watched_tree()),
-        AgentSelfCollector(procfs_root=steps.proc, pid=4242, clock=clock),
-    ]
+    yield (
+        BIG_HOST,
+        lambda steps, clock: [
+            CpuCollector(procfs_root=steps.proc, cgroup_root=no_cgroup, clock=clock),
+            MemoryCollector(procfs_root=steps.proc),
+            LoadCollector(procfs_root=steps.proc),
+        ],
+    )
+    yield (
+        "process-tree",
+        lambda steps, clock: [
+            ProcessTreeCollector(
+                100, procfs_root=steps.proc, clock=clock, gpu_memory_by_pid=_gpu_memory_of_the_watched_tree()
+            ),
+            AgentSelfCollector(procfs_root=steps.proc, pid=4242, clock=clock),
+        ],
+    )
 
 
 def fixture_host_records(tmp_path: Path) -> list[tuple[str, object]]:

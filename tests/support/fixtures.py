@@ -39,8 +39,11 @@ def sdk_env(server, monkeypatch=None):
 
     With ``monkeypatch`` the variables are restored by it; without, they are restored on exit.
     """
-    values = {"COMET_URL_OVERRIDE": server.clientlib_url, "COMET_API_KEY": server.api_key,
-              "COMET_ERROR_TRACKING_ENABLE": "false"}
+    values = {
+        "COMET_URL_OVERRIDE": server.clientlib_url,
+        "COMET_API_KEY": server.api_key,
+        "COMET_ERROR_TRACKING_ENABLE": "false",
+    }
     if monkeypatch is not None:
         for name, value in values.items():
             monkeypatch.setenv(name, value)

@@ -14,15 +14,23 @@ def auth(server, key: str | None = None) -> dict:
 
 
 def create_experiment(server, workspace: str = "ws", project: str = "proj", key: str | None = None) -> str:
-    response = requests.post(rest(server, "write/experiment/create"), headers=auth(server, key),
-                             json={"workspaceName": workspace, "projectName": project}, timeout=10)
+    response = requests.post(
+        rest(server, "write/experiment/create"),
+        headers=auth(server, key),
+        json={"workspaceName": workspace, "projectName": project},
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     return response.json()["experimentKey"]
 
 
 def metric_points(server, experiment_key: str) -> list:
-    response = requests.get(rest(server, "experiment/metrics/get-all"), headers=auth(server),
-                            params={"experimentKey": experiment_key}, timeout=10)
+    response = requests.get(
+        rest(server, "experiment/metrics/get-all"),
+        headers=auth(server),
+        params={"experimentKey": experiment_key},
+        timeout=10,
+    )
     assert response.status_code == 200
     return response.json()["metrics"]
 

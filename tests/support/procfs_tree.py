@@ -43,9 +43,31 @@ class FakeProcess:
 
     def stat_line(self) -> str:
         """The ``stat`` line (fields 1-44 of proc(5))."""
-        fields = ["S", self.parent_pid, self.pid, self.pid, 0, -1, 4194304, 1000, 0, 0, 0, self.utime_ticks,
-                  self.stime_ticks, 0, 0, 20, 0, self.threads, 0, self.start_ticks, 200_000_000, self.rss_pages,
-                  18446744073709551615] + [0] * 21
+        fields = [
+            "S",
+            self.parent_pid,
+            self.pid,
+            self.pid,
+            0,
+            -1,
+            4194304,
+            1000,
+            0,
+            0,
+            0,
+            self.utime_ticks,
+            self.stime_ticks,
+            0,
+            0,
+            20,
+            0,
+            self.threads,
+            0,
+            self.start_ticks,
+            200_000_000,
+            self.rss_pages,
+            18446744073709551615,
+        ] + [0] * 21
         return f"{self.pid} ({self.command_name}) " + " ".join(map(str, fields)) + "\n"
 
     @property
@@ -95,11 +117,25 @@ JOB_ROOT_PID = 1000
 def job_tree() -> list[FakeProcess]:
     """The watched job's processes (see ``JOB_ROOT_PID``)."""
     return [
-        FakeProcess(JOB_ROOT_PID, 1, threads=12, extra_tids=list(range(1001, 1012)), utime_ticks=5000,
-                    rss_pages=250_000, open_files=40),
+        FakeProcess(
+            JOB_ROOT_PID,
+            1,
+            threads=12,
+            extra_tids=list(range(1001, 1012)),
+            utime_ticks=5000,
+            rss_pages=250_000,
+            open_files=40,
+        ),
         FakeProcess(2000, JOB_ROOT_PID, threads=4, extra_tids=[2001, 2002, 2003], rss_pages=60_000, open_files=10),
-        FakeProcess(2100, JOB_ROOT_PID, threads=4, extra_tids=[2101, 2102, 2103], rss_pages=60_000, open_files=10,
-                    forked_by=1005),
+        FakeProcess(
+            2100,
+            JOB_ROOT_PID,
+            threads=4,
+            extra_tids=[2101, 2102, 2103],
+            rss_pages=60_000,
+            open_files=10,
+            forked_by=1005,
+        ),
         FakeProcess(2200, 2000, command_name="sh -c (x) y", rss_pages=500),
         FakeProcess(2300, JOB_ROOT_PID, command_name="nvcc", rss_pages=8000, forked_by=1011),
     ]

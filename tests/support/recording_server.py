@@ -38,12 +38,37 @@ REST = "/api/rest/v2/"
 CREST = "/clientlib/rest/v2/"
 
 SYSTEM_DETAILS_KEYS = (
-    "user", "command", "env", "executable", "hostname", "ip", "machine", "os", "osRelease", "osType", "pid",
-    "processor", "pythonVersion", "pythonVersionVerbose", "installedPackages", "osPackages", "gpuStaticInfoList",
-    "logAdditionalSystemInfoList", "networkInterfaceIps", "totalRam", "maxTotalMemory", "systemMetricNames",
+    "user",
+    "command",
+    "env",
+    "executable",
+    "hostname",
+    "ip",
+    "machine",
+    "os",
+    "osRelease",
+    "osType",
+    "pid",
+    "processor",
+    "pythonVersion",
+    "pythonVersionVerbose",
+    "installedPackages",
+    "osPackages",
+    "gpuStaticInfoList",
+    "logAdditionalSystemInfoList",
+    "networkInterfaceIps",
+    "totalRam",
+    "maxTotalMemory",
+    "systemMetricNames",
 )
-_LIST_KEYS = {"installedPackages", "osPackages", "gpuStaticInfoList", "logAdditionalSystemInfoList",
-              "networkInterfaceIps", "systemMetricNames"}
+_LIST_KEYS = {
+    "installedPackages",
+    "osPackages",
+    "gpuStaticInfoList",
+    "logAdditionalSystemInfoList",
+    "networkInterfaceIps",
+    "systemMetricNames",
+}
 
 
 @dataclass
@@ -126,10 +151,20 @@ Responder = Callable[[RecordedRequest], "tuple[int, dict[str, str], bytes] | dic
 
 def _metadata(key: str | None) -> dict:
     return {
-        "experimentKey": key, "experimentName": "recorded-name", "workspaceName": "ws", "projectName": "proj",
-        "projectId": "p" * 32, "archived": False, "durationMillis": 1000, "startTimeMillis": 1700000000000,
-        "endTimeMillis": 1700000001000, "filePath": "/train.py", "fileName": "train.py", "optimizationId": None,
-        "running": False, "throttle": False,
+        "experimentKey": key,
+        "experimentName": "recorded-name",
+        "workspaceName": "ws",
+        "projectName": "proj",
+        "projectId": "p" * 32,
+        "archived": False,
+        "durationMillis": 1000,
+        "startTimeMillis": 1700000000000,
+        "endTimeMillis": 1700000001000,
+        "filePath": "/train.py",
+        "fileName": "train.py",
+        "optimizationId": None,
+        "running": False,
+        "throttle": False,
     }
 
 
@@ -148,7 +183,7 @@ def default_reply(request: RecordedRequest) -> dict | list | bytes:
         return {"version": "3.99.0"}
     for base in (REST, CREST):
         if path.startswith(base):
-            endpoint = path[len(base):]
+            endpoint = path[len(base) :]
             break
     else:
         endpoint = path.lstrip("/")
@@ -178,8 +213,11 @@ def default_reply(request: RecordedRequest) -> dict | list | bytes:
         "experiment/parameters": lambda: {"values": []},
         "project/column-names": lambda: {"columns": []},
         "write/project/symlink": lambda: {"link": "http://127.0.0.1/ws/other/" + (key or "")},
-        "write/experiment/set-status": lambda: {"isAliveBeatDurationMillis": 10000, "gpuMonitorIntervalMillis": 60000,
-                                                "cpuMonitorIntervalMillis": 68000},
+        "write/experiment/set-status": lambda: {
+            "isAliveBeatDurationMillis": 10000,
+            "gpuMonitorIntervalMillis": 60000,
+            "cpuMonitorIntervalMillis": 68000,
+        },
         "write/experiment/create": lambda: {"experimentKey": "c" * 32, "link": "http://127.0.0.1/ws/proj/" + "c" * 32},
     }
     if endpoint in get_replies:
@@ -333,7 +371,9 @@ class RecordingServer:
     def start(self) -> "RecordingServer":
         self._server = _Server((self._host, self._requested_port), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="recording-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="recording-server", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -7,10 +7,16 @@ import pytest
 from comet_agent.agent import INTERVAL_BOUNDS_MS, clamp_interval_ms
 
 
-@pytest.mark.parametrize("value,expected", [
-    (10000, 10000), ("5000", 5000), (2500.0, 2500),
-    (1, INTERVAL_BOUNDS_MS["cpu"][0]), (10**12, INTERVAL_BOUNDS_MS["cpu"][1]),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (10000, 10000),
+        ("5000", 5000),
+        (2500.0, 2500),
+        (1, INTERVAL_BOUNDS_MS["cpu"][0]),
+        (10**12, INTERVAL_BOUNDS_MS["cpu"][1]),
+    ],
+)
 def test_usable_values_are_clamped_into_bounds(value, expected):
     assert clamp_interval_ms("cpu", value)[0] == expected
 

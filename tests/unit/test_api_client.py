@@ -15,17 +15,20 @@ from comet_agent.api.client import MultipartBody, RestClient, RetryPolicy, parse
 NOW_S = 1_800_000_000.0
 
 
-@pytest.mark.parametrize("headers, expected_s", [
-    ({"Retry-After": "12"}, 12.0),
-    ({"Retry-After": " 1.5 "}, 1.5),
-    ({"Retry-After": email.utils.formatdate(NOW_S + 90, usegmt=True)}, 90.0),
-    ({"Retry-After": email.utils.formatdate(NOW_S - 90, usegmt=True)}, 0.0),
-    ({"Retry-After-Custom": "60"}, 60.0),
-    ({"Retry-After": "soon"}, None),
-    ({"Retry-After-Custom": "x"}, None),
-    ({}, None),
-    ({"Retry-After": "-5"}, 0.0),
-])
+@pytest.mark.parametrize(
+    "headers, expected_s",
+    [
+        ({"Retry-After": "12"}, 12.0),
+        ({"Retry-After": " 1.5 "}, 1.5),
+        ({"Retry-After": email.utils.formatdate(NOW_S + 90, usegmt=True)}, 90.0),
+        ({"Retry-After": email.utils.formatdate(NOW_S - 90, usegmt=True)}, 0.0),
+        ({"Retry-After-Custom": "60"}, 60.0),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After-Custom": "x"}, None),
+        ({}, None),
+        ({"Retry-After": "-5"}, 0.0),
+    ],
+)
 def test_parse_retry_after(headers, expected_s):
     parsed = parse_retry_after_s(headers, NOW_S)
     assert parsed == (pytest.approx(expected_s) if expected_s is not None else None)
@@ -58,7 +61,9 @@ def test_multipart_body_streams_files_and_knows_its_length(tmp_path):
     assert len(data) == len(body)
     assert data.startswith(b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="file"\r\n\r\nxxx')
     assert b'Content-Disposition: form-data; name="metadata"\r\n\r\n{"a":1}\r\n--BOUNDARY--\r\n' in data
-    assert data == b"".join(MultipartBody([("file", "file", payload), ("metadata", None, b'{"a":1}')], boundary="BOUNDARY"))
+    assert data == b"".join(
+        MultipartBody([("file", "file", payload), ("metadata", None, b'{"a":1}')], boundary="BOUNDARY")
+    )
 
 
 def test_multipart_quotes_names():
@@ -66,11 +71,14 @@ def test_multipart_quotes_names():
     assert b'filename="we\\"ird name"' in data
 
 
-@pytest.mark.parametrize("url, root", [
-    ("http://127.0.0.1:5055/clientlib/", "http://127.0.0.1:5055"),
-    ("https://www.comet.com/clientlib/", "https://www.comet.com"),
-    ("https://comet.example.org/", "https://comet.example.org"),
-])
+@pytest.mark.parametrize(
+    "url, root",
+    [
+        ("http://127.0.0.1:5055/clientlib/", "http://127.0.0.1:5055"),
+        ("https://www.comet.com/clientlib/", "https://www.comet.com"),
+        ("https://comet.example.org/", "https://comet.example.org"),
+    ],
+)
 def test_server_root_strips_the_path(url, root):
     assert server_root(url) == root
 
@@ -84,8 +92,14 @@ def test_bad_server_url_is_a_clear_error(url):
 def test_client_url_layout():
     client = RestClient("K1234567", "http://127.0.0.1:8080/clientlib")
     assert client.url_for("experiment/tags") == "http://127.0.0.1:8080/api/rest/v2/experiment/tags"
-    assert client.url_for("write/experiment/system-details", "crest") == "http://127.0.0.1:8080/clientlib/rest/v2/write/experiment/system-details"
-    assert client.url_for("batch/logger/experiment/metric", "clientlib") == "http://127.0.0.1:8080/clientlib/batch/logger/experiment/metric"
+    assert (
+        client.url_for("write/experiment/system-details", "crest")
+        == "http://127.0.0.1:8080/clientlib/rest/v2/write/experiment/system-details"
+    )
+    assert (
+        client.url_for("batch/logger/experiment/metric", "clientlib")
+        == "http://127.0.0.1:8080/clientlib/batch/logger/experiment/metric"
+    )
 
 
 @pytest.mark.parametrize("key", ["", "has space", "tab\tkey"])
@@ -104,11 +118,24 @@ def test_client_repr_has_no_key():
 
 def test_error_hierarchy_flags():
     assert issubclass(errors.RequestTimedOut, errors.ConnectionFailed)
-    for cls in (errors.Unauthorized, errors.NotFound, errors.BadRequest, errors.PayloadTooLarge, errors.ClientError,
-                errors.Throttled, errors.ServerError, errors.ConnectionFailed, errors.InvalidReply, errors.TooManyRedirects):
+    for cls in (
+        errors.Unauthorized,
+        errors.NotFound,
+        errors.BadRequest,
+        errors.PayloadTooLarge,
+        errors.ClientError,
+        errors.Throttled,
+        errors.ServerError,
+        errors.ConnectionFailed,
+        errors.InvalidReply,
+        errors.TooManyRedirects,
+    ):
         assert issubclass(cls, errors.CometApiError)
     assert errors.ServerError("x", status=503).retryable
     assert errors.Throttled("x", status=429, retry_after_s=4.0).retry_after_s == 4.0
     assert not errors.NotFound("x", status=404).retryable
     assert errors.ServerError("x", retryable=False).retryable is False
-    assert repr(errors.NotFound("gone", status=404, endpoint="GET /x")) == "NotFound(status=404, endpoint='GET /x', message='gone')"
+    assert (
+        repr(errors.NotFound("gone", status=404, endpoint="GET /x"))
+        == "NotFound(status=404, endpoint='GET /x', message='gone')"
+    )

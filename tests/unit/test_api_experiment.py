@@ -21,10 +21,16 @@ def _never_sleeps(seconds: float) -> None:
 @pytest.fixture
 def experiment():
     # No request is made at construction or by the calls below: a closed port proves it.
-    api = API(api_key="UnitKey12345678", url_override="http://127.0.0.1:9/clientlib/", retry=RetryPolicy(max_retries=0),
-              sleep=_never_sleeps)
-    return APIExperiment(api=api, metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "proj",
-                                            "experimentName": "exp"})
+    api = API(
+        api_key="UnitKey12345678",
+        url_override="http://127.0.0.1:9/clientlib/",
+        retry=RetryPolicy(max_retries=0),
+        sleep=_never_sleeps,
+    )
+    return APIExperiment(
+        api=api,
+        metadata={"experimentKey": "k" * 32, "workspaceName": "ws", "projectName": "proj", "experimentName": "exp"},
+    )
 
 
 def test_public_surface_is_importable_lazily():
@@ -47,7 +53,9 @@ def test_url_falls_back_like_comet_ml():
 
 def test_display_opens_a_browser_tab_with_the_mapped_tab(experiment, monkeypatch):
     opened = []
-    monkeypatch.setattr(webbrowser, "open", lambda url, new=0, autoraise=True: opened.append((url, new, autoraise)) or True)
+    monkeypatch.setattr(
+        webbrowser, "open", lambda url, new=0, autoraise=True: opened.append((url, new, autoraise)) or True
+    )
     experiment.display(new=2, autoraise=False, tab="system-metrics")
     assert opened == [(experiment.url + "?experiment-tab=systemMetrics", 2, False)]
 

@@ -22,8 +22,16 @@ set_git_patch set_gpu_static_info set_hostname set_installed_packages set_ip set
 set_network_interface_ips set_os set_os_packages set_os_type set_pid set_python_version set_python_version_verbose
 set_start_time set_user to_json update_status set_os_release set_machine set_processor set_filename""".split()
 
-API_METHODS = ["get", "get_experiment", "get_experiments", "get_experiment_by_key", "get_workspaces", "get_projects",
-               "get_account_details", "get_default_workspace"]
+API_METHODS = [
+    "get",
+    "get_experiment",
+    "get_experiments",
+    "get_experiment_by_key",
+    "get_workspaces",
+    "get_projects",
+    "get_account_details",
+    "get_default_workspace",
+]
 
 
 def _parameters(function):
@@ -49,7 +57,7 @@ def test_api_constructor_starts_with_comet_ml_parameters(comet_ml):
     ours = _parameters(API.__init__)
     theirs = _parameters(comet_ml.API.__init__)
     assert ours[: len(theirs)] == theirs
-    assert all(kind == inspect.Parameter.KEYWORD_ONLY for _, _, kind in ours[len(theirs):])
+    assert all(kind == inspect.Parameter.KEYWORD_ONLY for _, _, kind in ours[len(theirs) :])
 
 
 @pytest.mark.parametrize("name", ["url", "name", "key"])

@@ -15,14 +15,17 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.mark.parametrize("script, expected", [
-    ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json"]),
-    ("bench_agent.py", ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts"]),
-    ("bench_periodic_sample.py", ["--rounds", "--scaling-rounds", "--host-sizes"]),
-    ("bench_first_sample.py", ["--rounds", "--before"]),
-    ("bench_replay.py", ["--entries", "--rounds", "--before"]),
-    ("bench_server_ingest.py", ["--points-per-client", "--kinds", "--clients", "--before", "--rounds"]),
-])
+@pytest.mark.parametrize(
+    "script, expected",
+    [
+        ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json"]),
+        ("bench_agent.py", ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts"]),
+        ("bench_periodic_sample.py", ["--rounds", "--scaling-rounds", "--host-sizes"]),
+        ("bench_first_sample.py", ["--rounds", "--before"]),
+        ("bench_replay.py", ["--entries", "--rounds", "--before"]),
+        ("bench_server_ingest.py", ["--points-per-client", "--kinds", "--clients", "--before", "--rounds"]),
+    ],
+)
 def test_bench_help_lists_documented_options(script, expected):
     out = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -31,14 +34,22 @@ def test_bench_help_lists_documented_options(script, expected):
 
 
 def test_bench_compare_rejects_unknown_peer():
-    out = subprocess.run([sys.executable, str(BENCH / "bench_compare.py"), "--peers", "neptune"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "bench_compare.py"), "--peers", "neptune"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "invalid choice" in out.stderr
 
 
 def test_bench_agent_rejects_an_unknown_part():
-    out = subprocess.run([sys.executable, str(BENCH / "bench_agent.py"), "--parts", "loop,nonsense"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "bench_agent.py"), "--parts", "loop,nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "unknown --parts" in out.stderr

@@ -15,42 +15,68 @@ REPO = Path(__file__).resolve().parents[2]
 METRICS_DOC = REPO / "docs" / "metrics.md"
 
 
-@pytest.mark.parametrize("name,pattern,unit,index", [
-    ("sys.cpu.percent.avg", "sys.cpu.percent.avg", "percent", None),
-    ("sys.cpu.percent.01", "sys.cpu.percent.<NN>", "percent", 1),
-    ("sys.cpu.percent.99", "sys.cpu.percent.<NN>", "percent", 99),
-    ("sys.cpu.percent.100", "sys.cpu.percent.<NN>", "percent", 100),
-    ("sys.cpu.percent.512", "sys.cpu.percent.<NN>", "percent", 512),
-    ("sys.gpu.0.power_usage", "sys.gpu.<i>.power_usage", "mW", 0),
-    ("sys.gpu.15.temperature", "sys.gpu.<i>.temperature", "°C", 15),
-    ("sys.gpu.3.percent.used_memory", "sys.gpu.<i>.percent.used_memory", "percent", 3),
-    ("sys.proc.gpu.10.used_memory", "sys.proc.gpu.<i>.used_memory", "bytes", 10),
-    ("sys.network.send_bps", "sys.network.send_bps", "bytes/s", None),
-    ("sys.gpu.1.clock_sm", "sys.gpu.<i>.clock_sm", "MHz", 1),
-])
+@pytest.mark.parametrize(
+    "name,pattern,unit,index",
+    [
+        ("sys.cpu.percent.avg", "sys.cpu.percent.avg", "percent", None),
+        ("sys.cpu.percent.01", "sys.cpu.percent.<NN>", "percent", 1),
+        ("sys.cpu.percent.99", "sys.cpu.percent.<NN>", "percent", 99),
+        ("sys.cpu.percent.100", "sys.cpu.percent.<NN>", "percent", 100),
+        ("sys.cpu.percent.512", "sys.cpu.percent.<NN>", "percent", 512),
+        ("sys.gpu.0.power_usage", "sys.gpu.<i>.power_usage", "mW", 0),
+        ("sys.gpu.15.temperature", "sys.gpu.<i>.temperature", "°C", 15),
+        ("sys.gpu.3.percent.used_memory", "sys.gpu.<i>.percent.used_memory", "percent", 3),
+        ("sys.proc.gpu.10.used_memory", "sys.proc.gpu.<i>.used_memory", "bytes", 10),
+        ("sys.network.send_bps", "sys.network.send_bps", "bytes/s", None),
+        ("sys.gpu.1.clock_sm", "sys.gpu.<i>.clock_sm", "MHz", 1),
+    ],
+)
 def test_lookup_finds_the_row_its_unit_and_its_index(name, pattern, unit, index):
     assert entry_for(name).pattern == pattern
     assert unit_for(name) == unit
     assert index_of(name) == index
 
 
-@pytest.mark.parametrize("name", [
-    "loss", "sys.cpu.percent.1", "sys.cpu.percent.00", "sys.cpu.percent.001", "sys.cpu.percent.",
-    "sys.gpu.01.power_usage", "sys.gpu.x.power_usage", "sys.gpu.0.power_usage.extra", "sys.gpu.0.new_field",
-    "node1.sys.gpu.0.power_usage", "sys.compute.other",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "loss",
+        "sys.cpu.percent.1",
+        "sys.cpu.percent.00",
+        "sys.cpu.percent.001",
+        "sys.cpu.percent.",
+        "sys.gpu.01.power_usage",
+        "sys.gpu.x.power_usage",
+        "sys.gpu.0.power_usage.extra",
+        "sys.gpu.0.new_field",
+        "node1.sys.gpu.0.power_usage",
+        "sys.compute.other",
+    ],
+)
 def test_names_we_do_not_emit_are_not_catalogued(name):
     assert entry_for(name) is None and unit_for(name) is None and index_of(name) is None
     assert window_rule(name) is Window.MEAN  # user metrics average over a push window
 
 
-@pytest.mark.parametrize("name,rule", [
-    ("sys.cpu.percent.01", "mean"), ("sys.cpu.percent.128", "mean"), ("sys.gpu.0.gpu_utilization", "mean"),
-    ("sys.gpu.1.used_memory", "max"), ("sys.ram.used", "max"), ("sys.proc.rss", "max"), ("sys.disk.root.used", "max"),
-    ("sys.gpu.0.free_memory", "min"), ("sys.ram.available", "min"),
-    ("sys.ram.total", "last"), ("sys.gpu.0.total_memory", "last"), ("sys.gpu.0.ecc_errors_corrected", "last"),
-    ("sys.gpu.12.throttle_reasons", "or"), ("sys.load.avg", "mean"),
-])
+@pytest.mark.parametrize(
+    "name,rule",
+    [
+        ("sys.cpu.percent.01", "mean"),
+        ("sys.cpu.percent.128", "mean"),
+        ("sys.gpu.0.gpu_utilization", "mean"),
+        ("sys.gpu.1.used_memory", "max"),
+        ("sys.ram.used", "max"),
+        ("sys.proc.rss", "max"),
+        ("sys.disk.root.used", "max"),
+        ("sys.gpu.0.free_memory", "min"),
+        ("sys.ram.available", "min"),
+        ("sys.ram.total", "last"),
+        ("sys.gpu.0.total_memory", "last"),
+        ("sys.gpu.0.ecc_errors_corrected", "last"),
+        ("sys.gpu.12.throttle_reasons", "or"),
+        ("sys.load.avg", "mean"),
+    ],
+)
 def test_window_rules_are_strings_too(name, rule):
     assert window_rule(name) == rule
 
@@ -95,11 +121,28 @@ def test_a_pattern_with_two_placeholders_is_refused():
 
 
 def test_sort_key_orders_indexed_series_by_number_and_catalogue_rows_in_order():
-    names = ["loss", "sys.cpu.percent.100", "sys.gpu.10.power_usage", "sys.cpu.percent.10", "sys.gpu.2.power_usage",
-             "sys.cpu.percent.99", "sys.cpu.percent.avg", "sys.ram.used", "accuracy"]
+    names = [
+        "loss",
+        "sys.cpu.percent.100",
+        "sys.gpu.10.power_usage",
+        "sys.cpu.percent.10",
+        "sys.gpu.2.power_usage",
+        "sys.cpu.percent.99",
+        "sys.cpu.percent.avg",
+        "sys.ram.used",
+        "accuracy",
+    ]
     assert sorted(names, key=sort_key) == [
-        "sys.cpu.percent.avg", "sys.cpu.percent.10", "sys.cpu.percent.99", "sys.cpu.percent.100", "sys.ram.used",
-        "sys.gpu.2.power_usage", "sys.gpu.10.power_usage", "accuracy", "loss"]
+        "sys.cpu.percent.avg",
+        "sys.cpu.percent.10",
+        "sys.cpu.percent.99",
+        "sys.cpu.percent.100",
+        "sys.ram.used",
+        "sys.gpu.2.power_usage",
+        "sys.gpu.10.power_usage",
+        "accuracy",
+        "loss",
+    ]
 
 
 def test_lookups_are_cached_per_name():
@@ -114,7 +157,8 @@ def test_docs_metrics_md_is_generated_from_the_catalogue():
     """Fails when docs/metrics.md was not regenerated after a catalogue change."""
     expected = catalogue.render_markdown()
     assert METRICS_DOC.read_text(encoding="utf-8") == expected, (
-        "docs/metrics.md is out of date: python -m comet_agent.catalogue --markdown > docs/metrics.md")
+        "docs/metrics.md is out of date: python -m comet_agent.catalogue --markdown > docs/metrics.md"
+    )
 
 
 def test_docs_name_every_row():
@@ -124,8 +168,13 @@ def test_docs_name_every_row():
 
 
 def test_the_module_prints_the_docs():
-    result = subprocess.run([sys.executable, "-m", "comet_agent.catalogue", "--markdown"], capture_output=True,
-                            check=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "comet_agent.catalogue", "--markdown"],
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.stdout.decode("utf-8") == catalogue.render_markdown()
     usage = subprocess.run([sys.executable, "-m", "comet_agent.catalogue"], capture_output=True, cwd=REPO, timeout=60)
     assert usage.returncode == 2 and b"--markdown" in usage.stderr

@@ -19,37 +19,46 @@ def _parse(*argv: str):
     return args
 
 
-@pytest.mark.parametrize("argv, verbosity", [
-    (["status"], 0),
-    (["-v", "status"], 1),
-    (["status", "-v"], 1),
-    (["-v", "status", "-v"], 2),
-    (["-vv", "show", "KEY", "-v"], 3),
-])
+@pytest.mark.parametrize(
+    "argv, verbosity",
+    [
+        (["status"], 0),
+        (["-v", "status"], 1),
+        (["status", "-v"], 1),
+        (["-v", "status", "-v"], 2),
+        (["-vv", "show", "KEY", "-v"], 3),
+    ],
+)
 def test_verbose_before_and_after_the_subcommand_add_up(argv, verbosity):
     assert _parse(*argv).verbose == verbosity
 
 
-@pytest.mark.parametrize("argv, log_format", [
-    (["status"], "text"),
-    (["--log-format", "json", "status"], "json"),
-    (["status", "--log-format", "json"], "json"),
-    (["--log-format", "json", "status", "--log-format", "text"], "text"),
-])
+@pytest.mark.parametrize(
+    "argv, log_format",
+    [
+        (["status"], "text"),
+        (["--log-format", "json", "status"], "json"),
+        (["status", "--log-format", "json"], "json"),
+        (["--log-format", "json", "status", "--log-format", "text"], "text"),
+    ],
+)
 def test_log_format_before_or_after_the_subcommand(argv, log_format):
     assert _parse(*argv).log_format == log_format
 
 
-@pytest.mark.parametrize("argv, data_dir", [
-    (["status"], None),
-    (["--data-dir", "/d", "status"], "/d"),
-    (["status", "--data-dir", "/e"], "/e"),
-    (["--data-dir", "/d", "flush", "--data-dir", "/e"], "/e"),  # the subcommand's own wins
-    (["--data-dir", "/d", "run", "--", "true"], "/d"),
-    (["--data-dir", "/d", "server"], "/d/server"),  # as COMET_AGENT_DATA_DIR=/d would put it
-    (["--data-dir", "/d", "server", "--data-dir", "/s"], "/s"),
-    (["--data-dir", "/d", "attach", "--experiment", "k"], "/d"),  # where it looks for the daemon's socket
-])
+@pytest.mark.parametrize(
+    "argv, data_dir",
+    [
+        (["status"], None),
+        (["--data-dir", "/d", "status"], "/d"),
+        (["status", "--data-dir", "/e"], "/e"),
+        (["--data-dir", "/d", "flush", "--data-dir", "/e"], "/e"),  # the subcommand's own wins
+        (["--data-dir", "/d", "run", "--", "true"], "/d"),
+        (["--data-dir", "/d", "server"], "/d/server"),  # as COMET_AGENT_DATA_DIR=/d would put it
+        (["--data-dir", "/d", "server", "--data-dir", "/s"], "/s"),
+        (["--data-dir", "/d", "attach", "--experiment", "k"], "/d"),  # where it looks for the daemon's socket
+    ],
+)
 def test_data_dir_before_or_after_the_subcommand(argv, data_dir):
     assert _parse(*argv).data_dir == data_dir
 

@@ -62,21 +62,32 @@ def test_comet_config_may_name_a_file_and_comet_ini_wins(places, tmp_path):
 def test_argument_beats_everything(places):
     cwd, home = places
     _write_ini(cwd / ".comet.config", api_key="KEY_CWD", url_override="http://file:1/clientlib/")
-    config = resolve_config(api_key="KEY_ARG", url_override="http://arg:2/clientlib/", environ={"COMET_API_KEY": "KEY_ENV"}, cwd=cwd, home=home)
+    config = resolve_config(
+        api_key="KEY_ARG",
+        url_override="http://arg:2/clientlib/",
+        environ={"COMET_API_KEY": "KEY_ENV"},
+        cwd=cwd,
+        home=home,
+    )
     assert (config.api_key, config.url_override) == ("KEY_ARG", "http://arg:2/clientlib/")
     assert config.api_key_source == "the api_key argument"
 
 
 def test_rest_api_key_is_a_fallback_alias(places):
     cwd, home = places
-    assert resolve_config(environ={"COMET_REST_API_KEY": "OLD"}, cwd=cwd, home=home).api_key_source == "environment variable COMET_REST_API_KEY"
+    assert (
+        resolve_config(environ={"COMET_REST_API_KEY": "OLD"}, cwd=cwd, home=home).api_key_source
+        == "environment variable COMET_REST_API_KEY"
+    )
     both = resolve_config(environ={"COMET_REST_API_KEY": "OLD", "COMET_API_KEY": "NEW"}, cwd=cwd, home=home)
     assert both.api_key == "NEW"
 
 
 def test_comet_x_sections_map_to_settings(places):
     cwd, home = places
-    (home / ".comet.config").write_text("[comet]\nworkspace = w\n[comet_internal]\ncheck_tls_certificate = false\n[comet_timeout]\napi = 30\n")
+    (home / ".comet.config").write_text(
+        "[comet]\nworkspace = w\n[comet_internal]\ncheck_tls_certificate = false\n[comet_timeout]\napi = 30\n"
+    )
     config = resolve_config(environ={}, cwd=cwd, home=home)
     assert config.get("timeout_api") == "30"
     assert config.check_tls_certificate is False
@@ -136,7 +147,9 @@ def test_systemd_credential_then_key_file_then_env(places, tmp_path):
     config = resolve_config(environ=env, cwd=cwd, home=home)
     assert config.api_key == "KEY_FILE"
     assert "COMET_API_KEY_FILE" in config.api_key_source
-    assert resolve_config(api_key_file=key_file, environ={"COMET_API_KEY": "E"}, cwd=cwd, home=home).api_key == "KEY_FILE"
+    assert (
+        resolve_config(api_key_file=key_file, environ={"COMET_API_KEY": "E"}, cwd=cwd, home=home).api_key == "KEY_FILE"
+    )
 
 
 def test_key_file_readable_by_others_is_refused_without_showing_content(tmp_path):

@@ -46,13 +46,17 @@ def test_mask_command_line_masks_the_configured_key_anywhere():
     assert key not in " ".join(mask_command_line(["x.py", f"--note=uses-{key}", key], secrets=[key]))
 
 
-@pytest.mark.parametrize("name", ["--api-key", "COMET_API_KEY", "apiKey", "DB_PASSWORD", "GITHUB_TOKEN", "--auth", "--key"])
+@pytest.mark.parametrize(
+    "name", ["--api-key", "COMET_API_KEY", "apiKey", "DB_PASSWORD", "GITHUB_TOKEN", "--auth", "--key"]
+)
 def test_secret_names(name):
     assert is_secret_name(name)
 
 
 # "--key" alone is a key (gpg, openssl; issue #17 item 7); "--sort-key" and "--key-frames" are not.
-@pytest.mark.parametrize("name", ["--lr", "--sort-key", "--key-frames", "--tokens", "use_cls_token", "--token-budget", "--session"])
+@pytest.mark.parametrize(
+    "name", ["--lr", "--sort-key", "--key-frames", "--tokens", "use_cls_token", "--token-budget", "--session"]
+)
 def test_not_secret_names(name):
     assert not is_secret_name(name)
 

@@ -61,14 +61,17 @@ def test_a_vanished_socket_returns_false_instead_of_raising(tmp_path):
     assert Notifier(str(tmp_path / "gone")).ready() is False
 
 
-@pytest.mark.parametrize("environ, expected", [
-    ({}, None),
-    ({"WATCHDOG_USEC": "30000000"}, 30.0),
-    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "PID"}, 30.0),
-    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
-    ({"WATCHDOG_USEC": "sixty"}, None),
-    ({"WATCHDOG_USEC": "0"}, None),
-])
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, None),
+        ({"WATCHDOG_USEC": "30000000"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "PID"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "sixty"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+    ],
+)
 def test_watchdog_interval(environ, expected):
     environ = {k: (str(os.getpid()) if v == "PID" else v) for k, v in environ.items()}
     assert watchdog_interval_s(environ) == expected
@@ -78,8 +81,8 @@ def test_watchdog_pings_at_half_the_timeout_on_an_injected_clock(receiver):
     path, sock = receiver
     now = [100.0]
     notifier = Notifier(path, watchdog_s=10.0, clock=lambda: now[0])
-    assert notifier.watchdog_if_due()          # the first one goes at once
-    assert not notifier.watchdog_if_due()      # not due yet
+    assert notifier.watchdog_if_due()  # the first one goes at once
+    assert not notifier.watchdog_if_due()  # not due yet
     now[0] += 4.9
     assert not notifier.watchdog_if_due()
     now[0] += 0.2

@@ -132,8 +132,9 @@ def _page_key_id(request: web.Request) -> str | None:
 
 def _set_session_cookie(request: web.Request, response: web.StreamResponse, key_id: str) -> None:
     session_id = request.app[SESSIONS_KEY].new_session(key_id)
-    response.set_cookie(_cookie_name(request), session_id, httponly=True, samesite="Strict",
-                        path="/", secure=request.secure)
+    response.set_cookie(
+        _cookie_name(request), session_id, httponly=True, samesite="Strict", path="/", secure=request.secure
+    )
 
 
 async def create_login_token(request: web.Request) -> web.Response:
@@ -149,8 +150,10 @@ async def login_form_submit(request: web.Request) -> web.Response:
     Refused (403, no session) when the browser says the form was posted from another origin.
     """
     if not same_origin(request):
-        body = ("<h1>Login refused</h1><p>This login form was sent from another site. Open this server's "
-                "own page and log in there.</p>")
+        body = (
+            "<h1>Login refused</h1><p>This login form was sent from another site. Open this server's "
+            "own page and log in there.</p>"
+        )
         return html_response(layout("Login refused", body, [("home", "/")]), 403)
     try:
         raw = await read_body(request, MAX_LOGIN_FORM_BYTES)

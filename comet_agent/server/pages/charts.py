@@ -21,8 +21,13 @@ MIN_POINTS_PER_SERIES = 150
 
 
 #: The catalogue's units as the charts label their axes (pages.js formats bytes and B/s).
-_DISPLAY_UNITS = {catalogue.PERCENT: "%", catalogue.BYTES_PER_S: "B/s", catalogue.COUNT: "", catalogue.TASKS: "",
-                  catalogue.BITMASK: ""}
+_DISPLAY_UNITS = {
+    catalogue.PERCENT: "%",
+    catalogue.BYTES_PER_S: "B/s",
+    catalogue.COUNT: "",
+    catalogue.TASKS: "",
+    catalogue.BITMASK: "",
+}
 
 
 def metric_unit(name: str) -> str:
@@ -63,8 +68,11 @@ _CHART_RULES = (
     (re.compile(r"^sys\.network\."), "network", "Network rate"),
     (re.compile(r"^sys\.proc\.cpu\."), "proc-cpu", "Job process tree: CPU"),
     (re.compile(r"^sys\.proc\.(rss|gpu\.\d+\.used_memory)$"), "proc-memory", "Job process tree: memory"),
-    (re.compile(r"^sys\.proc\.(count|threads|open_files)$"), "proc-counts",
-     "Job process tree: processes, threads, open files"),
+    (
+        re.compile(r"^sys\.proc\.(count|threads|open_files)$"),
+        "proc-counts",
+        "Job process tree: processes, threads, open files",
+    ),
     (re.compile(r"^sys\.agent\.cpu\."), "agent-cpu", "Agent: CPU"),
     (re.compile(r"^sys\.agent\."), "agent-memory", "Agent: memory"),
 )
@@ -80,8 +88,7 @@ def chart_for_metric(name: str) -> tuple[str, str, str]:
     unit = metric_unit(name)
     match = _GPU_NAME.match(name)
     if match:
-        chart_id, title = _GPU_FIELD_CHARTS.get(match.group(2), (f"gpu-{match.group(2)}",
-                                                                   f"GPU {match.group(2)}"))
+        chart_id, title = _GPU_FIELD_CHARTS.get(match.group(2), (f"gpu-{match.group(2)}", f"GPU {match.group(2)}"))
         return chart_id, title, unit
     for pattern, chart_id, title in _CHART_RULES:
         if pattern.search(name):
@@ -92,10 +99,29 @@ def chart_for_metric(name: str) -> tuple[str, str, str]:
     return f"user:{name}", name, ""
 
 
-_CHART_ORDER = ["cpu", "memory-percent", "ram", "swap", "load", "gpu-utilization", "gpu-memory",
-                "gpu-memory-percent", "gpu-temperature", "gpu-power", "gpu-clocks", "gpu-fan",
-                "disk-io", "disk-usage-percent", "disk-usage", "network", "proc-cpu", "proc-memory",
-                "proc-counts", "agent-cpu", "agent-memory"]
+_CHART_ORDER = [
+    "cpu",
+    "memory-percent",
+    "ram",
+    "swap",
+    "load",
+    "gpu-utilization",
+    "gpu-memory",
+    "gpu-memory-percent",
+    "gpu-temperature",
+    "gpu-power",
+    "gpu-clocks",
+    "gpu-fan",
+    "disk-io",
+    "disk-usage-percent",
+    "disk-usage",
+    "network",
+    "proc-cpu",
+    "proc-memory",
+    "proc-counts",
+    "agent-cpu",
+    "agent-memory",
+]
 
 
 def build_charts(series: dict[str, dict]) -> list[dict]:
@@ -112,9 +138,14 @@ def build_charts(series: dict[str, dict]) -> list[dict]:
         key = f"{chart_id}|{unit}"
         chart = charts.get(key)
         if chart is None:
-            chart = charts[key] = {"id": chart_id, "title": title, "unit": unit,
-                                   "kind": "system" if name.startswith("sys.") else "user",
-                                   "x": data["x"], "series": []}
+            chart = charts[key] = {
+                "id": chart_id,
+                "title": title,
+                "unit": unit,
+                "kind": "system" if name.startswith("sys.") else "user",
+                "x": data["x"],
+                "series": [],
+            }
         chart["series"].append({"name": name, "count": data["count"], "points": data["points"]})
 
     def order(item: tuple[str, dict]) -> tuple:

@@ -39,16 +39,24 @@ MAX_PATCH_CHARS = 5_000_000
 
 def _header_section(meta: dict, tags: list[str], status: str, details: dict) -> str:
     tag_html = "".join(f'<span class="tag">{esc(t)}</span>' for t in tags) or '<span class="muted">none</span>'
-    rows = definition_list([("Experiment key", meta["experimentKey"]), ("Workspace", meta["workspaceName"]),
-                            ("Project", meta["projectName"]), ("Start", format_ms(meta.get("startTimeMillis"))),
-                            ("End", format_ms(meta.get("endTimeMillis"))),
-                            ("Duration", format_duration(meta.get("durationMillis"))),
-                            ("Last heartbeat", format_ms(meta.get("lastHeartbeatMillis"))),
-                            ("Host", details.get("hostname"))])
+    rows = definition_list(
+        [
+            ("Experiment key", meta["experimentKey"]),
+            ("Workspace", meta["workspaceName"]),
+            ("Project", meta["projectName"]),
+            ("Start", format_ms(meta.get("startTimeMillis"))),
+            ("End", format_ms(meta.get("endTimeMillis"))),
+            ("Duration", format_duration(meta.get("durationMillis"))),
+            ("Last heartbeat", format_ms(meta.get("lastHeartbeatMillis"))),
+            ("Host", details.get("hostname")),
+        ]
+    )
     name = meta.get("experimentName") or meta["experimentKey"]
-    return (f"<section id=\"overview\" class=\"card\" data-section=\"overview\">"
-            f"<h1><span class=\"exp-name\">{esc(name)}</span> {status_badge(status)}</h1>"
-            f"<div class=\"tags\" data-section=\"tags\">{tag_html}</div>{rows}</section>")
+    return (
+        f'<section id="overview" class="card" data-section="overview">'
+        f'<h1><span class="exp-name">{esc(name)}</span> {status_badge(status)}</h1>'
+        f'<div class="tags" data-section="tags">{tag_html}</div>{rows}</section>'
+    )
 
 
 def _system_section(details: dict) -> str:
@@ -56,17 +64,27 @@ def _system_section(details: dict) -> str:
     if isinstance(command, list):
         command = " ".join(str(c) for c in command)
     ips = details.get("networkInterfaceIps") or []
-    rows = [("Host", details.get("hostname")), ("User", details.get("user")),
-            ("OS", details.get("os")), ("OS type", details.get("osType")),
-            ("OS release", details.get("osRelease")), ("Machine", details.get("machine")),
-            ("Processor", details.get("processor")), ("Python", details.get("pythonVersion")),
-            ("Python (verbose)", details.get("pythonVersionVerbose")),
-            ("Executable", details.get("executable")), ("PID", details.get("pid")),
-            ("IP", details.get("ip")), ("Interface IPs", ", ".join(str(i) for i in ips)),
-            ("Total RAM (bytes)", details.get("totalRam"))]
+    rows = [
+        ("Host", details.get("hostname")),
+        ("User", details.get("user")),
+        ("OS", details.get("os")),
+        ("OS type", details.get("osType")),
+        ("OS release", details.get("osRelease")),
+        ("Machine", details.get("machine")),
+        ("Processor", details.get("processor")),
+        ("Python", details.get("pythonVersion")),
+        ("Python (verbose)", details.get("pythonVersionVerbose")),
+        ("Executable", details.get("executable")),
+        ("PID", details.get("pid")),
+        ("IP", details.get("ip")),
+        ("Interface IPs", ", ".join(str(i) for i in ips)),
+        ("Total RAM (bytes)", details.get("totalRam")),
+    ]
     extra = details.get("logAdditionalSystemInfoList") or []
     rows += [(str(item.get("key")), item.get("value")) for item in extra if isinstance(item, dict)]
-    command_html = f'<pre class="command">{esc(command)}</pre>' if command else '<p class="muted">no command recorded</p>'
+    command_html = (
+        f'<pre class="command">{esc(command)}</pre>' if command else '<p class="muted">no command recorded</p>'
+    )
     return section("system", "System", f"<h3>Command</h3>{command_html}{definition_list(rows)}")
 
 
@@ -81,23 +99,27 @@ def _gpu_section(details: dict) -> str:
                 columns.append(key)
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{esc(g.get(c))}</td>" for c in columns) + "</tr>" for g in gpus)
-    return section("gpus", "GPUs", f"<table class=\"grid\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return section("gpus", "GPUs", f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 def _packages_block(block_id: str, title: str, packages: list) -> str:
     items = "".join(f"<li>{esc(p)}</li>" for p in packages)
-    return (f"<details class=\"packages\" id=\"{block_id}\" data-count=\"{len(packages)}\">"
-            f"<summary>{esc(title)} ({len(packages)})</summary>"
-            f"<input type=\"search\" class=\"filter\" placeholder=\"filter\" aria-label=\"filter {esc(title)}\" "
-            f"data-filter-target=\"{block_id}-list\">"
-            f"<ul class=\"pkg-list\" id=\"{block_id}-list\">{items}</ul></details>")
+    return (
+        f'<details class="packages" id="{block_id}" data-count="{len(packages)}">'
+        f"<summary>{esc(title)} ({len(packages)})</summary>"
+        f'<input type="search" class="filter" placeholder="filter" aria-label="filter {esc(title)}" '
+        f'data-filter-target="{block_id}-list">'
+        f'<ul class="pkg-list" id="{block_id}-list">{items}</ul></details>'
+    )
 
 
 def _packages_section(details: dict) -> str:
-    return section("packages", "Packages",
-                   _packages_block("installed-packages", "Installed Python packages",
-                                   details.get("installedPackages") or [])
-                   + _packages_block("os-packages", "OS packages", details.get("osPackages") or []))
+    return section(
+        "packages",
+        "Packages",
+        _packages_block("installed-packages", "Installed Python packages", details.get("installedPackages") or [])
+        + _packages_block("os-packages", "OS packages", details.get("osPackages") or []),
+    )
 
 
 def _diff_html(patch: str) -> str:
@@ -119,9 +141,15 @@ def _diff_html(patch: str) -> str:
 
 def _git_section(row: dict) -> str:
     metadata = json.loads(row["git_metadata"]) if row.get("git_metadata") else {}
-    rows = definition_list([("Branch", metadata.get("branch")), ("Commit", metadata.get("parent")),
-                            ("Origin", metadata.get("origin")), ("Root", metadata.get("root")),
-                            ("User", metadata.get("user"))])
+    rows = definition_list(
+        [
+            ("Branch", metadata.get("branch")),
+            ("Commit", metadata.get("parent")),
+            ("Origin", metadata.get("origin")),
+            ("Root", metadata.get("root")),
+            ("User", metadata.get("user")),
+        ]
+    )
     patch_path = row.get("git_patch_path")
     patch_html = '<p class="muted">no patch</p>'
     if patch_path and Path(patch_path).exists():
@@ -131,9 +159,12 @@ def _git_section(row: dict) -> str:
             raw = _unzip_first(raw)
         text = raw.decode("utf-8", errors="replace")
         if len(text) > MAX_PATCH_CHARS:
-            text, note = text[:MAX_PATCH_CHARS], f"<p class=\"muted\">patch truncated to {MAX_PATCH_CHARS} characters</p>"
-        patch_html = f"<details open class=\"patch\"><summary>Patch</summary>{note}{_diff_html(text)}</details>" \
-            if text.strip() else '<p class="muted">empty patch</p>'
+            text, note = text[:MAX_PATCH_CHARS], f'<p class="muted">patch truncated to {MAX_PATCH_CHARS} characters</p>'
+        patch_html = (
+            f'<details open class="patch"><summary>Patch</summary>{note}{_diff_html(text)}</details>'
+            if text.strip()
+            else '<p class="muted">empty patch</p>'
+        )
     return section("git", "Git", rows + patch_html)
 
 
@@ -151,7 +182,8 @@ def _unzip_first(raw: bytes) -> bytes:
 
 def _output_section(store, experiment_key: str) -> str:
     rows = store.connection.execute(
-        "SELECT line, is_stderr FROM output_lines WHERE experiment_key=? ORDER BY id", (experiment_key,))
+        "SELECT line, is_stderr FROM output_lines WHERE experiment_key=? ORDER BY id", (experiment_key,)
+    )
     parts, total, truncated, count = [], 0, False, 0
     for line, is_stderr in rows:
         if total + len(line) > MAX_OUTPUT_CHARS:
@@ -165,7 +197,7 @@ def _output_section(store, experiment_key: str) -> str:
         return section("output", "Output", '<p class="muted">no output captured</p>')
     note = f'<p class="muted">output truncated after {count} lines</p>' if truncated else ""
     legend = '<p class="legend"><span class="stdout">stdout</span> <span class="stderr">stderr</span></p>'
-    return section("output", "Output", f"{legend}{note}<pre class=\"output\">{''.join(parts)}</pre>")
+    return section("output", "Output", f'{legend}{note}<pre class="output">{"".join(parts)}</pre>')
 
 
 def _charts_section(charts: list[dict]) -> str:
@@ -176,17 +208,19 @@ def _charts_section(charts: list[dict]) -> str:
         unit = f" ({chart['unit']})" if chart["unit"] else ""
         total = sum(s["count"] for s in chart["series"])
         blocks.append(
-            f"<figure class=\"chart\" id=\"{chart['domId']}\" data-chart-id=\"{esc(chart['id'])}\" "
-            f"data-kind=\"{chart['kind']}\" data-series=\"{len(chart['series'])}\" data-stored-points=\"{total}\">"
+            f'<figure class="chart" id="{chart["domId"]}" data-chart-id="{esc(chart["id"])}" '
+            f'data-kind="{chart["kind"]}" data-series="{len(chart["series"])}" data-stored-points="{total}">'
             f"<figcaption>{esc(chart['title'])}{esc(unit)}</figcaption>"
-            "<div class=\"plot\"></div><div class=\"chart-legend\"></div></figure>")
+            '<div class="plot"></div><div class="chart-legend"></div></figure>'
+        )
     system = "".join(b for b, c in zip(blocks, charts) if c["kind"] == "system")
     user = "".join(b for b, c in zip(blocks, charts) if c["kind"] == "user")
-    content = (f"<h3>System metrics</h3><div class=\"charts\">{system or '<p class=muted>none</p>'}</div>"
-               f"<h3>User metrics</h3><div class=\"charts\">{user or '<p class=muted>none</p>'}</div>")
+    content = (
+        f'<h3>System metrics</h3><div class="charts">{system or "<p class=muted>none</p>"}</div>'
+        f'<h3>User metrics</h3><div class="charts">{user or "<p class=muted>none</p>"}</div>'
+    )
     data = json_for_html({"charts": charts})
-    return (section("metrics", "Metrics", content)
-            + f'<script type="application/json" id="chart-data">{data}</script>')
+    return section("metrics", "Metrics", content) + f'<script type="application/json" id="chart-data">{data}</script>'
 
 
 def render_experiment_page(state, experiment_key: str) -> str:
@@ -204,13 +238,21 @@ def render_experiment_page(state, experiment_key: str) -> str:
     if ram_total and ram_total["x"] == "timestamp" and ram_total["points"]:
         details["totalRam"] = int(ram_total["points"][-1][1])
     charts = build_charts(series)
-    body = (_header_section(meta, tags, status, details) + _charts_section(charts)
-            + _system_section(details) + _gpu_section(details) + _packages_section(details)
-            + _git_section(row) + _output_section(store, experiment_key))
+    body = (
+        _header_section(meta, tags, status, details)
+        + _charts_section(charts)
+        + _system_section(details)
+        + _gpu_section(details)
+        + _packages_section(details)
+        + _git_section(row)
+        + _output_section(store, experiment_key)
+    )
     workspace, project = meta["workspaceName"], meta["projectName"]
-    crumbs = [(workspace, "/" + urllib.parse.quote(workspace, safe="")),
-              (project, f"/{urllib.parse.quote(workspace, safe='')}/{urllib.parse.quote(project, safe='')}"),
-              (meta.get("experimentName") or experiment_key, None)]
+    crumbs = [
+        (workspace, "/" + urllib.parse.quote(workspace, safe="")),
+        (project, f"/{urllib.parse.quote(workspace, safe='')}/{urllib.parse.quote(project, safe='')}"),
+        (meta.get("experimentName") or experiment_key, None),
+    ]
     return layout(meta.get("experimentName") or experiment_key, body, crumbs)
 
 
@@ -227,8 +269,11 @@ async def experiment_page(request: web.Request) -> web.StreamResponse:
     key_id = authorized
     state = state_of(request)
     meta = None
-    if experiment_key.isalnum() and len(experiment_key) <= MAX_EXPERIMENT_KEY_LENGTH \
-            and owns_workspace(state, key_id, workspace):
+    if (
+        experiment_key.isalnum()
+        and len(experiment_key) <= MAX_EXPERIMENT_KEY_LENGTH
+        and owns_workspace(state, key_id, workspace)
+    ):
         meta = state.store.experiment_metadata(experiment_key, None)
     # The project segment may be a project the experiment is symlinked into: accept any
     # project of the same workspace that exists.

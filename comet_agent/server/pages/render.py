@@ -18,7 +18,8 @@ from comet_agent.server.rest.common import json_safe
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'")
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -45,29 +46,40 @@ def json_for_html(data: Any) -> str:
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     except (ValueError, RecursionError):
         text = json.dumps(json_safe(data), separators=(",", ":"), allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") \
-        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def layout(title: str, body: str, breadcrumbs: Iterable[tuple[str, str | None]] = ()) -> str:
     """A whole page: the shared head (our CSS and JS only), a breadcrumb bar, then ``body``."""
-    crumbs = " / ".join(f'<a href="{esc(href)}">{esc(text)}</a>' if href else esc(text)
-                        for text, href in breadcrumbs)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)} - comet-agent</title>"
-            "<link rel=\"stylesheet\" href=\"/local/static/pages.css\">"
-            "<script src=\"/local/static/pages.js\" defer></script></head>"
-            f"<body><header class=\"top\"><a class=\"brand\" href=\"/\">comet-agent</a>"
-            f"<nav class=\"crumbs\">{crumbs}</nav></header><main>{body}</main></body></html>")
+    crumbs = " / ".join(f'<a href="{esc(href)}">{esc(text)}</a>' if href else esc(text) for text, href in breadcrumbs)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)} - comet-agent</title>"
+        '<link rel="stylesheet" href="/local/static/pages.css">'
+        '<script src="/local/static/pages.js" defer></script></head>'
+        f'<body><header class="top"><a class="brand" href="/">comet-agent</a>'
+        f'<nav class="crumbs">{crumbs}</nav></header><main>{body}</main></body></html>'
+    )
 
 
 def html_response(text: str, status: int = 200) -> web.Response:
     """An HTML response carrying the pages' security headers (CSP, nosniff, no-store, ...)."""
     # errors="replace": a lone surrogate that an older store holds shows as U+FFFD instead of
     # failing the page with a 500 every time it is opened.
-    return web.Response(body=text.encode("utf-8", errors="replace"), status=status, content_type="text/html",
-                        charset="utf-8", headers=SECURITY_HEADERS)
+    return web.Response(
+        body=text.encode("utf-8", errors="replace"),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=SECURITY_HEADERS,
+    )
 
 
 def redirect(location: str) -> web.Response:
@@ -77,20 +89,22 @@ def redirect(location: str) -> web.Response:
 
 def not_found_page(what: str) -> web.Response:
     """The 404 page; says the same for what is missing and what is another key's."""
-    body = f"<h1>Not found</h1><p class=\"muted\">{esc(what)} does not exist or is not yours.</p>"
+    body = f'<h1>Not found</h1><p class="muted">{esc(what)} does not exist or is not yours.</p>'
     return html_response(layout("Not found", body, [("home", "/")]), 404)
 
 
 def login_page(next_path: str, error: str | None = None) -> web.Response:
     """The 401 page with the login form, which comes back to ``next_path`` once logged in."""
     message = f'<p class="error">{esc(error)}</p>' if error else ""
-    body = (f"<h1>API key required</h1>{message}<p>This server serves pages to the owner of an "
-            "API key. Paste the key once; the browser keeps a session cookie for this server "
-            "(<code>comet-agent show KEY --open</code> logs in for you).</p>"
-            "<form method=\"post\" action=\"/local/login\" class=\"login\">"
-            f"<input type=\"hidden\" name=\"next\" value=\"{esc(next_path)}\">"
-            "<label>API key <input type=\"password\" name=\"key\" autocomplete=\"off\" required>"
-            "</label> <button type=\"submit\">Open</button></form>")
+    body = (
+        f"<h1>API key required</h1>{message}<p>This server serves pages to the owner of an "
+        "API key. Paste the key once; the browser keeps a session cookie for this server "
+        "(<code>comet-agent show KEY --open</code> logs in for you).</p>"
+        '<form method="post" action="/local/login" class="login">'
+        f'<input type="hidden" name="next" value="{esc(next_path)}">'
+        '<label>API key <input type="password" name="key" autocomplete="off" required>'
+        '</label> <button type="submit">Open</button></form>'
+    )
     return html_response(layout("Log in", body), 401)
 
 
@@ -139,12 +153,16 @@ def status_badge(status: str) -> str:
 
 def definition_list(rows: Iterable[tuple[str, Any]]) -> str:
     """A ``<dl>`` of label/value rows; an empty value shows as a muted dash."""
-    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v) if v not in (None, '', []) else '<span class=muted>-</span>'}</dd>"
-                    for k, v in rows)
-    return f"<dl class=\"kv\">{items}</dl>"
+    items = "".join(
+        f"<dt>{esc(k)}</dt><dd>{esc(v) if v not in (None, '', []) else '<span class=muted>-</span>'}</dd>"
+        for k, v in rows
+    )
+    return f'<dl class="kv">{items}</dl>'
 
 
 def section(section_id: str, title: str, content: str, extra_class: str = "") -> str:
     """A titled card carrying ``data-section`` (what tests and the page's JS look for)."""
-    return (f"<section id=\"{section_id}\" class=\"card {extra_class}\" data-section=\"{section_id}\">"
-            f"<h2>{esc(title)}</h2>{content}</section>")
+    return (
+        f'<section id="{section_id}" class="card {extra_class}" data-section="{section_id}">'
+        f"<h2>{esc(title)}</h2>{content}</section>"
+    )

@@ -30,5 +30,9 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     except FileNotFoundError:  # an install without the package data (see pyproject package-data)
         logger.warning("the page asset %s is missing from the installed package", name)
         raise web.HTTPNotFound() from None
-    return web.Response(body=data, content_type=types[name], charset="utf-8",
-                        headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"})
+    return web.Response(
+        body=data,
+        content_type=types[name],
+        charset="utf-8",
+        headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"},
+    )

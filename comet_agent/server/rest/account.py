@@ -16,8 +16,7 @@ async def account_details(request: web.Request) -> web.Response:
     """``GET account-details``: the key's user name and default workspace."""
     key_id = authenticate(request)
     state = state_of(request)
-    return json_response({"userName": state.user_name(key_id),
-                          "defaultWorkspaceName": state.default_workspace(key_id)})
+    return json_response({"userName": state.user_name(key_id), "defaultWorkspaceName": state.default_workspace(key_id)})
 
 
 async def workspaces(request: web.Request) -> web.Response:

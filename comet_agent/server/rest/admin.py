@@ -16,8 +16,11 @@ from comet_agent.server.rest.common import ApiError, authenticate, json_response
 from comet_agent.server.state import set_intervals, state_of
 
 #: Request field -> ``set_intervals`` argument.
-_INTERVAL_FIELDS = {"heartbeatMs": "heartbeat_ms", "cpuIntervalMs": "cpu_interval_ms",
-                    "gpuIntervalMs": "gpu_interval_ms"}
+_INTERVAL_FIELDS = {
+    "heartbeatMs": "heartbeat_ms",
+    "cpuIntervalMs": "cpu_interval_ms",
+    "gpuIntervalMs": "gpu_interval_ms",
+}
 
 
 async def admin_get_intervals(request: web.Request) -> web.Response:

@@ -52,17 +52,30 @@ async def upload_asset(request: web.Request) -> web.Response:
         written.append(path)
         if overwrite:
             replaced.extend(store.remove_assets_named(experiment_key, file_name, asset_type))
-        store.add_asset({
-            "asset_id": asset_id, "experiment_key": experiment_key, "file_name": file_name,
-            "size_bytes": len(data), "asset_type": asset_type, "step": step,
-            "context": query.get("context") or None,
-            "metadata_json": json.dumps(metadata) if metadata is not None else None,
-            "grouping_name": query.get("groupingName") or None, "extension": extension,
-            "created_ms": now_ms(), "path": path})
+        store.add_asset(
+            {
+                "asset_id": asset_id,
+                "experiment_key": experiment_key,
+                "file_name": file_name,
+                "size_bytes": len(data),
+                "asset_type": asset_type,
+                "step": step,
+                "context": query.get("context") or None,
+                "metadata_json": json.dumps(metadata) if metadata is not None else None,
+                "grouping_name": query.get("groupingName") or None,
+                "extension": extension,
+                "created_ms": now_ms(),
+                "path": path,
+            }
+        )
         store.update_experiment(experiment_key)
-        return {"assetId": asset_id, "fileName": file_name, "fileSize": len(data),
-                "web": _asset_link(request, experiment_key, asset_id),
-                "api": _asset_link(request, experiment_key, asset_id)}
+        return {
+            "assetId": asset_id,
+            "fileName": file_name,
+            "fileSize": len(data),
+            "web": _asset_link(request, experiment_key, asset_id),
+            "api": _asset_link(request, experiment_key, asset_id),
+        }
 
     try:
         response = await apply_write(request, key_id, apply)
@@ -76,21 +89,36 @@ async def upload_asset(request: web.Request) -> web.Response:
 
 
 def _asset_link(request: web.Request, experiment_key: str, asset_id: str) -> str:
-    return (f"{root_url(request)}/api/rest/v2/experiment/asset/get-asset?assetId={asset_id}"
-            f"&experimentKey={experiment_key}")
+    return (
+        f"{root_url(request)}/api/rest/v2/experiment/asset/get-asset?assetId={asset_id}&experimentKey={experiment_key}"
+    )
 
 
 def asset_json(request: web.Request, row: dict) -> dict:
     """An asset row as Comet's asset list item."""
     asset_type = row["asset_type"]
     return {
-        "fileName": row["file_name"], "fileSize": row["size_bytes"], "runContext": row["context"],
-        "step": row["step"], "remote": False, "link": _asset_link(request, row["experiment_key"], row["asset_id"]),
-        "compressedAssetLink": "", "s3Link": "", "createdAt": row["created_ms"], "dir": asset_type,
-        "canView": False, "audio": asset_type == "audio", "video": asset_type == "video",
-        "histogram": asset_type == "histogram_combined_3d", "image": asset_type == "image",
-        "type": asset_type, "metadata": row["metadata_json"], "assetId": row["asset_id"],
-        "tags": [], "curlDownload": "", "experimentKey": row["experiment_key"],
+        "fileName": row["file_name"],
+        "fileSize": row["size_bytes"],
+        "runContext": row["context"],
+        "step": row["step"],
+        "remote": False,
+        "link": _asset_link(request, row["experiment_key"], row["asset_id"]),
+        "compressedAssetLink": "",
+        "s3Link": "",
+        "createdAt": row["created_ms"],
+        "dir": asset_type,
+        "canView": False,
+        "audio": asset_type == "audio",
+        "video": asset_type == "video",
+        "histogram": asset_type == "histogram_combined_3d",
+        "image": asset_type == "image",
+        "type": asset_type,
+        "metadata": row["metadata_json"],
+        "assetId": row["asset_id"],
+        "tags": [],
+        "curlDownload": "",
+        "experimentKey": row["experiment_key"],
         "groupingName": row["grouping_name"],
     }
 

@@ -52,11 +52,17 @@ def _handshake(request: web.Request, experiment_key: str) -> dict:
     row = experiment_found(state.store.experiment_row(experiment_key), experiment_key)
     max_mb = max(state.max_upload_bytes // 2**20, 1)
     return {
-        "runId": experiment_key, "project_id": row["project_id"], "experimentKey": experiment_key,
+        "runId": experiment_key,
+        "project_id": row["project_id"],
+        "experimentKey": experiment_key,
         "focusUrl": f"{root_url(request)}/{row['workspace']}/{row['project_name']}/",
-        "lastOffset": state.store.output_line_count(experiment_key), "name": row["name"],
-        "githubEnabled": False, "s3DirectAccessEnabled": False, "featureToggles": [],
-        "upload_file_size_limit_in_mb": max_mb, "asset_upload_file_size_limit_in_mb": max_mb,
+        "lastOffset": state.store.output_line_count(experiment_key),
+        "name": row["name"],
+        "githubEnabled": False,
+        "s3DirectAccessEnabled": False,
+        "featureToggles": [],
+        "upload_file_size_limit_in_mb": max_mb,
+        "asset_upload_file_size_limit_in_mb": max_mb,
         "uploadVideoMaxSizeMB": max_mb,
     }
 
@@ -72,8 +78,9 @@ async def logger_add_run(request: web.Request) -> web.Response:
     key_id, body = await authenticated_json(request)
     state = state_of(request)
     experiment_key = get_str(body, "experimentKey") or None
-    if experiment_key is not None and (len(experiment_key) < 32 or len(experiment_key) > MAX_EXPERIMENT_KEY_LENGTH
-                                       or not experiment_key.isalnum()):
+    if experiment_key is not None and (
+        len(experiment_key) < 32 or len(experiment_key) > MAX_EXPERIMENT_KEY_LENGTH or not experiment_key.isalnum()
+    ):
         raise ApiError(400, "'experimentKey' must be 32 to 50 alphanumeric characters")
     if experiment_key is not None and state.store.experiment_workspace(experiment_key) is not None:
         if get_bool(body, "getOrCreateEnabled"):
@@ -113,15 +120,20 @@ async def status_report_update(request: web.Request) -> web.Response:
 
     def apply() -> dict:
         columns: dict[str, Any] = {"last_heartbeat_ms": now_ms()}
-        if not is_alive and experiment_found(state.store.experiment_row(experiment_key),
-                                             experiment_key)["end_ms"] is None:
+        if (
+            not is_alive
+            and experiment_found(state.store.experiment_row(experiment_key), experiment_key)["end_ms"] is None
+        ):
             columns["end_ms"] = now_ms()
         state.store.update_experiment(experiment_key, **columns)
         intervals = state.intervals
-        return {"is_alive_beat_duration_millis": intervals.get("isAliveBeatDurationMillis"),
-                "gpu_monitor_interval_millis": intervals.get("gpuMonitorIntervalMillis"),
-                "cpu_monitor_interval_millis": intervals.get("cpuMonitorIntervalMillis"),
-                "parameter_update_interval_millis": 60000, "pending_rpcs": False}
+        return {
+            "is_alive_beat_duration_millis": intervals.get("isAliveBeatDurationMillis"),
+            "gpu_monitor_interval_millis": intervals.get("gpuMonitorIntervalMillis"),
+            "cpu_monitor_interval_millis": intervals.get("cpuMonitorIntervalMillis"),
+            "parameter_update_interval_millis": 60000,
+            "pending_rpcs": False,
+        }
 
     return await apply_write(request, key_id, apply)
 

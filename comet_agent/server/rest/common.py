@@ -139,8 +139,9 @@ async def read_body(request: web.Request, limit_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json_object(request: web.Request, *, allow_non_finite: bool = False,
-                           limit_bytes: int | None = None) -> dict:
+async def read_json_object(
+    request: web.Request, *, allow_non_finite: bool = False, limit_bytes: int | None = None
+) -> dict:
     """The request body as a JSON object (gzip accepted), parsed by ``parse_json``; 400 when it
     is not one, 413 when it is larger than ``limit_bytes`` (default ``json_body_limit``).
 
@@ -356,8 +357,9 @@ def get_bool(body: dict, name: str, default: bool = False) -> bool:
     raise type_error(name, "a boolean", value)
 
 
-def get_list(body: dict, name: str, item_check: Callable[[Any], bool] | None = None,
-             expected: str = "a list") -> list | None:
+def get_list(
+    body: dict, name: str, item_check: Callable[[Any], bool] | None = None, expected: str = "a list"
+) -> list | None:
     """A list field whose items all pass ``item_check``; 400 (saying ``expected``) otherwise."""
     value = body.get(name)
     if value is None:
@@ -431,13 +433,18 @@ async def authenticated_json(request: web.Request, *, allow_non_finite: bool = F
     if key_id is not None:
         return key_id, await read_json_object(request, allow_non_finite=allow_non_finite)
     try:
-        body = await read_json_object(request, allow_non_finite=allow_non_finite,
-                                      limit_bytes=UNAUTHENTICATED_BODY_BYTES)
+        body = await read_json_object(
+            request, allow_non_finite=allow_non_finite, limit_bytes=UNAUTHENTICATED_BODY_BYTES
+        )
     except ApiError as exc:
         if exc.status != 413:
             raise
-        raise ApiError(401, "send the API key in the Authorization header: a body carrying the key itself "
-                            f"is read only up to {UNAUTHENTICATED_BODY_BYTES} bytes", 90212) from None
+        raise ApiError(
+            401,
+            "send the API key in the Authorization header: a body carrying the key itself "
+            f"is read only up to {UNAUTHENTICATED_BODY_BYTES} bytes",
+            90212,
+        ) from None
     return authenticate(request, body), body
 
 
@@ -544,8 +551,9 @@ def query_experiment(request: web.Request) -> tuple[str, str]:
     return key_id, require_experiment(request, key_id, request.query.get("experimentKey"))
 
 
-async def body_experiment(request: web.Request, body_key_field: bool = False,
-                          allow_non_finite: bool = False) -> tuple[dict, str, str]:
+async def body_experiment(
+    request: web.Request, body_key_field: bool = False, allow_non_finite: bool = False
+) -> tuple[dict, str, str]:
     """(JSON body, key id, experiment key) of a write naming its experiment in the body.
 
     ``body_key_field``: the clientlib endpoints may carry the API key in the body.

@@ -60,7 +60,7 @@ async def experiments(request: web.Request) -> web.Response:
         found.sort(key=lambda m: m[field] or 0, reverse=request.query.get("sortOrder") == "desc")
     page, size = get_int(dict(request.query), "page"), get_int(dict(request.query), "size")
     if page is not None and size is not None and page >= 1 and size >= 1:
-        found = found[(page - 1) * size: page * size]
+        found = found[(page - 1) * size : page * size]
     return json_response({"experiments": found})
 
 
@@ -79,9 +79,12 @@ async def create_experiment(request: web.Request) -> web.Response:
     def apply() -> dict:
         state.store.ensure_workspace(workspace, key_id)
         experiment_key = state.store.create_experiment(workspace, project_name, name)
-        return {"experimentKey": experiment_key, "workspaceName": workspace,
-                "projectName": project_name,
-                "link": f"{root_url(request)}/{workspace}/{project_name}/{experiment_key}"}
+        return {
+            "experimentKey": experiment_key,
+            "workspaceName": workspace,
+            "projectName": project_name,
+            "link": f"{root_url(request)}/{workspace}/{project_name}/{experiment_key}",
+        }
 
     return await apply_write(request, key_id, apply)
 
@@ -90,8 +93,9 @@ async def experiment_metadata(request: web.Request) -> web.Response:
     """``GET experiment/metadata``: name, workspace, project, times, running / crashed flags."""
     _, experiment_key = query_experiment(request)
     state = state_of(request)
-    return json_response(state.store.experiment_metadata(
-        experiment_key, state.intervals.get("isAliveBeatDurationMillis")))
+    return json_response(
+        state.store.experiment_metadata(experiment_key, state.intervals.get("isAliveBeatDurationMillis"))
+    )
 
 
 async def set_status(request: web.Request) -> web.Response:
@@ -172,8 +176,11 @@ async def file_path(request: web.Request) -> web.Response:
     body, key_id, experiment_key = await body_experiment(request)
     path = get_str(body, "filePath", required=True)
     store = state_of(request).store
-    return await apply_write(request, key_id, saving(lambda: store.update_experiment(
-        experiment_key, file_path=path, file_name=os.path.basename(path))))
+    return await apply_write(
+        request,
+        key_id,
+        saving(lambda: store.update_experiment(experiment_key, file_path=path, file_name=os.path.basename(path))),
+    )
 
 
 async def create_symlink(request: web.Request) -> web.Response:

@@ -36,8 +36,9 @@ async def write_git_metadata(request: web.Request) -> web.Response:
     body, key_id, experiment_key = await body_experiment(request)
     metadata = {name: get_str(body, name) for name in GIT_METADATA_KEYS}
     store = state_of(request).store
-    return await apply_write(request, key_id, saving(lambda: store.update_experiment(
-        experiment_key, git_metadata=json.dumps(metadata))))
+    return await apply_write(
+        request, key_id, saving(lambda: store.update_experiment(experiment_key, git_metadata=json.dumps(metadata)))
+    )
 
 
 async def read_git_metadata(request: web.Request) -> web.Response:

@@ -65,8 +65,12 @@ def _system_point_common(body: dict) -> tuple:
 async def write_cpu_metrics(request: web.Request) -> web.Response:
     """``POST write/experiment/cpu-metrics``: per-core percentages, stored with their average."""
     body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
-    percents = get_list(body, "cpuPercentUtilization",
-                        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a list of numbers")
+    percents = get_list(
+        body,
+        "cpuPercentUtilization",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "a list of numbers",
+    )
     if not percents:
         raise ApiError(400, "'cpuPercentUtilization' must be a non-empty list of numbers")
     step, epoch, context, timestamp = _system_point_common(body)
@@ -81,8 +85,10 @@ async def write_ram_metrics(request: web.Request) -> web.Response:
     body, key_id, experiment_key = await body_experiment(request, allow_non_finite=True)
     total, used = get_number(body, "totalRam"), get_number(body, "usedRam")
     step, epoch, context, timestamp = _system_point_common(body)
-    points = [("sys.ram.total", total, step, epoch, context, timestamp),
-              ("sys.ram.used", used, step, epoch, context, timestamp)]
+    points = [
+        ("sys.ram.total", total, step, epoch, context, timestamp),
+        ("sys.ram.used", used, step, epoch, context, timestamp),
+    ]
     store = state_of(request).store
     return await apply_write(request, key_id, saving(lambda: store.add_metrics(experiment_key, points)))
 
@@ -97,8 +103,12 @@ async def write_load_metrics(request: web.Request) -> web.Response:
     return await apply_write(request, key_id, saving(lambda: store.add_metrics(experiment_key, points)))
 
 
-_GPU_METRIC_FIELDS = (("freeMemory", "free_memory"), ("usedMemory", "used_memory"),
-                      ("gpuUtilization", "gpu_utilization"), ("totalMemory", "total_memory"))
+_GPU_METRIC_FIELDS = (
+    ("freeMemory", "free_memory"),
+    ("usedMemory", "used_memory"),
+    ("gpuUtilization", "gpu_utilization"),
+    ("totalMemory", "total_memory"),
+)
 
 
 async def write_gpu_metrics(request: web.Request) -> web.Response:
@@ -117,8 +127,16 @@ async def write_gpu_metrics(request: web.Request) -> web.Response:
         for field, suffix in _GPU_METRIC_FIELDS:
             value = get_number(gpu, field, required=False)
             if value is not None:
-                points.append((f"sys.gpu.{gpu_id}.{suffix}", value, step, epoch, context,
-                               gpu_timestamp if gpu_timestamp is not None else timestamp))
+                points.append(
+                    (
+                        f"sys.gpu.{gpu_id}.{suffix}",
+                        value,
+                        step,
+                        epoch,
+                        context,
+                        gpu_timestamp if gpu_timestamp is not None else timestamp,
+                    )
+                )
     store = state_of(request).store
     return await apply_write(request, key_id, saving(lambda: store.add_metrics(experiment_key, points)))
 

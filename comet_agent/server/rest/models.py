@@ -1,5 +1,4 @@
-"""REST handlers for models: assets of type ``model-element`` grouped by model name.
-"""
+"""REST handlers for models: assets of type ``model-element`` grouped by model name."""
 
 from __future__ import annotations
 
@@ -24,9 +23,14 @@ async def model_list(request: web.Request) -> web.Response:
     models = []
     for name in store.model_names(experiment_key):
         rows = store.assets(experiment_key, "model-element", name)
-        models.append({"modelName": name, "experimentModelId": f"{experiment_key}-{name}",
-                       "experimentKey": experiment_key,
-                       "assets": [asset_json(request, r) for r in rows]})
+        models.append(
+            {
+                "modelName": name,
+                "experimentModelId": f"{experiment_key}-{name}",
+                "experimentKey": experiment_key,
+                "assets": [asset_json(request, r) for r in rows],
+            }
+        )
     return json_response({"models": models})
 
 

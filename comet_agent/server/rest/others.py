@@ -1,5 +1,4 @@
-"""REST handlers for "others" (``log_other``): free key/value pairs; the ``Name`` other names the experiment.
-"""
+"""REST handlers for "others" (``log_other``): free key/value pairs; the ``Name`` other names the experiment."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""REST handlers for an experiment's captured stdout and stderr lines.
-"""
+"""REST handlers for an experiment's captured stdout and stderr lines."""
 
 from __future__ import annotations
 
@@ -27,8 +26,16 @@ async def write_output(request: web.Request) -> web.Response:
     if lines is None:
         raise ApiError(400, "'outputLines' is required")
     context = get_str(body, "runContext")
-    rows = [(get_str(line, "output", required=True), int(get_bool(line, "stderr")),
-             get_int(line, "localTimestamp"), get_int(line, "offset"), context) for line in lines]
+    rows = [
+        (
+            get_str(line, "output", required=True),
+            int(get_bool(line, "stderr")),
+            get_int(line, "localTimestamp"),
+            get_int(line, "offset"),
+            context,
+        )
+        for line in lines
+    ]
     store = state_of(request).store
     return await apply_write(request, key_id, saving(lambda: store.add_output_lines(experiment_key, rows)))
 

@@ -1,5 +1,4 @@
-"""REST handlers for hyperparameters: single writes, clientlib batches and the summary read.
-"""
+"""REST handlers for hyperparameters: single writes, clientlib batches and the summary read."""
 
 from __future__ import annotations
 
@@ -29,8 +28,14 @@ def _parameter_point(item: dict, source: str | None) -> tuple:
     value = item["parameterValue"]
     if not (is_scalar(value) or isinstance(value, list)):
         raise type_error("parameterValue", "a number, string, boolean or list", value)
-    return (name, value, get_int(item, "step"), get_str(item, "context"),
-            get_str(item, "source") or source, timestamp_or_now(item))
+    return (
+        name,
+        value,
+        get_int(item, "step"),
+        get_str(item, "context"),
+        get_str(item, "source") or source,
+        timestamp_or_now(item),
+    )
 
 
 async def write_parameter(request: web.Request) -> web.Response:

@@ -38,7 +38,8 @@ def _valid_system_field(name: str, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     if name == "logAdditionalSystemInfoList":
         return isinstance(value, list) and all(
-            isinstance(v, dict) and isinstance(v.get("key"), str) and "value" in v for v in value)
+            isinstance(v, dict) and isinstance(v.get("key"), str) and "value" in v for v in value
+        )
     return isinstance(value, str)
 
 
@@ -53,9 +54,10 @@ def normalise_gpu_static_info(items: list[dict]) -> list[dict]:
     normalised = []
     for item in items:
         converted = {_GPU_STATIC_KEYS.get(k, k): v for k, v in item.items()}
-        normalised.append({k: converted.get(k) for k in ("gpuIndex", "name", "uuid", "totalMemory", "powerLimit")}
-                          | {k: v for k, v in converted.items()
-                             if k not in ("gpuIndex", "name", "uuid", "totalMemory", "powerLimit")})
+        normalised.append(
+            {k: converted.get(k) for k in ("gpuIndex", "name", "uuid", "totalMemory", "powerLimit")}
+            | {k: v for k, v in converted.items() if k not in ("gpuIndex", "name", "uuid", "totalMemory", "powerLimit")}
+        )
     return normalised
 
 

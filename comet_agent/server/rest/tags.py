@@ -1,5 +1,4 @@
-"""REST handlers for an experiment's tags: add (REST and clientlib), delete, read.
-"""
+"""REST handlers for an experiment's tags: add (REST and clientlib), delete, read."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from comet_agent.server.state import state_of
 
 def text_writer(field: str, column: str, append_unless_override: bool = False):
     """The ``POST write/experiment/<field>`` handler storing ``field`` into ``column``."""
+
     async def handler(request: web.Request) -> web.Response:
         body, key_id, experiment_key = await body_experiment(request)
         text = get_str(body, field, required=True)
@@ -44,6 +45,7 @@ def text_writer(field: str, column: str, append_unless_override: bool = False):
 
 def text_reader(field: str, column: str):
     """The ``GET experiment/<field>`` handler answering ``{field: text}``."""
+
     async def handler(request: web.Request) -> web.Response:
         _, experiment_key = query_experiment(request)
         row = experiment_found(state_of(request).store.experiment_row(experiment_key), experiment_key)

@@ -13,7 +13,9 @@ from tests.support.procfs_steps import ManualClock, ProcfsSteps
 
 def test_agent_self_cpu_rate_from_two_readings(tmp_path):
     steps, clock = ProcfsSteps("process-tree", tmp_path), ManualClock()
-    collector = AgentSelfCollector(procfs_root=steps.proc, pid=4242, clock=clock, clock_ticks_per_s=100, page_size_bytes=4096)
+    collector = AgentSelfCollector(
+        procfs_root=steps.proc, pid=4242, clock=clock, clock_ticks_per_s=100, page_size_bytes=4096
+    )
     assert (collector.name, collector.cadence) == ("agent_self", "cpu")
     [first] = collector.sample(0)
     assert first.cpu_percent is None  # a rate needs two readings

@@ -18,7 +18,8 @@ def test_the_checked_in_tree_is_what_the_script_writes(tmp_path):
     assert written == sorted(path.relative_to(checked_in) for path in checked_in.rglob("*") if path.is_file())
     for relative in written:
         assert (checked_in / relative).read_bytes() == (tmp_path / relative).read_bytes(), (
-            f"{relative} differs: python -m tests.support.big_host_procfs")
+            f"{relative} differs: python -m tests.support.big_host_procfs"
+        )
 
 
 def test_cpu_collector_reports_each_of_128_cpus_under_its_own_name(tmp_path):
@@ -30,11 +31,18 @@ def test_cpu_collector_reports_each_of_128_cpus_under_its_own_name(tmp_path):
     [sample] = collector.sample(10_000)
     assert sample.cpu_numbers == tuple(range(CPU_COUNT))
     points = {p["metricName"]: p["metricValue"] for p in metric_points([sample])}
-    per_cpu = {name: value for name, value in points.items() if name.startswith("sys.cpu.percent.") and name != "sys.cpu.percent.avg"}
-    assert per_cpu == {f"sys.cpu.percent.{index:02d}": pytest.approx(expected_percent(index))
-                       for index in range(1, CPU_COUNT + 1)}
+    per_cpu = {
+        name: value
+        for name, value in points.items()
+        if name.startswith("sys.cpu.percent.") and name != "sys.cpu.percent.avg"
+    }
+    assert per_cpu == {
+        f"sys.cpu.percent.{index:02d}": pytest.approx(expected_percent(index)) for index in range(1, CPU_COUNT + 1)
+    }
     # the aggregate line is the sum of the per-CPU lines: the overall figure is their mean
-    assert points["sys.cpu.percent.avg"] == pytest.approx(sum(map(expected_percent, range(1, CPU_COUNT + 1))) / CPU_COUNT)
+    assert points["sys.cpu.percent.avg"] == pytest.approx(
+        sum(map(expected_percent, range(1, CPU_COUNT + 1))) / CPU_COUNT
+    )
 
 
 def test_memory_collector_reads_the_big_hosts_swap(tmp_path):

@@ -14,7 +14,9 @@ from tests.support.procfs_steps import ManualClock, ProcfsSteps
 
 MIB = 1024 * 1024
 # A recorded ext4 root: 4 KiB fragments, 25.6 M blocks, half free, 10 % of the free space reserved for root.
-EXT4_ROOT = os.statvfs_result((4096, 4096, 25_600_000, 12_800_000, 11_520_000, 6_400_000, 6_000_000, 6_000_000, 4096, 255))
+EXT4_ROOT = os.statvfs_result(
+    (4096, 4096, 25_600_000, 12_800_000, 11_520_000, 6_400_000, 6_000_000, 6_000_000, 4096, 255)
+)
 SMALL_JOB_FS = os.statvfs_result((4096, 4096, 1000, 750, 750, 100, 90, 90, 4096, 255))
 
 

@@ -12,16 +12,21 @@ from comet_agent.collectors import Unavailable
 from comet_agent.collectors.git import UNTRACKED_POLICY, GitCollector, git_metadata_payload
 
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.org",
-    "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.org",
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.org",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.org",
     # Submodules from a local path need the file protocol (disabled by default since git 2.38.1).
-    "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "always",
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "protocol.file.allow",
+    "GIT_CONFIG_VALUE_0": "always",
 }
 
 
 def git(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=dict(os.environ, **GIT_ENV), check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=dict(os.environ, **GIT_ENV), check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def make_repo(path, *, commit=True, user="Ada Lovelace"):
@@ -233,4 +238,6 @@ def test_repository_of_another_user_keeps_metadata_and_states_why_the_patch_is_m
     snapshot = GitCollector(directory=str(repo)).collect()
     assert (snapshot.parent, snapshot.branch) == (head, "refs/heads/main")
     assert snapshot.patch is None
-    assert any(n.startswith("patch skipped: git diff-index failed: fatal: detected dubious ownership") for n in snapshot.notes)
+    assert any(
+        n.startswith("patch skipped: git diff-index failed: fatal: detected dubious ownership") for n in snapshot.notes
+    )

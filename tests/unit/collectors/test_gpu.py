@@ -80,7 +80,11 @@ def test_device_whose_every_optional_field_is_unsupported_still_reports_memory()
     assert restricted.memory_total_bytes == 15360 * MiB
     assert restricted.memory_used_bytes == (1000 + 255) * MiB  # v1 API: no v2 on this driver
     # The neighbouring device is unaffected: only its fan and ECC fields are missing.
-    assert (normal.utilization_percent, normal.temperature_celsius, normal.power_usage_milliwatts) == (72.0, 66.0, 52310)
+    assert (normal.utilization_percent, normal.temperature_celsius, normal.power_usage_milliwatts) == (
+        72.0,
+        66.0,
+        52310,
+    )
     assert (normal.fan_speed_percent, normal.ecc_errors_corrected, normal.ecc_errors_uncorrected) == (None, None, None)
 
 
@@ -92,7 +96,9 @@ def test_unsupported_fields_are_asked_once_not_every_tick(caplog):
     calls_after_first = sum(fake.calls.values())
     second = collector.sample(NOW_MS + 1000)
     calls_on_second = sum(fake.calls.values()) - calls_after_first
-    assert [dataclasses.replace(s, taken_at_ms=0) for s in first] == [dataclasses.replace(s, taken_at_ms=0) for s in second]
+    assert [dataclasses.replace(s, taken_at_ms=0) for s in first] == [
+        dataclasses.replace(s, taken_at_ms=0) for s in second
+    ]
     assert fake.calls["nvmlDeviceGetFanSpeed"] == 2  # once per device, on the first tick only
     # Board 0: memory, utilization, temperature, power, power limit, two clocks and clocks-event
     # reasons (its fan and ECC are no longer asked); board 1: only its memory (v1 API).

@@ -69,14 +69,25 @@ def test_mig_mode_and_instances_are_reported_for_the_board():
 def test_mig_instance_selected_by_uuid_reports_its_own_memory_and_its_board():
     snapshot = _collect("h100-80gb-mig", CUDA_VISIBLE_DEVICES=MIG_1G)
     (device,) = snapshot.devices
-    assert (device.gpu_index, device.uuid, device.is_mig_instance, device.parent_uuid) == (0, MIG_1G, True, H100_BOARD_0)
+    assert (device.gpu_index, device.uuid, device.is_mig_instance, device.parent_uuid) == (
+        0,
+        MIG_1G,
+        True,
+        H100_BOARD_0,
+    )
     assert device.name == "NVIDIA H100 80GB HBM3 MIG 1g.10gb"
     assert device.memory_total_bytes == 9856 * MiB
     assert device.power_limit_milliwatts is None  # a board-level setting NVML does not give per instance
     assert device.pci_bus_id == "00000000:19:00.0"  # from the parent board
     assert _additional(snapshot)["gpu.0.migParentUuid"] == H100_BOARD_0
     assert gpu_static_info_payload(snapshot) == [
-        {"gpuIndex": 0, "name": "NVIDIA H100 80GB HBM3 MIG 1g.10gb", "uuid": MIG_1G, "totalMemory": 9856 * MiB, "powerLimit": None}
+        {
+            "gpuIndex": 0,
+            "name": "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+            "uuid": MIG_1G,
+            "totalMemory": 9856 * MiB,
+            "powerLimit": None,
+        }
     ]
 
 

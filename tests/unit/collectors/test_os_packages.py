@@ -66,13 +66,17 @@ def test_parse_rpm_qa_formats_epoch_and_release_and_drops_gpg_keys():
 
 def test_parse_apk_installed():
     assert parse_apk_installed((FIXTURES / "apk" / "installed").read_text()) == [
-        "busybox=1.36.1-r15", "musl=1.2.4_git20230717-r4", "python3=3.11.8-r0",
+        "busybox=1.36.1-r15",
+        "musl=1.2.4_git20230717-r4",
+        "python3=3.11.8-r0",
     ]
 
 
 def test_parse_pacman_local_reads_each_desc_and_skips_other_entries():
     assert parse_pacman_local(str(FIXTURES / "pacman" / "local")) == [
-        "glibc=2.39-1", "python=3.11.8-1", "zstd=1.5.5-1",
+        "glibc=2.39-1",
+        "python=3.11.8-1",
+        "zstd=1.5.5-1",
     ]
 
 
@@ -81,8 +85,11 @@ def test_parse_pacman_desc_without_version_is_none():
 
 
 def test_collector_reads_dpkg_first(tmp_path):
-    snapshot = collector(tmp_path, dpkg_status_path=str(FIXTURES / "dpkg" / "status"),
-                         apk_installed_path=str(FIXTURES / "apk" / "installed")).collect()
+    snapshot = collector(
+        tmp_path,
+        dpkg_status_path=str(FIXTURES / "dpkg" / "status"),
+        apk_installed_path=str(FIXTURES / "apk" / "installed"),
+    ).collect()
     assert snapshot.manager == "dpkg"
     assert snapshot.packages[0] == "adduser=3.134"
     assert snapshot.reason is None

@@ -15,8 +15,9 @@ T = 1_764_300_000_000
 
 
 def test_parse_reads_the_total_of_both_lines():
-    text = ("some avg10=2.81 avg60=2.44 avg300=3.32 total=53662003\n"
-            "full avg10=0.49 avg60=0.48 avg300=2.00 total=40713160\n")
+    text = (
+        "some avg10=2.81 avg60=2.44 avg300=3.32 total=53662003\nfull avg10=0.49 avg60=0.48 avg300=2.00 total=40713160\n"
+    )
     assert parse_pressure(text) == PressureTotals(some_us=53_662_003, full_us=40_713_160)
 
 
@@ -59,13 +60,24 @@ def test_a_kernel_before_5_13_under_a_cpu_quota(tmp_path):
     steps.advance_to(1)
     clock.advance(2.0)
     [sample] = collector.sample(T + 2000)
-    assert (sample.cpu_some_percent, sample.memory_some_percent, sample.memory_full_percent, sample.io_some_percent,
-            sample.io_full_percent) == pytest.approx((12.5, 1.5, 0.5, 6.0, 2.5))
+    assert (
+        sample.cpu_some_percent,
+        sample.memory_some_percent,
+        sample.memory_full_percent,
+        sample.io_some_percent,
+        sample.io_full_percent,
+    ) == pytest.approx((12.5, 1.5, 0.5, 6.0, 2.5))
 
 
 def test_points_carry_our_names_and_leave_out_what_is_unknown():
-    sample = PressureSample(cpu_some_percent=25.0, memory_some_percent=3.0, memory_full_percent=None,
-                            io_some_percent=12.0, io_full_percent=5.0, taken_at_ms=T)
+    sample = PressureSample(
+        cpu_some_percent=25.0,
+        memory_some_percent=3.0,
+        memory_full_percent=None,
+        io_some_percent=12.0,
+        io_full_percent=5.0,
+        taken_at_ms=T,
+    )
     assert metric_points([sample]) == [
         {"metricName": "sys.pressure.cpu.some.percent", "metricValue": 25.0, "timestamp": T},
         {"metricName": "sys.pressure.memory.some.percent", "metricValue": 3.0, "timestamp": T},
@@ -111,8 +123,9 @@ def test_a_kernel_without_psi_is_unavailable_and_the_rest_carry_on(tmp_path):
     steps = ProcfsSteps("no-psi", tmp_path)
     with pytest.raises(Unavailable, match=r"no .*/pressure: this kernel gives no pressure stall information"):
         PressureCollector(procfs_root=steps.proc)
-    collectors, unavailable = build_periodic_collectors(procfs_root=steps.proc, sysfs_root=str(tmp_path / "none"),
-                                                        cgroup_root=str(tmp_path / "none"), include_gpu=False)
+    collectors, unavailable = build_periodic_collectors(
+        procfs_root=steps.proc, sysfs_root=str(tmp_path / "none"), cgroup_root=str(tmp_path / "none"), include_gpu=False
+    )
     assert "CONFIG_PSI" in unavailable["pressure"]
     assert {"memory", "load"} <= {collector.name for collector in collectors}
 

@@ -99,7 +99,10 @@ def test_process_gpu_memory_through_the_nvml_gateway_on_a_recorded_a100(tmp_path
     from tests.support.fake_nvml import build_fake_nvml, load_recording
 
     recording = load_recording("a100-sxm4-80gb")
-    recording["devices"][0]["compute_processes"] = [{"pid": 100, "used_gpu_memory": 3 * GIB}, {"pid": 200, "used_gpu_memory": GIB}]
+    recording["devices"][0]["compute_processes"] = [
+        {"pid": 100, "used_gpu_memory": 3 * GIB},
+        {"pid": 200, "used_gpu_memory": GIB},
+    ]
     recording["devices"][1]["compute_processes"] = [{"pid": 101, "used_gpu_memory": GIB}]
     for device in recording["devices"][2:]:
         device["compute_processes"] = []

@@ -62,11 +62,15 @@ IDLE_SCRIPT = "import time; print('ready', flush=True); time.sleep(120)"
 
 
 def test_package_from_metadata_marks_editable_local_and_strips_credentials():
-    editable = package_from_metadata("My_Pkg", "1.0", json.dumps({"url": "file:///src", "dir_info": {"editable": True}}))
+    editable = package_from_metadata(
+        "My_Pkg", "1.0", json.dumps({"url": "file:///src", "dir_info": {"editable": True}})
+    )
     assert (editable.name, editable.requirement()) == ("my_pkg", "my_pkg==1.0 (editable)")
     local = package_from_metadata("w", "2", json.dumps({"url": "file:///w.whl", "archive_info": {}}))
     assert local.requirement() == "w==2 (local)"
-    vcs = package_from_metadata("v", "3", json.dumps({"url": "https://user:tok123@git.example/v.git", "vcs_info": {"vcs": "git"}}))
+    vcs = package_from_metadata(
+        "v", "3", json.dumps({"url": "https://user:tok123@git.example/v.git", "vcs_info": {"vcs": "git"}})
+    )
     assert vcs.url == "https://git.example/v.git"
     assert vcs.requirement() == "v==3"
     assert package_from_metadata("p", "4", "{not json").requirement() == "p==4"
@@ -97,8 +101,9 @@ def test_watched_job_in_another_venv_reports_that_venv(job_venv, running):
 def test_watched_job_pythonpath_is_honoured(job_venv, running, tmp_path):
     extra = tmp_path / "extra-site"
     write_distribution(extra, "from-pythonpath", "9.9")
-    job = running([str(job_venv / "bin" / "python"), "-c", IDLE_SCRIPT],
-                  env={"PATH": os.defpath, "PYTHONPATH": str(extra)})
+    job = running(
+        [str(job_venv / "bin" / "python"), "-c", IDLE_SCRIPT], env={"PATH": os.defpath, "PYTHONPATH": str(extra)}
+    )
     assert job.stdout.readline().strip() == b"ready"
     assert "from-pythonpath==9.9" in PythonPackagesCollector(pid=job.pid).collect().requirements()
 
@@ -106,7 +111,7 @@ def test_watched_job_pythonpath_is_honoured(job_venv, running, tmp_path):
 def test_watched_shell_wrapper_uses_its_python_child(job_venv, running):
     python = job_venv / "bin" / "python"
     # "; true" keeps sh alive as the parent instead of exec'ing python.
-    job = running(["sh", "-c", f"{python} -c \"{IDLE_SCRIPT}\"; true"], env={"PATH": os.defpath})
+    job = running(["sh", "-c", f'{python} -c "{IDLE_SCRIPT}"; true'], env={"PATH": os.defpath})
     assert job.stdout.readline().strip() == b"ready"
     snapshot = PythonPackagesCollector(pid=job.pid).collect()
     assert snapshot.interpreter == str(python)
@@ -168,20 +173,31 @@ def test_find_interpreter_path_prefers_the_venv_symlink(tmp_path):
     link_dir.mkdir(parents=True)
     (link_dir / "python").symlink_to(real)
     assert find_interpreter_path(str(real), str(link_dir / "python"), None, {}) == str(link_dir / "python")
-    assert find_interpreter_path(str(real), "python", None, {"PATH": f"/nowhere:{link_dir}"}) == str(link_dir / "python")
+    assert find_interpreter_path(str(real), "python", None, {"PATH": f"/nowhere:{link_dir}"}) == str(
+        link_dir / "python"
+    )
     assert find_interpreter_path(str(real), "bin/python", str(tmp_path / "venv"), {}) == str(link_dir / "python")
-    assert find_interpreter_path(str(real), "python", None, {"VIRTUAL_ENV": str(tmp_path / "venv")}) == str(link_dir / "python")
+    assert find_interpreter_path(str(real), "python", None, {"VIRTUAL_ENV": str(tmp_path / "venv")}) == str(
+        link_dir / "python"
+    )
     # argv[0] rewritten by the program (setproctitle): fall back to exe
     assert find_interpreter_path(str(real), "my-trainer", None, {"PATH": str(link_dir)}) == str(real)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("/usr/bin/python3.11", True), ("/x/python", True), ("/x/pypy3", True), ("/x/python3.12-dbg", True),
-    ("/usr/bin/sleep", False), ("/x/pythonista", False), ("/x/ipython", False),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("/usr/bin/python3.11", True),
+        ("/x/python", True),
+        ("/x/pypy3", True),
+        ("/x/python3.12-dbg", True),
+        ("/usr/bin/sleep", False),
+        ("/x/pythonista", False),
+        ("/x/ipython", False),
+    ],
+)
 def test_is_python_executable(name, expected):
     assert is_python_executable(name) is expected
-
 
 
 def test_parse_metadata_header_reads_name_and_version_only_from_the_header():

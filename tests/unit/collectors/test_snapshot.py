@@ -28,8 +28,12 @@ from comet_agent.records import (
     PythonPackagesSnapshot,
 )
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "a@example.org",
-           "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "a@example.org"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "a@example.org",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "a@example.org",
+}
 
 
 def make_repo(path):
@@ -46,11 +50,27 @@ def make_repo(path):
 
 def host_record(**overrides) -> HostSnapshot:
     values = dict(
-        hostname="node1", user="ada", pid=1234, executable="/usr/bin/python3", command=("train.py",),
-        python_version="3.11.7", python_version_verbose="3.11.7 (main)", os_platform="Linux-6.1-x86_64",
-        os_type="Linux", os_release="6.1", machine="x86_64", processor="AMD EPYC", cpu_model="AMD EPYC",
-        physical_cpu_count=2, logical_cpu_count=4, total_ram_bytes=8 * 2**30, distro_name="Debian GNU/Linux",
-        distro_version="12", distro_id="debian", ip="10.0.0.5", network_interface_ips=("10.0.0.5",),
+        hostname="node1",
+        user="ada",
+        pid=1234,
+        executable="/usr/bin/python3",
+        command=("train.py",),
+        python_version="3.11.7",
+        python_version_verbose="3.11.7 (main)",
+        os_platform="Linux-6.1-x86_64",
+        os_type="Linux",
+        os_release="6.1",
+        machine="x86_64",
+        processor="AMD EPYC",
+        cpu_model="AMD EPYC",
+        physical_cpu_count=2,
+        logical_cpu_count=4,
+        total_ram_bytes=8 * 2**30,
+        distro_name="Debian GNU/Linux",
+        distro_version="12",
+        distro_id="debian",
+        ip="10.0.0.5",
+        network_interface_ips=("10.0.0.5",),
     )
     values.update(overrides)
     return HostSnapshot(**values)
@@ -61,10 +81,28 @@ def test_system_details_has_exactly_the_comet_keys_and_null_env():
     details = system_details(snapshot, ["sys.ram.used", "sys.cpu.percent.avg"])
     assert tuple(details) == SYSTEM_DETAILS_KEYS
     assert set(details) == {
-        "command", "env", "executable", "hostname", "ip", "machine", "os", "osRelease", "osType", "pid",
-        "processor", "pythonVersion", "pythonVersionVerbose", "user", "installedPackages", "osPackages",
-        "gpuStaticInfoList", "logAdditionalSystemInfoList", "networkInterfaceIps", "totalRam",
-        "maxTotalMemory", "systemMetricNames",
+        "command",
+        "env",
+        "executable",
+        "hostname",
+        "ip",
+        "machine",
+        "os",
+        "osRelease",
+        "osType",
+        "pid",
+        "processor",
+        "pythonVersion",
+        "pythonVersionVerbose",
+        "user",
+        "installedPackages",
+        "osPackages",
+        "gpuStaticInfoList",
+        "logAdditionalSystemInfoList",
+        "networkInterfaceIps",
+        "totalRam",
+        "maxTotalMemory",
+        "systemMetricNames",
     }
     assert details["env"] is None
     assert details["systemMetricNames"] == ["sys.cpu.percent.avg", "sys.ram.used"]
@@ -77,20 +115,36 @@ def test_system_details_has_exactly_the_comet_keys_and_null_env():
 def test_system_details_of_a_watched_job_uses_its_interpreter_and_lists_every_reason():
     packages = PythonPackagesSnapshot(
         packages=(PythonPackage("torch", "2.3.0"), PythonPackage("mylib", "0.1", editable=True)),
-        source="interpreter", interpreter="/job/venv/bin/python", python_version="3.10.14",
+        source="interpreter",
+        interpreter="/job/venv/bin/python",
+        python_version="3.10.14",
         python_version_verbose="3.10.14 (main)",
     )
     snapshot = StaticSnapshot(
         host=host_record(),
         python_packages=packages,
         os_packages=OsPackagesSnapshot("dpkg", ("bash=5.2", "libc6=2.36")),
-        git=GitSnapshot(working_dir="/w", user="Ada", root="r", branch=None, parent="p", origin=None, patch=b"x" * 10,
-                        patch_total_bytes=10, patch_truncated=False, max_patch_bytes=100, untracked_policy="excluded",
-                        notes=("detached HEAD: branch is null",)),
+        git=GitSnapshot(
+            working_dir="/w",
+            user="Ada",
+            root="r",
+            branch=None,
+            parent="p",
+            origin=None,
+            patch=b"x" * 10,
+            patch_total_bytes=10,
+            patch_truncated=False,
+            max_patch_bytes=100,
+            untracked_policy="excluded",
+            notes=("detached HEAD: branch is null",),
+        ),
         gpu_static=GpuStaticSnapshot(
-            devices=(GpuDeviceInfo(0, "NVIDIA A100-SXM4-80GB", "GPU-a", 85899345920, 400000),
-                     GpuDeviceInfo(1, "NVIDIA A100-SXM4-40GB", "GPU-b", 42949672960, None)),
-            driver_version="550.54.15", cuda_driver_version="12.4",
+            devices=(
+                GpuDeviceInfo(0, "NVIDIA A100-SXM4-80GB", "GPU-a", 85899345920, 400000),
+                GpuDeviceInfo(1, "NVIDIA A100-SXM4-40GB", "GPU-b", 42949672960, None),
+            ),
+            driver_version="550.54.15",
+            cuda_driver_version="12.4",
             additional=({"key": "gpu.driverVersion", "value": "550.54.15"},),
         ),
         unavailable={"cloud": "not probed"},
@@ -101,8 +155,20 @@ def test_system_details_of_a_watched_job_uses_its_interpreter_and_lists_every_re
     assert details["installedPackages"] == ["mylib==0.1 (editable)", "torch==2.3.0"]
     assert details["osPackages"] == ["bash=5.2", "libc6=2.36"]
     assert details["gpuStaticInfoList"] == [
-        {"gpuIndex": 0, "name": "NVIDIA A100-SXM4-80GB", "uuid": "GPU-a", "totalMemory": 85899345920, "powerLimit": 400000},
-        {"gpuIndex": 1, "name": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-b", "totalMemory": 42949672960, "powerLimit": None},
+        {
+            "gpuIndex": 0,
+            "name": "NVIDIA A100-SXM4-80GB",
+            "uuid": "GPU-a",
+            "totalMemory": 85899345920,
+            "powerLimit": 400000,
+        },
+        {
+            "gpuIndex": 1,
+            "name": "NVIDIA A100-SXM4-40GB",
+            "uuid": "GPU-b",
+            "totalMemory": 42949672960,
+            "powerLimit": None,
+        },
     ]
     assert details["maxTotalMemory"] == 85899345920
     extra = [(item["key"], item["value"]) for item in details["logAdditionalSystemInfoList"]]
@@ -117,8 +183,13 @@ def test_system_details_of_a_watched_job_uses_its_interpreter_and_lists_every_re
 
 def test_collect_static_in_a_repository(tmp_path):
     repo = make_repo(tmp_path / "repo")
-    snapshot = collect_static(directory=str(repo), include_os_packages=False, include_gpu=False,
-                              server_url="http://127.0.0.1:5055/", secrets=["pw123456"])
+    snapshot = collect_static(
+        directory=str(repo),
+        include_os_packages=False,
+        include_gpu=False,
+        server_url="http://127.0.0.1:5055/",
+        secrets=["pw123456"],
+    )
     assert snapshot.host.ip == "127.0.0.1"
     assert snapshot.git.branch == "refs/heads/main"
     assert snapshot.git.origin == "https://example.org/r.git"
@@ -142,7 +213,14 @@ def test_cli_collect_json_prints_one_complete_object(tmp_path, capsys):
     out = capsys.readouterr().out
     assert status == ExitStatus.OK
     document = json.loads(out)
-    assert set(document) == {"systemDetails", "gitMetadata", "gitPatchBytes", "gpuStaticInfoList", "unavailable", "sample"}
+    assert set(document) == {
+        "systemDetails",
+        "gitMetadata",
+        "gitPatchBytes",
+        "gpuStaticInfoList",
+        "unavailable",
+        "sample",
+    }
     assert tuple(document["systemDetails"]) == SYSTEM_DETAILS_KEYS
     assert document["gitMetadata"]["branch"] == "refs/heads/main"
     assert document["gitMetadata"]["origin"] == "https://example.org/r.git"
@@ -184,8 +262,10 @@ def test_cli_collect_rejects_a_missing_pid(capsys):
 
 
 def test_cli_collect_for_a_watched_pid_masks_its_secrets(capsys):
-    job = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(120)",
-                            "--api-key", "abcdef123456"], stdout=subprocess.PIPE)
+    job = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(120)", "--api-key", "abcdef123456"],
+        stdout=subprocess.PIPE,
+    )
     try:
         assert job.stdout.readline().strip() == b"ready"
         status = main(["collect", "--json", "--pid", str(job.pid), "--no-os-packages", "--directory", "/"])
@@ -198,13 +278,22 @@ def test_cli_collect_for_a_watched_pid_masks_its_secrets(capsys):
     assert details["pid"] == job.pid
     assert "abcdef123456" not in out
     assert details["command"][-2:] == ["--api-key", "********"]
-    assert any(item == {"key": "python_packages.source", "value": "interpreter"} for item in details["logAdditionalSystemInfoList"])
+    assert any(
+        item == {"key": "python_packages.source", "value": "interpreter"}
+        for item in details["logAdditionalSystemInfoList"]
+    )
 
 
 def test_format_summary_lists_unavailable_collectors():
     snapshot = StaticSnapshot(host=host_record(), unavailable={"gpu_static": "no NVML"})
-    document = {"systemDetails": system_details(snapshot), "gitMetadata": None, "gitPatchBytes": None,
-                "gpuStaticInfoList": [], "unavailable": snapshot.unavailable, "sample": []}
+    document = {
+        "systemDetails": system_details(snapshot),
+        "gitMetadata": None,
+        "gitPatchBytes": None,
+        "gpuStaticInfoList": [],
+        "unavailable": snapshot.unavailable,
+        "sample": [],
+    }
     text = format_summary(document)
     assert "unavailable gpu_static: no NVML" in text
     assert "node1" in text

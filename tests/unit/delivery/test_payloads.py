@@ -55,7 +55,9 @@ def test_cpu_points_use_comets_one_based_two_digit_names():
 
 
 def test_cpu_under_a_cgroup_quota_reports_the_quota_relative_figure_apart():
-    names = points_by_name([cpu_sample(overall_source="cgroup", overall_percent=75.0, host_overall_percent=20.0, cgroup_quota_cpus=2.0)])
+    names = points_by_name(
+        [cpu_sample(overall_source="cgroup", overall_percent=75.0, host_overall_percent=20.0, cgroup_quota_cpus=2.0)]
+    )
     # The Comet name stays host-wide (what the server derives from log_cpu_metrics' per-CPU list).
     assert names["sys.cpu.percent.avg"] == 20.0
     assert names["sys.cpu.cgroup.percent.avg"] == 75.0
@@ -90,7 +92,11 @@ def test_memory_points_and_swap_only_when_present():
 
 
 def test_load_points():
-    assert points_by_name([LoadSample(0.5, 0.25, 0.125, T)]) == {"sys.load.avg": 0.5, "sys.load.avg5": 0.25, "sys.load.avg15": 0.125}
+    assert points_by_name([LoadSample(0.5, 0.25, 0.125, T)]) == {
+        "sys.load.avg": 0.5,
+        "sys.load.avg5": 0.25,
+        "sys.load.avg15": 0.125,
+    }
 
 
 def test_disk_and_network_points_are_integer_bytes_per_second_like_comet():
@@ -118,7 +124,9 @@ def test_disk_and_network_points_are_integer_bytes_per_second_like_comet():
 def test_process_and_agent_points_leave_out_unknown_values():
     names = points_by_name(
         [
-            ProcessTreeSample(100, 3, None, 4096, 7, None, taken_at_ms=T, gpu_memory_used_bytes_by_index={0: 123, 2: 456}),
+            ProcessTreeSample(
+                100, 3, None, 4096, 7, None, taken_at_ms=T, gpu_memory_used_bytes_by_index={0: 123, 2: 456}
+            ),
             AgentSelfSample(pid=9, cpu_percent=None, rss_bytes=2048, taken_at_ms=T),
         ]
     )
@@ -131,7 +139,11 @@ def test_process_and_agent_points_leave_out_unknown_values():
         "sys.agent.rss": 2048,
     }
     names = points_by_name([ProcessTreeSample(100, 1, 150.0, 1, 1, 9, taken_at_ms=T), AgentSelfSample(9, 0.5, 1, T)])
-    assert (names["sys.proc.cpu.percent"], names["sys.proc.open_files"], names["sys.agent.cpu.percent"]) == (150.0, 9, 0.5)
+    assert (names["sys.proc.cpu.percent"], names["sys.proc.open_files"], names["sys.agent.cpu.percent"]) == (
+        150.0,
+        9,
+        0.5,
+    )
 
 
 def test_gpu_points_use_comets_names_and_skip_unsupported_fields():
@@ -168,11 +180,17 @@ def test_gpu_points_use_comets_names_and_skip_unsupported_fields():
 def test_log_metrics_keyword_arguments_match_apiexperiment_signatures():
     """The cpu/ram/load payloads of push_requests bind to comet_ml's own APIExperiment signatures."""
     comet_ml = pytest.importorskip("comet_ml")
-    records = [cpu_sample(cpu_numbers=(0, 1, 2)), MemorySample(1000, 400, 600, 60.0, 0, 0, None, T), LoadSample(0.5, 0.25, 0.125, T)]
+    records = [
+        cpu_sample(cpu_numbers=(0, 1, 2)),
+        MemorySample(1000, 400, 600, 60.0, 0, 0, None, T),
+        LoadSample(0.5, 0.25, 0.125, T),
+    ]
     requests = dict(payloads.push_requests(payloads.metric_points(records), per_kind_endpoints=True))
-    for endpoint, method in (("cpu_metrics", comet_ml.APIExperiment.log_cpu_metrics),
-                             ("ram_metrics", comet_ml.APIExperiment.log_ram_metrics),
-                             ("load_metrics", comet_ml.APIExperiment.log_load_metrics)):
+    for endpoint, method in (
+        ("cpu_metrics", comet_ml.APIExperiment.log_cpu_metrics),
+        ("ram_metrics", comet_ml.APIExperiment.log_ram_metrics),
+        ("load_metrics", comet_ml.APIExperiment.log_load_metrics),
+    ):
         inspect.signature(method).bind(None, **requests[endpoint])  # raises TypeError on a wrong keyword
     assert requests["cpu_metrics"] == {"cpu_metrics": [10.0, 90.0, 50.0], "timestamp": T}
     assert requests["ram_metrics"] == {"total_ram": 1000, "used_ram": 600, "timestamp": T}
@@ -206,8 +224,12 @@ def test_a_record_that_names_its_own_metrics_needs_no_mapping_here():
     points = payloads.metric_points([_FanSample(40.0, None, taken_at_ms=T), LoadSample(0.5, 0.25, 0.125, T + 1)])
     # in order, None left out, stamped with the record's own taken_at_ms
     assert points[0] == {"metricName": "sys.fan.percent", "metricValue": 40.0, "timestamp": T}
-    assert [point["metricName"] for point in points] == ["sys.fan.percent", "sys.load.avg", "sys.load.avg5",
-                                                         "sys.load.avg15"]
+    assert [point["metricName"] for point in points] == [
+        "sys.fan.percent",
+        "sys.load.avg",
+        "sys.load.avg5",
+        "sys.load.avg15",
+    ]
     assert payloads.system_metric_names([_FanSample(1.0, 2.0, T)]) == ["sys.fan.board_watts", "sys.fan.percent"]
 
 
@@ -233,6 +255,9 @@ def test_gpu_collector_samples_map_to_points_and_log_gpu_metrics_items(model):
     requests = dict(payloads.push_requests(payloads.metric_points(samples), per_kind_endpoints=True))
     items = requests["gpu_metrics"]["gpus"]
     # Comet's five keys (plus our per-item sample time), whole numbers; only GPUs that know all four figures.
-    assert all(set(item) == {"gpuId", "freeMemory", "usedMemory", "gpuUtilization", "totalMemory", "timestamp"} for item in items)
+    assert all(
+        set(item) == {"gpuId", "freeMemory", "usedMemory", "gpuUtilization", "totalMemory", "timestamp"}
+        for item in items
+    )
     assert all(isinstance(value, int) for item in items for value in item.values())
     assert [item["gpuId"] for item in items] == [s.gpu_index for s in samples if s.utilization_percent is not None]

@@ -14,34 +14,40 @@ from comet_agent.delivery.retry import RetryPolicy
 Failure = errors.Failure
 
 
-@pytest.mark.parametrize("error, expected", [
-    (errors.ConnectionFailed("refused"), Failure.TRANSIENT),
-    (errors.RequestTimedOut("slow"), Failure.TRANSIENT),
-    (errors.ServerError("503", status=503), Failure.TRANSIENT),
-    (errors.ServerError("501", status=501), Failure.TRANSIENT),
-    (errors.ClientError("408", status=408), Failure.TRANSIENT),
-    (errors.Throttled("429", status=429, retry_after_s=3.0), Failure.THROTTLED),
-    (errors.InvalidReply("html"), Failure.INVALID_REPLY),
-    (errors.Unauthorized("401", status=401), Failure.UNAUTHORIZED),
-    (errors.Unauthorized("403", status=403), Failure.UNAUTHORIZED),
-    (errors.BadRequest("400", status=400), Failure.PERMANENT),
-    (errors.NotFound("404", status=404), Failure.PERMANENT),
-    (errors.ClientError("409", status=409), Failure.PERMANENT),
-    (errors.PayloadTooLarge("413", status=413), Failure.PERMANENT),
-    (errors.TooManyRedirects("loop"), Failure.PERMANENT),
-    (errors.ServerError("told not to", status=503, retryable=False), Failure.PERMANENT),
-])
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (errors.ConnectionFailed("refused"), Failure.TRANSIENT),
+        (errors.RequestTimedOut("slow"), Failure.TRANSIENT),
+        (errors.ServerError("503", status=503), Failure.TRANSIENT),
+        (errors.ServerError("501", status=501), Failure.TRANSIENT),
+        (errors.ClientError("408", status=408), Failure.TRANSIENT),
+        (errors.Throttled("429", status=429, retry_after_s=3.0), Failure.THROTTLED),
+        (errors.InvalidReply("html"), Failure.INVALID_REPLY),
+        (errors.Unauthorized("401", status=401), Failure.UNAUTHORIZED),
+        (errors.Unauthorized("403", status=403), Failure.UNAUTHORIZED),
+        (errors.BadRequest("400", status=400), Failure.PERMANENT),
+        (errors.NotFound("404", status=404), Failure.PERMANENT),
+        (errors.ClientError("409", status=409), Failure.PERMANENT),
+        (errors.PayloadTooLarge("413", status=413), Failure.PERMANENT),
+        (errors.TooManyRedirects("loop"), Failure.PERMANENT),
+        (errors.ServerError("told not to", status=503, retryable=False), Failure.PERMANENT),
+    ],
+)
 def test_each_error_has_one_failure_class(error, expected):
     assert errors.classify(error) == expected
 
 
-@pytest.mark.parametrize("error, at_once", [
-    (errors.ServerError("503", status=503), True),
-    (errors.Throttled("429", status=429), True),
-    (errors.InvalidReply("html"), False),
-    (errors.Unauthorized("401", status=401), False),
-    (errors.NotFound("404", status=404), False),
-])
+@pytest.mark.parametrize(
+    "error, at_once",
+    [
+        (errors.ServerError("503", status=503), True),
+        (errors.Throttled("429", status=429), True),
+        (errors.InvalidReply("html"), False),
+        (errors.Unauthorized("401", status=401), False),
+        (errors.NotFound("404", status=404), False),
+    ],
+)
 def test_the_client_resends_at_once_only_transient_and_throttled_within_its_budget(error, at_once):
     policy = RetryPolicy(max_retries=2)
     assert [policy.resends_now(error, attempt) for attempt in (1, 2, 3)] == [at_once, at_once, False]

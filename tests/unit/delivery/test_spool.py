@@ -181,7 +181,8 @@ def test_a_spool_from_before_the_totals_table_gets_its_totals_computed(tmp_path)
         " kind TEXT NOT NULL, request_id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL, size_bytes INTEGER NOT NULL,"
         " created_ms INTEGER NOT NULL);"
         "INSERT INTO entries VALUES (NULL, 'exp', 'm', 'periodic', 'r1', '{}', 2, 1);"
-        "INSERT INTO entries VALUES (NULL, 'exp', 'm', 'periodic', 'r2', '{}', 2, 1);")
+        "INSERT INTO entries VALUES (NULL, 'exp', 'm', 'periodic', 'r2', '{}', 2, 1);"
+    )
     conn.close()
     with Spool(path) as spool:
         assert (spool.depth(), spool.size_bytes()) == (2, 4)
@@ -195,8 +196,11 @@ def test_a_recorded_batch_survives_reopen_and_leaves_with_its_entries(tmp_path):
         entries = [spool.append("exp1", "metrics_batch", {"values": [i]}) for i in range(4)]
         spool.record_batch(entries[:3], "first..third")
     with Spool(path) as spool:
-        assert spool.batch_ids(entries) == {entries[0].seq: "first..third", entries[1].seq: "first..third",
-                                            entries[2].seq: "first..third"}
+        assert spool.batch_ids(entries) == {
+            entries[0].seq: "first..third",
+            entries[1].seq: "first..third",
+            entries[2].seq: "first..third",
+        }
         assert [member.payload["values"] for member in spool.batch_members("first..third")] == [[0], [1], [2]]
         spool.ack(entries[:1])  # an entry that leaves the spool leaves its batch
         spool.quarantine(entries[1], "refused")

@@ -12,21 +12,39 @@ def _points(name, values, start_ms=1000):
     return [{"metricName": name, "metricValue": v, "timestamp": start_ms + 100 * i} for i, v in enumerate(values)]
 
 
-@pytest.mark.parametrize("name,rule", [
-    ("sys.cpu.percent.01", "mean"), ("sys.gpu.0.gpu_utilization", "mean"), ("sys.network.send_bps", "mean"),
-    ("sys.gpu.1.used_memory", "max"), ("sys.ram.used", "max"), ("sys.proc.rss", "max"), ("sys.disk.root.used", "max"),
-    ("sys.gpu.0.free_memory", "min"), ("sys.ram.available", "min"),
-    ("sys.ram.total", "last"), ("sys.gpu.0.total_memory", "last"), ("sys.gpu.0.ecc_errors_corrected", "last"),
-    ("sys.gpu.0.throttle_reasons", "or"), ("sys.load.avg", "mean"), ("user_metric", "mean"),
-])
+@pytest.mark.parametrize(
+    "name,rule",
+    [
+        ("sys.cpu.percent.01", "mean"),
+        ("sys.gpu.0.gpu_utilization", "mean"),
+        ("sys.network.send_bps", "mean"),
+        ("sys.gpu.1.used_memory", "max"),
+        ("sys.ram.used", "max"),
+        ("sys.proc.rss", "max"),
+        ("sys.disk.root.used", "max"),
+        ("sys.gpu.0.free_memory", "min"),
+        ("sys.ram.available", "min"),
+        ("sys.ram.total", "last"),
+        ("sys.gpu.0.total_memory", "last"),
+        ("sys.gpu.0.ecc_errors_corrected", "last"),
+        ("sys.gpu.0.throttle_reasons", "or"),
+        ("sys.load.avg", "mean"),
+        ("user_metric", "mean"),
+    ],
+)
 def test_window_rules(name, rule):
     assert window_rule(name) == rule
 
 
 def test_aggregate_window_applies_each_rule_and_keeps_the_last_timestamp():
-    points = (_points("sys.cpu.percent.avg", [10.0, 20.0, 60.0]) + _points("sys.ram.used", [5, 9, 7])
-              + _points("sys.ram.available", [50, 40, 45]) + _points("sys.ram.total", [100, 100, 101])
-              + _points("sys.gpu.0.throttle_reasons", [0, 4, 1]) + _points("sys.network.send_bps", [1, 2, 2]))
+    points = (
+        _points("sys.cpu.percent.avg", [10.0, 20.0, 60.0])
+        + _points("sys.ram.used", [5, 9, 7])
+        + _points("sys.ram.available", [50, 40, 45])
+        + _points("sys.ram.total", [100, 100, 101])
+        + _points("sys.gpu.0.throttle_reasons", [0, 4, 1])
+        + _points("sys.network.send_bps", [1, 2, 2])
+    )
     result = {p["metricName"]: p for p in aggregate_window(points)}
     assert result["sys.cpu.percent.avg"]["metricValue"] == pytest.approx(30.0)
     assert result["sys.ram.used"]["metricValue"] == 9
@@ -44,12 +62,25 @@ def test_a_window_of_one_sample_is_unchanged():
 
 
 def _one_push_of_each_kind():
-    return (_points("sys.cpu.percent.01", [10.0]) + _points("sys.cpu.percent.02", [30.0])
-            + _points("sys.cpu.percent.avg", [20.0]) + _points("sys.ram.total", [100]) + _points("sys.ram.used", [40])
-            + _points("sys.load.avg", [0.5]) + _points("sys.load.avg5", [0.25])
-            + [{"metricName": f"sys.gpu.0.{f}", "metricValue": v, "timestamp": 1000}
-               for f, v in (("free_memory", 60), ("used_memory", 20), ("total_memory", 80), ("gpu_utilization", 97.6),
-                            ("temperature", 61))])
+    return (
+        _points("sys.cpu.percent.01", [10.0])
+        + _points("sys.cpu.percent.02", [30.0])
+        + _points("sys.cpu.percent.avg", [20.0])
+        + _points("sys.ram.total", [100])
+        + _points("sys.ram.used", [40])
+        + _points("sys.load.avg", [0.5])
+        + _points("sys.load.avg5", [0.25])
+        + [
+            {"metricName": f"sys.gpu.0.{f}", "metricValue": v, "timestamp": 1000}
+            for f, v in (
+                ("free_memory", 60),
+                ("used_memory", 20),
+                ("total_memory", 80),
+                ("gpu_utilization", 97.6),
+                ("temperature", 61),
+            )
+        ]
+    )
 
 
 def test_push_requests_sends_one_metric_batch_with_every_series_by_name():
@@ -60,9 +91,17 @@ def test_push_requests_sends_one_metric_batch_with_every_series_by_name():
 
 def test_push_requests_of_a_window_batches_the_aggregates():
     points = _points("sys.cpu.percent.avg", [10.0, 30.0]) + _points("sys.ram.used", [5, 9])
-    assert push_requests(points) == [("metrics_batch", {"values": [
-        {"metricName": "sys.cpu.percent.avg", "metricValue": 20.0, "timestamp": 1100},
-        {"metricName": "sys.ram.used", "metricValue": 9, "timestamp": 1100}]})]
+    assert push_requests(points) == [
+        (
+            "metrics_batch",
+            {
+                "values": [
+                    {"metricName": "sys.cpu.percent.avg", "metricValue": 20.0, "timestamp": 1100},
+                    {"metricName": "sys.ram.used", "metricValue": 9, "timestamp": 1100},
+                ]
+            },
+        )
+    ]
 
 
 def test_push_requests_maps_comet_metrics_to_their_endpoints_and_the_rest_to_a_batch():
@@ -70,8 +109,11 @@ def test_push_requests_maps_comet_metrics_to_their_endpoints_and_the_rest_to_a_b
     assert requests["cpu_metrics"] == {"cpu_metrics": [10.0, 30.0], "timestamp": 1000}
     assert requests["ram_metrics"] == {"total_ram": 100, "used_ram": 40, "timestamp": 1000}
     assert requests["load_metrics"] == {"load_avg": 0.5, "timestamp": 1000}
-    assert requests["gpu_metrics"] == {"gpus": [{"gpuId": 0, "freeMemory": 60, "usedMemory": 20, "gpuUtilization": 98,
-                                                 "totalMemory": 80, "timestamp": 1000}]}
+    assert requests["gpu_metrics"] == {
+        "gpus": [
+            {"gpuId": 0, "freeMemory": 60, "usedMemory": 20, "gpuUtilization": 98, "totalMemory": 80, "timestamp": 1000}
+        ]
+    }
     batch_names = [p["metricName"] for p in requests["metrics_batch"]["values"]]
     # What the server derives from the four endpoints is not sent twice.
     assert batch_names == ["sys.load.avg5", "sys.gpu.0.temperature"]
@@ -98,7 +140,9 @@ def test_a_window_mean_of_a_whole_number_series_stays_whole_and_a_fraction_stays
 
 def _per_cpu_points(cpu_numbers):
     # Each CPU's value encodes its own number, so a value under another CPU's name shows.
-    return [{"metricName": f"sys.cpu.percent.{n + 1:02d}", "metricValue": n / 10, "timestamp": 1000} for n in cpu_numbers]
+    return [
+        {"metricName": f"sys.cpu.percent.{n + 1:02d}", "metricValue": n / 10, "timestamp": 1000} for n in cpu_numbers
+    ]
 
 
 @pytest.mark.parametrize("cpu_count", [99, 100, 128, 512])
@@ -116,13 +160,21 @@ def test_push_requests_sends_per_cpu_figures_by_name_when_a_cpu_is_missing():
     [(endpoint, payload)] = push_requests(points, per_kind_endpoints=True)
     assert endpoint == "metrics_batch"
     assert {p["metricName"]: p["metricValue"] for p in payload["values"]} == {
-        "sys.cpu.percent.01": 0.0, "sys.cpu.percent.02": 0.1, "sys.cpu.percent.04": 0.3, "sys.cpu.percent.128": 12.7,
-        "sys.cpu.percent.avg": 5.0}
+        "sys.cpu.percent.01": 0.0,
+        "sys.cpu.percent.02": 0.1,
+        "sys.cpu.percent.04": 0.3,
+        "sys.cpu.percent.128": 12.7,
+        "sys.cpu.percent.avg": 5.0,
+    }
 
 
 def test_push_requests_orders_gpus_by_index_beyond_9():
-    points = [{"metricName": f"sys.gpu.{i}.{f}", "metricValue": 100 * i + k, "timestamp": 1000}
-              for i in (10, 2, 1, 0) for k, f in enumerate(("free_memory", "used_memory", "total_memory", "gpu_utilization"))]
+    points = [
+        {"metricName": f"sys.gpu.{i}.{f}", "metricValue": 100 * i + k, "timestamp": 1000}
+        for i in (10, 2, 1, 0)
+        for k, f in enumerate(("free_memory", "used_memory", "total_memory", "gpu_utilization"))
+    ]
     requests = dict(push_requests(points, per_kind_endpoints=True))
-    assert [(item["gpuId"], item["freeMemory"], item["gpuUtilization"]) for item in requests["gpu_metrics"]["gpus"]] == [
-        (0, 0, 3), (1, 100, 103), (2, 200, 203), (10, 1000, 1003)]
+    assert [
+        (item["gpuId"], item["freeMemory"], item["gpuUtilization"]) for item in requests["gpu_metrics"]["gpus"]
+    ] == [(0, 0, 3), (1, 100, 103), (2, 200, 203), (10, 1000, 1003)]

@@ -12,7 +12,9 @@ from comet_agent.sources.commands import CommandNotFound, CommandTimedOut, find_
 
 
 def test_run_command_returns_output_and_status():
-    result = run_command([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"], timeout_s=20)
+    result = run_command(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"], timeout_s=20
+    )
     assert result.returncode == 3
     assert not result.ok
     assert result.text() == "out\n"
@@ -74,8 +76,15 @@ def test_run_command_timeout_kills_the_process_group(tmp_path):
 
 def test_run_command_passes_environment_cwd_and_stdin(tmp_path):
     result = run_command(
-        [sys.executable, "-c", "import os, sys; print(os.getcwd()); print(os.environ.get('ONLY_THIS')); print(sys.stdin.read())"],
-        timeout_s=20, cwd=str(tmp_path), env={"ONLY_THIS": "yes", "PATH": os.defpath}, stdin_bytes=b"fed",
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; print(os.getcwd()); print(os.environ.get('ONLY_THIS')); print(sys.stdin.read())",
+        ],
+        timeout_s=20,
+        cwd=str(tmp_path),
+        env={"ONLY_THIS": "yes", "PATH": os.defpath},
+        stdin_bytes=b"fed",
     )
     assert result.text().split("\n")[:3] == [str(tmp_path), "yes", "fed"]
 

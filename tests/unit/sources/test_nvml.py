@@ -32,7 +32,14 @@ def _no_mig() -> dict:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, None), ("", []), ("   ", []), ("0", ["0"]), (" 2 , 0 ", ["2", "0"]), ("GPU-ab,MIG-cd", ["GPU-ab", "MIG-cd"])],
+    [
+        (None, None),
+        ("", []),
+        ("   ", []),
+        ("0", ["0"]),
+        (" 2 , 0 ", ["2", "0"]),
+        ("GPU-ab,MIG-cd", ["GPU-ab", "MIG-cd"]),
+    ],
 )
 def test_parse_cuda_visible_devices_splits_and_strips(value, expected):
     assert parse_cuda_visible_devices(value) == expected
@@ -169,9 +176,7 @@ def test_cuda_visible_devices_hiding_everything_is_unavailable():
 
 
 def test_visible_gpus_by_mig_uuid_points_at_the_mig_handle_and_its_parent():
-    gateway = NvmlGateway(
-        module=build_fake_nvml("h100-80gb-mig"), environ={"CUDA_VISIBLE_DEVICES": f"{H100_MIG_1G},1"}
-    )
+    gateway = NvmlGateway(module=build_fake_nvml("h100-80gb-mig"), environ={"CUDA_VISIBLE_DEVICES": f"{H100_MIG_1G},1"})
     first, second = gateway.visible_gpus()
     assert (first.visible_index, first.uuid, first.is_mig_instance, first.nvml_index) == (0, H100_MIG_1G, True, 0)
     assert first.parent_uuid == "GPU-9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"

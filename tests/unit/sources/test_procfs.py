@@ -29,7 +29,9 @@ def test_read_stat_on_recorded_vm():
     reading = procfs.read_stat(str(VM / "proc"))
     assert sorted(reading.per_cpu) == [0, 1]
     # recorded line: cpu  3404 0 1715 92776 198 0 33 24 0 0
-    assert reading.aggregate == procfs.CpuTimes(busy_ticks=3404 + 1715 + 33 + 24, total_ticks=3404 + 1715 + 92776 + 198 + 33 + 24)
+    assert reading.aggregate == procfs.CpuTimes(
+        busy_ticks=3404 + 1715 + 33 + 24, total_ticks=3404 + 1715 + 92776 + 198 + 33 + 24
+    )
 
 
 def test_parse_meminfo_converts_kilobytes_to_bytes_and_keeps_plain_counts():
@@ -60,9 +62,22 @@ def test_parse_diskstats_counts_512_byte_sectors():
 @pytest.mark.parametrize(
     ("name", "whole_disk"),
     [
-        ("sda", True), ("sda1", False), ("vdb", True), ("vdb12", False), ("xvda", True), ("xvda1", False),
-        ("nvme0n1", True), ("nvme0n1p2", False), ("mmcblk0", True), ("mmcblk0p1", False),
-        ("dm-0", False), ("md127", False), ("loop3", False), ("zram0", False), ("ram0", False), ("sr0", True),
+        ("sda", True),
+        ("sda1", False),
+        ("vdb", True),
+        ("vdb12", False),
+        ("xvda", True),
+        ("xvda1", False),
+        ("nvme0n1", True),
+        ("nvme0n1p2", False),
+        ("mmcblk0", True),
+        ("mmcblk0p1", False),
+        ("dm-0", False),
+        ("md127", False),
+        ("loop3", False),
+        ("zram0", False),
+        ("ram0", False),
+        ("sr0", True),
     ],
 )
 def test_is_whole_disk_name(name, whole_disk):
@@ -88,13 +103,27 @@ def test_parse_net_dev_reads_bytes_of_both_directions():
 def test_parse_pid_stat_handles_spaces_and_parentheses_in_the_command_name():
     stat = procfs.read_pid_stat(str(PROCFS_FIXTURES / "process-tree" / "step0" / "proc"), 103)
     assert stat.command_name == "sh -c (x) y"
-    assert (stat.pid, stat.parent_pid, stat.cpu_ticks, stat.threads, stat.start_ticks, stat.rss_pages) == (103, 101, 10, 1, 5200, 500)
+    assert (stat.pid, stat.parent_pid, stat.cpu_ticks, stat.threads, stat.start_ticks, stat.rss_pages) == (
+        103,
+        101,
+        10,
+        1,
+        5200,
+        500,
+    )
 
 
 def test_parse_pid_stat_on_a_real_kernel_line():
     line = "6169 (cat) R 6167 6167 2725 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 48295 3133440 380 18446744073709551615 1 1 0 0\n"
     stat = procfs.parse_pid_stat(line)
-    assert (stat.pid, stat.command_name, stat.parent_pid, stat.cpu_ticks, stat.start_ticks, stat.rss_pages) == (6169, "cat", 6167, 10, 48295, 380)
+    assert (stat.pid, stat.command_name, stat.parent_pid, stat.cpu_ticks, stat.start_ticks, stat.rss_pages) == (
+        6169,
+        "cat",
+        6167,
+        10,
+        48295,
+        380,
+    )
 
 
 def test_parse_pid_stat_rejects_truncated_line():
@@ -153,13 +182,21 @@ def test_find_cgroup_cpu_limit_falls_back_to_root_for_an_invisible_path(tmp_path
 
 
 def test_readers_raise_oserror_on_missing_files(tmp_path):
-    for reader in (procfs.read_stat, procfs.read_meminfo, procfs.read_loadavg, procfs.read_diskstats, procfs.read_net_dev):
+    for reader in (
+        procfs.read_stat,
+        procfs.read_meminfo,
+        procfs.read_loadavg,
+        procfs.read_diskstats,
+        procfs.read_net_dev,
+    ):
         with pytest.raises(FileNotFoundError):
             reader(str(tmp_path))
 
 
 @given(
-    command_name=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\x00"), max_size=15),
+    command_name=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\x00"), max_size=15
+    ),
     parent_pid=st.integers(min_value=0, max_value=4_194_304),
     user_ticks=st.integers(min_value=0, max_value=2**40),
     system_ticks=st.integers(min_value=0, max_value=2**40),
@@ -170,7 +207,12 @@ def test_parse_pid_stat_recovers_fields_whatever_the_command_name(command_name, 
     stat = procfs.parse_pid_stat(line)
     assert stat.command_name == command_name
     assert (stat.pid, stat.parent_pid, stat.cpu_ticks, stat.threads, stat.start_ticks, stat.rss_pages) == (
-        77, parent_pid, user_ticks + system_ticks, 3, 999, 42,
+        77,
+        parent_pid,
+        user_ticks + system_ticks,
+        3,
+        999,
+        42,
     )
 
 
@@ -247,7 +289,13 @@ def test_pid_readers_on_a_fixture_entry(tmp_path):
     assert procfs.read_pid_cmdline(root, 42) == ["python3", "train.py"]
     assert procfs.read_pid_environ(root, 42) == {"USER": "ada"}
     assert procfs.read_pid_uid(root, 42) == 1001
-    for reader in (procfs.read_pid_executable, procfs.read_pid_cwd, procfs.read_pid_cmdline, procfs.read_pid_environ, procfs.read_pid_uid):
+    for reader in (
+        procfs.read_pid_executable,
+        procfs.read_pid_cwd,
+        procfs.read_pid_cmdline,
+        procfs.read_pid_environ,
+        procfs.read_pid_uid,
+    ):
         with pytest.raises(FileNotFoundError):
             reader(root, 43)
 
@@ -258,7 +306,12 @@ def test_pid_readers_on_a_fixture_entry(tmp_path):
 def test_parse_proc_cgroup_maps_v1_controllers_and_the_v2_path():
     membership = procfs.parse_proc_cgroup("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n1:name=systemd:/x\n0::/\n")
     assert membership.unified_path == "/"
-    assert membership.v1_paths == {"memory": "/docker/abc", "cpu": "/docker/abc", "cpuacct": "/docker/abc", "name=systemd": "/x"}
+    assert membership.v1_paths == {
+        "memory": "/docker/abc",
+        "cpu": "/docker/abc",
+        "cpuacct": "/docker/abc",
+        "name=systemd": "/x",
+    }
     assert procfs.parse_proc_cgroup("0::\n").unified_path == "/"  # an empty v2 path is the root
     assert procfs.parse_proc_cgroup("garbage\n") == procfs.CgroupMembership(unified_path=None, v1_paths={})
 
@@ -279,12 +332,17 @@ def test_parse_cpu_max_cpus(text, cores):
     assert procfs.parse_cpu_max_cpus(text) == cores
 
 
-@pytest.mark.parametrize("quota, period, cores", [("200000\n", "100000\n", 2.0), ("-1\n", "100000\n", None), ("", "", None), ("5", "0", None)])
+@pytest.mark.parametrize(
+    "quota, period, cores",
+    [("200000\n", "100000\n", 2.0), ("-1\n", "100000\n", None), ("", "", None), ("5", "0", None)],
+)
 def test_parse_cfs_quota_cpus(quota, period, cores):
     assert procfs.parse_cfs_quota_cpus(quota, period) == cores
 
 
-@pytest.mark.parametrize("text, limit", [("4294967296\n", 4294967296), ("max\n", None), ("9223372036854771712\n", None)])
+@pytest.mark.parametrize(
+    "text, limit", [("4294967296\n", 4294967296), ("max\n", None), ("9223372036854771712\n", None)]
+)
 def test_parse_memory_limit(text, limit):
     # formerly parse_memory_limit in collectors/host.py
     assert procfs.parse_cgroup_memory_limit_bytes(text) == limit

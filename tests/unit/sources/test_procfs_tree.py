@@ -15,7 +15,9 @@ JOB = [JOB_ROOT_PID, 2000, 2100, 2200, 2300]
 @pytest.mark.parametrize("with_children", [True, False])
 def test_both_walks_find_the_whole_job_and_nothing_else(tmp_path, with_children):
     write_host(tmp_path, 60, with_children=with_children)
-    assert procfs.tree_walk_for(str(tmp_path), JOB_ROOT_PID) == (procfs.WALK_CHILDREN if with_children else procfs.WALK_SCAN)
+    assert procfs.tree_walk_for(str(tmp_path), JOB_ROOT_PID) == (
+        procfs.WALK_CHILDREN if with_children else procfs.WALK_SCAN
+    )
     tree = procfs.read_process_tree(str(tmp_path), JOB_ROOT_PID)
     assert tree is not None and sorted(tree) == JOB
     assert tree[2200].command_name == "sh -c (x) y" and tree[2200].parent_pid == 2000
@@ -75,8 +77,14 @@ def test_parse_children():
 @pytest.mark.parametrize("with_children", [True, False])
 def test_the_collector_samples_the_same_tree_either_way(tmp_path, with_children):
     write_host(tmp_path, 200, with_children=with_children)
-    collector = ProcessTreeCollector(JOB_ROOT_PID, procfs_root=str(tmp_path), clock=ManualClock(),
-                                     gpu_memory_by_pid=lambda: {}, clock_ticks_per_s=100, page_size_bytes=4096)
+    collector = ProcessTreeCollector(
+        JOB_ROOT_PID,
+        procfs_root=str(tmp_path),
+        clock=ManualClock(),
+        gpu_memory_by_pid=lambda: {},
+        clock_ticks_per_s=100,
+        page_size_bytes=4096,
+    )
     assert collector.walk == (procfs.WALK_CHILDREN if with_children else procfs.WALK_SCAN)
     [sample] = collector.sample(1_000)
     assert sample.process_count == 5
