@@ -19,6 +19,34 @@ from typing import Optional, Protocol, Sequence, Union
 # ---------------------------------------------------------------------------------------------
 
 
+#: The keys of a Comet system-details read (``get_system_details()``), in the order Comet documents
+#: them; the collectors produce exactly these and the local server returns nothing else.
+SYSTEM_DETAILS_KEYS = (
+    "command",
+    "env",
+    "executable",
+    "hostname",
+    "ip",
+    "machine",
+    "os",
+    "osRelease",
+    "osType",
+    "pid",
+    "processor",
+    "pythonVersion",
+    "pythonVersionVerbose",
+    "user",
+    "installedPackages",
+    "osPackages",
+    "gpuStaticInfoList",
+    "logAdditionalSystemInfoList",
+    "networkInterfaceIps",
+    "totalRam",
+    "maxTotalMemory",
+    "systemMetricNames",
+)
+
+
 @dataclass(frozen=True)
 class HostSnapshot:
     """Facts about the host and the job's process, collected once per run.

@@ -23,38 +23,17 @@ from comet_agent.collectors.git import DEFAULT_MAX_PATCH_BYTES, GitCollector
 from comet_agent.collectors.host import HostCollector, host_additional_info
 from comet_agent.collectors.os_packages import OsPackagesCollector
 from comet_agent.collectors.python_packages import PythonPackagesCollector
-from comet_agent.records import GitSnapshot, HostSnapshot, OsPackagesSnapshot, PythonPackagesSnapshot
+from comet_agent.records import (
+    GitSnapshot,
+    HostSnapshot,
+    OsPackagesSnapshot,
+    PythonPackagesSnapshot,
+)
 
 logger = logging.getLogger(__name__)
 
 # The longest the whole static snapshot may take; longer than any collector's own timeouts.
 DEFAULT_DEADLINE_S = 60.0
-
-# The keys of a get_system_details() read, in the order Comet documents them.
-SYSTEM_DETAILS_KEYS = (
-    "command",
-    "env",
-    "executable",
-    "hostname",
-    "ip",
-    "machine",
-    "os",
-    "osRelease",
-    "osType",
-    "pid",
-    "processor",
-    "pythonVersion",
-    "pythonVersionVerbose",
-    "user",
-    "installedPackages",
-    "osPackages",
-    "gpuStaticInfoList",
-    "logAdditionalSystemInfoList",
-    "networkInterfaceIps",
-    "totalRam",
-    "maxTotalMemory",
-    "systemMetricNames",
-)
 
 
 @dataclass

@@ -51,6 +51,7 @@ from comet_agent import errors
 from comet_agent.delivery.retry import RetryPolicy
 from comet_agent.delivery.spool import Spool, SpoolEntry
 from comet_agent.errors import SpoolError
+from comet_agent.warn_once import WarnOnce
 
 if TYPE_CHECKING:
     from comet_agent.api.experiment import APIExperiment
@@ -149,7 +150,8 @@ class Sender:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._logged: set[tuple[str, ...]] = set()
+        self._warn = WarnOnce(log)
+        self._in_outage = False  # a retryable failure happened since the last delivery
         # Entries tried alone and not done with (and the spool's first entry, which an earlier run
         # may have had in flight): they go alone again, under their own id, never in a group.
         self._alone: set[int] = set()
@@ -264,7 +266,7 @@ class Sender:
         try:
             self.spool.forget_batch(batch_id)
         except SpoolError as exc:
-            self._log_once(("spool-batch",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            self._warn(("spool-batch",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
         for entry in claimed:
             wait_s = self._send_claimed(entry)
@@ -317,7 +319,7 @@ class Sender:
             except errors.PayloadTooLarge:
                 if len(values) == 1:
                     self.stats.too_large_points += 1
-                    self._log_once(
+                    self._warn(
                         ("too-large-point",),
                         logging.WARNING,
                         "a metric point is larger than the server accepts (413); it was dropped",
@@ -361,15 +363,15 @@ class Sender:
         except SpoolError as exc:
             # The entry stays and is sent again later with the same id (the server dedupes it); wait
             # rather than resend in a tight loop while the disk is full.
-            self._log_once(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
+            self._warn(("spool-ack",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
-        self._logged.discard(("spool-ack",))
+        self._warn.clear(("spool-ack",))
         self._alone.difference_update(entry.seq for entry in entries)
         self.stats.sent += len(entries)
         self.stats.consecutive_failures = 0
         self.stats.last_success_ms = self._wall_clock_ms()
-        if ("recovered",) in self._logged:
-            self._logged.discard(("recovered",))
+        if self._in_outage:
+            self._in_outage = False
             log.info("the server accepts data again; sending what waited in the spool")
         self._report_dropped(entries[0].experiment_key)
         return None
@@ -395,14 +397,12 @@ class Sender:
         except SpoolError as exc:
             # Still in the spool: refused again on the next pass, and counted then. Wait rather than
             # resend in a tight loop while the disk is full.
-            self._log_once(
-                ("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s
-            )
+            self._warn(("spool-quarantine",), logging.ERROR, "%s; retrying in %.0f s", exc, self.retry.backoff_base_s)
             return self.retry.backoff_base_s
         self._alone.discard(entry.seq)
         self.stats.rejected += 1
         what = "the server refused a %s record for good (%s)" if by_server else "a %s record cannot be sent (%s)"
-        self._log_once(
+        self._warn(
             ("reject", entry.endpoint, reason),
             logging.WARNING,
             what + "; it was moved to the quarantine table of %s (further ones are counted, not logged)",
@@ -417,21 +417,14 @@ class Sender:
         # Only a 429 carries the server's wait this far (Throttled.retry_after_s); the policy caps it.
         wait_s = self.retry.wait_s(self.stats.consecutive_failures, self._rng, getattr(exc, "retry_after_s", None))
         self._note_failure(exc, once_key=("retry", type(exc).__name__), level=logging.WARNING)
-        self._logged.add(("recovered",))
+        self._in_outage = True
         return wait_s
 
     def _note_failure(self, exc: errors.CometApiError, *, once_key: tuple[str, ...], level: int) -> None:
         self.stats.last_error = str(exc)
-        self._log_once(
+        self._warn(
             once_key, level, "cannot deliver to the server (%s); data waits in the spool %s", exc, self.spool.path
         )
-
-    def _log_once(self, key: tuple[str, ...], level: int, message: str, *args: object) -> None:
-        if key in self._logged:
-            log.debug(message, *args)
-            return
-        self._logged.add(key)
-        log.log(level, message, *args)
 
     # -- the thread ------------------------------------------------------------------------
 

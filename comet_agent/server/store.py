@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from comet_agent.paths import ensure_private_dir
+from comet_agent.records import SYSTEM_DETAILS_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -92,31 +93,6 @@ CREATE TABLE IF NOT EXISTS request_ids (
     created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, request_id));
 """
 
-#: The keys of the system-details read, in order; nothing else is ever returned.
-SYSTEM_DETAILS_KEYS = (
-    "command",
-    "env",
-    "executable",
-    "hostname",
-    "ip",
-    "machine",
-    "os",
-    "osRelease",
-    "osType",
-    "pid",
-    "processor",
-    "pythonVersion",
-    "pythonVersionVerbose",
-    "user",
-    "installedPackages",
-    "osPackages",
-    "gpuStaticInfoList",
-    "logAdditionalSystemInfoList",
-    "networkInterfaceIps",
-    "totalRam",
-    "maxTotalMemory",
-    "systemMetricNames",
-)
 #: System-details keys a client may write (the last three are derived from system metrics).
 WRITABLE_SYSTEM_DETAILS_KEYS = frozenset(SYSTEM_DETAILS_KEYS[:-3])
 _LIST_SYSTEM_DETAILS_KEYS = frozenset(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from comet_agent.records import SYSTEM_DETAILS_KEYS
 from comet_agent.server.app import LocalServer
-from comet_agent.server.store import SYSTEM_DETAILS_KEYS
 from tests.support.local_server_http import assert_comet_error, auth, create_experiment, metric_points, rest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,13 +12,13 @@ import pytest
 from comet_agent.cli import main
 from comet_agent.cli.collect import format_summary
 from comet_agent.collectors.snapshot import (
-    SYSTEM_DETAILS_KEYS,
     StaticSnapshot,
     collect_static,
     system_details,
 )
 from comet_agent.errors import ExitStatus
 from comet_agent.records import (
+    SYSTEM_DETAILS_KEYS,
     GitSnapshot,
     GpuDeviceInfo,
     GpuStaticSnapshot,
