@@ -350,6 +350,12 @@ class GpuSample:
 
     ``throttle_reasons`` is NVML's clocks-event bitmask (0: not throttled); ECC counters are
     volatile (since the last driver load) totals; power is in milliwatts as NVML reports it.
+    PCIe throughput is NVML's own 20 ms measurement; NVLink byte and error counts are totals over
+    all links since the driver loaded (``None`` on a board without NVLink); retired pages exist
+    before Ampere, remapped rows from Ampere on (each ``None`` where the other applies);
+    ``retired_pages_pending`` and ``row_remap_failure`` are 0 or 1. ``name`` (the model) and
+    ``nvml_index`` (the physical board's NVML index, as dcgm-exporter's ``gpu`` label counts)
+    label the sample; they are read once, not every tick.
     """
 
     gpu_index: int
@@ -369,3 +375,19 @@ class GpuSample:
     throttle_reasons: Optional[int] = None
     ecc_errors_corrected: Optional[int] = None
     ecc_errors_uncorrected: Optional[int] = None
+    pcie_tx_bytes_per_s: Optional[int] = None
+    pcie_rx_bytes_per_s: Optional[int] = None
+    nvlink_tx_bytes: Optional[int] = None
+    nvlink_rx_bytes: Optional[int] = None
+    nvlink_crc_flit_errors: Optional[int] = None
+    nvlink_crc_data_errors: Optional[int] = None
+    nvlink_replay_errors: Optional[int] = None
+    nvlink_recovery_errors: Optional[int] = None
+    retired_pages_sbe: Optional[int] = None
+    retired_pages_dbe: Optional[int] = None
+    retired_pages_pending: Optional[int] = None
+    remapped_rows_correctable: Optional[int] = None
+    remapped_rows_uncorrectable: Optional[int] = None
+    row_remap_failure: Optional[int] = None
+    name: Optional[str] = None
+    nvml_index: Optional[int] = None

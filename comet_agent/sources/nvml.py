@@ -434,6 +434,113 @@ class NvmlGateway:
                     used_by_pid[process.pid] = max(used_bytes, used_by_pid.get(process.pid, 0))
         return used_by_pid
 
+    # -- interconnect and memory health (one call or two per device; unsupported ones stop) -----
+
+    def pcie_throughput(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int]]:
+        """``(tx, rx)`` PCIe bytes per second of one device (``nvmlDeviceGetPcieThroughput``).
+
+        NVML measures over its last 20 ms and reports KB/s (1024 bytes); ``None`` where
+        unsupported (MIG instances, vGPUs).
+        """
+        module = self._module
+        values = []
+        for field, counter in (("pcie_tx", "NVML_PCIE_UTIL_TX_BYTES"), ("pcie_rx", "NVML_PCIE_UTIL_RX_BYTES")):
+            kilobytes = self.query(
+                gpu.device_key, field, "nvmlDeviceGetPcieThroughput", gpu.handle, getattr(module, counter, None)
+            )
+            values.append(int(kilobytes) * 1024 if isinstance(kilobytes, int) else None)
+        return values[0], values[1]
+
+    def nvlink_counters(self, gpu: VisibleGpu) -> dict[str, Optional[int]]:
+        """NVLink totals over all links of one device, by ``NVLINK_FIELDS`` key; ``{}`` without NVLink.
+
+        One ``nvmlDeviceGetFieldValues`` call per tick answers them all. Throughput counters are
+        data bytes (NVML counts KiB); error counters are counts. A board whose every field answers
+        NOT_SUPPORTED (no NVLink: PCIe boards, T4) is not asked again.
+        """
+        key = gpu.device_key
+        module = self._module
+        if (key, "nvlink") in self._unsupported:
+            return {}
+        request = []
+        for _, constant, scope, _ in NVLINK_FIELDS:
+            field_id = getattr(module, constant, None)
+            if field_id is not None:
+                request.append((field_id, scope) if scope is not None else field_id)
+        if not request:
+            self._unsupported.add((key, "nvlink"))
+            return {}
+        values = self.query(key, "nvlink", "nvmlDeviceGetFieldValues", gpu.handle, request)
+        if values is None:
+            return {}
+        by_id = {getattr(module, constant, None): (name, scale) for name, constant, _, scale in NVLINK_FIELDS}
+        result: dict[str, Optional[int]] = {}
+        success = getattr(module, "NVML_SUCCESS", 0)
+        for value in values:
+            name, scale = by_id.get(getattr(value, "fieldId", None), (None, 1))
+            if name is None:
+                continue
+            number = _field_value(value) if getattr(value, "nvmlReturn", None) == success else None
+            result[name] = int(number) * scale if number is not None else None
+        if all(number is None for number in result.values()):
+            self._unsupported.add((key, "nvlink"))
+            logger.debug("GPU %s: no NVLink field answered; not asked again", key)
+            return {}
+        return result
+
+    def retired_pages(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int], Optional[int]]:
+        """``(single-bit, double-bit, pending)``: pages retired for ECC errors, and 1 when some wait
+        for the next driver reload. Boards from Ampere on remap rows instead: ``None`` there."""
+        module = self._module
+        counts: list[Optional[int]] = []
+        for field, cause in (
+            ("retired_pages_sbe", "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS"),
+            ("retired_pages_dbe", "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR"),
+        ):
+            pages = self.query(gpu.device_key, field, "nvmlDeviceGetRetiredPages", gpu.handle, getattr(module, cause))
+            counts.append(len(pages) if pages is not None else None)
+        pending = self.query(
+            gpu.device_key, "retired_pages_pending", "nvmlDeviceGetRetiredPagesPendingStatus", gpu.handle
+        )
+        enabled = getattr(module, "NVML_FEATURE_ENABLED", 1)
+        return counts[0], counts[1], (1 if pending == enabled else 0) if pending is not None else None
+
+    def remapped_rows(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int], Optional[int]]:
+        """``(correctable, uncorrectable, failure)`` row remapping of one device (Ampere and later);
+        ``failure`` is 1 when a remapping failed. ``None`` each where unsupported."""
+        rows = self.query(gpu.device_key, "remapped_rows", "nvmlDeviceGetRemappedRows", gpu.handle)
+        if not rows or len(rows) < 4:
+            return None, None, None
+        correctable, uncorrectable, _pending, failure = rows[:4]
+        return int(correctable), int(uncorrectable), 1 if failure else 0
+
+    def device_name(self, gpu: VisibleGpu) -> Optional[str]:
+        """The model name of one device (``NVIDIA A100-SXM4-80GB``), or ``None``."""
+        return self.query(gpu.device_key, "name", "nvmlDeviceGetName", gpu.handle)
+
+
+#: NVLink fields read with one nvmlDeviceGetFieldValues call: (our name, pynvml constant, scope
+#: id or None, scale). Throughput fields take scope UINT_MAX for the sum over all links and count
+#: KiB; the *_TOTAL error counters already sum the links.
+_ALL_LINKS = 0xFFFFFFFF
+NVLINK_FIELDS: tuple[tuple[str, str, Optional[int], int], ...] = (
+    ("nvlink_tx_bytes", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", _ALL_LINKS, 1024),
+    ("nvlink_rx_bytes", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX", _ALL_LINKS, 1024),
+    ("nvlink_crc_flit_errors", "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", None, 1),
+    ("nvlink_crc_data_errors", "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", None, 1),
+    ("nvlink_replay_errors", "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", None, 1),
+    ("nvlink_recovery_errors", "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", None, 1),
+)
+
+# nvmlValueType_t -> the member of the nvmlValue_t union holding the value.
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
+
+
+def _field_value(value: Any) -> Optional[float]:
+    member = _VALUE_MEMBERS.get(getattr(value, "valueType", 3), "ullVal")
+    number = getattr(getattr(value, "value", None), member, None)
+    return number if isinstance(number, (int, float)) else None
+
 
 # -- process-wide gateway for the process-tree collector -------------------------------------
 
