@@ -43,6 +43,7 @@ from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms, job_directory
 from comet_agent.engine.link import ExperimentLink, forget_link, new_experiment_key, save_link
+from comet_agent.config import parse_listen_address
 from comet_agent.errors import AgentError, ConfigError, SpoolError
 from comet_agent.paths import default_data_dir, ensure_private_dir
 from comet_agent.redaction import redact_text, secrets_from_environment
@@ -102,6 +103,9 @@ class Agent:
         per_kind_endpoints: push system metrics through Comet's cpu/ram/load/gpu-metrics endpoints
             plus a metric batch instead of one metric batch per push (``engine.job.Job``); None:
             the ``COMET_AGENT_PER_KIND_ENDPOINTS`` setting, else False.
+        prometheus_listen: serve the job's series on a Prometheus ``/metrics`` page at
+            ``"HOST:PORT"`` (``":9400"``: loopback; ``engine.prometheus``); None: no page. A port
+            that cannot be bound is logged, and the run goes on without the page.
 
     Raises (from ``start()``/``prepare()``):
         AgentError: with ``exit_status`` 78 when the configuration or the data directory is
@@ -130,6 +134,7 @@ class Agent:
         tags: Sequence[str] = (),
         command: Optional[Sequence[str]] = None,
         per_kind_endpoints: Optional[bool] = None,
+        prometheus_listen: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
@@ -149,6 +154,9 @@ class Agent:
         self.tags = list(tags)
         self.command = list(command) if command else None
         self.per_kind_endpoints = per_kind_endpoints
+        # Parsed here: a malformed address is the caller's mistake, raised at once (ValueError).
+        self.prometheus_listen = parse_listen_address(prometheus_listen) if prometheus_listen else None
+        self.exporter: Any = None
 
         self.job: Optional[Job] = None
         self._local: Any = None
@@ -236,7 +244,15 @@ class Agent:
         )
         self.job.unavailable.update(unavailable)
         self._prepared = True
+        if self.prometheus_listen is not None:
+            from comet_agent.engine.prometheus import start_exporter
+
+            self.exporter = start_exporter(self.prometheus_listen, self._running_jobs, config=self._api.config)
         return self
+
+    def _running_jobs(self) -> list[Job]:
+        job = self.job
+        return [job] if job is not None and job.running else []
 
     def begin(self, pid: Optional[int] = None) -> "Agent":
         """Second half of ``start()``: the static snapshot, sampling and delivery. Never raises."""
@@ -357,6 +373,8 @@ class Agent:
             return self._delivered
         self._stopped = True
         self._stop_event.set()
+        if self.exporter is not None:
+            self.exporter.stop()
         timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
         # A watched job (another process, a wrapped command, a monitor() block) ended: end time.
         self._delivered = self.job.stop(timeout_s, job_ended=self.pid is not None)

@@ -353,9 +353,9 @@ class GpuSample:
     PCIe throughput is NVML's own 20 ms measurement; NVLink byte and error counts are totals over
     all links since the driver loaded (``None`` on a board without NVLink); retired pages exist
     before Ampere, remapped rows from Ampere on (each ``None`` where the other applies);
-    ``retired_pages_pending`` and ``row_remap_failure`` are 0 or 1. ``name`` (the model) and
-    ``nvml_index`` (the physical board's NVML index, as dcgm-exporter's ``gpu`` label counts)
-    label the sample; they are read once, not every tick.
+    ``retired_pages_pending`` and ``row_remap_failure`` are 0 or 1. ``name`` (the model),
+    ``nvml_index`` (the physical board's NVML index, as dcgm-exporter's ``gpu`` label counts),
+    ``pci_bus_id`` and ``driver_version`` label the sample; they are read once, not every tick.
     """
 
     gpu_index: int
@@ -391,3 +391,5 @@ class GpuSample:
     row_remap_failure: Optional[int] = None
     name: Optional[str] = None
     nvml_index: Optional[int] = None
+    pci_bus_id: Optional[str] = None
+    driver_version: Optional[str] = None

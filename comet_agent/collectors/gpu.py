@@ -102,6 +102,8 @@ class GpuCollector:
         module = self._gateway.module
         # The model name labels the samples (dcgm-exporter's modelName); it never changes.
         self._names = [self._gateway.device_name(gpu) for gpu in self._visible]
+        self._bus_ids = [self._gateway.pci_bus_id(gpu) for gpu in self._visible]
+        self._driver_version = self._gateway.driver_version()
         # Arguments are built once per device, not every tick.
         self._readings = [
             [
@@ -160,6 +162,8 @@ class GpuCollector:
             uuid=gpu.uuid,
             name=self._names[gpu.visible_index],
             nvml_index=gpu.nvml_index,
+            pci_bus_id=self._bus_ids[gpu.visible_index],
+            driver_version=self._driver_version,
             **values,
         )
 

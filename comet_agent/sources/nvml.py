@@ -518,6 +518,14 @@ class NvmlGateway:
         """The model name of one device (``NVIDIA A100-SXM4-80GB``), or ``None``."""
         return self.query(gpu.device_key, "name", "nvmlDeviceGetName", gpu.handle)
 
+    def pci_bus_id(self, gpu: VisibleGpu) -> Optional[str]:
+        """The PCI bus id of one device's board (``00000000:07:00.0``), or ``None``."""
+        # A MIG instance's PCI address is its parent board's.
+        handle = gpu.parent_handle if gpu.is_mig_instance and gpu.parent_handle is not None else gpu.handle
+        info = self.query(gpu.parent_uuid or gpu.device_key, "pci_info", "nvmlDeviceGetPciInfo", handle)
+        bus_id = _as_text(getattr(info, "busId", None)) if info is not None else None
+        return bus_id if isinstance(bus_id, str) else None
+
 
 #: NVLink fields read with one nvmlDeviceGetFieldValues call: (our name, pynvml constant, scope
 #: id or None, scale). Throughput fields take scope UINT_MAX for the sum over all links and count

@@ -101,6 +101,8 @@ def test_a100_sample_carries_the_recorded_values():
         "row_remap_failure": 0,
         "name": "NVIDIA A100-SXM4-80GB",
         "nvml_index": 2,
+        "pci_bus_id": "00000000:47:00.0",
+        "driver_version": "535.154.05",
     }
 
 
