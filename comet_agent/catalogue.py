@@ -499,6 +499,16 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "Memory the process tree holds on visible GPU i (as NVML reports it per process).",
         integer=True,
     ),
+    _row(
+        "sys.proc.gpu.<i>.utilization",
+        PERCENT,
+        _G,
+        _MEAN,
+        "process",
+        _OURS,
+        "Share of GPU i's streaming multiprocessors the process tree kept busy (NVML's per-process "
+        "samples since the previous reading, summed over the tree); absent on MIG instances and vGPUs.",
+    ),
     # -- agent_self -----------------------------------------------------------------------------
     _row("sys.agent.cpu.percent", PERCENT, _R, _MEAN, "agent_self", _OURS, "CPU used by comet-agent itself."),
     _row("sys.agent.rss", BYTES, _G, _MAX, "agent_self", _OURS, "Resident memory of comet-agent itself.", integer=True),
@@ -776,6 +786,7 @@ _PROMETHEUS: dict[str, Optional[Export]] = {
     "sys.proc.open_files": Export("comet_agent_job_open_files", _GAUGE, unit=COUNT),
     "sys.proc.count": Export("comet_agent_job_processes", _GAUGE, unit=COUNT),
     "sys.proc.gpu.<i>.used_memory": Export("comet_agent_job_gpu_memory_used_bytes", _GAUGE, unit=BYTES),
+    "sys.proc.gpu.<i>.utilization": Export("comet_agent_job_gpu_utilization_percent", _GAUGE, unit=PERCENT),
     "sys.agent.cpu.percent": Export("comet_agent_self_cpu_percent", _GAUGE, unit=PERCENT),
     "sys.agent.rss": Export("comet_agent_self_resident_memory_bytes", _GAUGE, unit=BYTES),
     "sys.gpu.<i>.gpu_utilization": Export("comet_agent_gpu_utilization_percent", _GAUGE, unit=PERCENT),

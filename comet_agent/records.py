@@ -281,6 +281,8 @@ class ProcessTreeSample:
     several CPUs. ``open_files`` is ``None`` when a descriptor table could not be read (another
     user's process). ``gpu_memory_used_bytes_by_index`` maps a visible GPU index to the memory
     the tree's processes hold on it; empty when NVML is unavailable or no process uses a GPU.
+    ``gpu_utilization_percent_by_index`` maps it to the SM utilisation of the tree's processes
+    there (NVML's per-process samples since the previous reading, summed over the tree).
     """
 
     root_pid: int
@@ -291,6 +293,7 @@ class ProcessTreeSample:
     open_files: Optional[int]
     taken_at_ms: int
     gpu_memory_used_bytes_by_index: dict[int, int] = field(default_factory=dict)
+    gpu_utilization_percent_by_index: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

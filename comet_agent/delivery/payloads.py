@@ -135,6 +135,10 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
             (f"sys.proc.gpu.{index}.used_memory", used)
             for index, used in sorted(record.gpu_memory_used_bytes_by_index.items())
         ]
+        pairs += [
+            (f"sys.proc.gpu.{index}.utilization", percent)
+            for index, percent in sorted(record.gpu_utilization_percent_by_index.items())
+        ]
         return pairs
     if isinstance(record, AgentSelfSample):
         return [("sys.agent.cpu.percent", record.cpu_percent), ("sys.agent.rss", record.rss_bytes)]

@@ -159,7 +159,9 @@ class JobsCollector:
         return {**base, "gpu": str(index)}
 
 
-def _add(families: dict[str, Metric], entry: CatalogueEntry, export: Export, labels: dict[str, str], value: Any) -> None:
+def _add(
+    families: dict[str, Metric], entry: CatalogueEntry, export: Export, labels: dict[str, str], value: Any
+) -> None:
     family = families.get(export.name)
     if family is None:
         unit = f" ({export.unit})" if export.unit else ""
@@ -258,7 +260,9 @@ class PrometheusExporter:
             self._thread.join(timeout_s)
 
 
-def start_exporter(listen: Optional[tuple[str, int]], jobs: JobsSource, *, config: Any = None) -> Optional[PrometheusExporter]:
+def start_exporter(
+    listen: Optional[tuple[str, int]], jobs: JobsSource, *, config: Any = None
+) -> Optional[PrometheusExporter]:
     """Start an exporter on ``listen`` (``(host, port)``, or None for none); never raises.
 
     A bind failure (port in use, an address not on this host) is logged as a warning and gives

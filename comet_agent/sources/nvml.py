@@ -13,7 +13,7 @@ Everything the agent knows about NVIDIA GPUs passes through :class:`NvmlGateway`
 - :meth:`NvmlGateway.visible_gpus` applies ``CUDA_VISIBLE_DEVICES`` the way CUDA does: indices,
   ``GPU-`` UUIDs (unique prefixes allowed) and ``MIG-`` UUIDs, stopping at the first invalid or
   repeated entry. Reported indices are positions in that list, as comet_ml reports them.
-- :func:`gpu_memory_by_pid` serves the process-tree collector.
+- :func:`gpu_memory_by_pid` and :func:`gpu_utilization_reader` serve the process-tree collector.
 
 Tests inject a fake module built from recorded values (``tests/support/fake_nvml.py``) through the
 ``module`` argument; production code passes nothing and gets the real ``pynvml``.
@@ -48,6 +48,10 @@ _INIT_FAILURE_REASONS = {
 
 # NVML errors that mean "this device will never answer this query": asked once, then remembered.
 _PERMANENTLY_UNSUPPORTED = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound", "NVMLError_NoPermission")
+
+# Errors that are an answer, not a failure, for one field: asked again next tick, never logged.
+# (nvmlDeviceGetProcessUtilization says NOT_FOUND when no process ran since the last call.)
+_EXPECTED_ERRORS = {"process_utilization": ("NVMLError_NotFound",)}
 
 # NVIDIA_VISIBLE_DEVICES values with which the NVIDIA container runtime exposes no GPU.
 _NO_GPU_CONTAINER_VALUES = ("void", "none", "")
@@ -262,6 +266,8 @@ class NvmlGateway:
             return _as_text(function(*args, **kwargs))
         except self._module.NVMLError as error:
             error_name = type(error).__name__
+            if error_name in _EXPECTED_ERRORS.get(field, ()):
+                return None
             if error_name in _PERMANENTLY_UNSUPPORTED:
                 self._unsupported.add(key)
                 log_level = logging.INFO if error_name == "NVMLError_NoPermission" else logging.DEBUG
@@ -434,6 +440,29 @@ class NvmlGateway:
                     used_by_pid[process.pid] = max(used_bytes, used_by_pid.get(process.pid, 0))
         return used_by_pid
 
+    def process_utilization(self, gpu: VisibleGpu, since_us: int = 0) -> tuple[dict[int, float], int]:
+        """SM utilisation of each process on one device, from NVML's samples newer than ``since_us``.
+
+        ``nvmlDeviceGetProcessUtilization`` keeps a short history of per-process samples (epoch
+        microseconds); a process's figure is the mean of its samples in the window.
+
+        Returns:
+            ``({pid: percent}, newest sample time in us)``: the time to pass as ``since_us`` next;
+            ``({}, since_us)`` when no process ran since, or where unsupported (MIG, vGPU). The pids
+            are the host's, as for :meth:`running_process_memory`.
+        """
+        samples = self.query(
+            gpu.device_key, "process_utilization", "nvmlDeviceGetProcessUtilization", gpu.handle, since_us
+        )
+        by_pid: dict[int, list[float]] = {}
+        newest_us = since_us
+        for sample in samples or ():
+            stamp = int(getattr(sample, "timeStamp", 0))
+            if stamp > since_us:
+                newest_us = max(newest_us, stamp)
+                by_pid.setdefault(sample.pid, []).append(float(sample.smUtil))
+        return {pid: sum(values) / len(values) for pid, values in by_pid.items()}, newest_us
+
     # -- interconnect and memory health (one call or two per device; unsupported ones stop) -----
 
     def pcie_throughput(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int]]:
@@ -574,6 +603,18 @@ def _shared() -> Optional[NvmlGateway]:
         return _shared_gateway
 
 
+def _visible_through(gateway: Optional[NvmlGateway]) -> list[tuple[NvmlGateway, VisibleGpu]]:
+    """Each visible GPU with the gateway to ask about it (``None``: the process-wide one); none without NVML."""
+    if gateway is None:
+        gateway = _shared()
+        if gateway is None:
+            return []
+    try:
+        return [(gateway, gpu) for gpu in gateway.visible_gpus()]
+    except NvmlUnavailable:
+        return []
+
+
 def gpu_memory_by_pid(*, gateway: Optional[NvmlGateway] = None) -> dict[int, dict[int, int]]:
     """GPU memory used per process on the visible GPUs: ``{pid: {visible gpu index: used bytes}}``.
 
@@ -583,16 +624,35 @@ def gpu_memory_by_pid(*, gateway: Optional[NvmlGateway] = None) -> dict[int, dic
     Returns:
         The mapping; ``{}`` when NVML is unavailable or no process uses a visible GPU.
     """
-    if gateway is None:
-        gateway = _shared()
-        if gateway is None:
-            return {}
-    try:
-        visible = gateway.visible_gpus()
-    except NvmlUnavailable:
-        return {}
     result: dict[int, dict[int, int]] = {}
-    for gpu in visible:
-        for pid, used_bytes in gateway.running_process_memory(gpu).items():
+    for asked, gpu in _visible_through(gateway):
+        for pid, used_bytes in asked.running_process_memory(gpu).items():
             result.setdefault(pid, {})[gpu.visible_index] = used_bytes
     return result
+
+
+def gpu_utilization_reader(*, gateway: Optional[NvmlGateway] = None) -> Callable[[], dict[int, dict[int, float]]]:
+    """A reader of SM utilisation per process on the visible GPUs since its previous call.
+
+    Each reader keeps its own window (the daemon's jobs each have one, so one job's reading does
+    not consume another's samples).
+
+    Args:
+        gateway: the NVML gateway to ask; ``None`` uses the process-wide one (shared with
+            :func:`gpu_memory_by_pid`).
+
+    Returns:
+        A function returning ``{pid: {visible gpu index: percent}}``; ``{}`` when NVML is
+        unavailable or no process ran on a visible GPU since the previous call.
+    """
+    seen_us: dict[str, int] = {}
+
+    def read() -> dict[int, dict[int, float]]:
+        result: dict[int, dict[int, float]] = {}
+        for asked, gpu in _visible_through(gateway):
+            by_pid, seen_us[gpu.device_key] = asked.process_utilization(gpu, seen_us.get(gpu.device_key, 0))
+            for pid, percent in by_pid.items():
+                result.setdefault(pid, {})[gpu.visible_index] = percent
+        return result
+
+    return read

@@ -22,7 +22,8 @@ Fixture shape (one file per GPU model; see the files for complete examples)::
                   "nvlink": {"data_tx_kib", "data_rx_kib", "crc_flit_errors", "crc_data_errors",
                              "replay_errors", "recovery_errors"},   # field values, all links
                   "retired_pages": {"sbe": [addresses], "dbe": [addresses], "pending": 0 or 1},
-                  "remapped_rows": [correctable, uncorrectable, pending, failure]}]}
+                  "remapped_rows": [correctable, uncorrectable, pending, failure],
+                  "process_utilization": [{"pid", "time_stamp_us", "sm_util", "mem_util"}]}]}
 
 ``"nvlink": {"nvml_error": "NotSupported"}`` answers as NVML does on a board without NVLink: the
 field-values call succeeds and every field carries NVML_ERROR_NOT_SUPPORTED.
@@ -331,6 +332,24 @@ def build_fake_nvml(recording: Union[str, dict]) -> types.ModuleType:
     @counted
     def nvmlDeviceGetRemappedRows(handle):
         return tuple(_read(handle, "remapped_rows"))
+
+    @counted
+    def nvmlDeviceGetProcessUtilization(handle, time_stamp):
+        # NVML answers the samples newer than time_stamp, and NOT_FOUND when there are none.
+        newer = [sample for sample in _read(handle, "process_utilization") if sample["time_stamp_us"] > time_stamp]
+        if not newer:
+            raise nvml_error("NotFound")
+        return [
+            types.SimpleNamespace(
+                pid=sample["pid"],
+                timeStamp=sample["time_stamp_us"],
+                smUtil=sample["sm_util"],
+                memUtil=sample["mem_util"],
+                encUtil=0,
+                decUtil=0,
+            )
+            for sample in newer
+        ]
 
     def _processes(handle, key):
         return [
