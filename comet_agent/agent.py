@@ -39,11 +39,11 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from comet_agent.config import parse_listen_address
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms, job_directory
 from comet_agent.engine.link import ExperimentLink, forget_link, new_experiment_key, save_link
-from comet_agent.config import parse_listen_address
 from comet_agent.errors import AgentError, ConfigError, SpoolError
 from comet_agent.paths import default_data_dir, ensure_private_dir
 from comet_agent.redaction import redact_text, secrets_from_environment

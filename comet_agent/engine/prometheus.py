@@ -86,7 +86,8 @@ def render_text(families: Iterable[Metric]) -> bytes:
         lines.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n")
         for sample in family.samples:
             labels = ",".join(f'{key}="{_label_value(value)}"' for key, value in sample.labels.items())
-            lines.append(f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}\n")
+            value = floatToGoString(sample.value)  # type: ignore[no-untyped-call]  # Go's spelling of inf/nan
+            lines.append(f"{sample.name}{{{labels}}} {value}\n")
     return "".join(lines).encode("utf-8")
 
 
@@ -188,7 +189,7 @@ class PrometheusExporter:
         self.host, self.port = host, port
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = JobsCollector(jobs, node=node or node_label())
-        self.registry.register(self.collector)  # type: ignore[arg-type]  # structural: collect() only
+        self.registry.register(self.collector)
         self._server: Optional[socketserver.TCPServer] = None
         self._thread: Optional[threading.Thread] = None
         self.scrapes = 0

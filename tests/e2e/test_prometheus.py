@@ -8,15 +8,21 @@ prometheus_client's own parser, and what the run recorded is read back with the 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.agent_support import REPO, experiment_key_from, start_agent, wait_for
+from comet_agent.api import API, APIExperiment
+from tests.e2e.agent_support import REPO, agent_argv, agent_env, experiment_key_from, start_agent, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +119,62 @@ def test_a_typo_in_the_address_is_a_usage_error_before_anything_starts(local_ser
     assert agent.returncode == 2
     assert "HOST:PORT" in err.decode() and "experiment" not in err.decode()
     assert not (tmp_path / "data" / "spool").exists()
+
+
+JOB = "import time\nprint('ready', flush=True)\ntime.sleep(600)\n"
+
+
+def test_the_daemon_serves_every_registered_job_with_its_own_gpus(local_server, tmp_path):
+    """An operator's box: one daemon, two jobs on different boards, one scrape tells them apart."""
+    local_server.set_intervals(heartbeat_ms=1000, cpu_interval_ms=1000, gpu_interval_ms=1000)
+    short = Path(tempfile.mkdtemp(prefix="ca-", dir="/tmp"))  # AF_UNIX paths are short
+    socket_path, port = short / "d.sock", _free_port()
+    env = dict(COMET_AGENT_TEST_NVML="a100-sxm4-80gb", PYTHONPATH=os.pathsep.join([str(FAKE_NVML_SITE), str(REPO)]))
+    daemon = subprocess.Popen(
+        agent_argv("daemon", "--socket", str(socket_path), "--interval", "0.3", "--prometheus-listen", f":{port}"),
+        env=agent_env(local_server, tmp_path / "daemon-data", **env),
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    jobs, keys = [], []
+    try:
+        wait_for(lambda: socket_path.exists() or daemon.poll() is not None, 30, what="the daemon's socket")
+        assert daemon.poll() is None, daemon.stderr.read().decode()
+        for board in ("0", "3"):
+            job = subprocess.Popen(
+                [sys.executable, "-c", JOB], stdout=subprocess.PIPE, env={**os.environ, "CUDA_VISIBLE_DEVICES": board}
+            )
+            assert job.stdout.readline() == b"ready\n"
+            jobs.append(job)
+            api = API(api_key=local_server.api_key, url_override=local_server.clientlib_url)
+            key = APIExperiment(api=api, workspace="ws", project_name="prometheus").id
+            attached = subprocess.run(
+                agent_argv("attach", "--experiment", key, "--pid", str(job.pid), "--socket", str(socket_path)),
+                env=agent_env(local_server, tmp_path / "job-data"),
+                cwd=str(REPO),
+                capture_output=True,
+                timeout=60,
+            )
+            assert attached.returncode == 0, attached.stderr.decode()
+            keys.append(key)
+
+        def both_jobs_gpus():
+            page = _scrape(f"http://127.0.0.1:{port}/metrics")
+            fb = page.get("DCGM_FI_DEV_FB_USED") if page else None
+            return fb if fb and len(fb.samples) == 2 else None
+
+        fb = wait_for(both_jobs_gpus, 20, what="each job's board on the daemon's page")
+        assert sorted((s.labels["experiment_key"], s.labels["gpu"], s.value) for s in fb.samples) == [
+            (keys[0], "0", 40960.0),
+            (keys[1], "3", 12000.0),
+        ]
+    finally:
+        for job in jobs:
+            job.kill()
+            job.wait()
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+        shutil.rmtree(short, ignore_errors=True)
+    assert daemon.returncode == 0, err.decode()
+    assert f"Prometheus metrics on http://127.0.0.1:{port}/metrics" in err.decode()
