@@ -78,6 +78,10 @@ def render_text(families: Iterable[Metric]) -> bytes:
     its ``# TYPE`` line names its samples' own name, as dcgm-exporter writes its counters.
     """
     lines: list[str] = []
+    # The same label set (one GPU's, one job's) recurs in many families: written once per page.
+    # Keyed by identity (the collector shares one dict per record); the dict is kept beside its
+    # text so that its id cannot be reused by another dict during this call.
+    written: dict[int, tuple[dict[str, str], str]] = {}
     for family in families:
         if not family.samples:
             continue
@@ -85,7 +89,11 @@ def render_text(families: Iterable[Metric]) -> bytes:
         help_text = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n")
         for sample in family.samples:
-            labels = ",".join(f'{key}="{_label_value(value)}"' for key, value in sample.labels.items())
+            known = written.get(id(sample.labels))
+            if known is None:
+                text = ",".join(f'{key}="{_label_value(value)}"' for key, value in sample.labels.items())
+                known = written[id(sample.labels)] = (sample.labels, text)
+            labels = known[1]
             value = floatToGoString(sample.value)  # type: ignore[no-untyped-call]  # Go's spelling of inf/nan
             lines.append(f"{sample.name}{{{labels}}} {value}\n")
     return "".join(lines).encode("utf-8")

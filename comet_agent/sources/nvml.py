@@ -188,6 +188,7 @@ class NvmlGateway:
         self._selection_note: Optional[str] = None
         self._unsupported: set[tuple[str, str]] = set()
         self._logged_failures: set[tuple[str, str]] = set()
+        self._nvlink_request: Optional[tuple[list[Any], dict[int, tuple[str, int]]]] = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -488,38 +489,45 @@ class NvmlGateway:
         NOT_SUPPORTED (no NVLink: PCIe boards, T4) is not asked again.
         """
         key = gpu.device_key
-        module = self._module
         if (key, "nvlink") in self._unsupported:
             return {}
-        request = []
-        for _, constant, scope, _ in NVLINK_FIELDS:
-            field_id = getattr(module, constant, None)
-            if field_id is not None:
-                request.append((field_id, scope) if scope is not None else field_id)
-        if not request:
-            self._unsupported.add((key, "nvlink"))
-            return {}
-        values = self.query(key, "nvlink", "nvmlDeviceGetFieldValues", gpu.handle, request)
+        request, by_id = self._nvlink_plan()
+        values = self.query(key, "nvlink", "nvmlDeviceGetFieldValues", gpu.handle, request) if request else None
         if values is None:
+            if not request:
+                self._unsupported.add((key, "nvlink"))
             return {}
-        by_id = {getattr(module, constant, None): (name, scale) for name, constant, _, scale in NVLINK_FIELDS}
+        success = getattr(self._module, "NVML_SUCCESS", 0)
         result: dict[str, Optional[int]] = {}
-        success = getattr(module, "NVML_SUCCESS", 0)
         for value in values:
-            name, scale = by_id.get(getattr(value, "fieldId", None), (None, 1))
-            if name is None:
-                continue
-            number = _field_value(value) if getattr(value, "nvmlReturn", None) == success else None
-            result[name] = int(number) * scale if number is not None else None
+            name, scale = by_id.get(value.fieldId, (None, 1))
+            if name is not None:
+                number = _field_value(value) if value.nvmlReturn == success else None
+                result[name] = int(number) * scale if number is not None else None
         if all(number is None for number in result.values()):
             self._unsupported.add((key, "nvlink"))
             logger.debug("GPU %s: no NVLink field answered; not asked again", key)
             return {}
         return result
 
+    def _nvlink_plan(self) -> tuple[list[Any], dict[int, tuple[str, int]]]:
+        """The field-values request for ``NVLINK_FIELDS`` and its answers' names, built once."""
+        if self._nvlink_request is None:
+            request: list[Any] = []
+            by_id: dict[int, tuple[str, int]] = {}
+            for name, constant, scope, scale in NVLINK_FIELDS:
+                field_id = getattr(self._module, constant, None)
+                if field_id is not None:  # bindings older than the field: it is not asked
+                    request.append((field_id, scope) if scope is not None else field_id)
+                    by_id[field_id] = (name, scale)
+            self._nvlink_request = (request, by_id)
+        return self._nvlink_request
+
     def retired_pages(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int], Optional[int]]:
         """``(single-bit, double-bit, pending)``: pages retired for ECC errors, and 1 when some wait
         for the next driver reload. Boards from Ampere on remap rows instead: ``None`` there."""
+        if self.is_unsupported(gpu.device_key, "retired_pages_sbe"):
+            return None, None, None  # the feature is absent (Ampere on, vGPU): one check, not three
         module = self._module
         counts: list[Optional[int]] = []
         for field, cause in (
@@ -574,8 +582,7 @@ _VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5
 
 
 def _field_value(value: Any) -> Optional[float]:
-    member = _VALUE_MEMBERS.get(getattr(value, "valueType", 3), "ullVal")
-    number = getattr(getattr(value, "value", None), member, None)
+    number = getattr(value.value, _VALUE_MEMBERS.get(value.valueType, "ullVal"), None)
     return number if isinstance(number, (int, float)) else None
 
 
