@@ -165,10 +165,10 @@ def test_the_daemon_serves_every_registered_job_with_its_own_gpus(local_server, 
             return fb if fb and len(fb.samples) == 2 else None
 
         fb = wait_for(both_jobs_gpus, 20, what="each job's board on the daemon's page")
-        assert sorted((s.labels["experiment_key"], s.labels["gpu"], s.value) for s in fb.samples) == [
-            (keys[0], "0", 40960.0),
-            (keys[1], "3", 12000.0),
-        ]
+        assert {s.labels["experiment_key"]: (s.labels["gpu"], s.value) for s in fb.samples} == {
+            keys[0]: ("0", 40960.0),  # the job on board 0, in MiB
+            keys[1]: ("3", 12000.0),
+        }
     finally:
         for job in jobs:
             job.kill()
