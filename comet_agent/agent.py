@@ -483,7 +483,8 @@ def monitor(experiment_key: Optional[str] = None, **options: Any) -> Any:
 
     When a ``comet-agent daemon`` answers on its socket (``daemon.socket_path()``) and an
     experiment is given, the process registers with it instead (same context-manager surface):
-    the daemon samples for it. ``use_daemon=False`` forces in-process.
+    the daemon samples for it (and its own ``--prometheus-listen`` page, if any, serves the job;
+    ``prometheus_listen`` is then not used). ``use_daemon=False`` forces in-process.
     """
     experiment = options.pop("experiment", None)
     if experiment is not None:
@@ -498,6 +499,11 @@ def monitor(experiment_key: Optional[str] = None, **options: Any) -> Any:
 
         socket_path = find_daemon()
         if socket_path is not None:
+            if options.get("prometheus_listen"):
+                log.info(
+                    "a daemon records this job: its own --prometheus-listen page serves it, not %s",
+                    options["prometheus_listen"],
+                )
             return DaemonRegistration(socket_path, experiment_key, pid=options["pid"], api_key=options.get("api_key"))
     return Agent(experiment_key, **options)
 

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import socket
 import socketserver
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from prometheus_client.core import CollectorRegistry, Metric
@@ -250,11 +252,22 @@ class PrometheusExporter:
             daemon_threads = True
             allow_reuse_address = True
 
+            def server_bind(self) -> None:
+                # HTTPServer's own asks getfqdn(host), a reverse DNS lookup that can take seconds
+                # (0.0.0.0 on a host without DNS) and that nothing here needs.
+                socketserver.TCPServer.server_bind(self)
+                self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
         server = Server((self.host, self.port), Handler)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="comet-agent-prometheus", daemon=True)
         self._thread.start()
+        if hasattr(os, "register_at_fork"):
+            # A forked child (a DataLoader worker under monitor()) must not keep the port: it has
+            # no serving thread, and its copy of the socket would hold the port after we close ours.
+            this = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _forget_in_child(this))
         log.info("serving Prometheus metrics on %s", self.url)
         return self
 
@@ -267,6 +280,13 @@ class PrometheusExporter:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def _forget_in_child(exporter_ref: "weakref.ref[PrometheusExporter]") -> None:
+    exporter = exporter_ref()
+    if exporter is not None and exporter._server is not None:
+        server, exporter._server = exporter._server, None
+        server.socket.close()  # not shutdown(): the serving thread does not exist in the child
 
 
 def start_exporter(

@@ -78,6 +78,8 @@ def test_a_scrape_of_a_running_job_carries_its_experiment_and_dcgm_names(local_s
             20,
             what="a page with the job's and the GPUs' series",
         )
+        with urllib.request.urlopen(url, timeout=2) as response:
+            assert local_server.api_key.encode() not in response.read()  # the key never leaves
     finally:
         stop_file.write_text("")
     out, err = agent.communicate(timeout=30)

@@ -228,3 +228,30 @@ def test_catalogue_prometheus_names_are_valid_unique_and_counters_end_in_total()
         "sys.compute.overall",
         "sys.compute.utilized",
     }
+
+
+def test_a_forked_child_does_not_keep_the_port(serve):
+    """Under monitor(), a DataLoader worker forks the training process: once the agent stops, the
+    port must be free, not held open (and unanswered) by the child's copy of the socket."""
+    import os
+    import signal
+    import time
+
+    exporter = serve()
+    host, port = "127.0.0.1", exporter.port
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: say it is up, then live on as a worker would
+        os.close(read_end)
+        os.write(write_end, b"x")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        os.close(write_end)
+        assert os.read(read_end, 1) == b"x"
+        exporter.stop()
+        with socket.socket() as again:
+            again.bind((host, port))  # free although the child still runs
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
