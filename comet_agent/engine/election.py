@@ -75,10 +75,13 @@ class HostElection:
                 if self._fd is None:
                     ensure_private_dir(self.path.parent)
                     self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    return False  # another process of this job on this node samples the host
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        return False  # another process of this job on this node samples the host
+                    raise
+            except OSError as exc:  # no lock file, or no flock on this filesystem
                 self._unsupported = True
                 log.warning(
                     "cannot elect one host sampler per node through %s (%s): this process samples the host itself",
