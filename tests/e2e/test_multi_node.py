@@ -165,3 +165,12 @@ def test_three_nodes_four_local_ranks_one_experiment(local_server, tmp_path):
     finally:
         del os.environ["COMET_URL_OVERRIDE"], os.environ["COMET_API_KEY"]
     assert details["pid"] == pids[0, 0]  # the experiment's system details are node 0's local rank 0's
+
+    # The page: a node selector and every node's hardware table.
+    import requests
+
+    page = requests.get(experiment.url, headers={"Authorization": local_server.api_key}, timeout=30).text
+    panels = page.split('<details class="node"')[1:]
+    assert [panel.split('data-node="')[1].split('"')[0] for panel in panels] == ["node0", "node1", "node2"]
+    assert all(hardware[0]["hostname"] in panel and "<h3>Hardware</h3>" in panel for panel in panels)
+    api.close()
