@@ -39,8 +39,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.config import node_identity
+from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.election import HostElection, election_path
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms, job_directory

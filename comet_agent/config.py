@@ -488,26 +488,29 @@ def node_identity(
     node's index. Rank and size variables are read whatever the id's source (the election and the
     per-rank names need them on a single node too).
 
-    ===================  ===============================  =================================  ============================  ==========================================
-    launcher             node index                       more than one node when             local rank                    processes on this node
-    ===================  ===============================  =================================  ============================  ==========================================
-    Slurm                ``SLURM_NODEID``                 ``SLURM_JOB_NUM_NODES`` (else       ``SLURM_LOCALID``             ``SLURM_NTASKS_PER_NODE``, else this
-                                                          ``SLURM_NNODES``) > 1                                             node's entry of ``SLURM_TASKS_PER_NODE``
-    torchrun             ``GROUP_RANK`` (else             ``WORLD_SIZE`` > ``LOCAL_WORLD_SIZE``  ``LOCAL_RANK``             ``LOCAL_WORLD_SIZE``
-                         ``NODE_RANK``)
-    Open MPI             ``OMPI_COMM_WORLD_RANK`` //      ``OMPI_COMM_WORLD_SIZE`` >          ``OMPI_COMM_WORLD_LOCAL_RANK``  ``OMPI_COMM_WORLD_LOCAL_SIZE``
-                         ``OMPI_COMM_WORLD_LOCAL_SIZE``   ``OMPI_COMM_WORLD_LOCAL_SIZE``
-                         (uniform sizes assumed)
-    Kubernetes           ``JOB_COMPLETION_INDEX``         the variable is set (an Indexed    (none)                        (none)
-    Indexed Job                                           Job runs one pod per worker)
-    ===================  ===============================  =================================  ============================  ==========================================
+    Variables read (first launcher in this order that shows several nodes decides the index):
+
+    | launcher       | node index                  | several nodes when         | local rank, ranks on node   |
+    |----------------|-----------------------------|----------------------------|-----------------------------|
+    | Slurm          | SLURM_NODEID                | SLURM_JOB_NUM_NODES (else  | SLURM_LOCALID,              |
+    |                |                             | SLURM_NNODES) > 1          | SLURM_NTASKS_PER_NODE, else |
+    |                |                             |                            | SLURM_TASKS_PER_NODE        |
+    | torchrun       | GROUP_RANK (else NODE_RANK) | WORLD_SIZE >               | LOCAL_RANK,                 |
+    |                |                             | LOCAL_WORLD_SIZE           | LOCAL_WORLD_SIZE            |
+    | Open MPI       | OMPI_COMM_WORLD_RANK //     | OMPI_COMM_WORLD_SIZE >     | OMPI_COMM_WORLD_LOCAL_RANK, |
+    |                | OMPI_COMM_WORLD_LOCAL_SIZE  | OMPI_COMM_WORLD_LOCAL_SIZE | OMPI_COMM_WORLD_LOCAL_SIZE  |
+    | Kubernetes     | JOB_COMPLETION_INDEX        | the variable is set        | (none)                      |
+    | (Indexed Job)  |                             |                            |                             |
 
     Why these: Slurm's ``SLURM_NODEID`` is the node's index within the allocation, the same for
     every task on it; torchrun numbers nodes with ``GROUP_RANK`` (``NODE_RANK`` is what Lightning
     and many launch scripts export); Open MPI gives no node index, but with the same number of
     ranks per node the global rank divided by the local size is one; a Kubernetes Indexed Job
-    gives each pod its completion index. Launchers are tried in the order of the table; the first
-    that shows several nodes decides.
+    gives each pod its completion index (an Indexed Job runs one pod per worker, so it counts as
+    several nodes; give ``--node-id`` or the setting to name a one-pod Job otherwise). Local rank
+    and size are read from the first variable set, in the order ``LOCAL_RANK``, ``SLURM_LOCALID``,
+    ``OMPI_COMM_WORLD_LOCAL_RANK`` (and ``LOCAL_WORLD_SIZE``, ``OMPI_COMM_WORLD_LOCAL_SIZE``,
+    then Slurm's).
 
     Raises ``ConfigError`` for an unusable explicit id or setting (see ``check_node_id``).
     """

@@ -52,10 +52,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from comet_agent import errors
+from comet_agent.config import NodeIdentity
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
-from comet_agent.config import NodeIdentity
 from comet_agent.engine.election import HostElection
 from comet_agent.engine.host_sampler import CADENCES, HostSampler, close_collectors, sample_collectors
 from comet_agent.engine.link import ExperimentLink

@@ -104,9 +104,11 @@ def test_three_nodes_four_local_ranks_one_experiment(local_server, tmp_path):
         for (node, rank), process in ranks.items():
             assert process.stdout.readline() == b"ready\n", f"node {node} rank {rank} did not start"
 
-        wanted = {f"node{n}.sys.ram.total" for n in RANKS_PER_NODE} | {
-            f"node0.rank{r}.sys.proc.rss" for r in range(4)
-        } | {"node1.sys.proc.rss", "node2.sys.proc.rss"}
+        wanted = (
+            {f"node{n}.sys.ram.total" for n in RANKS_PER_NODE}
+            | {f"node0.rank{r}.sys.proc.rss" for r in range(4)}
+            | {"node1.sys.proc.rss", "node2.sys.proc.rss"}
+        )
         wait_for(lambda: wanted <= set(_points(experiment)), 30, what="every node's and rank's series")
         time.sleep(3)  # three more pushes at 1 s
 

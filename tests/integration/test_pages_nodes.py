@@ -15,7 +15,9 @@ HOSTILE_NODE = "n<script>x"
 
 
 def _experiment(server):
-    return APIExperiment(api=API(api_key=server.api_key, url_override=server.clientlib_url), workspace="ws", project_name="p")
+    return APIExperiment(
+        api=API(api_key=server.api_key, url_override=server.clientlib_url), workspace="ws", project_name="p"
+    )
 
 
 def _page(server, experiment) -> str:
@@ -30,7 +32,12 @@ def test_each_node_gets_a_panel_with_its_hardware_and_series(local_server):
         experiment.log_metric(f"{node}.sys.ram.used", ram, timestamp=1_700_000_000)
     experiment.log_metric("node1.rank2.sys.proc.rss", 77, timestamp=1_700_000_000)
     experiment.log_metric("loss", 0.5, step=1)
-    hardware = {"hostname": "gpu-a17", "os": "Linux", "totalRam": 1 << 40, "gpus": [{"name": "H100", "totalMemory": 80}]}
+    hardware = {
+        "hostname": "gpu-a17",
+        "os": "Linux",
+        "totalRam": 1 << 40,
+        "gpus": [{"name": "H100", "totalMemory": 80}],
+    }
     experiment.log_other("comet_agent.node.node1", json.dumps(hardware))
     experiment.log_other("comet_agent.node.node2", json.dumps({"hostname": "gpu-b02"}))  # hardware, no series yet
 

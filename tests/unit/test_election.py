@@ -43,7 +43,8 @@ def test_one_holder_among_several_and_handover_on_release(tmp_path):
 
 def test_the_lock_is_per_experiment_and_node(tmp_path):
     elections = [
-        HostElection(election_path(tmp_path, key, node)) for key, node in (("a", "node0"), ("a", "node1"), ("b", "node0"), ("a", None))
+        HostElection(election_path(tmp_path, key, node))
+        for key, node in (("a", "node0"), ("a", "node1"), ("b", "node0"), ("a", None))
     ]
     assert all(election.is_sampler() for election in elections)
     assert election_path(tmp_path, "../k", "n/1").parent == tmp_path / "election"  # nothing escapes the folder
@@ -132,7 +133,11 @@ def rank_jobs(tmp_path):
     jobs = []
     for rank in range(4):
         collectors, _ = build_periodic_collectors(
-            procfs_root=steps.proc, sysfs_root=steps.sys, include_gpu=False, cgroup_root=str(tmp_path / "none"), clock=clock
+            procfs_root=steps.proc,
+            sysfs_root=steps.sys,
+            include_gpu=False,
+            cgroup_root=str(tmp_path / "none"),
+            clock=clock,
         )
         collectors = [c for c in collectors if c.name != "agent_self"]  # this process's stat is not in the fixture
         (tmp_path / f"job{rank}").mkdir()
@@ -157,7 +162,9 @@ def rank_jobs(tmp_path):
 
 
 def _names(job: Job) -> set[str]:
-    return {p["metricName"] for e in job.spool.peek(10_000) if e.endpoint == "metrics_batch" for p in e.payload["values"]}
+    return {
+        p["metricName"] for e in job.spool.peek(10_000) if e.endpoint == "metrics_batch" for p in e.payload["values"]
+    }
 
 
 def test_only_the_elected_rank_writes_the_host_series_each_rank_its_own(rank_jobs):
@@ -175,7 +182,11 @@ def test_only_the_elected_rank_writes_the_host_series_each_rank_its_own(rank_job
         if rank:
             assert not any(name.startswith("node0.sys.") for name in rank_names)
     ram_points = sum(
-        1 for job in jobs for e in job.spool.peek(10_000) for p in e.payload.get("values", ()) if p["metricName"] == "node0.sys.ram.total"
+        1
+        for job in jobs
+        for e in job.spool.peek(10_000)
+        for p in e.payload.get("values", ())
+        if p["metricName"] == "node0.sys.ram.total"
     )
     assert ram_points == 2  # two pushes, one sampler: not eight
     assert jobs[0].status().host_sampler and not jobs[1].status().host_sampler

@@ -11,28 +11,128 @@ from comet_agent.errors import ConfigError
 CASES = [
     # (what, environment, expected node_id, node_index, local_rank, local_size)
     ("nothing: a single process", {}, None, None, None, None),
-    ("torchrun on one node: no prefix", {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "2", "GROUP_RANK": "0"}, None, None, 2, 4),
-    ("torchrun on two nodes", {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "3", "GROUP_RANK": "1"}, "node1", 1, 3, 4),
-    ("torchrun, NODE_RANK only", {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "0", "NODE_RANK": "1"}, "node1", 1, 0, 4),
-    ("Slurm on one node", {"SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "2"}, None, None, 1, 2),
-    ("Slurm on three nodes", {"SLURM_JOB_NUM_NODES": "3", "SLURM_NODEID": "2", "SLURM_LOCALID": "0", "SLURM_NTASKS_PER_NODE": "1"}, "node2", 2, 0, 1),
+    (
+        "torchrun on one node: no prefix",
+        {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "2", "GROUP_RANK": "0"},
+        None,
+        None,
+        2,
+        4,
+    ),
+    (
+        "torchrun on two nodes",
+        {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "3", "GROUP_RANK": "1"},
+        "node1",
+        1,
+        3,
+        4,
+    ),
+    (
+        "torchrun, NODE_RANK only",
+        {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "0", "NODE_RANK": "1"},
+        "node1",
+        1,
+        0,
+        4,
+    ),
+    (
+        "Slurm on one node",
+        {"SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "2"},
+        None,
+        None,
+        1,
+        2,
+    ),
+    (
+        "Slurm on three nodes",
+        {"SLURM_JOB_NUM_NODES": "3", "SLURM_NODEID": "2", "SLURM_LOCALID": "0", "SLURM_NTASKS_PER_NODE": "1"},
+        "node2",
+        2,
+        0,
+        1,
+    ),
     ("Slurm, SLURM_NNODES (older)", {"SLURM_NNODES": "2", "SLURM_NODEID": "1"}, "node1", 1, None, None),
-    ("Slurm, tasks from the compressed list", {"SLURM_JOB_NUM_NODES": "3", "SLURM_NODEID": "2", "SLURM_LOCALID": "1", "SLURM_TASKS_PER_NODE": "2(x2),4"}, "node2", 2, 1, 4),
-    ("Slurm wins over torchrun", {"SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": "0"}, "node1", 1, None, 4),
-    ("Open MPI on two nodes", {"OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "OMPI_COMM_WORLD_RANK": "6", "OMPI_COMM_WORLD_LOCAL_RANK": "2"}, "node1", 1, 2, 4),
-    ("Open MPI on one node", {"OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_LOCAL_RANK": "3"}, None, None, 3, 4),
+    (
+        "Slurm, tasks from the compressed list",
+        {"SLURM_JOB_NUM_NODES": "3", "SLURM_NODEID": "2", "SLURM_LOCALID": "1", "SLURM_TASKS_PER_NODE": "2(x2),4"},
+        "node2",
+        2,
+        1,
+        4,
+    ),
+    (
+        "Slurm wins over torchrun",
+        {
+            "SLURM_JOB_NUM_NODES": "2",
+            "SLURM_NODEID": "1",
+            "WORLD_SIZE": "8",
+            "LOCAL_WORLD_SIZE": "4",
+            "GROUP_RANK": "0",
+        },
+        "node1",
+        1,
+        None,
+        4,
+    ),
+    (
+        "Open MPI on two nodes",
+        {
+            "OMPI_COMM_WORLD_SIZE": "8",
+            "OMPI_COMM_WORLD_LOCAL_SIZE": "4",
+            "OMPI_COMM_WORLD_RANK": "6",
+            "OMPI_COMM_WORLD_LOCAL_RANK": "2",
+        },
+        "node1",
+        1,
+        2,
+        4,
+    ),
+    (
+        "Open MPI on one node",
+        {
+            "OMPI_COMM_WORLD_SIZE": "4",
+            "OMPI_COMM_WORLD_LOCAL_SIZE": "4",
+            "OMPI_COMM_WORLD_RANK": "3",
+            "OMPI_COMM_WORLD_LOCAL_RANK": "3",
+        },
+        None,
+        None,
+        3,
+        4,
+    ),
     ("Kubernetes Indexed Job", {"JOB_COMPLETION_INDEX": "3"}, "node3", 3, None, None),
     ("multi-node without an index: the hostname", {"SLURM_JOB_NUM_NODES": "2"}, "gpu07", None, None, None),
-    ("garbage counts as unset", {"SLURM_JOB_NUM_NODES": "two", "WORLD_SIZE": "-8", "LOCAL_RANK": "x"}, None, None, None, None),
-    ("comet_ml's variable wins", {"COMET_DISTRIBUTED_NODE_IDENTIFIER": "east-1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": "1"}, "east-1", 1, None, 4),
+    (
+        "garbage counts as unset",
+        {"SLURM_JOB_NUM_NODES": "two", "WORLD_SIZE": "-8", "LOCAL_RANK": "x"},
+        None,
+        None,
+        None,
+        None,
+    ),
+    (
+        "comet_ml's variable wins",
+        {"COMET_DISTRIBUTED_NODE_IDENTIFIER": "east-1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": "1"},
+        "east-1",
+        1,
+        None,
+        4,
+    ),
     ("comet_ml's variable on a single node", {"COMET_DISTRIBUTED_NODE_IDENTIFIER": "box"}, "box", None, None, None),
 ]
 
 
-@pytest.mark.parametrize(("what", "environ", "node_id", "node_index", "local_rank", "local_size"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("what", "environ", "node_id", "node_index", "local_rank", "local_size"), CASES, ids=[c[0] for c in CASES]
+)
 def test_derived_from_environment(what, environ, node_id, node_index, local_rank, local_size):
     node = node_identity(environ=environ, hostname="gpu07")
-    assert (node.node_id, node.node_index, node.local_rank, node.local_size) == (node_id, node_index, local_rank, local_size)
+    assert (node.node_id, node.node_index, node.local_rank, node.local_size) == (
+        node_id,
+        node_index,
+        local_rank,
+        local_size,
+    )
 
 
 def test_explicit_id_wins_over_setting_and_environment():

@@ -328,7 +328,9 @@ def _nodes_section(series: dict, hardware: dict[str, dict]) -> str:
             f"<h3>Hardware</h3>{hardware_html}<h3>Series</h3>{table}</details>"
         )
     return section(
-        "nodes", f"Nodes ({len(nodes)})", f'<nav class="node-selector" aria-label="nodes">{selector}</nav>' + "".join(panels)
+        "nodes",
+        f"Nodes ({len(nodes)})",
+        f'<nav class="node-selector" aria-label="nodes">{selector}</nav>' + "".join(panels),
     )
 
 
