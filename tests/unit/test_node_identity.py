@@ -173,3 +173,23 @@ NAMING = [
 @pytest.mark.parametrize(("node", "host_prefix", "rank_prefix", "primary"), NAMING)
 def test_prefixes_and_who_writes_the_system_details(node, host_prefix, rank_prefix, primary):
     assert (node.host_prefix, node.rank_prefix, node.primary) == (host_prefix, rank_prefix, primary)
+
+
+def test_run_takes_a_node_id_and_refuses_an_unusable_one_in_one_line(capsys):
+    from comet_agent.cli import build_parser
+
+    assert build_parser().parse_args(["run", "--node-id", "node3", "--", "true"]).node_id == "node3"
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["run", "--node-id", "a b", "--", "true"])
+    assert exit_info.value.code == 2
+    assert "node id 'a b' is unusable" in capsys.readouterr().err
+
+
+def test_monitor_with_an_unusable_node_id_stops_at_the_with_line(tmp_path):
+    from comet_agent.agent import Agent
+    from comet_agent.errors import AgentError
+
+    agent = Agent(node_id="a/b", data_dir=tmp_path, api_key="k" * 32, url_override="http://127.0.0.1:9/clientlib/")
+    with pytest.raises(AgentError, match="node id 'a/b' is unusable") as raised:
+        agent.prepare()
+    assert raised.value.exit_status == 78
