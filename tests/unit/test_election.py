@@ -224,3 +224,25 @@ def test_per_kind_endpoints_give_way_to_a_node_prefix(tmp_path):
     assert job.per_kind_endpoints is False  # Comet would name those series itself, unprefixed
     job.spool.close()
     api.close()
+
+
+def test_gpu_series_carry_the_node_prefix_too(tmp_path):
+    from comet_agent.collectors.gpu import GpuCollector
+    from tests.support.fake_nvml import build_fake_nvml
+
+    api = API(api_key="k" * 32, url_override="http://127.0.0.1:9/clientlib/")
+    host = HostSampler([GpuCollector(nvml_module=build_fake_nvml("a100-sxm4-80gb"), environ={})])
+    job = Job(
+        ExperimentLink(api, new_experiment_key(), create=False),
+        Spool(tmp_path / "s.db"),
+        host,
+        node=NodeIdentity("node1", 1),
+        election=HostElection(election_path(tmp_path, "k", "node1")),
+    )
+    job.push("gpu")
+    names = _names(job)
+    assert "node1.sys.gpu.0.gpu_utilization" in names and "node1.sys.gpu.1.power_usage" in names
+    assert all(name.startswith("node1.sys.gpu.") for name in names)  # as comet_ml's convert_gpu_details_to_metrics
+    job.spool.close()
+    host.close()
+    api.close()
