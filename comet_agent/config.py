@@ -379,6 +379,9 @@ def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> O
 NODE_ID_SETTING = "distributed_node_identifier"
 #: Longest node id accepted (it prefixes every system series name).
 MAX_NODE_ID_LENGTH = 64
+#: The "other" under which each node's hardware is recorded, ``<prefix><node id>`` (written by
+#: ``engine.job``, shown by the experiment page).
+NODE_OTHER_PREFIX = "comet_agent.node."
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from comet_agent import errors
-from comet_agent.config import NodeIdentity
+from comet_agent.config import NODE_OTHER_PREFIX, NodeIdentity
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
@@ -95,8 +95,6 @@ STATIC_SNAPSHOT_GRACE_S = 10.0
 WATCH_INTERVAL_S = 0.5
 #: System-details fields the snapshot knows but the write does not carry (derived by the server).
 _NOT_WRITTEN_DETAILS = ("totalRam", "maxTotalMemory", "systemMetricNames")
-#: The "other" key under which each node's hardware is recorded (``<prefix><node id>``).
-NODE_OTHER_PREFIX = "comet_agent.node."
 #: System-details fields that make up a node's hardware record (``node_hardware``).
 _NODE_HARDWARE_FIELDS = (
     "hostname",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from comet_agent.config import NODE_OTHER_PREFIX
 from comet_agent.server.pages.access import RESERVED_SEGMENTS, authorize_page, owns_workspace
 from comet_agent.server.pages.charts import MAX_POINTS_PER_SERIES, build_charts
 from comet_agent.server.pages.render import (
@@ -226,9 +227,6 @@ def _charts_section(charts: list[dict]) -> str:
 # ------------------------------------------------------------------------------------------------
 # Nodes: a job over several nodes (series named ``<node id>.sys.*``, hardware in the others)
 # ------------------------------------------------------------------------------------------------
-
-#: The "other" under which the agent records each node's hardware (``engine.job.NODE_OTHER_PREFIX``).
-NODE_OTHER_PREFIX = "comet_agent.node."
 
 
 def node_of_series(name: str) -> tuple[str | None, str]:
