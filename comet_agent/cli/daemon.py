@@ -39,11 +39,11 @@ def daemon_from_args(args) -> int:
         return ExitStatus.CONFIG
     exporter = None
     if args.prometheus_listen:
-        from comet_agent.engine.prometheus import PrometheusExporter, node_label
+        from comet_agent.engine.prometheus import PrometheusExporter
 
         host, port = parse_listen_address(args.prometheus_listen)
         try:
-            exporter = PrometheusExporter(host, port, jobs=daemon.jobs, node=node_label()).start()
+            exporter = PrometheusExporter(host, port, jobs=daemon.jobs).start()
         except OSError as exc:  # a service that cannot serve what it was told to fails loudly
             err(f"cannot serve Prometheus metrics on {args.prometheus_listen}: {exc}")
             daemon.close()

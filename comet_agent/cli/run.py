@@ -128,6 +128,7 @@ def _agent_from_args(args, command=None) -> Agent:
         command=command,
         spool_max_bytes=_spool_max_bytes(getattr(args, "spool_max_mb", None)),
         prometheus_listen=getattr(args, "prometheus_listen", None),
+        node_id=getattr(args, "node_id", None),
     )
 
 

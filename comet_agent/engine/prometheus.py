@@ -57,16 +57,16 @@ REQUEST_TIMEOUT_S = 10.0
 JobsSource = Callable[[], Sequence[Any]]
 
 
-def node_label(config: Any = None) -> str:
-    """The ``node`` label of every series: which machine the job ran on.
-
-    Today the host name. The node id setting (multi-node runs) replaces it where it is set; this is
-    the one place that decides, so the lead wires it here.
+def node_label(node: Any = None) -> str:
+    """The ``node`` label of a job's series: its node id in a job over several nodes, else the host name.
 
     Args:
-        config: the resolved configuration (``config.ResolvedConfig``), or None.
+        node: the job's ``config.NodeIdentity`` (``Job.node``), or None: the id prefixes the
+            job's series in Comet (``<node_id>.sys.*``), and the same id labels them here, so a
+            dashboard joins the two.
     """
-    return socket.gethostname()
+    node_id = getattr(node, "node_id", None)
+    return str(node_id) if node_id else socket.gethostname()
 
 
 def _label_value(value: Any) -> str:
@@ -107,11 +107,12 @@ class JobsCollector:
     Args:
         jobs: returns the running jobs (``engine.job.Job``: ``experiment_key`` and
             ``latest_records``, a mapping of cadence to the records of its last sample).
-        node: the ``node`` label (``node_label()``).
+        node: the ``node`` label of every job; None (the default): each job's own
+            (``node_label(job.node)``).
         hostname: dcgm-exporter's ``Hostname`` label.
     """
 
-    def __init__(self, jobs: JobsSource, *, node: str, hostname: Optional[str] = None):
+    def __init__(self, jobs: JobsSource, *, node: Optional[str] = None, hostname: Optional[str] = None):
         self._jobs = jobs
         self._node = node
         self._hostname = hostname or socket.gethostname()
@@ -123,7 +124,10 @@ class JobsCollector:
             "comet_agent_last_sample_timestamp_seconds", "When the series of a cadence were last sampled.", "gauge"
         )
         for job in list(self._jobs()):
-            base = {"experiment_key": str(job.experiment_key), "node": self._node}
+            base = {
+                "experiment_key": str(job.experiment_key),
+                "node": self._node or node_label(getattr(job, "node", None)),
+            }
             for cadence, records in dict(getattr(job, "latest_records", {}) or {}).items():
                 taken_ms = max((getattr(record, "taken_at_ms", 0) for record in records), default=0)
                 if taken_ms:
@@ -186,7 +190,7 @@ class PrometheusExporter:
     Args:
         host, port: where to listen (``config.parse_listen_address``; port 0: any free port).
         jobs: returns the running jobs.
-        node: the ``node`` label (default ``node_label()``).
+        node: the ``node`` label of every job; None (the default): each job's own (``node_label``).
 
     Example:
         >>> exporter = PrometheusExporter("127.0.0.1", 0, jobs=lambda: [])
@@ -198,7 +202,7 @@ class PrometheusExporter:
     def __init__(self, host: str, port: int, *, jobs: JobsSource, node: Optional[str] = None):
         self.host, self.port = host, port
         self.registry = CollectorRegistry(auto_describe=False)
-        self.collector = JobsCollector(jobs, node=node or node_label())
+        self.collector = JobsCollector(jobs, node=node)
         self.registry.register(self.collector)
         self._server: Optional[socketserver.TCPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -289,9 +293,7 @@ def _forget_in_child(exporter_ref: "weakref.ref[PrometheusExporter]") -> None:
         server.socket.close()  # not shutdown(): the serving thread does not exist in the child
 
 
-def start_exporter(
-    listen: Optional[tuple[str, int]], jobs: JobsSource, *, config: Any = None
-) -> Optional[PrometheusExporter]:
+def start_exporter(listen: Optional[tuple[str, int]], jobs: JobsSource) -> Optional[PrometheusExporter]:
     """Start an exporter on ``listen`` (``(host, port)``, or None for none); never raises.
 
     A bind failure (port in use, an address not on this host) is logged as a warning and gives
@@ -302,7 +304,7 @@ def start_exporter(
     host, port = listen
     started = time.monotonic()
     try:
-        exporter = PrometheusExporter(host, port, jobs=jobs, node=node_label(config)).start()
+        exporter = PrometheusExporter(host, port, jobs=jobs).start()
     except OSError as exc:
         log.warning("cannot serve Prometheus metrics on %s:%s: %s; going on without", host, port, exc)
         return None

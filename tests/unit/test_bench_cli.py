@@ -26,6 +26,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("bench_server_ingest.py", ["--points-per-client", "--kinds", "--clients", "--before", "--rounds"]),
         ("bench_prometheus.py", ["--rounds", "--duration-s", "--model", "--skip-subprocess"]),
         ("bench_gpu.py", ["--fake", "--rounds"]),
+        ("bench_election.py", ["--rounds", "--ranks"]),
     ],
 )
 def test_bench_help_lists_documented_options(script, expected):

@@ -194,8 +194,20 @@ def test_a_port_in_use_costs_the_page_not_the_run(caplog):
     assert f"cannot serve Prometheus metrics on 127.0.0.1:{port}" in caplog.text
 
 
-def test_node_label_is_the_host_name_for_now():
-    assert node_label() == socket.gethostname()
+def test_node_label_is_the_job_node_id_else_the_host_name():
+    from comet_agent.config import NodeIdentity
+
+    assert node_label(NodeIdentity(node_id="node3", node_index=3, source="SLURM_NODEID")) == "node3"
+    assert node_label(NodeIdentity()) == node_label(None) == socket.gethostname()
+
+
+def test_each_job_is_labelled_with_its_own_node(serve):
+    from comet_agent.config import NodeIdentity
+
+    job = _job(KEY, cpu=[LoadSample(0.5, 0.25, 0.125, taken_at_ms=NOW_MS)])
+    job.node = NodeIdentity(node_id="node1", node_index=1, source="GROUP_RANK")
+    load = _families(_scrape(serve(job, node=None))[0])["comet_agent_host_load1"]
+    assert [s.labels["node"] for s in load.samples] == ["node1"]
 
 
 @pytest.mark.parametrize(
