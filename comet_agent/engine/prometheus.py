@@ -5,7 +5,8 @@ HOST:PORT`` and ``monitor(prometheus_listen=...)`` serve, on ``http://HOST:PORT/
 series the engine records for its jobs:
 
 - under our own names (the catalogue's ``prometheus`` column: ``comet_agent_host_cpu_percent``,
-  ``comet_agent_gpu_power_usage_watts`` ...), each labelled ``experiment_key`` and ``node``, plus
+  ``comet_agent_gpu_power_usage_watts`` ...), each labelled ``experiment_key`` and ``node`` (the
+  job's node id in a multi-node run, else the host name: ``node_label``), plus
   ``gpu`` (the experiment's GPU index, as in ``sys.gpu.<i>``) and ``UUID`` for a GPU, ``cpu`` (the
   kernel's CPU number) for a CPU;
 - the GPU readings dcgm-exporter also exports, a second time under dcgm-exporter's names, types,
