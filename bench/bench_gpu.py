@@ -27,11 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from comet_agent.collectors import Unavailable  # noqa: E402
 from comet_agent.collectors.gpu import GpuCollector  # noqa: E402
+from comet_agent.sources.nvml import NVLINK_FIELDS  # noqa: E402
 
 
 def _raw_calls(module, handles):
     """Every (function, args) a full GpuCollector tick asks for, per handle."""
     calls = []
+    # The NVLink totals the collector asks for in one field-values call (sources/nvml.py NVLINK_FIELDS).
+    nvlink_fields = [
+        (getattr(module, constant), scope) if scope is not None else getattr(module, constant)
+        for _, constant, scope, _ in NVLINK_FIELDS
+    ]
     for handle in handles:
         for name, args, kwargs in (
             ("nvmlDeviceGetMemoryInfo", (handle,), {"version": getattr(module, "nvmlMemory_v2", None)}),
@@ -54,6 +60,17 @@ def _raw_calls(module, handles):
                 (handle, module.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, module.NVML_VOLATILE_ECC),
                 {},
             ),
+            ("nvmlDeviceGetPcieThroughput", (handle, module.NVML_PCIE_UTIL_TX_BYTES), {}),
+            ("nvmlDeviceGetPcieThroughput", (handle, module.NVML_PCIE_UTIL_RX_BYTES), {}),
+            ("nvmlDeviceGetFieldValues", (handle, nvlink_fields), {}),
+            (
+                "nvmlDeviceGetRetiredPages",
+                (handle, module.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS),
+                {},
+            ),
+            ("nvmlDeviceGetRetiredPages", (handle, module.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR), {}),
+            ("nvmlDeviceGetRetiredPagesPendingStatus", (handle,), {}),
+            ("nvmlDeviceGetRemappedRows", (handle,), {}),
         ):
             function = getattr(module, name, None)
             if function is not None:

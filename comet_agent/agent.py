@@ -39,7 +39,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from comet_agent.config import node_identity
+from comet_agent.config import node_identity, parse_listen_address
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.election import HostElection, election_path
 from comet_agent.engine.host_sampler import HostSampler
@@ -104,6 +104,9 @@ class Agent:
         per_kind_endpoints: push system metrics through Comet's cpu/ram/load/gpu-metrics endpoints
             plus a metric batch instead of one metric batch per push (``engine.job.Job``); None:
             the ``COMET_AGENT_PER_KIND_ENDPOINTS`` setting, else False.
+        prometheus_listen: serve the job's series on a Prometheus ``/metrics`` page at
+            ``"HOST:PORT"`` (``":9400"``: loopback; ``engine.prometheus``); None: no page. A port
+            that cannot be bound is logged, and the run goes on without the page.
         node_id: this node's id in a job over several nodes: every system series is named
             ``<node_id>.sys.*`` as comet_ml names them with ``distributed_node_identifier``.
             None: ``COMET_DISTRIBUTED_NODE_IDENTIFIER``, else derived from the launcher's
@@ -139,6 +142,7 @@ class Agent:
         tags: Sequence[str] = (),
         command: Optional[Sequence[str]] = None,
         per_kind_endpoints: Optional[bool] = None,
+        prometheus_listen: Optional[str] = None,
         node_id: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
@@ -159,6 +163,9 @@ class Agent:
         self.tags = list(tags)
         self.command = list(command) if command else None
         self.per_kind_endpoints = per_kind_endpoints
+        # Parsed here: a malformed address is the caller's mistake, raised at once (ValueError).
+        self.prometheus_listen = parse_listen_address(prometheus_listen) if prometheus_listen else None
+        self.exporter: Any = None
         self.node_id = node_id
 
         self.job: Optional[Job] = None
@@ -253,7 +260,15 @@ class Agent:
             log.info("node %s (%s), %s", node.node_id, node.source, node.rank_label or "one process on this node")
         self.job.unavailable.update(unavailable)
         self._prepared = True
+        if self.prometheus_listen is not None:
+            from comet_agent.engine.prometheus import start_exporter
+
+            self.exporter = start_exporter(self.prometheus_listen, self._running_jobs)
         return self
+
+    def _running_jobs(self) -> list[Job]:
+        job = self.job
+        return [job] if job is not None and job.running else []
 
     def begin(self, pid: Optional[int] = None) -> "Agent":
         """Second half of ``start()``: the static snapshot, sampling and delivery. Never raises."""
@@ -374,6 +389,8 @@ class Agent:
             return self._delivered
         self._stopped = True
         self._stop_event.set()
+        if self.exporter is not None:
+            self.exporter.stop()
         timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
         # A watched job (another process, a wrapped command, a monitor() block) ended: end time.
         self._delivered = self.job.stop(timeout_s, job_ended=self.pid is not None)
@@ -482,7 +499,8 @@ def monitor(experiment_key: Optional[str] = None, **options: Any) -> Any:
 
     When a ``comet-agent daemon`` answers on its socket (``daemon.socket_path()``) and an
     experiment is given, the process registers with it instead (same context-manager surface):
-    the daemon samples for it. ``use_daemon=False`` forces in-process.
+    the daemon samples for it (and its own ``--prometheus-listen`` page, if any, serves the job;
+    ``prometheus_listen`` is then not used). ``use_daemon=False`` forces in-process.
     """
     experiment = options.pop("experiment", None)
     if experiment is not None:
@@ -497,6 +515,11 @@ def monitor(experiment_key: Optional[str] = None, **options: Any) -> Any:
 
         socket_path = find_daemon()
         if socket_path is not None:
+            if options.get("prometheus_listen"):
+                log.info(
+                    "a daemon records this job: its own --prometheus-listen page serves it, not %s",
+                    options["prometheus_listen"],
+                )
             return DaemonRegistration(socket_path, experiment_key, pid=options["pid"], api_key=options.get("api_key"))
     return Agent(experiment_key, **options)
 

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import functools
 import re
@@ -43,6 +44,7 @@ from typing import Optional, Sequence
 __all__ = [
     "CATALOGUE",
     "CatalogueEntry",
+    "Export",
     "Kind",
     "Origin",
     "Window",
@@ -111,6 +113,24 @@ _PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in _PLACEHOLDE
 
 
 @dataclass(frozen=True)
+class Export:
+    """How a catalogue row is served on a Prometheus ``/metrics`` page (``engine/prometheus.py``).
+
+    Attributes:
+        name: the Prometheus metric name, written on the page exactly so (a counter's name is not
+            suffixed again: dcgm-exporter's counters carry no ``_total``).
+        type: ``"gauge"`` or ``"counter"``, as the ``# TYPE`` line says.
+        scale: the catalogue value times this is the exported value (``0.001``: mW to W).
+        unit: the exported unit, for the docs (``W``, ``MiB``).
+    """
+
+    name: str
+    type: str
+    scale: float = 1.0
+    unit: str = ""
+
+
+@dataclass(frozen=True)
 class CatalogueEntry:
     """One row of the catalogue: a metric name pattern and what its series are.
 
@@ -126,6 +146,10 @@ class CatalogueEntry:
         origin: Comet's own name or ours (``Origin``).
         integer: values are whole numbers on the wire (bytes, milliwatts, counts); a window's
             mean is rounded so the pushed value stays one.
+        prometheus: our own Prometheus name for the series (``Export``), or ``None`` where the
+            row repeats another under a Comet name (``sys.compute.overall``).
+        dcgm: the name, type and unit NVIDIA's dcgm-exporter gives the same reading, when it has
+            one: the series is served under that name too, so dcgm-exporter's dashboards work.
     """
 
     pattern: str
@@ -136,6 +160,8 @@ class CatalogueEntry:
     source: str
     origin: Origin
     integer: bool = False
+    prometheus: Optional[Export] = None
+    dcgm: Optional[Export] = None
     _placeholder: Optional[str] = field(default=None, init=False, repr=False, compare=False)
     _regex: Optional[re.Pattern] = field(default=None, init=False, repr=False, compare=False)
 
@@ -473,6 +499,16 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "Memory the process tree holds on visible GPU i (as NVML reports it per process).",
         integer=True,
     ),
+    _row(
+        "sys.proc.gpu.<i>.utilization",
+        PERCENT,
+        _G,
+        _MEAN,
+        "process",
+        _OURS,
+        "Share of GPU i's streaming multiprocessors the process tree kept busy (NVML's per-process "
+        "samples since the previous reading, summed over the tree); absent on MIG instances and vGPUs.",
+    ),
     # -- agent_self -----------------------------------------------------------------------------
     _row("sys.agent.cpu.percent", PERCENT, _R, _MEAN, "agent_self", _OURS, "CPU used by comet-agent itself."),
     _row("sys.agent.rss", BYTES, _G, _MAX, "agent_self", _OURS, "Resident memory of comet-agent itself.", integer=True),
@@ -562,7 +598,278 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "Uncorrected ECC memory errors on GPU i since the driver loaded (volatile).",
         integer=True,
     ),
+    _row(
+        "sys.gpu.<i>.pcie_tx_bps",
+        BYTES_PER_S,
+        _G,
+        _MEAN,
+        "gpu",
+        _OURS,
+        "Bytes per second GPU i sent over PCIe, as NVML measures it over its last 20 ms.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.pcie_rx_bps",
+        BYTES_PER_S,
+        _G,
+        _MEAN,
+        "gpu",
+        _OURS,
+        "Bytes per second GPU i received over PCIe, as NVML measures it over its last 20 ms.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.nvlink_tx_bytes",
+        BYTES,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Data bytes GPU i sent over all its NVLinks since the driver loaded; absent without NVLink.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.nvlink_rx_bytes",
+        BYTES,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Data bytes GPU i received over all its NVLinks since the driver loaded; absent without NVLink.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.nvlink_crc_flit_errors",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "NVLink flow-control CRC errors of GPU i, all links; absent without NVLink.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.nvlink_crc_data_errors",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "NVLink data CRC errors of GPU i, all links; absent without NVLink.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.nvlink_replay_errors",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "NVLink retries of GPU i, all links; absent without NVLink.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.nvlink_recovery_errors",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "NVLink recovery events of GPU i, all links; absent without NVLink.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.retired_pages_sbe",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Memory pages of GPU i retired after repeated single-bit ECC errors (boards before Ampere; "
+        "newer ones remap rows instead).",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.retired_pages_dbe",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Memory pages of GPU i retired after a double-bit ECC error (boards before Ampere).",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.retired_pages_pending",
+        COUNT,
+        _G,
+        _MAX,
+        "gpu",
+        _OURS,
+        "1 when GPU i has pages waiting to be retired at the next driver reload, else 0.",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.remapped_rows_correctable",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Memory rows of GPU i remapped after correctable errors (Ampere and later).",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.remapped_rows_uncorrectable",
+        COUNT,
+        _C,
+        _LAST,
+        "gpu",
+        _OURS,
+        "Memory rows of GPU i remapped after uncorrectable errors (Ampere and later).",
+        integer=True,
+    ),
+    _row(
+        "sys.gpu.<i>.row_remap_failure",
+        COUNT,
+        _G,
+        _MAX,
+        "gpu",
+        _OURS,
+        "1 when a row remapping of GPU i failed (the board needs service), else 0.",
+        integer=True,
+    ),
 )
+
+# ------------------------------------------------------------------------------------------------
+# Prometheus names (engine/prometheus.py serves them on /metrics)
+# ------------------------------------------------------------------------------------------------
+
+_GAUGE, _COUNTER = "gauge", "counter"
+_MIB = 1 / 2**20
+
+#: pattern -> our Prometheus name, type and scale. Labels, not names, carry what a placeholder
+#: holds (``gpu`` for ``<i>``, ``cpu`` for ``<NN>``: the kernel's CPU number); units follow
+#: Prometheus' conventions (bytes, watts, hertz, ``_total`` on counters).
+_PROMETHEUS: dict[str, Optional[Export]] = {
+    "sys.cpu.percent.avg": Export("comet_agent_host_cpu_percent", _GAUGE, unit=PERCENT),
+    "sys.compute.overall": None,  # sys.cpu.percent.avg rounded, under Comet's name
+    "sys.cpu.percent.<NN>": Export("comet_agent_host_cpu_core_percent", _GAUGE, unit=PERCENT),
+    "sys.cpu.cgroup.percent.avg": Export("comet_agent_cgroup_cpu_percent", _GAUGE, unit=PERCENT),
+    "sys.ram.total": Export("comet_agent_host_memory_total_bytes", _GAUGE, unit=BYTES),
+    "sys.ram.used": Export("comet_agent_host_memory_used_bytes", _GAUGE, unit=BYTES),
+    "sys.ram.available": Export("comet_agent_host_memory_available_bytes", _GAUGE, unit=BYTES),
+    "sys.ram.percent.used": Export("comet_agent_host_memory_used_percent", _GAUGE, unit=PERCENT),
+    "sys.swap.total": Export("comet_agent_host_swap_total_bytes", _GAUGE, unit=BYTES),
+    "sys.swap.used": Export("comet_agent_host_swap_used_bytes", _GAUGE, unit=BYTES),
+    "sys.swap.percent.used": Export("comet_agent_host_swap_used_percent", _GAUGE, unit=PERCENT),
+    "sys.load.avg": Export("comet_agent_host_load1", _GAUGE, unit=TASKS),
+    "sys.load.avg5": Export("comet_agent_host_load5", _GAUGE, unit=TASKS),
+    "sys.load.avg15": Export("comet_agent_host_load15", _GAUGE, unit=TASKS),
+    "sys.disk.read_bps": Export("comet_agent_host_disk_read_bytes_per_second", _GAUGE, unit=BYTES_PER_S),
+    "sys.disk.write_bps": Export("comet_agent_host_disk_write_bytes_per_second", _GAUGE, unit=BYTES_PER_S),
+    "sys.disk.root.used": Export("comet_agent_root_filesystem_used_bytes", _GAUGE, unit=BYTES),
+    "sys.disk.root.percent.used": Export("comet_agent_root_filesystem_used_percent", _GAUGE, unit=PERCENT),
+    "sys.disk.job.used": Export("comet_agent_job_filesystem_used_bytes", _GAUGE, unit=BYTES),
+    "sys.disk.job.percent.used": Export("comet_agent_job_filesystem_used_percent", _GAUGE, unit=PERCENT),
+    "sys.network.send_bps": Export("comet_agent_host_network_send_bytes_per_second", _GAUGE, unit=BYTES_PER_S),
+    "sys.network.receive_bps": Export("comet_agent_host_network_receive_bytes_per_second", _GAUGE, unit=BYTES_PER_S),
+    "sys.pressure.cpu.some.percent": Export("comet_agent_pressure_cpu_some_percent", _GAUGE, unit=PERCENT),
+    "sys.pressure.memory.some.percent": Export("comet_agent_pressure_memory_some_percent", _GAUGE, unit=PERCENT),
+    "sys.pressure.memory.full.percent": Export("comet_agent_pressure_memory_full_percent", _GAUGE, unit=PERCENT),
+    "sys.pressure.io.some.percent": Export("comet_agent_pressure_io_some_percent", _GAUGE, unit=PERCENT),
+    "sys.pressure.io.full.percent": Export("comet_agent_pressure_io_full_percent", _GAUGE, unit=PERCENT),
+    "sys.proc.cpu.percent": Export("comet_agent_job_cpu_percent", _GAUGE, unit=PERCENT),
+    "sys.compute.utilized": None,  # sys.proc.cpu.percent under Comet's name
+    "sys.proc.rss": Export("comet_agent_job_resident_memory_bytes", _GAUGE, unit=BYTES),
+    "sys.proc.threads": Export("comet_agent_job_threads", _GAUGE, unit=COUNT),
+    "sys.proc.open_files": Export("comet_agent_job_open_files", _GAUGE, unit=COUNT),
+    "sys.proc.count": Export("comet_agent_job_processes", _GAUGE, unit=COUNT),
+    "sys.proc.gpu.<i>.used_memory": Export("comet_agent_job_gpu_memory_used_bytes", _GAUGE, unit=BYTES),
+    "sys.proc.gpu.<i>.utilization": Export("comet_agent_job_gpu_utilization_percent", _GAUGE, unit=PERCENT),
+    "sys.agent.cpu.percent": Export("comet_agent_self_cpu_percent", _GAUGE, unit=PERCENT),
+    "sys.agent.rss": Export("comet_agent_self_resident_memory_bytes", _GAUGE, unit=BYTES),
+    "sys.gpu.<i>.gpu_utilization": Export("comet_agent_gpu_utilization_percent", _GAUGE, unit=PERCENT),
+    "sys.gpu.<i>.memory_utilization": Export("comet_agent_gpu_memory_utilization_percent", _GAUGE, unit=PERCENT),
+    "sys.gpu.<i>.used_memory": Export("comet_agent_gpu_memory_used_bytes", _GAUGE, unit=BYTES),
+    "sys.gpu.<i>.free_memory": Export("comet_agent_gpu_memory_free_bytes", _GAUGE, unit=BYTES),
+    "sys.gpu.<i>.total_memory": Export("comet_agent_gpu_memory_total_bytes", _GAUGE, unit=BYTES),
+    "sys.gpu.<i>.percent.used_memory": Export("comet_agent_gpu_memory_used_percent", _GAUGE, unit=PERCENT),
+    "sys.gpu.<i>.temperature": Export("comet_agent_gpu_temperature_celsius", _GAUGE, unit=CELSIUS),
+    "sys.gpu.<i>.power_usage": Export("comet_agent_gpu_power_usage_watts", _GAUGE, 0.001, "W"),
+    "sys.gpu.<i>.power_limit": Export("comet_agent_gpu_power_limit_watts", _GAUGE, 0.001, "W"),
+    "sys.gpu.<i>.clock_sm": Export("comet_agent_gpu_sm_clock_hertz", _GAUGE, 1e6, "Hz"),
+    "sys.gpu.<i>.clock_mem": Export("comet_agent_gpu_memory_clock_hertz", _GAUGE, 1e6, "Hz"),
+    "sys.gpu.<i>.fan_speed": Export("comet_agent_gpu_fan_speed_percent", _GAUGE, unit=PERCENT),
+    "sys.gpu.<i>.throttle_reasons": Export("comet_agent_gpu_clocks_event_reasons", _GAUGE, unit=BITMASK),
+    "sys.gpu.<i>.ecc_errors_corrected": Export("comet_agent_gpu_ecc_errors_corrected_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.ecc_errors_uncorrected": Export("comet_agent_gpu_ecc_errors_uncorrected_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.pcie_tx_bps": Export("comet_agent_gpu_pcie_tx_bytes_per_second", _GAUGE, unit=BYTES_PER_S),
+    "sys.gpu.<i>.pcie_rx_bps": Export("comet_agent_gpu_pcie_rx_bytes_per_second", _GAUGE, unit=BYTES_PER_S),
+    "sys.gpu.<i>.nvlink_tx_bytes": Export("comet_agent_gpu_nvlink_tx_bytes_total", _COUNTER, unit=BYTES),
+    "sys.gpu.<i>.nvlink_rx_bytes": Export("comet_agent_gpu_nvlink_rx_bytes_total", _COUNTER, unit=BYTES),
+    "sys.gpu.<i>.nvlink_crc_flit_errors": Export("comet_agent_gpu_nvlink_crc_flit_errors_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.nvlink_crc_data_errors": Export("comet_agent_gpu_nvlink_crc_data_errors_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.nvlink_replay_errors": Export("comet_agent_gpu_nvlink_replay_errors_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.nvlink_recovery_errors": Export("comet_agent_gpu_nvlink_recovery_errors_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.retired_pages_sbe": Export("comet_agent_gpu_retired_pages_sbe_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.retired_pages_dbe": Export("comet_agent_gpu_retired_pages_dbe_total", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.retired_pages_pending": Export("comet_agent_gpu_retired_pages_pending", _GAUGE, unit=COUNT),
+    "sys.gpu.<i>.remapped_rows_correctable": Export(
+        "comet_agent_gpu_remapped_rows_correctable_total", _COUNTER, unit=COUNT
+    ),
+    "sys.gpu.<i>.remapped_rows_uncorrectable": Export(
+        "comet_agent_gpu_remapped_rows_uncorrectable_total", _COUNTER, unit=COUNT
+    ),
+    "sys.gpu.<i>.row_remap_failure": Export("comet_agent_gpu_row_remap_failure", _GAUGE, unit=COUNT),
+}
+
+#: pattern -> dcgm-exporter's name, type (as its counters CSV declares it) and unit for the same
+#: reading (NVIDIA/dcgm-exporter etc/default-counters.csv). DCGM reads these fields through NVML
+#: too; the scale turns our unit into DCGM's (bytes to MiB, mW to W, bytes/s to KB).
+_DCGM: dict[str, Export] = {
+    "sys.gpu.<i>.gpu_utilization": Export("DCGM_FI_DEV_GPU_UTIL", _GAUGE, unit=PERCENT),
+    "sys.gpu.<i>.memory_utilization": Export("DCGM_FI_DEV_MEM_COPY_UTIL", _GAUGE, unit=PERCENT),
+    "sys.gpu.<i>.used_memory": Export("DCGM_FI_DEV_FB_USED", _GAUGE, _MIB, "MiB"),
+    "sys.gpu.<i>.free_memory": Export("DCGM_FI_DEV_FB_FREE", _GAUGE, _MIB, "MiB"),
+    "sys.gpu.<i>.temperature": Export("DCGM_FI_DEV_GPU_TEMP", _GAUGE, unit=CELSIUS),
+    "sys.gpu.<i>.power_usage": Export("DCGM_FI_DEV_POWER_USAGE", _GAUGE, 0.001, "W"),
+    "sys.gpu.<i>.clock_sm": Export("DCGM_FI_DEV_SM_CLOCK", _GAUGE, unit=MEGAHERTZ),
+    "sys.gpu.<i>.clock_mem": Export("DCGM_FI_DEV_MEM_CLOCK", _GAUGE, unit=MEGAHERTZ),
+    "sys.gpu.<i>.throttle_reasons": Export("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", _GAUGE, unit=BITMASK),
+    "sys.gpu.<i>.ecc_errors_corrected": Export("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.ecc_errors_uncorrected": Export("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", _COUNTER, unit=COUNT),
+    # dcgm-exporter declares these counters "in KB" although DCGM fills them with NVML's KB/s.
+    "sys.gpu.<i>.pcie_tx_bps": Export("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", _COUNTER, 1 / 1024, "KB/s"),
+    "sys.gpu.<i>.pcie_rx_bps": Export("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", _COUNTER, 1 / 1024, "KB/s"),
+    "sys.gpu.<i>.nvlink_crc_flit_errors": Export("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.nvlink_crc_data_errors": Export("DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.nvlink_replay_errors": Export("DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.nvlink_recovery_errors": Export("DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.retired_pages_sbe": Export("DCGM_FI_DEV_RETIRED_SBE", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.retired_pages_dbe": Export("DCGM_FI_DEV_RETIRED_DBE", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.retired_pages_pending": Export("DCGM_FI_DEV_RETIRED_PENDING", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.remapped_rows_correctable": Export("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.remapped_rows_uncorrectable": Export("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", _COUNTER, unit=COUNT),
+    "sys.gpu.<i>.row_remap_failure": Export("DCGM_FI_DEV_ROW_REMAP_FAILURE", _GAUGE, unit=COUNT),
+}
+
+
+def _derived_export(entry: CatalogueEntry) -> Export:
+    """A Prometheus name for a row without one in ``_PROMETHEUS``: its name's words, placeholder
+    left out (it becomes a label), under ``comet_agent_``; ``_total`` on a counter."""
+    words = [word for word in entry.pattern.split(".")[1:] if word not in _PLACEHOLDERS]
+    name = "comet_agent_" + "_".join(re.sub(r"[^a-zA-Z0-9_]", "_", word) for word in words)
+    kind = _COUNTER if entry.kind is Kind.COUNTER else _GAUGE
+    return Export(name + ("_total" if kind == _COUNTER else ""), kind, unit=entry.unit)
+
+
+def _with_exports(entry: CatalogueEntry) -> CatalogueEntry:
+    prometheus = _PROMETHEUS[entry.pattern] if entry.pattern in _PROMETHEUS else _derived_export(entry)
+    return dataclasses.replace(entry, prometheus=prometheus, dcgm=_DCGM.get(entry.pattern))
+
+
+CATALOGUE = tuple(_with_exports(entry) for entry in CATALOGUE)
 
 _EXACT: dict[str, tuple[int, CatalogueEntry]] = {
     entry.pattern: (position, entry) for position, entry in enumerate(CATALOGUE) if entry._regex is None
@@ -703,11 +1010,29 @@ metric batch under its own name), `sys.ram.total`/`sys.ram.used` in `log_ram_met
 `sys.load.avg` in `log_load_metrics`, each GPU's `free_memory`, `used_memory`, `total_memory` and
 `gpu_utilization` in `log_gpu_metrics` (when all four are known), and everything else in the
 metric batch.
+
+On a Prometheus `/metrics` page (`comet-agent run --prometheus-listen`, `comet-agent daemon
+--prometheus-listen`) each series is served under the name in the *Prometheus* column, labelled
+`experiment_key` and `node`, plus `gpu` (the index `<i>`, with `UUID`) or `cpu` (the kernel's CPU
+number, `<NN>` minus one); a GPU reading dcgm-exporter also exports is served a second time under
+dcgm-exporter's name, unit and labels (`gpu`, `UUID`, `device`, `modelName`, `Hostname`), so its
+Grafana dashboards work unchanged.
 """
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def _prometheus_cell(entry: CatalogueEntry) -> str:
+    if entry.prometheus is None:
+        return "—"
+    text = f"`{entry.prometheus.name}`"
+    if entry.prometheus.unit != entry.unit:
+        text += f" ({entry.prometheus.unit})"
+    if entry.dcgm is not None:
+        text += f"; dcgm: `{entry.dcgm.name}` ({entry.dcgm.unit}, {entry.dcgm.type})"
+    return text
 
 
 def render_markdown() -> str:
@@ -722,12 +1047,12 @@ def render_markdown() -> str:
         rows = [entry for entry in CATALOGUE if entry.source == source]
         lines.append(f"## {title}\n")
         lines.append(f"From {collector}; records: {', '.join(f'`{record}`' for record in records)}.\n")
-        lines.append("| name | unit | kind | window | origin | description |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| name | unit | kind | window | origin | Prometheus | description |")
+        lines.append("|---|---|---|---|---|---|---|")
         for entry in rows:
             lines.append(
                 f"| `{entry.pattern}` | {entry.unit} | {entry.kind.value} | {entry.window.value} "
-                f"| {entry.origin.value} | {_cell(entry.description)} |"
+                f"| {entry.origin.value} | {_prometheus_cell(entry)} | {_cell(entry.description)} |"
             )
         lines.append("")
     unknown = sorted({entry.source for entry in CATALOGUE} - set(_SOURCE_TITLES))

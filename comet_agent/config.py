@@ -371,6 +371,48 @@ def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> O
 
 
 # ------------------------------------------------------------------------------------------------
+# --prometheus-listen
+# ------------------------------------------------------------------------------------------------
+
+#: The host a bare ``:PORT`` binds: loopback. Serving the host's metrics to the network is a
+#: decision the operator writes out (``0.0.0.0:9400``), never a default.
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Parse a ``--prometheus-listen`` value: ``HOST:PORT``, ``:PORT`` (loopback) or ``[IPv6]:PORT``.
+
+    Args:
+        text: the value as the user wrote it.
+
+    Returns:
+        ``(host, port)``; port 0 asks the system for a free port.
+
+    Raises:
+        ValueError: with a message saying what a valid value looks like.
+
+    Example:
+        >>> parse_listen_address(":9400")
+        ('127.0.0.1', 9400)
+        >>> parse_listen_address("[::1]:9400")
+        ('::1', 9400)
+    """
+    value = text.strip()
+    host, separator, port_text = value.rpartition(":")
+    if not separator or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(
+            f"{text!r} is not HOST:PORT (e.g. :9400 for 127.0.0.1:9400, or 0.0.0.0:9400 to serve every interface)"
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9400")
+    if any(character.isspace() for character in host):
+        raise ValueError(f"{text!r}: the host contains a space")
+    return host or DEFAULT_LISTEN_HOST, int(port_text)
+
+
+# ------------------------------------------------------------------------------------------------
 # Node identity: which node of a distributed job this process runs on
 # ------------------------------------------------------------------------------------------------
 

@@ -281,6 +281,8 @@ class ProcessTreeSample:
     several CPUs. ``open_files`` is ``None`` when a descriptor table could not be read (another
     user's process). ``gpu_memory_used_bytes_by_index`` maps a visible GPU index to the memory
     the tree's processes hold on it; empty when NVML is unavailable or no process uses a GPU.
+    ``gpu_utilization_percent_by_index`` maps it to the SM utilisation of the tree's processes
+    there (NVML's per-process samples since the previous reading, summed over the tree).
     """
 
     root_pid: int
@@ -291,6 +293,7 @@ class ProcessTreeSample:
     open_files: Optional[int]
     taken_at_ms: int
     gpu_memory_used_bytes_by_index: dict[int, int] = field(default_factory=dict)
+    gpu_utilization_percent_by_index: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,12 @@ class GpuSample:
 
     ``throttle_reasons`` is NVML's clocks-event bitmask (0: not throttled); ECC counters are
     volatile (since the last driver load) totals; power is in milliwatts as NVML reports it.
+    PCIe throughput is NVML's own 20 ms measurement; NVLink byte and error counts are totals over
+    all links since the driver loaded (``None`` on a board without NVLink); retired pages exist
+    before Ampere, remapped rows from Ampere on (each ``None`` where the other applies);
+    ``retired_pages_pending`` and ``row_remap_failure`` are 0 or 1. ``name`` (the model),
+    ``nvml_index`` (the physical board's NVML index, as dcgm-exporter's ``gpu`` label counts),
+    ``pci_bus_id`` and ``driver_version`` label the sample; they are read once, not every tick.
     """
 
     gpu_index: int
@@ -369,3 +378,21 @@ class GpuSample:
     throttle_reasons: Optional[int] = None
     ecc_errors_corrected: Optional[int] = None
     ecc_errors_uncorrected: Optional[int] = None
+    pcie_tx_bytes_per_s: Optional[int] = None
+    pcie_rx_bytes_per_s: Optional[int] = None
+    nvlink_tx_bytes: Optional[int] = None
+    nvlink_rx_bytes: Optional[int] = None
+    nvlink_crc_flit_errors: Optional[int] = None
+    nvlink_crc_data_errors: Optional[int] = None
+    nvlink_replay_errors: Optional[int] = None
+    nvlink_recovery_errors: Optional[int] = None
+    retired_pages_sbe: Optional[int] = None
+    retired_pages_dbe: Optional[int] = None
+    retired_pages_pending: Optional[int] = None
+    remapped_rows_correctable: Optional[int] = None
+    remapped_rows_uncorrectable: Optional[int] = None
+    row_remap_failure: Optional[int] = None
+    name: Optional[str] = None
+    nvml_index: Optional[int] = None
+    pci_bus_id: Optional[str] = None
+    driver_version: Optional[str] = None

@@ -61,6 +61,28 @@ MEGABYTES = _number(float, 0.001, 1_048_576.0, "a size in MB")
 COUNT = _number(int, 1, 1_000_000, "a positive whole number")
 
 
+def LISTEN(text: str) -> str:  # noqa: N802 (an argparse type, named like the others)
+    """An argparse type: a ``--prometheus-listen`` address (``HOST:PORT``, ``:PORT``), returned as written."""
+    from comet_agent.config import parse_listen_address
+
+    try:
+        parse_listen_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_prometheus_listen(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument(
+        "--prometheus-listen",
+        type=LISTEN,
+        default=None,
+        metavar="HOST:PORT",
+        help=f"serve {whose} series on a Prometheus /metrics page, labelled by experiment, GPU series also under "
+        "dcgm-exporter's names; a bare :PORT binds 127.0.0.1 (0.0.0.0:PORT serves every interface)",
+    )
+
+
 def _add_server(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "server",
@@ -190,6 +212,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-os-packages", action="store_true", help="do not record OS packages")
     p.add_argument("--no-git", action="store_true", help="do not record git metadata and patch")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
+    _add_prometheus_listen(p, "the run's")
     p.add_argument(
         "--node-id",
         type=_node_id,
@@ -275,6 +298,7 @@ def _add_daemon(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--registrations-per-minute", type=COUNT, default=30, help="per user (default: %(default)s)")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
+    _add_prometheus_listen(p, "every registered job's")
     _add_data_dir(p)
     p.set_defaults(func=_lazy("comet_agent.cli.daemon", "daemon_from_args"))
 

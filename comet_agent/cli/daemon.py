@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from comet_agent.cli.common import err
-from comet_agent.config import systemd_credential_problem
+from comet_agent.config import parse_listen_address, systemd_credential_problem
 from comet_agent.daemon import Daemon, socket_path
 from comet_agent.errors import ExitStatus
 from comet_agent.paths import default_data_dir
@@ -37,12 +37,27 @@ def daemon_from_args(args) -> int:
     except (ValueError, OSError) as exc:
         err(f"cannot start the daemon: {exc}")
         return ExitStatus.CONFIG
+    exporter = None
+    if args.prometheus_listen:
+        from comet_agent.engine.prometheus import PrometheusExporter
+
+        host, port = parse_listen_address(args.prometheus_listen)
+        try:
+            exporter = PrometheusExporter(host, port, jobs=daemon.jobs).start()
+        except OSError as exc:  # a service that cannot serve what it was told to fails loudly
+            err(f"cannot serve Prometheus metrics on {args.prometheus_listen}: {exc}")
+            daemon.close()
+            return ExitStatus.CONFIG
     previous = {sig: signal.signal(sig, lambda _s, _f: daemon.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     print(f"comet-agent: daemon listening on {path}", file=sys.stderr, flush=True)
+    if exporter is not None:
+        print(f"comet-agent: Prometheus metrics on {exporter.url}", file=sys.stderr, flush=True)
     try:
         daemon.serve()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if exporter is not None:
+            exporter.stop()
         daemon.close()
     return 0

@@ -127,6 +127,7 @@ def _agent_from_args(args, command=None) -> Agent:
         tags=args.tag or (),
         command=command,
         spool_max_bytes=_spool_max_bytes(getattr(args, "spool_max_mb", None)),
+        prometheus_listen=getattr(args, "prometheus_listen", None),
         node_id=getattr(args, "node_id", None),
     )
 
@@ -181,6 +182,8 @@ def run_from_args(args) -> int:
         err(str(exc))
         return exc.exit_status
     err(f"experiment {agent.experiment_key}: recording to {agent.server_url}")
+    if agent.exporter is not None:
+        err(f"Prometheus metrics on {agent.exporter.url}")
     notifier = Notifier.from_environment()
     notifier.ready(status=f"experiment {agent.experiment_key}")
     # Pings only while the agent runs and its sampling thread is alive (a crashed sampler stops them).

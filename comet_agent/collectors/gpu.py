@@ -1,7 +1,11 @@
 """GPU periodic readings: one :class:`GpuSample` per visible NVIDIA GPU each tick, through NVML.
 
 Reads memory (v2 API where the driver has it), utilization, temperature, power usage and limit, SM
-and memory clocks, fan speed, clocks-event (throttle) reasons and volatile ECC counts. The samples
+and memory clocks, fan speed, clocks-event (throttle) reasons, volatile ECC counts, PCIe
+throughput, NVLink byte and error totals (one field-values call), retired pages (before Ampere) and
+remapped rows (Ampere on). The XID of the last error is not read: NVML gives it only through an
+event set (``nvmlEventSetCreate`` and a waiting thread per device), not as a field a tick can ask
+for, so it stays with the ops tools (dcgm-exporter's ``DCGM_FI_DEV_XID_ERRORS``). The samples
 feed Comet's ``sys.gpu.<i>.*`` metrics (and ``log_gpu_metrics`` items with the per-kind
 endpoints option; mapped in ``comet_agent/delivery/payloads.py``); ``<i>`` is the position in the visible list
 (``CUDA_VISIBLE_DEVICES`` honoured), as comet_ml reports it, and the UUID identifies the board.
@@ -96,6 +100,10 @@ class GpuCollector:
                 self._gateway.close()
             raise Unavailable(error.reason) from None
         module = self._gateway.module
+        # The model name labels the samples (dcgm-exporter's modelName); it never changes.
+        self._names = [self._gateway.device_name(gpu) for gpu in self._visible]
+        self._bus_ids = [self._gateway.pci_bus_id(gpu) for gpu in self._visible]
+        self._driver_version = self._gateway.driver_version()
         # Arguments are built once per device, not every tick.
         self._readings = [
             [
@@ -138,7 +146,26 @@ class GpuCollector:
             if value is not None:
                 values[field] = convert(value)
         values["throttle_reasons"] = _throttle_reasons(gateway, gpu)
-        return GpuSample(gpu_index=gpu.visible_index, taken_at_ms=now_ms, uuid=gpu.uuid, **values)
+        values["pcie_tx_bytes_per_s"], values["pcie_rx_bytes_per_s"] = gateway.pcie_throughput(gpu)
+        values.update(gateway.nvlink_counters(gpu))
+        values["retired_pages_sbe"], values["retired_pages_dbe"], values["retired_pages_pending"] = (
+            gateway.retired_pages(gpu)
+        )
+        (
+            values["remapped_rows_correctable"],
+            values["remapped_rows_uncorrectable"],
+            values["row_remap_failure"],
+        ) = gateway.remapped_rows(gpu)
+        return GpuSample(
+            gpu_index=gpu.visible_index,
+            taken_at_ms=now_ms,
+            uuid=gpu.uuid,
+            name=self._names[gpu.visible_index],
+            nvml_index=gpu.nvml_index,
+            pci_bus_id=self._bus_ids[gpu.visible_index],
+            driver_version=self._driver_version,
+            **values,
+        )
 
     def close(self) -> None:
         """Release NVML if this collector opened it; safe to call more than once."""

@@ -82,10 +82,6 @@ class GpuStaticCollector:
         gateway = self._gateway
         key = gpu.device_key
         memory = gateway.memory_info(gpu)
-        # Board-level facts (PCI address, MIG mode) live on the parent board of a MIG instance.
-        board_handle = gpu.parent_handle if gpu.is_mig_instance else gpu.handle
-        board_key = gpu.parent_uuid or key
-        pci = gateway.query(board_key, "pci_info", "nvmlDeviceGetPciInfo", board_handle)
         mig_mode_enabled: Optional[bool] = None
         mig_uuids: tuple[str, ...] = ()
         if not gpu.is_mig_instance:
@@ -96,12 +92,12 @@ class GpuStaticCollector:
                 mig_uuids = tuple(uuid for _slot, _handle, uuid in gateway.mig_instances(gpu.handle, key))
         return GpuDeviceInfo(
             gpu_index=gpu.visible_index,
-            name=gateway.query(key, "name", "nvmlDeviceGetName", gpu.handle),
+            name=gateway.device_name(gpu),
             uuid=gpu.uuid,
             memory_total_bytes=memory[0] if memory else None,
             power_limit_milliwatts=_power_limit_milliwatts(gateway, gpu),
             nvml_index=gpu.nvml_index,
-            pci_bus_id=_text_or_none(getattr(pci, "busId", None)) if pci is not None else None,
+            pci_bus_id=gateway.pci_bus_id(gpu),  # a MIG instance's is its parent board's
             mig_mode_enabled=mig_mode_enabled,
             is_mig_instance=gpu.is_mig_instance,
             parent_uuid=gpu.parent_uuid,
@@ -115,12 +111,6 @@ def _power_limit_milliwatts(gateway: NvmlGateway, gpu: VisibleGpu) -> Optional[i
     if limit is None:
         limit = gateway.query(gpu.device_key, "power_limit_management", "nvmlDeviceGetPowerManagementLimit", gpu.handle)
     return int(limit) if limit is not None else None
-
-
-def _text_or_none(value: Any) -> Optional[str]:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
 
 
 def _additional_items(

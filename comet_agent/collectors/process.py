@@ -4,11 +4,12 @@ Reads: the watched pid's descendants through ``<procfs_root>/<pid>/task/<tid>/ch
 the kernel has those files (``CONFIG_PROC_CHILDREN``, every mainstream distribution kernel), so the
 cost follows the tree and not the host; elsewhere ``<procfs_root>/<pid>/stat`` of every process
 (parent pids). Then ``<procfs_root>/<pid>/stat`` and ``<procfs_root>/<pid>/fd`` of the tree's
-processes, each once per sample, and, when NVML is available, per-process GPU memory through
-``comet_agent.sources.nvml.gpu_memory_by_pid``.
+processes, each once per sample, and, when NVML is available, per-process GPU memory and SM
+utilisation through ``comet_agent.sources.nvml.gpu_memory_by_pid`` and ``gpu_utilization_reader``.
 
 Feeds: our ``sys.proc.*`` metrics (``sys.proc.cpu.percent``, ``sys.proc.rss``, ``sys.proc.threads``,
-``sys.proc.open_files``, ``sys.proc.count``, ``sys.proc.gpu.<i>.used_memory``; see
+``sys.proc.open_files``, ``sys.proc.count``, ``sys.proc.gpu.<i>.used_memory``,
+``sys.proc.gpu.<i>.utilization``; see
 ``comet_agent/delivery/payloads.py``).
 
 The whole tree counts, not only the main process: DataLoader workers and other children are
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from comet_agent.collectors import Unavailable
 from comet_agent.records import ProcessTreeSample
@@ -38,6 +39,8 @@ from comet_agent.sources import procfs
 logger = logging.getLogger(__name__)
 
 GpuMemoryByPid = Callable[[], Mapping[int, Mapping[int, int]]]
+#: ``{pid: {visible GPU index: SM utilisation percent}}`` since the previous call (``nvml.gpu_utilization_reader``).
+GpuUtilizationByPid = Callable[[], Mapping[int, Mapping[int, float]]]
 
 
 def _load_nvml_gpu_memory_by_pid() -> Optional[GpuMemoryByPid]:
@@ -49,6 +52,14 @@ def _load_nvml_gpu_memory_by_pid() -> Optional[GpuMemoryByPid]:
     return gpu_memory_by_pid
 
 
+def _load_nvml_gpu_utilization_by_pid() -> Optional[GpuUtilizationByPid]:
+    try:
+        from comet_agent.sources.nvml import gpu_utilization_reader
+    except ImportError:
+        return None  # said once already by the memory source's loader
+    return gpu_utilization_reader()
+
+
 class ProcessTreeCollector:
     """Periodic collector of the watched process tree's resources (``ProcessTreeSample``).
 
@@ -58,6 +69,8 @@ class ProcessTreeCollector:
         clock: monotonic clock in seconds, for CPU rates.
         gpu_memory_by_pid: returns ``{pid: {visible GPU index: used bytes}}``; defaults to the
             NVML gateway, loaded on first use (``{}`` when NVML is unavailable).
+        gpu_utilization_by_pid: returns ``{pid: {visible GPU index: SM percent}}``; defaults to the
+            NVML gateway when ``gpu_memory_by_pid`` is not given either, else to none.
         clock_ticks_per_s: kernel USER_HZ, the unit of CPU times in ``stat``.
         page_size_bytes: the unit of ``rss`` in ``stat``.
 
@@ -75,6 +88,7 @@ class ProcessTreeCollector:
         procfs_root: str = "/proc",
         clock: Callable[[], float] = time.monotonic,
         gpu_memory_by_pid: Optional[GpuMemoryByPid] = None,
+        gpu_utilization_by_pid: Optional[GpuUtilizationByPid] = None,
         clock_ticks_per_s: int = procfs.CLOCK_TICKS_PER_S,
         page_size_bytes: int = procfs.PAGE_SIZE_BYTES,
     ):
@@ -89,29 +103,41 @@ class ProcessTreeCollector:
             raise Unavailable(f"no process {pid} under {procfs_root}") from exc
         self.walk = procfs.tree_walk_for(procfs_root, pid)
         self._gpu_memory_by_pid = gpu_memory_by_pid
-        self._gpu_source_loaded = gpu_memory_by_pid is not None
+        self._gpu_utilization_by_pid = gpu_utilization_by_pid
+        # Given sources are used as given (a test's recorded GPUs); otherwise NVML, on first use.
+        self._gpu_source_loaded = gpu_memory_by_pid is not None or gpu_utilization_by_pid is not None
         self._gpu_failure_logged = False
         self._exit_logged = False
         self._previous: Optional[tuple[dict[tuple[int, int], int], float]] = None
 
-    def _gpu_memory(self, tree_pids: set[int]) -> dict[int, int]:
+    def _gpu_figures(self, tree_pids: set[int]) -> tuple[dict[int, int], dict[int, float]]:
+        """The tree's GPU memory and SM utilisation, each summed per visible GPU index."""
         if not self._gpu_source_loaded:
             self._gpu_memory_by_pid = _load_nvml_gpu_memory_by_pid()
+            self._gpu_utilization_by_pid = _load_nvml_gpu_utilization_by_pid()
             self._gpu_source_loaded = True
-        if self._gpu_memory_by_pid is None:
+        return (
+            self._summed_per_gpu(self._gpu_memory_by_pid, tree_pids),
+            self._summed_per_gpu(self._gpu_utilization_by_pid, tree_pids),
+        )
+
+    def _summed_per_gpu(
+        self, source: Optional[Callable[[], Mapping[int, Mapping[int, Any]]]], tree_pids: set[int]
+    ) -> dict:
+        if source is None:
             return {}
         try:
-            by_pid = self._gpu_memory_by_pid()
+            by_pid = source()
         except Exception as exc:  # an NVML failure must not cost the CPU and memory figures
             if not self._gpu_failure_logged:
                 self._gpu_failure_logged = True
-                logger.info("process: per-process GPU memory unavailable: %s", exc)
+                logger.info("process: per-process GPU figures unavailable: %s", exc)
             return {}
-        used_bytes_by_index: dict[int, int] = {}
+        totals: dict[int, Any] = {}
         for pid in tree_pids & set(by_pid):
-            for gpu_index, used_bytes in by_pid[pid].items():
-                used_bytes_by_index[gpu_index] = used_bytes_by_index.get(gpu_index, 0) + used_bytes
-        return dict(sorted(used_bytes_by_index.items()))
+            for gpu_index, value in by_pid[pid].items():
+                totals[gpu_index] = totals.get(gpu_index, 0) + value
+        return dict(sorted(totals.items()))
 
     def _open_file_count(self, tree_pids: set[int]) -> Optional[int]:
         total = 0
@@ -150,6 +176,7 @@ class ProcessTreeCollector:
             cpu_percent = 100.0 * delta_ticks / self._clock_ticks_per_s / (now_s - previous_s)
 
         tree_pids = set(tree)
+        gpu_memory, gpu_utilization = self._gpu_figures(tree_pids)
         return [
             ProcessTreeSample(
                 root_pid=self._root_pid,
@@ -158,7 +185,8 @@ class ProcessTreeCollector:
                 rss_bytes=sum(stat.rss_pages for stat in tree.values()) * self._page_size_bytes,
                 threads=sum(stat.threads for stat in tree.values()),
                 open_files=self._open_file_count(tree_pids),
-                gpu_memory_used_bytes_by_index=self._gpu_memory(tree_pids),
+                gpu_memory_used_bytes_by_index=gpu_memory,
+                gpu_utilization_percent_by_index=gpu_utilization,
                 taken_at_ms=now_ms,
             )
         ]

@@ -47,6 +47,20 @@ GPU_METRIC_FIELDS: tuple[tuple[str, str], ...] = (
     ("throttle_reasons", "throttle_reasons"),
     ("ecc_errors_corrected", "ecc_errors_corrected"),
     ("ecc_errors_uncorrected", "ecc_errors_uncorrected"),
+    ("pcie_tx_bytes_per_s", "pcie_tx_bps"),
+    ("pcie_rx_bytes_per_s", "pcie_rx_bps"),
+    ("nvlink_tx_bytes", "nvlink_tx_bytes"),
+    ("nvlink_rx_bytes", "nvlink_rx_bytes"),
+    ("nvlink_crc_flit_errors", "nvlink_crc_flit_errors"),
+    ("nvlink_crc_data_errors", "nvlink_crc_data_errors"),
+    ("nvlink_replay_errors", "nvlink_replay_errors"),
+    ("nvlink_recovery_errors", "nvlink_recovery_errors"),
+    ("retired_pages_sbe", "retired_pages_sbe"),
+    ("retired_pages_dbe", "retired_pages_dbe"),
+    ("retired_pages_pending", "retired_pages_pending"),
+    ("remapped_rows_correctable", "remapped_rows_correctable"),
+    ("remapped_rows_uncorrectable", "remapped_rows_uncorrectable"),
+    ("row_remap_failure", "row_remap_failure"),
 )
 
 
@@ -120,6 +134,10 @@ def _pairs_for(record: object) -> list[tuple[str, Any]]:
         pairs += [
             (f"sys.proc.gpu.{index}.used_memory", used)
             for index, used in sorted(record.gpu_memory_used_bytes_by_index.items())
+        ]
+        pairs += [
+            (f"sys.proc.gpu.{index}.utilization", percent)
+            for index, percent in sorted(record.gpu_utilization_percent_by_index.items())
         ]
         return pairs
     if isinstance(record, AgentSelfSample):

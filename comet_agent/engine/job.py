@@ -343,6 +343,9 @@ class Job:
         self._windows: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
         self._window_lock = threading.Lock()
         self._used_gpu_indices: list[int] = []
+        #: cadence -> the records of its last sample, for readers that must not sample again (the
+        #: Prometheus page); replaced whole at each sample, so a reader never sees half of one.
+        self.latest_records: dict[str, list[Any]] = {}
         self._scheduler: Optional[Scheduler] = None
         self._static_thread: Optional[threading.Thread] = None
         self._static_wanted = False
@@ -498,6 +501,7 @@ class Job:
             )
         points = payloads.prefixed(payloads.metric_points(records), self.node.host_prefix)
         points += payloads.prefixed(payloads.metric_points(own), self.node.rank_prefix)
+        self.latest_records[cadence] = records + own
         with self._window_lock:
             self._windows[cadence].extend(points)
         return points

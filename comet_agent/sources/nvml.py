@@ -13,7 +13,7 @@ Everything the agent knows about NVIDIA GPUs passes through :class:`NvmlGateway`
 - :meth:`NvmlGateway.visible_gpus` applies ``CUDA_VISIBLE_DEVICES`` the way CUDA does: indices,
   ``GPU-`` UUIDs (unique prefixes allowed) and ``MIG-`` UUIDs, stopping at the first invalid or
   repeated entry. Reported indices are positions in that list, as comet_ml reports them.
-- :func:`gpu_memory_by_pid` serves the process-tree collector.
+- :func:`gpu_memory_by_pid` and :func:`gpu_utilization_reader` serve the process-tree collector.
 
 Tests inject a fake module built from recorded values (``tests/support/fake_nvml.py``) through the
 ``module`` argument; production code passes nothing and gets the real ``pynvml``.
@@ -48,6 +48,10 @@ _INIT_FAILURE_REASONS = {
 
 # NVML errors that mean "this device will never answer this query": asked once, then remembered.
 _PERMANENTLY_UNSUPPORTED = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound", "NVMLError_NoPermission")
+
+# Errors that are an answer, not a failure, for one field: asked again next tick, never logged.
+# (nvmlDeviceGetProcessUtilization says NOT_FOUND when no process ran since the last call.)
+_EXPECTED_ERRORS = {"process_utilization": ("NVMLError_NotFound",)}
 
 # NVIDIA_VISIBLE_DEVICES values with which the NVIDIA container runtime exposes no GPU.
 _NO_GPU_CONTAINER_VALUES = ("void", "none", "")
@@ -184,6 +188,7 @@ class NvmlGateway:
         self._selection_note: Optional[str] = None
         self._unsupported: set[tuple[str, str]] = set()
         self._logged_failures: set[tuple[str, str]] = set()
+        self._nvlink_request: Optional[tuple[list[Any], dict[int, tuple[str, int]]]] = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -262,6 +267,8 @@ class NvmlGateway:
             return _as_text(function(*args, **kwargs))
         except self._module.NVMLError as error:
             error_name = type(error).__name__
+            if error_name in _EXPECTED_ERRORS.get(field, ()):
+                return None
             if error_name in _PERMANENTLY_UNSUPPORTED:
                 self._unsupported.add(key)
                 log_level = logging.INFO if error_name == "NVMLError_NoPermission" else logging.DEBUG
@@ -434,6 +441,150 @@ class NvmlGateway:
                     used_by_pid[process.pid] = max(used_bytes, used_by_pid.get(process.pid, 0))
         return used_by_pid
 
+    def process_utilization(self, gpu: VisibleGpu, since_us: int = 0) -> tuple[dict[int, float], int]:
+        """SM utilisation of each process on one device, from NVML's samples newer than ``since_us``.
+
+        ``nvmlDeviceGetProcessUtilization`` keeps a short history of per-process samples (epoch
+        microseconds); a process's figure is the mean of its samples in the window.
+
+        Returns:
+            ``({pid: percent}, newest sample time in us)``: the time to pass as ``since_us`` next;
+            ``({}, since_us)`` when no process ran since, or where unsupported (MIG, vGPU). The pids
+            are the host's, as for :meth:`running_process_memory`.
+        """
+        samples = self.query(
+            gpu.device_key, "process_utilization", "nvmlDeviceGetProcessUtilization", gpu.handle, since_us
+        )
+        by_pid: dict[int, list[float]] = {}
+        newest_us = since_us
+        for sample in samples or ():
+            stamp = int(getattr(sample, "timeStamp", 0))
+            if stamp > since_us:
+                newest_us = max(newest_us, stamp)
+                by_pid.setdefault(sample.pid, []).append(float(sample.smUtil))
+        return {pid: sum(values) / len(values) for pid, values in by_pid.items()}, newest_us
+
+    # -- interconnect and memory health (one call or two per device; unsupported ones stop) -----
+
+    def pcie_throughput(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int]]:
+        """``(tx, rx)`` PCIe bytes per second of one device (``nvmlDeviceGetPcieThroughput``).
+
+        NVML measures over its last 20 ms and reports KB/s (1024 bytes); ``None`` where
+        unsupported (MIG instances, vGPUs).
+        """
+        module = self._module
+        values = []
+        for field, counter in (("pcie_tx", "NVML_PCIE_UTIL_TX_BYTES"), ("pcie_rx", "NVML_PCIE_UTIL_RX_BYTES")):
+            kilobytes = self.query(
+                gpu.device_key, field, "nvmlDeviceGetPcieThroughput", gpu.handle, getattr(module, counter, None)
+            )
+            values.append(int(kilobytes) * 1024 if isinstance(kilobytes, int) else None)
+        return values[0], values[1]
+
+    def nvlink_counters(self, gpu: VisibleGpu) -> dict[str, Optional[int]]:
+        """NVLink totals over all links of one device, by ``NVLINK_FIELDS`` key; ``{}`` without NVLink.
+
+        One ``nvmlDeviceGetFieldValues`` call per tick answers them all. Throughput counters are
+        data bytes (NVML counts KiB); error counters are counts. A board whose every field answers
+        NOT_SUPPORTED (no NVLink: PCIe boards, T4) is not asked again.
+        """
+        key = gpu.device_key
+        if (key, "nvlink") in self._unsupported:
+            return {}
+        request, by_id = self._nvlink_plan()
+        values = self.query(key, "nvlink", "nvmlDeviceGetFieldValues", gpu.handle, request) if request else None
+        if values is None:
+            if not request:
+                self._unsupported.add((key, "nvlink"))
+            return {}
+        success = getattr(self._module, "NVML_SUCCESS", 0)
+        result: dict[str, Optional[int]] = {}
+        for value in values:
+            name, scale = by_id.get(value.fieldId, (None, 1))
+            if name is not None:
+                number = _field_value(value) if value.nvmlReturn == success else None
+                result[name] = int(number) * scale if number is not None else None
+        if all(number is None for number in result.values()):
+            self._unsupported.add((key, "nvlink"))
+            logger.debug("GPU %s: no NVLink field answered; not asked again", key)
+            return {}
+        return result
+
+    def _nvlink_plan(self) -> tuple[list[Any], dict[int, tuple[str, int]]]:
+        """The field-values request for ``NVLINK_FIELDS`` and its answers' names, built once."""
+        if self._nvlink_request is None:
+            request: list[Any] = []
+            by_id: dict[int, tuple[str, int]] = {}
+            for name, constant, scope, scale in NVLINK_FIELDS:
+                field_id = getattr(self._module, constant, None)
+                if field_id is not None:  # bindings older than the field: it is not asked
+                    request.append((field_id, scope) if scope is not None else field_id)
+                    by_id[field_id] = (name, scale)
+            self._nvlink_request = (request, by_id)
+        return self._nvlink_request
+
+    def retired_pages(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int], Optional[int]]:
+        """``(single-bit, double-bit, pending)``: pages retired for ECC errors, and 1 when some wait
+        for the next driver reload. Boards from Ampere on remap rows instead: ``None`` there."""
+        if self.is_unsupported(gpu.device_key, "retired_pages_sbe"):
+            return None, None, None  # the feature is absent (Ampere on, vGPU): one check, not three
+        module = self._module
+        counts: list[Optional[int]] = []
+        for field, cause in (
+            ("retired_pages_sbe", "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS"),
+            ("retired_pages_dbe", "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR"),
+        ):
+            pages = self.query(gpu.device_key, field, "nvmlDeviceGetRetiredPages", gpu.handle, getattr(module, cause))
+            counts.append(len(pages) if pages is not None else None)
+        pending = self.query(
+            gpu.device_key, "retired_pages_pending", "nvmlDeviceGetRetiredPagesPendingStatus", gpu.handle
+        )
+        enabled = getattr(module, "NVML_FEATURE_ENABLED", 1)
+        return counts[0], counts[1], (1 if pending == enabled else 0) if pending is not None else None
+
+    def remapped_rows(self, gpu: VisibleGpu) -> tuple[Optional[int], Optional[int], Optional[int]]:
+        """``(correctable, uncorrectable, failure)`` row remapping of one device (Ampere and later);
+        ``failure`` is 1 when a remapping failed. ``None`` each where unsupported."""
+        rows = self.query(gpu.device_key, "remapped_rows", "nvmlDeviceGetRemappedRows", gpu.handle)
+        if not rows or len(rows) < 4:
+            return None, None, None
+        correctable, uncorrectable, _pending, failure = rows[:4]
+        return int(correctable), int(uncorrectable), 1 if failure else 0
+
+    def device_name(self, gpu: VisibleGpu) -> Optional[str]:
+        """The model name of one device (``NVIDIA A100-SXM4-80GB``), or ``None``."""
+        return self.query(gpu.device_key, "name", "nvmlDeviceGetName", gpu.handle)
+
+    def pci_bus_id(self, gpu: VisibleGpu) -> Optional[str]:
+        """The PCI bus id of one device's board (``00000000:07:00.0``), or ``None``."""
+        # A MIG instance's PCI address is its parent board's.
+        handle = gpu.parent_handle if gpu.is_mig_instance and gpu.parent_handle is not None else gpu.handle
+        info = self.query(gpu.parent_uuid or gpu.device_key, "pci_info", "nvmlDeviceGetPciInfo", handle)
+        bus_id = _as_text(getattr(info, "busId", None)) if info is not None else None
+        return bus_id if isinstance(bus_id, str) else None
+
+
+#: NVLink fields read with one nvmlDeviceGetFieldValues call: (our name, pynvml constant, scope
+#: id or None, scale). Throughput fields take scope UINT_MAX for the sum over all links and count
+#: KiB; the *_TOTAL error counters already sum the links.
+_ALL_LINKS = 0xFFFFFFFF
+NVLINK_FIELDS: tuple[tuple[str, str, Optional[int], int], ...] = (
+    ("nvlink_tx_bytes", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", _ALL_LINKS, 1024),
+    ("nvlink_rx_bytes", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX", _ALL_LINKS, 1024),
+    ("nvlink_crc_flit_errors", "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", None, 1),
+    ("nvlink_crc_data_errors", "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", None, 1),
+    ("nvlink_replay_errors", "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", None, 1),
+    ("nvlink_recovery_errors", "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", None, 1),
+)
+
+# nvmlValueType_t -> the member of the nvmlValue_t union holding the value.
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
+
+
+def _field_value(value: Any) -> Optional[float]:
+    number = getattr(value.value, _VALUE_MEMBERS.get(value.valueType, "ullVal"), None)
+    return number if isinstance(number, (int, float)) else None
+
 
 # -- process-wide gateway for the process-tree collector -------------------------------------
 
@@ -459,6 +610,18 @@ def _shared() -> Optional[NvmlGateway]:
         return _shared_gateway
 
 
+def _visible_through(gateway: Optional[NvmlGateway]) -> list[tuple[NvmlGateway, VisibleGpu]]:
+    """Each visible GPU with the gateway to ask about it (``None``: the process-wide one); none without NVML."""
+    if gateway is None:
+        gateway = _shared()
+        if gateway is None:
+            return []
+    try:
+        return [(gateway, gpu) for gpu in gateway.visible_gpus()]
+    except NvmlUnavailable:
+        return []
+
+
 def gpu_memory_by_pid(*, gateway: Optional[NvmlGateway] = None) -> dict[int, dict[int, int]]:
     """GPU memory used per process on the visible GPUs: ``{pid: {visible gpu index: used bytes}}``.
 
@@ -468,16 +631,35 @@ def gpu_memory_by_pid(*, gateway: Optional[NvmlGateway] = None) -> dict[int, dic
     Returns:
         The mapping; ``{}`` when NVML is unavailable or no process uses a visible GPU.
     """
-    if gateway is None:
-        gateway = _shared()
-        if gateway is None:
-            return {}
-    try:
-        visible = gateway.visible_gpus()
-    except NvmlUnavailable:
-        return {}
     result: dict[int, dict[int, int]] = {}
-    for gpu in visible:
-        for pid, used_bytes in gateway.running_process_memory(gpu).items():
+    for asked, gpu in _visible_through(gateway):
+        for pid, used_bytes in asked.running_process_memory(gpu).items():
             result.setdefault(pid, {})[gpu.visible_index] = used_bytes
     return result
+
+
+def gpu_utilization_reader(*, gateway: Optional[NvmlGateway] = None) -> Callable[[], dict[int, dict[int, float]]]:
+    """A reader of SM utilisation per process on the visible GPUs since its previous call.
+
+    Each reader keeps its own window (the daemon's jobs each have one, so one job's reading does
+    not consume another's samples).
+
+    Args:
+        gateway: the NVML gateway to ask; ``None`` uses the process-wide one (shared with
+            :func:`gpu_memory_by_pid`).
+
+    Returns:
+        A function returning ``{pid: {visible gpu index: percent}}``; ``{}`` when NVML is
+        unavailable or no process ran on a visible GPU since the previous call.
+    """
+    seen_us: dict[str, int] = {}
+
+    def read() -> dict[int, dict[int, float]]:
+        result: dict[int, dict[int, float]] = {}
+        for asked, gpu in _visible_through(gateway):
+            by_pid, seen_us[gpu.device_key] = asked.process_utilization(gpu, seen_us.get(gpu.device_key, 0))
+            for pid, percent in by_pid.items():
+                result.setdefault(pid, {})[gpu.visible_index] = percent
+        return result
+
+    return read

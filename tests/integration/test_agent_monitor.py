@@ -164,3 +164,35 @@ def test_monitor_takes_a_comet_ml_experiment(local_server, tmp_path, monkeypatch
 def test_monitor_refuses_an_object_without_a_key():
     with pytest.raises(TypeError):
         comet_agent.monitor(experiment=object())
+
+
+def test_monitor_serves_its_job_on_a_prometheus_page_while_the_block_runs(local_server, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.e2e.agent_support import wait_for
+
+    local_server.set_intervals(**FAST)
+    options = _options(
+        local_server, tmp_path, sample_interval_s=0.2, include_gpu=False, prometheus_listen="127.0.0.1:0"
+    )
+    with comet_agent.monitor(**options) as agent:
+        url = agent.exporter.url
+
+        def job_series():
+            with urllib.request.urlopen(url, timeout=2) as response:
+                families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+            return families.get("comet_agent_job_resident_memory_bytes")
+
+        rss = wait_for(job_series, 10, what="the job's resident memory on the page")
+    assert [s.labels["experiment_key"] for s in rss.samples] == [agent.experiment_key]
+    assert rss.samples[0].value > 10 * 2**20  # this test process: tens of MB at least
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=2)  # the page went with the block
+
+
+def test_monitor_refuses_a_malformed_prometheus_address_at_the_with_line(local_server, tmp_path):
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        comet_agent.monitor(**_options(local_server, tmp_path, prometheus_listen="localhost"))

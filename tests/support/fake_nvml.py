@@ -17,7 +17,16 @@ Fixture shape (one file per GPU model; see the files for complete examples)::
                   "clock_mem_mhz", "fan_speed_percent", "clocks_event_reasons", "ecc_corrected",
                   "ecc_uncorrected", "mig_mode": [current, pending], "max_mig_device_count",
                   "mig_devices": [{"slot", ...same keys...}],
-                  "compute_processes": [{"pid", "used_gpu_memory"}], "graphics_processes": []}]}
+                  "compute_processes": [{"pid", "used_gpu_memory"}], "graphics_processes": [],
+                  "pcie_throughput_kbps": {"tx", "rx"},     # nvmlDeviceGetPcieThroughput (KB/s)
+                  "nvlink": {"data_tx_kib", "data_rx_kib", "crc_flit_errors", "crc_data_errors",
+                             "replay_errors", "recovery_errors"},   # field values, all links
+                  "retired_pages": {"sbe": [addresses], "dbe": [addresses], "pending": 0 or 1},
+                  "remapped_rows": [correctable, uncorrectable, pending, failure],
+                  "process_utilization": [{"pid", "time_stamp_us", "sm_util", "mem_util"}]}]}
+
+``"nvlink": {"nvml_error": "NotSupported"}`` answers as NVML does on a board without NVLink: the
+field-values call succeeds and every field carries NVML_ERROR_NOT_SUPPORTED.
 
 Every function call is counted in ``module.calls`` (name -> count), so tests can check that an
 unsupported field is not asked again and benchmarks can count raw calls.
@@ -49,6 +58,11 @@ def nvml_error(name: str) -> pynvml.NVMLError:
     if error_class is None:
         raise LookupError(f"pynvml has no NVMLError_{name}; fix the fixture")
     return error_class()
+
+
+def _constant_name(error_name: str) -> str:
+    """``NotSupported`` -> ``NOT_SUPPORTED`` (the NVML_ERROR_* constant of an NVMLError_* class)."""
+    return "".join("_" + c if c.isupper() and i else c for i, c in enumerate(error_name)).upper()
 
 
 class FakeHandle:
@@ -256,6 +270,86 @@ def build_fake_nvml(recording: Union[str, dict]) -> types.ModuleType:
         if handle.parent is None:
             raise nvml_error("InvalidArgument")
         return handle.parent
+
+    @counted
+    def nvmlDeviceGetPcieThroughput(handle, counter):
+        throughput = _read(handle, "pcie_throughput_kbps")
+        if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES:
+            return throughput["tx"]
+        if counter == pynvml.NVML_PCIE_UTIL_RX_BYTES:
+            return throughput["rx"]
+        raise nvml_error("InvalidArgument")
+
+    nvlink_keys = {
+        pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: "data_tx_kib",
+        pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: "data_rx_kib",
+        pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL: "crc_flit_errors",
+        pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL: "crc_data_errors",
+        pynvml.NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL: "replay_errors",
+        pynvml.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL: "recovery_errors",
+    }
+
+    @counted
+    def nvmlDeviceGetFieldValues(handle, field_ids):
+        # Like the real call: it succeeds as a whole, and each field carries its own return code.
+        recorded = handle.spec.get("nvlink")
+        if recorded is None:
+            raise LookupError(f"fixture device {handle.spec.get('uuid')!r} has no 'nvlink'; record it")
+        values = []
+        for field in field_ids:
+            field_id, scope_id = field if isinstance(field, tuple) else (field, 0)
+            key = nvlink_keys.get(field_id)
+            if "nvml_error" in recorded or key is None:
+                code = getattr(pynvml, f"NVML_ERROR_{_constant_name(recorded.get('nvml_error', 'NotSupported'))}")
+                number = 0
+            else:
+                code, number = pynvml.NVML_SUCCESS, recorded[key]
+            values.append(
+                types.SimpleNamespace(
+                    fieldId=field_id,
+                    scopeId=scope_id,
+                    nvmlReturn=code,
+                    valueType=pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+                    value=types.SimpleNamespace(ullVal=number),
+                )
+            )
+        return values
+
+    @counted
+    def nvmlDeviceGetRetiredPages(handle, cause):
+        pages = _read(handle, "retired_pages")
+        if cause == pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS:
+            return list(pages["sbe"])
+        if cause == pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR:
+            return list(pages["dbe"])
+        raise nvml_error("InvalidArgument")
+
+    @counted
+    def nvmlDeviceGetRetiredPagesPendingStatus(handle):
+        pending = _read(handle, "retired_pages")["pending"]
+        return pynvml.NVML_FEATURE_ENABLED if pending else pynvml.NVML_FEATURE_DISABLED
+
+    @counted
+    def nvmlDeviceGetRemappedRows(handle):
+        return tuple(_read(handle, "remapped_rows"))
+
+    @counted
+    def nvmlDeviceGetProcessUtilization(handle, time_stamp):
+        # NVML answers the samples newer than time_stamp, and NOT_FOUND when there are none.
+        newer = [sample for sample in _read(handle, "process_utilization") if sample["time_stamp_us"] > time_stamp]
+        if not newer:
+            raise nvml_error("NotFound")
+        return [
+            types.SimpleNamespace(
+                pid=sample["pid"],
+                timeStamp=sample["time_stamp_us"],
+                smUtil=sample["sm_util"],
+                memUtil=sample["mem_util"],
+                encUtil=0,
+                decUtil=0,
+            )
+            for sample in newer
+        ]
 
     def _processes(handle, key):
         return [

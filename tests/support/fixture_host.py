@@ -100,15 +100,25 @@ def _run_scenario(scenario: str, tmp_path: Path, factory: Factory) -> list[tuple
     return found
 
 
-def _gpu_memory_of_the_watched_tree() -> Callable[[], dict]:
+def _gpus_of_the_watched_tree() -> dict[str, Callable[[], dict]]:
     # The recorded A100 host runs other jobs' pids; two of the watched tree's processes (pid 101, a
     # worker of the process-tree scenario's job 100, and its child 103) are put on boards 1 and 3,
-    # so the tree holds memory on two GPUs, as a data-parallel job would.
+    # so the tree holds memory and keeps SMs busy on two GPUs, as a data-parallel job would.
     recording = load_recording("a100-sxm4-80gb")
     recording["devices"][1]["compute_processes"].append({"pid": 101, "used_gpu_memory": 6_442_450_944})
     recording["devices"][3]["compute_processes"].append({"pid": 103, "used_gpu_memory": 1_073_741_824})
+    stamp_us = recording["devices"][1]["process_utilization"][-1]["time_stamp_us"] + 1
+    recording["devices"][1]["process_utilization"].append(
+        {"pid": 101, "time_stamp_us": stamp_us, "sm_util": 83, "mem_util": 40}
+    )
+    recording["devices"][3]["process_utilization"].append(
+        {"pid": 103, "time_stamp_us": stamp_us, "sm_util": 12, "mem_util": 5}
+    )
     gateway = nvml.NvmlGateway(module=build_fake_nvml(recording), environ={})
-    return lambda: nvml.gpu_memory_by_pid(gateway=gateway)
+    return {
+        "gpu_memory_by_pid": lambda: nvml.gpu_memory_by_pid(gateway=gateway),
+        "gpu_utilization_by_pid": nvml.gpu_utilization_reader(gateway=gateway),
+    }
 
 
 def _scenarios(tmp_path: Path) -> Iterable[tuple[str, Factory]]:
@@ -146,9 +156,7 @@ def _scenarios(tmp_path: Path) -> Iterable[tuple[str, Factory]]:
     yield (
         "process-tree",
         lambda steps, clock: [
-            ProcessTreeCollector(
-                100, procfs_root=steps.proc, clock=clock, gpu_memory_by_pid=_gpu_memory_of_the_watched_tree()
-            ),
+            ProcessTreeCollector(100, procfs_root=steps.proc, clock=clock, **_gpus_of_the_watched_tree()),
             AgentSelfCollector(procfs_root=steps.proc, pid=4242, clock=clock),
         ],
     )

@@ -24,6 +24,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("bench_first_sample.py", ["--rounds", "--before"]),
         ("bench_replay.py", ["--entries", "--rounds", "--before"]),
         ("bench_server_ingest.py", ["--points-per-client", "--kinds", "--clients", "--before", "--rounds"]),
+        ("bench_prometheus.py", ["--rounds", "--duration-s", "--model", "--skip-subprocess"]),
+        ("bench_gpu.py", ["--fake", "--rounds"]),
         ("bench_election.py", ["--rounds", "--ranks"]),
     ],
 )

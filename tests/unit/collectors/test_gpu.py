@@ -27,6 +27,20 @@ OPTIONAL_FIELDS = (
     "throttle_reasons",
     "ecc_errors_corrected",
     "ecc_errors_uncorrected",
+    "pcie_tx_bytes_per_s",
+    "pcie_rx_bytes_per_s",
+    "nvlink_tx_bytes",
+    "nvlink_rx_bytes",
+    "nvlink_crc_flit_errors",
+    "nvlink_crc_data_errors",
+    "nvlink_replay_errors",
+    "nvlink_recovery_errors",
+    "retired_pages_sbe",
+    "retired_pages_dbe",
+    "retired_pages_pending",
+    "remapped_rows_correctable",
+    "remapped_rows_uncorrectable",
+    "row_remap_failure",
 )
 
 
@@ -71,7 +85,60 @@ def test_a100_sample_carries_the_recorded_values():
         "throttle_reasons": 1,  # GPU idle
         "ecc_errors_corrected": 2,
         "ecc_errors_uncorrected": 0,
+        "pcie_tx_bytes_per_s": 990 * 1024,  # NVML reports KB/s
+        "pcie_rx_bytes_per_s": 95121 * 1024,
+        "nvlink_tx_bytes": 8729001984 * 1024,  # NVML counts KiB, summed over the 12 links
+        "nvlink_rx_bytes": 8733995008 * 1024,
+        "nvlink_crc_flit_errors": 0,
+        "nvlink_crc_data_errors": 0,
+        "nvlink_replay_errors": 3,
+        "nvlink_recovery_errors": 0,
+        "retired_pages_sbe": None,  # Ampere remaps rows instead of retiring pages
+        "retired_pages_dbe": None,
+        "retired_pages_pending": None,
+        "remapped_rows_correctable": 0,
+        "remapped_rows_uncorrectable": 0,
+        "row_remap_failure": 0,
+        "name": "NVIDIA A100-SXM4-80GB",
+        "nvml_index": 2,
+        "pci_bus_id": "00000000:47:00.0",
+        "driver_version": "535.154.05",
     }
+
+
+def test_t4_retires_pages_and_has_neither_nvlink_nor_row_remapping():
+    normal, _ = _collector("t4-not-supported").sample(NOW_MS)
+    assert (normal.retired_pages_sbe, normal.retired_pages_dbe, normal.retired_pages_pending) == (1, 0, 0)
+    assert (normal.pcie_tx_bytes_per_s, normal.pcie_rx_bytes_per_s) == (512 * 1024, 20480 * 1024)
+    assert normal.nvlink_tx_bytes is None and normal.nvlink_crc_flit_errors is None
+    assert normal.remapped_rows_correctable is None and normal.row_remap_failure is None
+
+
+def test_mig_instances_answer_no_interconnect_or_memory_health_fields():
+    recording = load_recording("h100-80gb-mig")
+    mig_uuid = recording["devices"][0]["mig_devices"][0]["uuid"]
+    (instance,) = _collector(recording, CUDA_VISIBLE_DEVICES=mig_uuid).sample(NOW_MS)
+    assert instance.uuid == mig_uuid and instance.nvml_index == 0
+    assert instance.pcie_tx_bytes_per_s is None and instance.nvlink_tx_bytes is None
+    assert instance.remapped_rows_correctable is None and instance.retired_pages_sbe is None
+
+
+def test_a_pending_page_retirement_and_a_failed_row_remap_read_as_one():
+    recording = load_recording("t4-not-supported")
+    recording["devices"][0]["retired_pages"]["pending"] = 1
+    assert _collector(recording).sample(NOW_MS)[0].retired_pages_pending == 1
+    recording = load_recording("a100-sxm4-80gb")
+    recording["devices"][0]["remapped_rows"] = [0, 1, 0, 1]
+    sample = _collector(recording).sample(NOW_MS)[0]
+    assert (sample.remapped_rows_uncorrectable, sample.row_remap_failure) == (1, 1)
+
+
+def test_a_board_without_nvlink_is_asked_for_its_fields_once():
+    fake = build_fake_nvml("rtx-a6000")
+    collector = GpuCollector(nvml_module=fake, environ={})
+    for tick in range(3):
+        assert collector.sample(NOW_MS + tick)[0].nvlink_rx_bytes is None
+    assert fake.calls["nvmlDeviceGetFieldValues"] == 1
 
 
 def test_device_whose_every_optional_field_is_unsupported_still_reports_memory():
@@ -100,9 +167,10 @@ def test_unsupported_fields_are_asked_once_not_every_tick(caplog):
         dataclasses.replace(s, taken_at_ms=0) for s in second
     ]
     assert fake.calls["nvmlDeviceGetFanSpeed"] == 2  # once per device, on the first tick only
-    # Board 0: memory, utilization, temperature, power, power limit, two clocks and clocks-event
-    # reasons (its fan and ECC are no longer asked); board 1: only its memory (v1 API).
-    assert calls_on_second == 8 + 1
+    # Board 0: memory, utilization, temperature, power, power limit, two clocks, clocks-event
+    # reasons, PCIe tx and rx, and its retired pages (two causes and the pending flag); its fan,
+    # ECC, NVLink and row remapping are no longer asked. Board 1: only its memory (v1 API).
+    assert calls_on_second == 8 + 2 + 3 + 1
     assert caplog.text.count("fan_speed_percent not available") == 2
 
 

@@ -111,3 +111,37 @@ def test_process_gpu_memory_through_the_nvml_gateway_on_a_recorded_a100(tmp_path
     [sample] = collector.sample(0)
     # sshd (200) holds memory on GPU 0 but is outside the tree
     assert sample.gpu_memory_used_bytes_by_index == {0: 3 * GIB, 1: GIB}
+
+
+def test_process_gpu_utilization_through_the_nvml_gateway_on_a_recorded_a100(tmp_path, caplog):
+    """SM utilisation of the tree's processes per GPU, over NVML's samples since the previous sample."""
+    from comet_agent.sources.nvml import NvmlGateway, gpu_utilization_reader
+    from tests.support.fake_nvml import build_fake_nvml, load_recording
+
+    recording = load_recording("a100-sxm4-80gb")
+    t = 1_764_240_000_000_000
+    recording["devices"][0]["process_utilization"] = [
+        {"pid": 100, "time_stamp_us": t, "sm_util": 60, "mem_util": 30},
+        {"pid": 100, "time_stamp_us": t + 166_667, "sm_util": 80, "mem_util": 40},
+        {"pid": 200, "time_stamp_us": t + 2, "sm_util": 99, "mem_util": 50},  # sshd: outside the tree
+    ]
+    recording["devices"][1]["process_utilization"] = [{"pid": 101, "time_stamp_us": t, "sm_util": 25, "mem_util": 9}]
+    gateway = NvmlGateway(module=build_fake_nvml(recording), environ={})
+    _, _, collector = build(tmp_path, gpu_utilization_by_pid=gpu_utilization_reader(gateway=gateway))
+    with caplog.at_level(logging.DEBUG, logger="comet_agent.sources.nvml"):
+        [first] = collector.sample(0)
+        [second] = collector.sample(1)  # NVML has no newer sample: NOT_FOUND, which is no failure
+    assert first.gpu_utilization_percent_by_index == {0: 70.0, 1: 25.0}
+    assert second.gpu_utilization_percent_by_index == {}
+    assert "process_utilization" not in caplog.text
+
+
+def test_two_readers_do_not_take_each_others_samples():
+    """The daemon's jobs each read the shared gateway; one job's reading leaves the other's window whole."""
+    from comet_agent.sources.nvml import NvmlGateway, gpu_utilization_reader
+    from tests.support.fake_nvml import build_fake_nvml
+
+    gateway = NvmlGateway(module=build_fake_nvml("rtx-a6000"), environ={})
+    first, second = gpu_utilization_reader(gateway=gateway), gpu_utilization_reader(gateway=gateway)
+    assert first() == second() == {7300: {0: 90.0}}
+    assert first() == {} and second() == {}
