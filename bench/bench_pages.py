@@ -1,11 +1,17 @@
-"""How long the local server takes to render an experiment page with 100,000 metric points.
+"""How long the local server takes to render an experiment page with 100,000 metric points,
+and (``--browser``) how long headless Chromium takes to draw its charts.
 
 Writes the points through our client (``APIExperiment.log_metrics_batch``) into a fresh
 ``LocalServer``, then times ``GET /{workspace}/{project}/{key}`` (server-side downsampling and
-HTML rendering; the browser's drawing is not included) against the same page of a small
-experiment, in one run. Not part of the test suite.
+HTML rendering) against the same page of a small experiment, in one run. With ``--browser`` it
+also opens the big page in headless Chromium (DevTools protocol, ``tests/browser/devtools.py``)
+``--repeat`` times and reports the page's deferred scripts' time (``domContentLoadedEventStart -
+domInteractive``: fetching, parsing and running the chart code over every chart) and the bytes of
+script and stylesheet the page loads. Run from another checkout's copy of this file, it measures
+that checkout's renderer the same way (how uPlot was compared with the hand-drawn SVG it
+replaced: bench/README.md). Not part of the test suite.
 
-    .venv/bin/python bench/bench_pages.py [--points 100000] [--series 40] [--repeat 5]
+    .venv/bin/python bench/bench_pages.py [--points 100000] [--series 40] [--repeat 5] [--browser]
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import requests
@@ -78,12 +85,38 @@ def _time_page(url: str, key: str, repeat: int) -> tuple[float, int]:
     return statistics.median(timings), size
 
 
+def _time_browser(url: str, key: str, repeat: int, profile: Path) -> tuple[float, int, int]:
+    """Median ms of the deferred scripts (chart drawing), charts drawn, script+CSS bytes."""
+    from comet_agent.api.page_login import page_url
+    from tests.browser.devtools import Browser
+
+    parts = urllib.parse.urlsplit(url)
+    server_url, path = f"{parts.scheme}://{parts.netloc}", parts.path
+    timings, charts, asset_bytes = [], 0, 0
+    with Browser(profile) as browser:
+        for _ in range(repeat + 1):  # the first load warms the browser's cache and JIT
+            browser.open(page_url(server_url, key, path))
+            browser.wait_for("document.body.dataset.chartsRendered !== undefined")
+            timing = browser.evaluate(
+                "(() => { const n = performance.getEntriesByType('navigation')[0];"
+                " return n.domContentLoadedEventStart - n.domInteractive; })()"
+            )
+            timings.append(timing)
+            charts = int(browser.evaluate("document.body.dataset.chartsRendered"))
+            asset_bytes = browser.evaluate(
+                "performance.getEntriesByType('resource').filter(r => /\\.(js|css)$/.test(r.name))"
+                ".reduce((a, r) => a + r.decodedBodySize, 0)"
+            )
+    return statistics.median(timings[1:]), charts, asset_bytes
+
+
 def main() -> int:
     """Run the benchmark and print the timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--series", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--browser", action="store_true", help="also time the charts' drawing in headless Chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir, LocalServer(data_dir, api_keys=["bench-key"]) as server:
         api = API(api_key="bench-key", url_override=server.clientlib_url)
@@ -99,6 +132,12 @@ def main() -> int:
         print(f"page, 1,000 points:       median {small_s * 1000:7.1f} ms, {small_bytes / 1024:7.1f} KiB")
         print(f"page, {args.points:,} points: median {big_s * 1000:7.1f} ms, {big_bytes / 1024:7.1f} KiB")
         print(f"ratio big/small: {big_s / small_s:.1f}x")
+        if args.browser:
+            draw_ms, charts, asset_bytes = _time_browser(big.url, "bench-key", args.repeat, Path(data_dir) / "chromium")
+            print(
+                f"browser, {args.points:,} points: charts drawn {charts}, scripts median {draw_ms:.1f} ms, "
+                f"JS+CSS {asset_bytes / 1024:.1f} KiB"
+            )
         api.close()
     return 0
 

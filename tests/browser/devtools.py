@@ -222,8 +222,12 @@ class Browser:
     def rect_of(self, selector: str) -> tuple[float, float, float, float]:
         """``(left, top, width, height)`` of the first element matching ``selector``, in view."""
         self.center_of(selector)
-        return tuple(self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
-                                   ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"))
+        return tuple(
+            self.evaluate(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
+            )
+        )
 
     def move_mouse(self, x: float, y: float, buttons: int = 0) -> None:
         """Move the mouse to viewport pixel ``(x, y)`` (``buttons=1``: with the left button held)."""
@@ -272,7 +276,9 @@ class Browser:
                 entry = params["entry"]
                 # Browsers ask for /favicon.ico by themselves; the server has none (a 404).
                 if entry.get("level") in ("error", "warning") and not entry.get("url", "").endswith("/favicon.ico"):
-                    found.append(f"log {entry.get('source')}/{entry.get('level')}: {entry.get('text')} {entry.get('url')}")
+                    found.append(
+                        f"log {entry.get('source')}/{entry.get('level')}: {entry.get('text')} {entry.get('url')}"
+                    )
             elif params.get("type") in ("error", "warning", "assert"):
                 texts = [str(arg.get("value", arg.get("description"))) for arg in params.get("args", [])]
                 found.append(f"console {params['type']}: {' '.join(texts)}")

@@ -43,6 +43,16 @@ def run_page(tmp_path_factory):
         points = write_many_core_run(tmp, start_ms)
         for index in range(0, len(points), 1000):
             experiment.log_metrics_batch(points[index : index + 1000])
+        experiment.update_system_details(
+            {
+                "hostname": "gpu-box-64",
+                "user": "alice",
+                "os": "Linux-6.8-x86_64",
+                "pythonVersion": "3.11.9",
+                "command": ["python", "pretrain.py", "--epochs", "3"],
+            }
+        )
+        experiment.add_tags(["pretrain", "64-core"])
         for step in range(60):
             experiment.log_metric("loss", 2.5 * 0.95**step, step=step * 10)
         experiment.set_start_time(start_ms - 1000)
@@ -93,8 +103,10 @@ def test_every_chart_draws_and_the_console_stays_clean(page):
 def test_a_csp_violation_would_be_seen(page, run_page):
     # The clean console above means something only if a violation shows up in it: inject one.
     before = len(page.problems())
-    page.evaluate("(() => { const s = document.createElement('script'); s.textContent = 'window.x = 1';"
-                  " document.body.appendChild(s); return 1; })()")
+    page.evaluate(
+        "(() => { const s = document.createElement('script'); s.textContent = 'window.x = 1';"
+        " document.body.appendChild(s); return 1; })()"
+    )
     page.wait_for("true")
     deadline = time.monotonic() + 5
     while len(page.problems()) == before and time.monotonic() < deadline:
@@ -124,16 +136,22 @@ def test_hover_reads_out_values_with_units_and_cursors_move_together(page):
 
 def test_drag_zooms_the_x_range_and_double_click_resets(page):
     figure = _figure("memory-percent")
-    before = page.evaluate(f"[+document.querySelector('{figure}').dataset.xMin, +document.querySelector('{figure}').dataset.xMax]")
+    before = page.evaluate(
+        f"[+document.querySelector('{figure}').dataset.xMin, +document.querySelector('{figure}').dataset.xMax]"
+    )
     left, top, width, height = page.rect_of(f"{figure} .u-over")
     page.drag((left + width * 0.25, top + height / 2), (left + width * 0.5, top + height / 2))
-    after = page.evaluate(f"[+document.querySelector('{figure}').dataset.xMin, +document.querySelector('{figure}').dataset.xMax]")
+    after = page.evaluate(
+        f"[+document.querySelector('{figure}').dataset.xMin, +document.querySelector('{figure}').dataset.xMax]"
+    )
     span_before, span_after = before[1] - before[0], after[1] - after[0]
     assert after[0] > before[0] and after[1] < before[1], (before, after)
     assert 0.2 < span_after / span_before < 0.3, (before, after)
     page.click(left + width / 2, top + height / 2)
     page.click(left + width / 2, top + height / 2, click_count=2)
-    reset = page.evaluate(f"[+document.querySelector('{figure}').dataset.xMin, +document.querySelector('{figure}').dataset.xMax]")
+    reset = page.evaluate(
+        f"[+document.querySelector('{figure}').dataset.xMin, +document.querySelector('{figure}').dataset.xMax]"
+    )
     assert reset == pytest.approx(before)
 
 
@@ -156,8 +174,9 @@ def test_64_cores_are_one_heatmap_beside_the_average_line(page):
     names = page.evaluate(f"document.querySelector('{canvas}').dataset.seriesNames").split()
     assert names == [f"sys.cpu.percent.{i:02d}" for i in range(1, CPU_COUNT + 1)]
     # The average is the only line; no line per core.
-    assert page.evaluate(f"Array.from(document.querySelectorAll('{cpu} .u-legend tr[data-series]'))"
-                         ".map(e => e.dataset.series)") == ["sys.cpu.percent.avg"]
+    assert page.evaluate(
+        f"Array.from(document.querySelectorAll('{cpu} .u-legend tr[data-series]')).map(e => e.dataset.series)"
+    ) == ["sys.cpu.percent.avg"]
     # Colours follow the recorded load: an idle core's row is one dark colour all along, a busy
     # core's row goes from dark to bright as its load wave passes.
     rows = page.evaluate(
@@ -219,9 +238,9 @@ def test_with_scripts_off_every_chart_is_a_summary_table_with_units(run_page, tm
 
 def test_screenshot_of_the_page(run_page, tmp_path):
     server, _key, path = run_page
-    shot = screenshot(page_url(server.url, API_KEY, path), tmp_path / "page.png", tmp_path / "profile-shot",
-                      width=1400, height=1700)
+    shot = screenshot(
+        page_url(server.url, API_KEY, path), tmp_path / "page.png", tmp_path / "profile-shot", width=1400, height=1700
+    )
     assert shot.stat().st_size > 50_000
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.write_bytes(shot.read_bytes())
-

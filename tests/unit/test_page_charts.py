@@ -130,6 +130,8 @@ def test_run_marks_say_how_the_run_ended():
     [
         (0, "bytes", "0 B"),
         (1023, "bytes", "1023 B"),
+        (99.97, "%", "100%"),
+        (1023.9 * 2**20, "bytes", "1024 MiB"),
         (1536, "bytes", "1.5 KiB"),
         (256 * 2**30, "bytes", "256 GiB"),
         (3 * 2**20, "B/s", "3 MiB/s"),

@@ -354,6 +354,8 @@ def format_display(value: Optional[float], unit: str) -> str:
 
 
 def _three_digits(value: float) -> str:
+    if abs(value) < 100:  # round to the digits shown first: 99.97 reads "100", not "100.0"
+        value = float(f"{value:.3g}")
     magnitude = abs(value)
     if magnitude >= 100 or float(value).is_integer():
         return str(round(value))

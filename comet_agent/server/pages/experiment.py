@@ -231,9 +231,7 @@ def _charts_section(charts: list[dict], marks: list[dict]) -> str:
         unit = f" ({chart['unit']})" if chart["unit"] else ""
         total = sum(s["count"] for s in chart["summary"])
         heatmap = chart["heatmap"]
-        heatmap_html = (
-            f'<div class="heatmap" data-rows="{len(heatmap["rows"])}"></div>' if heatmap is not None else ""
-        )
+        heatmap_html = f'<div class="heatmap" data-rows="{len(heatmap["rows"])}"></div>' if heatmap is not None else ""
         blocks.append(
             f'<figure class="chart{" chart-wide" if heatmap is not None else ""}" id="{chart["domId"]}" data-chart-id="{esc(chart["id"])}" '
             f'data-kind="{chart["kind"]}" data-series="{len(chart["summary"])}" data-stored-points="{total}" '

@@ -27,6 +27,8 @@
   })();
 
   function threeDigits(value) {
+    // Round to the digits shown first, so 99.97 reads "100", not "100.0".
+    if (Math.abs(value) < 100) value = Number(value.toPrecision(3));
     var abs = Math.abs(value);
     if (abs >= 100 || Number.isInteger(value)) return String(Math.round(value));
     if (abs >= 10) return value.toFixed(1);
@@ -68,13 +70,17 @@
   }
 
   /** The legend's value: at the cursor while hovering, else the series' last value. */
-  function legendValue(unit) {
+  function legendValue(format) {
     return function (u, value, seriesIndex, index) {
       if (index === null || index === undefined) {
         var column = u.data[seriesIndex];
-        for (var i = column.length - 1; i >= 0; i--) if (column[i] !== null && column[i] !== undefined) return formatValue(column[i], unit);
+        for (var i = column.length - 1; i >= 0; i--) {
+          // The x cell: the last moment any series has a value (marks add x values without one).
+          var present = seriesIndex === 0 ? u.data.some(function (c, k) { return k > 0 && c[i] != null; }) : column[i] != null;
+          if (present) return format(column[i]);
+        }
       }
-      return formatValue(value, unit);
+      return value === null || value === undefined ? "-" : format(value);
     };
   }
 
@@ -231,7 +237,7 @@
     var many = chart.series.length > 1;
     var series = [{
       label: isTime ? "time" : "step",
-      value: function (u, v) { return v === null ? "-" : (isTime ? formatTime(v) : String(v)); },
+      value: legendValue(isTime ? formatTime : String),
     }];
     chart.series.forEach(function (s, index) {
       series.push({
@@ -240,7 +246,7 @@
         stroke: COLOURS[index % COLOURS.length],
         width: /\.avg$/.test(s.name) || !many ? 2 : 1.2,
         spanGaps: true,
-        value: legendValue(unit),
+        value: legendValue(function (v) { return formatValue(v, unit); }),
       });
     });
     var plugins = [markPlugin(chartMarks)];
