@@ -33,7 +33,7 @@ HEATMAP_COLUMNS = 240
 #: The "other" ``comet-agent run`` logs with the wrapped command's exit status (``cli/run.py``).
 EXIT_CODE_OTHER = "comet_agent.exit_code"
 
-#: Catalogue unit -> (display unit, factor from stored to display value). pages.js formats
+#: Catalogue unit -> (display unit, factor from stored to display value). charts.js formats
 #: ``bytes`` and ``B/s`` with binary prefixes; power is stored in mW and shown in W.
 _DISPLAY_UNITS = {
     catalogue.PERCENT: ("%", 1.0),

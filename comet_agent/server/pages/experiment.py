@@ -232,8 +232,9 @@ def _charts_section(charts: list[dict], marks: list[dict]) -> str:
         total = sum(s["count"] for s in chart["summary"])
         heatmap = chart["heatmap"]
         heatmap_html = f'<div class="heatmap" data-rows="{len(heatmap["rows"])}"></div>' if heatmap is not None else ""
+        wide = " chart-wide" if heatmap is not None else ""  # a heatmap takes the whole row
         blocks.append(
-            f'<figure class="chart{" chart-wide" if heatmap is not None else ""}" id="{chart["domId"]}" data-chart-id="{esc(chart["id"])}" '
+            f'<figure class="chart{wide}" id="{chart["domId"]}" data-chart-id="{esc(chart["id"])}" '
             f'data-kind="{chart["kind"]}" data-series="{len(chart["summary"])}" data-stored-points="{total}" '
             f'data-unit="{esc(chart["unit"])}">'
             f"<figcaption>{esc(chart['title'])}{esc(unit)}</figcaption>"
