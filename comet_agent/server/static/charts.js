@@ -151,11 +151,30 @@
   // Utilisation colour: a perceptual ramp (viridis stops), 0% dark blue to 100% yellow.
   var RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
   function heatColour(percent) {
-    if (percent === null) return "rgb(235,237,240)";
+    if (percent === null) return [235, 237, 240];
     var t = Math.max(0, Math.min(1, percent / 100)) * (RAMP.length - 1);
     var i = Math.min(Math.floor(t), RAMP.length - 2), f = t - i;
-    var c = RAMP[i].map(function (v, k) { return Math.round(v + (RAMP[i + 1][k] - v) * f); });
-    return "rgb(" + c[0] + "," + c[1] + "," + c[2] + ")";
+    return RAMP[i].map(function (v, k) { return Math.round(v + (RAMP[i + 1][k] - v) * f); });
+  }
+
+  /** The grid at one pixel per cell (columns x rows), coloured once; drawing scales it. */
+  function heatmapCells(heatmap) {
+    var cells = document.createElement("canvas");
+    cells.width = heatmap.columns;
+    cells.height = heatmap.rows.length;
+    var ctx = cells.getContext("2d");
+    var image = ctx.createImageData(cells.width, cells.height);
+    heatmap.rows.forEach(function (row, r) {
+      row.values.forEach(function (value, c) {
+        var colour = heatColour(value), at = (r * cells.width + c) * 4;
+        image.data[at] = colour[0];
+        image.data[at + 1] = colour[1];
+        image.data[at + 2] = colour[2];
+        image.data[at + 3] = 255;
+      });
+    });
+    ctx.putImageData(image, 0, 0);
+    return cells;
   }
 
   /** The per-core heatmap: a canvas aligned with the average chart's plot area below it, redrawn
@@ -188,6 +207,7 @@
     holder.appendChild(readout);
     var width = (heatmap.x1 - heatmap.x0) / heatmap.columns / 1000 || 1;
     var x0 = heatmap.x0 / 1000;
+    var cells = heatmapCells(heatmap);
     var plot = null;
 
     function draw(u) {
@@ -202,17 +222,11 @@
       canvas.height = Math.round(rows * rowPx * dpr);
       var ctx = canvas.getContext("2d");
       ctx.clearRect(0, 0, canvas.width, canvas.height);
+      // The grid's time span mapped onto the chart's x range (zoom included); the canvas clips.
       var min = u.scales.x.min, max = u.scales.x.max, span = (max - min) || 1;
-      for (var c = 0; c < heatmap.columns; c++) {
-        var start = x0 + c * width, end = start + width;
-        if (end < min || start > max) continue;
-        var a = Math.max(0, (start - min) / span * canvas.width);
-        var b = Math.min(canvas.width, (end - min) / span * canvas.width);
-        for (var r = 0; r < rows; r++) {
-          ctx.fillStyle = heatColour(heatmap.rows[r].values[c]);
-          ctx.fillRect(Math.floor(a), Math.floor(r * rowPx * dpr), Math.ceil(b - a) + 1, Math.ceil(rowPx * dpr));
-        }
-      }
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(cells, (x0 - min) / span * canvas.width, 0,
+        heatmap.columns * width / span * canvas.width, canvas.height);
     }
 
     canvas.addEventListener("mousemove", function (event) {
@@ -227,7 +241,7 @@
     return { hooks: { draw: draw } };
   }
 
-  function renderChart(figure, chart, marks, syncKeys) {
+  function renderChart(figure, chart, marks, syncKeys, width) {
     var plotHolder = figure.querySelector(".plot");
     var isTime = chart.x === "timestamp";
     var chartMarks = isTime ? marks : [];
@@ -253,7 +267,7 @@
     var heatmapHolder = figure.querySelector(".heatmap");
     if (chart.heatmap && heatmapHolder) plugins.push(heatmapPlugin(heatmapHolder, chart.heatmap));
     var options = {
-      width: Math.max(plotHolder.clientWidth, 300),
+      width: Math.max(width, 300),
       height: HEIGHT,
       series: series,
       plugins: plugins,
@@ -308,10 +322,15 @@
     if (block && typeof uPlot === "function") {
       var data = JSON.parse(block.textContent);
       var syncKeys = { time: uPlot.sync("comet-agent-time"), step: uPlot.sync("comet-agent-step") };
-      data.charts.forEach(function (chart) {
+      // Every width read before any chart is added: one layout instead of one per chart.
+      var widths = data.charts.map(function (chart) {
+        var figure = document.getElementById(chart.domId);
+        return figure ? figure.querySelector(".plot").clientWidth : 0;
+      });
+      data.charts.forEach(function (chart, index) {
         var figure = document.getElementById(chart.domId);
         if (!figure) return;
-        try { plots.push([figure, renderChart(figure, chart, data.marks || [], syncKeys)]); rendered++; } catch (err) {
+        try { plots.push([figure, renderChart(figure, chart, data.marks || [], syncKeys, widths[index])]); rendered++; } catch (err) {
           figure.setAttribute("data-render-error", String(err));
         }
       });
