@@ -69,6 +69,8 @@ def test_power_is_drawn_and_summarised_in_watts():
 def test_node_prefixed_names_land_in_the_same_kind_of_chart_per_node():
     assert split_node("gpu-07.sys.ram.used") == ("gpu-07", "sys.ram.used")
     assert split_node("my.metric.sys") == (None, "my.metric.sys")  # no "sys." segment: a user metric
+    assert split_node("node1.rank3.sys.proc.rss") == ("node1", "sys.proc.rss")  # a rank is not a node
+    assert chart_for_metric("rank3.sys.proc.rss")[0] == "proc-memory"
     assert chart_for_metric("gpu-07.sys.ram.used") == ("ram@gpu-07", "RAM (gpu-07)", "bytes")
     charts = build_charts(
         _series(

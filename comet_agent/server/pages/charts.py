@@ -50,21 +50,32 @@ _DISPLAY_UNITS = {
 #: splits into its node and the catalogue name.
 _NODE_PREFIX = re.compile(r"^(?P<node>.+?)\.(?P<base>sys\..+)$")
 _PER_CORE = re.compile(r"^sys\.cpu\.percent\.\d+$")
+_RANK = re.compile(r"^rank\d+$")
 
 
 def split_node(name: str) -> tuple[Optional[str], str]:
     """``(node, catalogue name)`` of a metric: the part before ``sys.`` names a node.
 
+    A last part ``rank<N>`` before ``sys.`` names a process of a distributed job, not a node:
+    ``node1.rank0.sys.proc.rss`` is node ``node1``, ``rank2.sys.proc.rss`` (ranks of a
+    single-node job) has no node. The series keeps its full name; this only decides its chart.
+
     Example:
         >>> split_node("gpu-node-2.sys.cpu.percent.07"), split_node("sys.ram.used"), split_node("loss")
         (('gpu-node-2', 'sys.cpu.percent.07'), (None, 'sys.ram.used'), (None, 'loss'))
+        >>> split_node("node1.rank0.sys.proc.rss"), split_node("rank2.sys.proc.rss")
+        (('node1', 'sys.proc.rss'), (None, 'sys.proc.rss'))
     """
     if name.startswith("sys."):
         return None, name
     match = _NODE_PREFIX.match(name)
-    if match:
-        return match.group("node"), match.group("base")
-    return None, name
+    if not match:
+        return None, name
+    head, base = match.group("node"), match.group("base")
+    node, _, last = head.rpartition(".")
+    if not _RANK.match(last):
+        node = head
+    return node or None, base
 
 
 def display_unit(name: str) -> tuple[str, float]:
