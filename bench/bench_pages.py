@@ -1,11 +1,16 @@
-"""How long the local server takes to render an experiment page with 100,000 metric points.
+"""How long the local server takes to render an experiment page with 100,000 metric points,
+and (``--browser``) how long headless Chromium takes to draw its charts.
 
 Writes the points through our client (``APIExperiment.log_metrics_batch``) into a fresh
 ``LocalServer``, then times ``GET /{workspace}/{project}/{key}`` (server-side downsampling and
-HTML rendering; the browser's drawing is not included) against the same page of a small
-experiment, in one run. Not part of the test suite.
+HTML rendering) against the same page of a small experiment, in one run. With ``--browser`` it
+also opens the big page in headless Chromium (DevTools protocol, ``tests/browser/devtools.py``)
+``--repeat`` times and reports the main-thread time of loading and drawing it (script, layout,
+style: ``_time_browser``) and the bytes of script and stylesheet the page loads. Run from another checkout's copy of this file, it measures
+that checkout's renderer the same way (how uPlot was compared with the hand-drawn SVG it
+replaced: bench/README.md). Not part of the test suite.
 
-    .venv/bin/python bench/bench_pages.py [--points 100000] [--series 40] [--repeat 5]
+    .venv/bin/python bench/bench_pages.py [--points 100000] [--series 40] [--repeat 5] [--browser]
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import requests
@@ -78,12 +84,61 @@ def _time_page(url: str, key: str, repeat: int) -> tuple[float, int]:
     return statistics.median(timings), size
 
 
+def _time_browser(url: str, key: str, repeat: int, profile: Path) -> dict[str, float]:
+    """Main-thread cost of loading and drawing the page in headless Chromium, medians in ms.
+
+    DevTools ``Performance.getMetrics`` counters (they start at zero with each new document) are
+    read once the page settled (charts drawn, then 0.5 s for layout and paint), so they include what the
+    browser does after the scripts ran (laying out and painting an SVG) as well as the scripts'
+    own drawing (a canvas): ``task`` (all main-thread work), ``script``, ``layout`` + ``style``.
+    """
+    from comet_agent.api.page_login import page_url
+    from tests.browser.devtools import Browser
+
+    parts = urllib.parse.urlsplit(url)
+    server_url, path = f"{parts.scheme}://{parts.netloc}", parts.path
+    names = {
+        "TaskDuration": "task",
+        "ScriptDuration": "script",
+        "LayoutDuration": "layout",
+        "RecalcStyleDuration": "style",
+    }
+    samples: dict[str, list[float]] = {label: [] for label in names.values()}
+    result: dict[str, float] = {}
+    with Browser(profile) as browser:
+        browser.call("Performance.enable")
+
+        def metrics() -> dict[str, float]:
+            found = browser.call("Performance.getMetrics")["metrics"]
+            return {names[m["name"]]: m["value"] * 1000 for m in found if m["name"] in names}
+
+        for index in range(repeat + 1):  # the first load warms the browser's cache and JIT
+            browser.open(page_url(server_url, key, path))
+            browser.wait_for("document.body.dataset.chartsRendered !== undefined")
+            time.sleep(0.5)
+            after = metrics()
+            if index:
+                for label in samples:
+                    samples[label].append(after[label])
+        result = {label: statistics.median(values) for label, values in samples.items()}
+        result["charts"] = float(browser.evaluate("document.body.dataset.chartsRendered"))
+        result["asset_kib"] = (
+            browser.evaluate(
+                "performance.getEntriesByType('resource').filter(r => /\\.(js|css)$/.test(r.name))"
+                ".reduce((a, r) => a + r.decodedBodySize, 0)"
+            )
+            / 1024
+        )
+    return result
+
+
 def main() -> int:
     """Run the benchmark and print the timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--series", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--browser", action="store_true", help="also time the charts' drawing in headless Chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir, LocalServer(data_dir, api_keys=["bench-key"]) as server:
         api = API(api_key="bench-key", url_override=server.clientlib_url)
@@ -99,6 +154,13 @@ def main() -> int:
         print(f"page, 1,000 points:       median {small_s * 1000:7.1f} ms, {small_bytes / 1024:7.1f} KiB")
         print(f"page, {args.points:,} points: median {big_s * 1000:7.1f} ms, {big_bytes / 1024:7.1f} KiB")
         print(f"ratio big/small: {big_s / small_s:.1f}x")
+        if args.browser:
+            found = _time_browser(big.url, "bench-key", args.repeat, Path(data_dir) / "chromium")
+            print(
+                f"browser, {args.points:,} points, {found['charts']:.0f} charts: main thread median "
+                f"{found['task']:.1f} ms (script {found['script']:.1f}, layout {found['layout']:.1f}, "
+                f"style {found['style']:.1f}); JS+CSS {found['asset_kib']:.1f} KiB"
+            )
         api.close()
     return 0
 

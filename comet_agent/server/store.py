@@ -985,7 +985,7 @@ def metric_series_downsampled(
 
     Returns:
         ``{name: {"x": "step" | "timestamp", "points": [[x, y], ...], "count": stored numeric
-        points, "isSystem": bool}}``, names in sorted order.
+        points, "mean": their average, "isSystem": bool}}``, names in sorted order.
     """
     rows = store.connection.execute(
         "SELECT name, timestamp_ms, step, value_number, is_system FROM metrics "
@@ -1011,6 +1011,8 @@ def metric_series_downsampled(
         result[name] = {
             "x": "step" if use_step else "timestamp",
             "count": len(series),
+            # Over every stored point: downsampling keeps extremes and ends, not the average.
+            "mean": sum(number for _, _, number in series) / len(series),
             "isSystem": system[name],
             "points": [list(p) for p in downsample_min_max(points, max_points)],
         }

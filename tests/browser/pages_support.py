@@ -33,6 +33,9 @@ HOSTILE = (
 #: Sections every experiment page has (``data-section`` values).
 EXPECTED_SECTIONS = ("overview", "tags", "metrics", "system", "gpus", "packages", "git", "output")
 
+#: The scripts a page may load: ours and the vendored uPlot, all from this server.
+OUR_SCRIPTS = ("/local/static/pages.js", "/local/static/uPlot.iife.min.js", "/local/static/charts.js")
+
 _CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "headless_shell")
 _BROWSER_TIMEOUT_S = 90
 
@@ -142,8 +145,13 @@ class _DomReader(html.parser.HTMLParser):
                 "renderedPoints": int(attributes.get("data-rendered-points") or 0),
                 "series": {},
             }
-        if tag == "path" and self._figure and "data-points" in attributes:
+        # charts.js marks each drawn line's legend row, and a heatmap canvas names its rows.
+        if tag == "tr" and self._figure and "data-points" in attributes:
             self.charts[self._figure]["series"][attributes.get("data-series")] = int(attributes["data-points"])
+        if tag == "canvas" and self._figure and "data-series-names" in attributes:
+            columns = int(attributes.get("data-columns") or 0)
+            for name in attributes["data-series-names"].split():
+                self.charts[self._figure]["series"][name] = columns
 
     def handle_endtag(self, tag):
         if tag == "figure":
@@ -239,9 +247,7 @@ def check_experiment_page(
     if screenshot_to is not None:
         screenshot_to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, screenshot_to)
-    foreign = [
-        s for s in reader.scripts if s.get("type") != "application/json" and s.get("src") != "/local/static/pages.js"
-    ]
+    foreign = [s for s in reader.scripts if s.get("type") != "application/json" and s.get("src") not in OUR_SCRIPTS]
     return PageCheck(
         url=server.url + path,
         sections=reader.sections,

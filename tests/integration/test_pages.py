@@ -357,3 +357,18 @@ def test_display_opens_the_page_logged_in(local_server, monkeypatch):
     page = browser.get(url, timeout=30)
     assert page.status_code == 200 and page.url == experiment.url
     assert 'data-section="overview"' in page.text
+
+
+def test_chart_assets_are_served_with_the_pages_policy(local_server):
+    """The experiment page's chart script and the vendored uPlot come from this server, under the
+    same strict Content-Security-Policy; other vendor files (its licence, its README) are not served."""
+    for name, kind in (
+        ("charts.js", "application/javascript"),
+        ("uPlot.iife.min.js", "application/javascript"),
+        ("uPlot.min.css", "text/css"),
+    ):
+        response = _get(local_server.url + "/local/static/" + name)
+        assert response.status_code == 200 and kind in response.headers["Content-Type"], name
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert _get(local_server.url + "/local/static/LICENSE.txt").status_code == 404
+    assert _get(local_server.url + "/local/static/vendor%2Fuplot%2FREADME.md").status_code == 404

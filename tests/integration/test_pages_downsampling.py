@@ -73,7 +73,7 @@ def test_store_series_of_100k_points(tmp_path):
         ("sys.gpu.3.gpu_utilization", "gpu-utilization", "%"),
         ("sys.gpu.0.used_memory", "gpu-memory", "bytes"),
         ("sys.gpu.1.temperature", "gpu-temperature", "°C"),
-        ("sys.gpu.1.power_usage", "gpu-power", "mW"),
+        ("sys.gpu.1.power_usage", "gpu-power", "W"),
         ("sys.disk.read_bps", "disk-io", "B/s"),
         ("sys.disk.job.percent.used", "disk-usage-percent", "%"),
         ("sys.network.send_bps", "network", "B/s"),
@@ -104,15 +104,17 @@ def test_a_chart_of_many_series_shares_a_point_budget():
     from comet_agent.server.pages.charts import MAX_POINTS_PER_CHART, MIN_POINTS_PER_SERIES
 
     series = {
-        f"sys.cpu.percent.{i:02d}": {
+        # GPUs: 64 CPU cores would be a heatmap, not 64 lines.
+        f"sys.gpu.{i}.gpu_utilization": {
             "x": "timestamp",
             "count": 1000,
             "isSystem": True,
             "points": [[t, float(t % 13) + (100 if t == 500 else 0)] for t in range(1000)],
         }
-        for i in range(1, 65)
+        for i in range(64)
     }
-    (cpu,) = build_charts(series)
+    (gpu,) = build_charts(series)
+    assert len(gpu["series"]) == 64
     per_series = max(MAX_POINTS_PER_CHART // 64, MIN_POINTS_PER_SERIES)
-    assert all(len(s["points"]) <= per_series for s in cpu["series"])
-    assert all(max(p[1] for p in s["points"]) == 106.0 for s in cpu["series"])  # the spike survives
+    assert all(len(s["points"]) <= per_series for s in gpu["series"])
+    assert all(max(p[1] for p in s["points"]) == 106.0 for s in gpu["series"])  # the spike survives

@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("bench_prometheus.py", ["--rounds", "--duration-s", "--model", "--skip-subprocess"]),
         ("bench_gpu.py", ["--fake", "--rounds"]),
         ("bench_election.py", ["--rounds", "--ranks"]),
+        ("bench_pages.py", ["--points", "--series", "--repeat", "--browser"]),
     ],
 )
 def test_bench_help_lists_documented_options(script, expected):

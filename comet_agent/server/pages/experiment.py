@@ -16,7 +16,14 @@ from aiohttp import web
 
 from comet_agent.config import NODE_OTHER_PREFIX
 from comet_agent.server.pages.access import RESERVED_SEGMENTS, authorize_page, owns_workspace
-from comet_agent.server.pages.charts import MAX_POINTS_PER_SERIES, build_charts
+from comet_agent.server.pages.charts import (
+    EXIT_CODE_OTHER,
+    MAX_POINTS_PER_SERIES,
+    build_charts,
+    format_display,
+    split_node,
+    run_marks,
+)
 from comet_agent.server.pages.render import (
     definition_list,
     esc,
@@ -201,27 +208,65 @@ def _output_section(store, experiment_key: str) -> str:
     return section("output", "Output", f'{legend}{note}<pre class="output">{"".join(parts)}</pre>')
 
 
-def _charts_section(charts: list[dict]) -> str:
+def _summary_table(chart: dict) -> str:
+    """min / mean / max / last of each series with units: what the page shows with scripts off
+    (``charts.js`` hides it once the chart is drawn)."""
+    unit = chart["unit"]
+    rows = "".join(
+        f'<tr><th scope="row">{esc(s["name"])}</th>'
+        + "".join(f"<td>{esc(format_display(s[k], unit))}</td>" for k in ("min", "mean", "max", "last"))
+        + "</tr>"
+        for s in chart["summary"]
+    )
+    return (
+        '<div class="chart-summary"><table class="grid summary">'
+        "<thead><tr><th>series</th><th>min</th><th>mean</th><th>max</th><th>last</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+    )
+
+
+def _charts_section(charts: list[dict], marks: list[dict]) -> str:
     if not charts:
         return section("metrics", "Metrics", '<p class="muted">no metrics logged</p>')
     blocks = []
     for chart in charts:
         unit = f" ({chart['unit']})" if chart["unit"] else ""
-        total = sum(s["count"] for s in chart["series"])
+        total = sum(s["count"] for s in chart["summary"])
+        heatmap = chart["heatmap"]
+        heatmap_html = f'<div class="heatmap" data-rows="{len(heatmap["rows"])}"></div>' if heatmap is not None else ""
+        wide = " chart-wide" if heatmap is not None else ""  # a heatmap takes the whole row
         blocks.append(
-            f'<figure class="chart" id="{chart["domId"]}" data-chart-id="{esc(chart["id"])}" '
-            f'data-kind="{chart["kind"]}" data-series="{len(chart["series"])}" data-stored-points="{total}">'
+            f'<figure class="chart{wide}" id="{chart["domId"]}" data-chart-id="{esc(chart["id"])}" '
+            f'data-kind="{chart["kind"]}" data-series="{len(chart["summary"])}" data-stored-points="{total}" '
+            f'data-unit="{esc(chart["unit"])}">'
             f"<figcaption>{esc(chart['title'])}{esc(unit)}</figcaption>"
-            '<div class="plot"></div><div class="chart-legend"></div></figure>'
+            f'{heatmap_html}<div class="plot"></div>{_summary_table(chart)}</figure>'
         )
     system = "".join(b for b, c in zip(blocks, charts) if c["kind"] == "system")
     user = "".join(b for b, c in zip(blocks, charts) if c["kind"] == "user")
     content = (
+        # uPlot (vendored, MIT) draws the charts; with scripts off each figure shows its table.
+        '<link rel="stylesheet" href="/local/static/uPlot.min.css">'
+        '<p class="muted chart-help">Hover for values; drag across a chart to zoom (double-click '
+        "to reset); click a legend entry to hide or show its series.</p>"
         f'<h3>System metrics</h3><div class="charts">{system or "<p class=muted>none</p>"}</div>'
         f'<h3>User metrics</h3><div class="charts">{user or "<p class=muted>none</p>"}</div>'
     )
-    data = json_for_html({"charts": charts})
-    return section("metrics", "Metrics", content) + f'<script type="application/json" id="chart-data">{data}</script>'
+    # The summary is the no-script table; the script needs only what it draws.
+    drawn = [{k: v for k, v in chart.items() if k != "summary"} for chart in charts]
+    data = json_for_html({"charts": drawn, "marks": marks})
+    return (
+        section("metrics", "Metrics", content)
+        + f'<script type="application/json" id="chart-data">{data}</script>'
+        + '<script src="/local/static/uPlot.iife.min.js" defer></script>'
+        + '<script src="/local/static/charts.js" defer></script>'
+    )
+
+
+def _exit_code(store, experiment_key: str):
+    """The wrapped command's exit status that ``comet-agent run`` logged, or None."""
+    others = store.others_summary(experiment_key)
+    return next((o.get("valueCurrent") for o in others if o.get("name") == EXIT_CODE_OTHER), None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,16 +278,8 @@ def node_of_series(name: str) -> tuple[str | None, str]:
     """``(node id, rest)`` of a system series name: ``node1.rank0.sys.proc.rss`` ->
     ``("node1", "rank0.sys.proc.rss")``; ``rank2.sys.proc.rss`` (ranks on a single node) and
     ``sys.cpu.percent.avg`` -> ``(None, name)``; a user metric -> ``(None, name)``."""
-    at = name.find(".sys.")
-    if name.startswith("sys.") or at <= 0:
-        return None, name
-    head = name[:at]
-    node, _, last = head.rpartition(".")
-    if not (last.startswith("rank") and last[4:].isdigit()):
-        node = head  # no rank part: the whole head is the node id (which may hold dots)
-    if not node:
-        return None, name  # a rank of a single-node job
-    return node, name[len(node) + 1 :]
+    node = split_node(name)[0]  # one node rule for the charts and the node panels
+    return (node, name[len(node) + 1 :]) if node else (None, name)
 
 
 def group_series_by_node(names) -> dict[str | None, list[str]]:
@@ -347,9 +384,10 @@ def render_experiment_page(state, experiment_key: str) -> str:
     if ram_total and ram_total["x"] == "timestamp" and ram_total["points"]:
         details["totalRam"] = int(ram_total["points"][-1][1])
     charts = build_charts(series)
+    marks = run_marks(meta, status, _exit_code(store, experiment_key))
     body = (
         _header_section(meta, tags, status, details)
-        + _charts_section(charts)
+        + _charts_section(charts, marks)
         + _nodes_section(series, node_hardware_records(store, experiment_key))
         + _system_section(details)
         + _gpu_section(details)
