@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from comet_agent.server.rest.assets import asset_url_templates
 from comet_agent.server.rest.common import (
     DEFAULT_PROJECT_NAME,
     MAX_EXPERIMENT_KEY_LENGTH,
@@ -64,6 +65,7 @@ def _handshake(request: web.Request, experiment_key: str) -> dict:
         "upload_file_size_limit_in_mb": max_mb,
         "asset_upload_file_size_limit_in_mb": max_mb,
         "uploadVideoMaxSizeMB": max_mb,
+        **asset_url_templates(request),
     }
 
 
