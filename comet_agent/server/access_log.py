@@ -79,10 +79,10 @@ class _PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
 
 
 class _UtcFormatter(logging.Formatter):
-    converter = time.gmtime
+    """``%(asctime)s`` as ``2026-12-03T10:20:00.123Z`` (UTC, milliseconds)."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 def open_access_log(destination: str) -> logging.Logger:

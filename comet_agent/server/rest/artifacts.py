@@ -258,7 +258,8 @@ def _find_version(request: web.Request, key_id: str) -> tuple[dict, dict]:
     else:
         by_version = [v for v in versions if v["version"] == wanted]
         by_alias = [v for v in versions if wanted in v["aliases"]]
-        found = (by_version or by_alias or [None])[-1]
+        matches = by_version or by_alias
+        found = matches[-1] if matches else None
     if found is None:
         raise ApiError(404, f"artifact {label} not found", ARTIFACT_NOT_FOUND_CODE)
     if found["state"] != "CLOSED":

@@ -2,8 +2,9 @@
 
 Liveness (``isAlive/ver``, ``health/ping``), the handshake (``logger/add/run`` creates the
 experiment, ``logger/get/run`` resumes one), the ``status-report/update`` heartbeat answering
-snake_case intervals, and the pending-RPC poll. Its RPC registry, 3d-limits, notification
-and offline-metadata calls are acknowledged and ignored. The clientlib batch, tag, upload and
+snake_case intervals, and the pending-RPC poll. Its RPC registry, notification and
+offline-metadata calls are acknowledged and ignored (``asset/3d-limits`` is answered in
+``visualizations.py``). The clientlib batch, tag, upload and
 git-patch endpoints share the REST handlers of their resource (see ``routes.py``).
 """
 

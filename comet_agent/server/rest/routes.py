@@ -113,7 +113,7 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
     ("POST", "/clientlib/status-report/update", clientlib.status_report_update),
     ("GET", "/clientlib/rpc/get-pending-rpcs", clientlib.pending_rpcs),
     ("GET", "/clientlib/symlink/new", clientlib.clientlib_symlink),
-    ("POST", "/clientlib/asset/3d-limits", clientlib.clientlib_acknowledge),
+    ("POST", "/clientlib/asset/3d-limits", visualizations.points_3d_limits),
     ("POST", "/clientlib/notification/experiment", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/status-report/offline-metadata", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/rpc/register-rpc", clientlib.clientlib_acknowledge),

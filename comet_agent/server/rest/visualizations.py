@@ -27,8 +27,10 @@ from comet_agent.server.rest.assets import (
 )
 from comet_agent.server.rest.common import (
     authenticate,
+    authenticated_json,
     get_bool,
     get_int,
+    json_response,
     read_upload,
     require_experiment,
     root_url,
@@ -69,3 +71,19 @@ async def upload_visualization(request: web.Request) -> web.Response:
         "api": f"{root}{REST_GET_IMAGE_PATH}?imageId={image_id}&experimentKey={experiment_key}",
     }
     return await save_upload(request, key_id, upload, answer)
+
+
+#: What ``asset/3d-limits`` answers: comet_ml's own defaults (it reads ``maxPoints`` and
+#: ``maxBoxes`` unguarded in ``log_points_3d``, so an answer without them raised KeyError there).
+POINTS_3D_LIMITS = {
+    "maxPoints": 1_000_000,
+    "maxPointsFileSizeInBytes": 0,
+    "maxBoxes": 250_000,
+    "maxBoxesFileSizeInBytes": 0,
+}
+
+
+async def points_3d_limits(request: web.Request) -> web.Response:
+    """``POST /clientlib/asset/3d-limits``: the limits ``log_points_3d`` checks its input against."""
+    await authenticated_json(request)
+    return json_response(dict(POINTS_3D_LIMITS))
