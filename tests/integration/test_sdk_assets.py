@@ -181,6 +181,34 @@ def test_the_asset_id_log_asset_returns_is_readable_and_its_urls_point_at_the_se
     assert requests.get(returned["web"], headers=auth(server), timeout=10).content == b"epoch 1: fine\n"
 
 
+def test_the_other_kinds_of_asset_are_stored_with_their_type(server, tmp_path):
+    (tmp_path / "sound.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVE")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
+    (tmp_path / "weights.bin").write_bytes(b"weights")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text("a")
+    experiment = live_experiment()
+    experiment.log_audio(str(tmp_path / "sound.wav"))
+    experiment.log_video(str(tmp_path / "clip.mp4"))
+    experiment.log_curve("roc", [0, 1], [0, 1])
+    experiment.log_table("table.csv", tabular_data=[[1, 2]], headers=["a", "b"])
+    experiment.log_confusion_matrix(matrix=[[1, 0], [0, 1]])
+    experiment.log_model("resnet", str(tmp_path / "weights.bin"))
+    experiment.log_asset_folder(str(tmp_path / "folder"))
+    experiment.end()
+    assert [status_of(line) for line in access_lines(server, "/clientlib/asset/upload")] == [200] * 7
+    listed = {(a["type"], a["fileName"]) for a in read_back(experiment.get_key()).get_asset_list()}
+    assert listed == {
+        ("audio", "sound.wav"),
+        ("video", "clip.mp4"),
+        ("curve", "roc"),
+        ("asset", "table.csv"),
+        ("confusion-matrix", "confusion-matrix.json"),
+        ("model-element", "weights.bin"),
+        ("asset", "a.txt"),
+    }
+
+
 def test_an_upload_sent_again_with_its_id_replaces_the_first(server):
     """comet_ml resends an upload with the same assetId when an answer was lost: one asset, not two."""
     api = comet_ml.API(cache=False)
@@ -282,6 +310,14 @@ def test_each_log_artifact_makes_the_next_version_and_names_resolve(server, tmp_
     details = api.get_artifact_details("ws", "dataset-a")
     assert details["latestVersion"] == "2.0.0" and [v["version"] for v in details["versions"]] == ["1.0.0", "2.0.0"]
     assert [a["name"] for a in api.get_artifact_list("ws")["artifacts"]] == ["dataset-a"]
+
+    first_version = api.get_artifact("ws", "dataset-a", version="1.0.0")
+    first_version.update_aliases(["production"])
+    first_version.update_version_tags(["checked"])
+    first_version.update_artifact_tags(["images"])
+    relabelled = api.get_artifact("ws", "dataset-a", alias="production")
+    assert str(relabelled.version) == "1.0.0" and relabelled.version_tags == {"checked"}
+    assert relabelled.artifact_tags == {"images"}
 
 
 def test_an_unknown_artifact_is_comet_mls_artifact_not_found(server):

@@ -488,10 +488,12 @@ async def remote_assets_batch(request: web.Request) -> web.Response:
     return await apply_write(request, key_id, apply)
 
 
-async def artifact_asset_bytes(request: web.Request, asset_id: str, version_id: str) -> web.Response:
+async def artifact_asset_bytes(request: web.Request, asset_id: str | None, version_id: str) -> web.Response:
     """The bytes of one file of an artifact version (``get-asset`` with ``artifactVersionId``)."""
     key_id = authenticate(request)
     _, version = _owned_version(request, key_id, version_id)
+    if not asset_id:
+        raise ApiError(400, "'assetId' is required")
     asset = state_of(request).store.artifact_asset(version["version_id"], asset_id)
     if asset is None:
         raise ApiError(404, f"asset {asset_id} of artifact version {version_id} not found")

@@ -289,12 +289,12 @@ def asset_file(store: Store, experiment_key: str, asset_id: str) -> tuple[dict, 
 
 async def get_asset(request: web.Request) -> web.Response:
     """``GET experiment/asset/get-asset?assetId=``: the asset's bytes (an artifact file's with ``artifactVersionId``)."""
+    if request.query.get("artifactVersionId"):
+        return await artifact_asset_bytes(request, request.query.get("assetId"), request.query["artifactVersionId"])
+    _, experiment_key = query_experiment(request)
     asset_id = request.query.get("assetId")
     if not asset_id:
         raise ApiError(400, "'assetId' is required")
-    if request.query.get("artifactVersionId"):
-        return await artifact_asset_bytes(request, asset_id, request.query["artifactVersionId"])
-    _, experiment_key = query_experiment(request)
     _, path = asset_file(state_of(request).store, experiment_key, asset_id)
     return web.Response(body=path.read_bytes(), content_type="application/octet-stream")
 
