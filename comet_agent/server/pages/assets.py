@@ -15,7 +15,7 @@ from aiohttp import web
 from comet_agent.server.pages.access import authorize_page, owns_workspace
 from comet_agent.server.pages.render import SECURITY_HEADERS, not_found_page
 from comet_agent.server.rest.assets import asset_file
-from comet_agent.server.rest.common import MAX_EXPERIMENT_KEY_LENGTH, ApiError
+from comet_agent.server.rest.common import MAX_EXPERIMENT_KEY_LENGTH, ApiError, file_response
 from comet_agent.server.state import state_of
 
 #: Image types a browser may show inline, by their magic bytes.
@@ -57,13 +57,14 @@ async def asset_view(request: web.Request) -> web.StreamResponse:
         row, path = asset_file(state.store, experiment_key, asset_id)
     except ApiError:
         return not_found_page(f"asset {asset_id}")
-    data = path.read_bytes()
+    with open(path, "rb") as file:
+        head = file.read(16)
     headers = dict(SECURITY_HEADERS)
-    content_type = inline_image_type(data[:16])
+    content_type = inline_image_type(head)
     if content_type is None:
         content_type = "application/octet-stream"
         headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
         safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in row["file_name"])[:200] or "asset"
         headers["Content-Disposition"] = f'attachment; filename="{safe_name}"'
     headers["Cache-Control"] = "private, max-age=300"
-    return web.Response(body=data, content_type=content_type, headers=headers)
+    return file_response(path, content_type, headers)

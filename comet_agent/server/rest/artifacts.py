@@ -25,6 +25,7 @@ import json
 import re
 import urllib.parse
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +36,8 @@ from comet_agent.server.rest.common import (
     apply_write,
     authenticate,
     body_experiment,
+    experiment_found,
+    file_response,
     get_list,
     get_str,
     json_response,
@@ -96,8 +99,7 @@ async def upsert_artifact(request: web.Request) -> web.Response:
     tags = get_list(body, "versionTags", _is_str_list, "a list of strings") or []
     metadata = _metadata_text(body)
     store = state_of(request).store
-    workspace = store.experiment_workspace(experiment_key)
-    assert workspace is not None  # body_experiment found it
+    workspace = experiment_found(store.experiment_workspace(experiment_key), experiment_key)
 
     def apply() -> dict:
         artifact = store.artifact(workspace, name)
@@ -488,7 +490,7 @@ async def remote_assets_batch(request: web.Request) -> web.Response:
     return await apply_write(request, key_id, apply)
 
 
-async def artifact_asset_bytes(request: web.Request, asset_id: str | None, version_id: str) -> web.Response:
+async def artifact_asset_bytes(request: web.Request, asset_id: str | None, version_id: str) -> web.StreamResponse:
     """The bytes of one file of an artifact version (``get-asset`` with ``artifactVersionId``)."""
     key_id = authenticate(request)
     _, version = _owned_version(request, key_id, version_id)
@@ -499,9 +501,7 @@ async def artifact_asset_bytes(request: web.Request, asset_id: str | None, versi
         raise ApiError(404, f"asset {asset_id} of artifact version {version_id} not found")
     if asset["remote_uri"] is not None:
         raise ApiError(404, f"asset {asset_id} is a remote file: fetch it from {asset['remote_uri']}")
-    try:
-        with open(asset["path"], "rb") as file:
-            body = file.read()
-    except OSError:
-        raise ApiError(404, f"the file of asset {asset_id} is missing from the server's data directory") from None
-    return web.Response(body=body, content_type="application/octet-stream")
+    path = Path(asset["path"])
+    if not path.is_file():
+        raise ApiError(404, f"the file of asset {asset_id} is missing from the server's data directory")
+    return file_response(path)

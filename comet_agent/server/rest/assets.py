@@ -37,6 +37,7 @@ from comet_agent.server.rest.common import (
     ApiError,
     apply_write,
     authenticate,
+    file_response,
     get_bool,
     get_int,
     json_response,
@@ -287,7 +288,7 @@ def asset_file(store: Store, experiment_key: str, asset_id: str) -> tuple[dict, 
     return row, path
 
 
-async def get_asset(request: web.Request) -> web.Response:
+async def get_asset(request: web.Request) -> web.StreamResponse:
     """``GET experiment/asset/get-asset?assetId=``: the asset's bytes (an artifact file's with ``artifactVersionId``)."""
     if request.query.get("artifactVersionId"):
         return await artifact_asset_bytes(request, request.query.get("assetId"), request.query["artifactVersionId"])
@@ -296,14 +297,14 @@ async def get_asset(request: web.Request) -> web.Response:
     if not asset_id:
         raise ApiError(400, "'assetId' is required")
     _, path = asset_file(state_of(request).store, experiment_key, asset_id)
-    return web.Response(body=path.read_bytes(), content_type="application/octet-stream")
+    return file_response(path)
 
 
-async def get_image(request: web.Request) -> web.Response:
+async def get_image(request: web.Request) -> web.StreamResponse:
     """``GET image/get-image?imageId=&experimentKey=``: an image's bytes (the handshake's image API URL)."""
     _, experiment_key = query_experiment(request)
     image_id = request.query.get("imageId") or request.query.get("assetId")
     if not image_id:
         raise ApiError(400, "'imageId' is required")
     _, path = asset_file(state_of(request).store, experiment_key, image_id)
-    return web.Response(body=path.read_bytes(), content_type="application/octet-stream")
+    return file_response(path)

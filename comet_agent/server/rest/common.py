@@ -616,3 +616,10 @@ def unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def file_response(
+    path: str | os.PathLike, content_type: str = "application/octet-stream", headers: dict | None = None
+) -> web.FileResponse:
+    """A stored upload's bytes, streamed from disk (an asset may be hundreds of MiB), as ``content_type``."""
+    return web.FileResponse(path, headers={**(headers or {}), "Content-Type": content_type})
