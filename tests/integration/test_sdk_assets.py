@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 import pytest
 import requests
 
+from comet_agent.server.app import LocalServer
+from tests.e2e.agent_support import experiment_key_from, run_agent
 from tests.support.fixtures import QUIET_EXPERIMENT_OPTIONS, sdk_env
 
 comet_ml = pytest.importorskip("comet_ml", reason="the official comet_ml SDK is a test dependency")
@@ -30,7 +33,6 @@ PNG_BYTES = (
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """A LocalServer writing its access log to ``server.access_log``, with the SDK pointed at it."""
-    from comet_agent.server.app import LocalServer
 
     with LocalServer(
         tmp_path / "server-data", api_keys=["test-key-assets-0123456789"], access_log=str(tmp_path / "access.log")
@@ -138,7 +140,6 @@ def test_images_show_as_thumbnails_on_the_experiment_page(server, tmp_path):
 def test_an_image_over_the_server_limit_is_refused_before_it_is_sent(tmp_path, monkeypatch):
     """The handshake announces the upload limit, so comet_ml refuses a too-large file itself
     instead of sending it, failing with 413 and retrying for ~19 s at end()."""
-    from comet_agent.server.app import LocalServer
 
     with LocalServer(
         tmp_path / "data",
@@ -369,3 +370,55 @@ def test_the_access_log_has_a_line_per_request_and_never_the_key(server):
     assert '"GET /api/rest/v2/workspaces?apiKey=********&x=1" 401' in workspaces[1]
     assert any('"GET /api/rest/v2/no/such/thing" 404' in line for line in lines)
     assert stat.S_IMODE(os.stat(server.access_log).st_mode) == 0o600
+
+
+# ------------------------------------------------------------- as a user runs it: the real CLI
+
+TRAINING_SCRIPT = """
+import comet_ml, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+(out / "sample.png").write_bytes(bytes.fromhex(sys.argv[2]))
+(out / "weights.txt").write_text("w=1")
+experiment = comet_ml.start()
+image = experiment.log_image(str(out / "sample.png"), name="sample", step=1)
+artifact = comet_ml.Artifact("model-weights", "model")
+artifact.add(str(out / "weights.txt"))
+experiment.log_artifact(artifact)
+experiment.end()
+print("image", image["imageId"])
+"""
+
+
+@pytest.mark.e2e
+def test_a_script_under_comet_agent_run_logs_images_and_artifacts(tmp_path, monkeypatch):
+    """What a user does: `comet-agent run -- python train.py` with only the server's URL and key set;
+    the script's images and artifact read back through comet_ml."""
+
+    script = tmp_path / "train.py"
+    script.write_text(TRAINING_SCRIPT)
+    (tmp_path / "home").mkdir()
+    with LocalServer(tmp_path / "server-data", api_keys=["test-key-run-0123456789"]) as running:
+        result = run_agent(
+            running,
+            tmp_path / "agent-data",
+            "run",
+            "--",
+            sys.executable,
+            str(script),
+            str(tmp_path),
+            PNG_BYTES.hex(),
+            HOME=str(tmp_path / "home"),
+            timeout_s=120,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        image_id = result.stdout.decode().split("image ")[-1].split()[0]
+        with sdk_env(running, monkeypatch):
+            api = comet_ml.API(cache=False)
+            experiment_key = experiment_key_from(result.stderr.decode())
+            images = api.get_experiment_by_key(experiment_key).get_asset_list(asset_type="image")
+            assert [i["assetId"] for i in images] == [image_id]
+            workspace = api.get_default_workspace()
+            artifact = api.get_artifact(workspace, "model-weights")
+            assert artifact.source_experiment_key == experiment_key
+            artifact.download(str(tmp_path / "fetched"))
+            assert (tmp_path / "fetched" / "weights.txt").read_text() == "w=1"
