@@ -237,6 +237,23 @@ def test_an_upload_sent_again_with_its_id_replaces_the_first(server):
     assert taken.status_code == 400 and "another experiment" in taken.json()["msg"]
 
 
+def test_a_chosen_asset_id_cannot_choose_where_the_file_is_written(server):
+    api = comet_ml.API(cache=False)
+    experiment = comet_ml.APIExperiment(api=api, workspace="ws", project_name="assets")
+    for path, field in (("/clientlib/asset/upload", "assetId"), ("/clientlib/visualizations/upload", "imageId")):
+        for chosen in ("../../escape", "a/b", "..", "x" * 65):
+            refused = requests.post(
+                server.url + path,
+                params={"experimentId": experiment.id, field: chosen},
+                files={"file": ("file", b"payload")},
+                headers=auth(server),
+                timeout=10,
+            )
+            assert refused.status_code == 400, (path, chosen)
+    assert experiment.get_asset_list() == []
+    assert not (server.data_dir.parent / "escape").exists()
+
+
 def test_log_remote_asset_is_recorded_and_listed(server):
     experiment = live_experiment()
     returned = experiment.log_remote_asset("https://data.example/train/shard-0.tar", remote_file_name="shard-0.tar")
