@@ -147,6 +147,13 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         default=200.0,
         help="largest accepted request body, in MiB; larger ones get 413 (default: %(default)s)",
     )
+    p.add_argument(
+        "--access-log",
+        default=None,
+        metavar="PATH|-",
+        help="write one line per request (time, client, method, path, status, bytes, duration; never the key) "
+        "to PATH (appended, 0600, reopened after logrotate moves it) or to stderr with '-' (default: off)",
+    )
     p.set_defaults(func=_lazy("comet_agent.server.app", "serve_from_args"))
 
 

@@ -33,6 +33,9 @@ API keys: ``--api-key-file FILE`` (repeatable; one or more keys per line, the fi
 any, a key is generated on first start, stored 0600 as ``<data dir>/api_key``, and reused
 afterwards; its location (never the key) is printed. The first key (``--api-key``, then the
 files in order, then the variable; or the generated one) is the admin key (``state.py``).
+
+Access log: off by default; ``--access-log PATH`` (or ``-`` for stderr) writes one line per
+request, the key never in it (``access_log.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from comet_agent.config import SERVER_API_KEYS_ENV, parse_key_list, read_key_lis
 from comet_agent.errors import ConfigError
 from comet_agent.paths import default_data_dir, ensure_private_dir, write_private_file
 from comet_agent.redaction import register_secret
+from comet_agent.server.access_log import AccessLogger, close_access_log, open_access_log
 from comet_agent.server.connections import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -121,12 +125,23 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason or "error")
+        return error_response(exc.status, _unserved_message(request) if exc.status == 404 else exc.reason or "error")
     except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(500, "internal server error (see the server log)")
+
+
+def _unserved_message(request: web.Request) -> str:
+    """The 404 message of a path no route serves: for a Comet endpoint, say that it is one this
+    server does not implement (comet_ml shows the message in its warning), not just "Not Found"."""
+    if request.path.startswith(("/api/", "/clientlib/")):
+        return (
+            f"{request.method} {request.path} is a Comet endpoint the comet-agent local server does not "
+            "implement (docs/server-compat-assets.md lists what it serves)"
+        )
+    return "Not Found"
 
 
 def build_application(state: ServerState, connections: ConnectionGuard | None = None) -> web.Application:
@@ -205,6 +220,7 @@ class LocalServer:
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
+        access_log: str | None = None,
     ):
         if max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
@@ -234,6 +250,8 @@ class LocalServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self.access_log = access_log
+        self._access_logger: logging.Logger | None = None
 
     def __repr__(self) -> str:
         return f"LocalServer(url={self.url if self._port else None!r}, data_dir={str(self.data_dir)!r})"
@@ -258,6 +276,8 @@ class LocalServer:
                 self.generated_key_file = self.key_file
         for key in keys:
             register_secret(key)
+        if self.access_log is not None and self._access_logger is None:
+            self._access_logger = open_access_log(self.access_log)  # an unusable path fails start()
         store = Store(self.data_dir)
         try:
             intervals = {
@@ -286,6 +306,9 @@ class LocalServer:
         if failure:
             self._thread.join()
             self._thread = None
+            if self._access_logger is not None:
+                close_access_log(self._access_logger)
+                self._access_logger = None
             raise failure[0]
         logger.info("local Comet server listening on %s (data in %s)", self.url, self.data_dir)
         self._write_discovery_file()
@@ -340,7 +363,11 @@ class LocalServer:
         app[PROOF_KEY] = self._identity
         # aiohttp's own idle timeout (its default is an hour) backs the guard's up.
         self._runner = runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=2 * self.connections.header_timeout_s
+            app,
+            access_log=self._access_logger,  # None: no access log
+            access_log_class=AccessLogger,
+            handle_signals=False,
+            keepalive_timeout=2 * self.connections.header_timeout_s,
         )
         await runner.setup()
         if runner.server is None:  # set by setup()
@@ -380,6 +407,9 @@ class LocalServer:
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join()
         self._thread = None
+        if self._access_logger is not None:
+            close_access_log(self._access_logger)
+            self._access_logger = None
 
     def __enter__(self) -> "LocalServer":
         return self.start()
@@ -521,6 +551,7 @@ def serve_from_args(args) -> int:
         cpu_interval_ms=args.cpu_interval_ms,
         gpu_interval_ms=args.gpu_interval_ms,
         max_upload_bytes=int(max_upload_mb * 2**20),
+        access_log=getattr(args, "access_log", None),
     )
     try:
         ensure_private_dir(data_dir)
@@ -533,6 +564,9 @@ def serve_from_args(args) -> int:
         print(f"comet-agent server: {exc}", file=sys.stderr)
         return ExitStatus.CONFIG
     except OSError as exc:  # typically the address is in use or not ours to bind
+        if server.access_log is not None and getattr(exc, "filename", None) == server.access_log:
+            print(f"comet-agent server: cannot open the access log {server.access_log}: {exc}", file=sys.stderr)
+            return ExitStatus.CONFIG
         print(f"comet-agent server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return ExitStatus.FAILURE
     stop_requested = threading.Event()

@@ -4,6 +4,7 @@ Layout under the data directory (directories 0700, files 0600, via ``comet_agent
 
     server.sqlite3          experiments, metrics, parameters, others, output, assets index, ...
     files/<experiment key>/<asset id>   uploaded assets, images and git patches, byte for byte
+    artifacts/<version id>/<asset id>   the files of artifact versions
 
 Concurrency model: the store is used from ONE thread only (the server's event loop), through one
 connection. SQLite then never sees two writers, so "database is locked" cannot happen, and every
@@ -92,6 +93,26 @@ CREATE TABLE IF NOT EXISTS request_ids (
     key_id TEXT NOT NULL, request_id TEXT NOT NULL, response_json TEXT NOT NULL,
     created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, request_id));
 """
+
+#: Tables of remote assets and artifacts (``Store`` section "remote assets, artifacts").
+COMPAT_ASSETS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS asset_links (asset_id TEXT PRIMARY KEY, remote_uri TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS artifacts (
+    artifact_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL,
+    artifact_type TEXT NOT NULL, tags_json TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    UNIQUE (workspace, name));
+CREATE TABLE IF NOT EXISTS artifact_versions (
+    version_id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, version TEXT NOT NULL,
+    experiment_key TEXT NOT NULL, metadata_json TEXT, aliases_json TEXT NOT NULL,
+    tags_json TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    UNIQUE (artifact_id, version));
+CREATE TABLE IF NOT EXISTS artifact_assets (
+    asset_id TEXT PRIMARY KEY, version_id TEXT NOT NULL, file_name TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL, asset_type TEXT NOT NULL, metadata_json TEXT, remote_uri TEXT,
+    path TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS artifact_assets_by_version ON artifact_assets (version_id);
+"""
+ARTIFACTS_DIR_NAME = "artifacts"
 
 #: System-details keys a client may write (the last three are derived from system metrics).
 WRITABLE_SYSTEM_DETAILS_KEYS = frozenset(SYSTEM_DETAILS_KEYS[:-3])
@@ -317,6 +338,7 @@ class Store:
             self.connection.execute("PRAGMA wal_autocheckpoint=0")
             self.checkpointer = WalCheckpointer(self.database_path)
         self.connection.executescript(SCHEMA)
+        self.connection.executescript(COMPAT_ASSETS_SCHEMA)
         for suffix in ("-wal", "-shm"):
             side_file = self.database_path.with_name(self.database_path.name + suffix)
             if side_file.exists():
@@ -854,6 +876,152 @@ class Store:
                 (experiment_key,),
             )
         ]
+
+    # ------------------------------------------- remote assets, artifacts (compat)
+    # Tables created by COMPAT_ASSETS_SCHEMA. A remote asset is an ``assets`` row (path "") with
+    # its URI in ``asset_links``; an artifact version's files live apart from the experiment's
+    # assets, under ``<data dir>/artifacts/<version id>/<asset id>``.
+
+    def add_asset_link(self, asset_id: str, remote_uri: str) -> None:
+        """Record the URI of a remote asset (its ``assets`` row has no file; call inside a write)."""
+        self.connection.execute(
+            "INSERT OR REPLACE INTO asset_links(asset_id, remote_uri) VALUES(?, ?)", (asset_id, remote_uri)
+        )
+
+    def asset_links(self, asset_ids: list[str]) -> dict[str, str]:
+        """asset id -> remote URI, for those of ``asset_ids`` that are remote assets."""
+        links: dict[str, str] = {}
+        for start in range(0, len(asset_ids), 500):  # SQLite's bound-parameter limit
+            chunk = asset_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for asset_id, uri in self.connection.execute(
+                f"SELECT asset_id, remote_uri FROM asset_links WHERE asset_id IN ({marks})", chunk
+            ):
+                links[asset_id] = uri
+        return links
+
+    def asset_experiment(self, asset_id: str) -> str | None:
+        """The experiment holding asset ``asset_id`` (None when no experiment does)."""
+        row = self.connection.execute("SELECT experiment_key FROM assets WHERE asset_id=?", (asset_id,)).fetchone()
+        return row[0] if row else None
+
+    def remove_asset(self, asset_id: str) -> str | None:
+        """Delete one asset's index rows (a re-sent upload replaces it); returns its file path."""
+        row = self.connection.execute("SELECT path FROM assets WHERE asset_id=?", (asset_id,)).fetchone()
+        self.connection.execute("DELETE FROM assets WHERE asset_id=?", (asset_id,))
+        self.connection.execute("DELETE FROM asset_links WHERE asset_id=?", (asset_id,))
+        return row[0] if row and row[0] else None
+
+    def artifact_files_dir(self, version_id: str) -> Path:
+        """Where the files of one artifact version are written (created 0700)."""
+        return ensure_private_dir(ensure_private_dir(self.data_dir / ARTIFACTS_DIR_NAME) / version_id)
+
+    def artifact(self, workspace: str, name: str) -> dict | None:
+        """The artifact ``name`` of ``workspace`` (tags decoded), or None."""
+        return self._artifact_where("workspace=? AND name=?", (workspace, name))
+
+    def artifact_by_id(self, artifact_id: str) -> dict | None:
+        return self._artifact_where("artifact_id=?", (artifact_id,))
+
+    def _artifact_where(self, condition: str, params: tuple) -> dict | None:
+        cursor = self.connection.execute(f"SELECT * FROM artifacts WHERE {condition}", params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        found = dict(zip([d[0] for d in cursor.description], row))
+        found["tags"] = json.loads(found.pop("tags_json"))
+        return found
+
+    def artifacts(self, workspace: str, artifact_type: str | None = None) -> list[dict]:
+        """The workspace's artifacts (optionally of one type), by name."""
+        query = "SELECT artifact_id FROM artifacts WHERE workspace=?"
+        params: tuple = (workspace,)
+        if artifact_type is not None:
+            query += " AND artifact_type=?"
+            params += (artifact_type,)
+        ids = [r[0] for r in self.connection.execute(query + " ORDER BY name", params)]
+        return [a for a in (self.artifact_by_id(i) for i in ids) if a is not None]
+
+    def create_artifact(self, workspace: str, name: str, artifact_type: str) -> str:
+        """A new artifact's id (call inside a write; the name must be free in the workspace)."""
+        artifact_id = uuid.uuid4().hex
+        self.connection.execute(
+            "INSERT INTO artifacts(artifact_id, workspace, name, artifact_type, tags_json, created_ms) "
+            "VALUES(?, ?, ?, ?, '[]', ?)",
+            (artifact_id, workspace, name, artifact_type, now_ms()),
+        )
+        return artifact_id
+
+    def update_artifact(self, artifact_id: str, artifact_type: str | None, tags: list[str] | None) -> None:
+        if artifact_type is not None:
+            self.connection.execute(
+                "UPDATE artifacts SET artifact_type=? WHERE artifact_id=?", (artifact_type, artifact_id)
+            )
+        if tags is not None:
+            self.connection.execute(
+                "UPDATE artifacts SET tags_json=? WHERE artifact_id=?", (json.dumps(tags), artifact_id)
+            )
+
+    def add_artifact_version(self, version: dict) -> None:
+        """Insert an artifact version (keys: the columns of ``artifact_versions``; call inside a write)."""
+        self.connection.execute(
+            "INSERT INTO artifact_versions(version_id, artifact_id, version, experiment_key, metadata_json, "
+            "aliases_json, tags_json, state, created_ms) VALUES(:version_id, :artifact_id, :version, "
+            ":experiment_key, :metadata_json, :aliases_json, :tags_json, :state, :created_ms)",
+            version,
+        )
+
+    def artifact_versions(self, artifact_id: str) -> list[dict]:
+        """Every version of an artifact, oldest first (aliases and tags decoded, size in bytes)."""
+        cursor = self.connection.execute(
+            "SELECT v.*, (SELECT COALESCE(SUM(size_bytes), 0) FROM artifact_assets a "
+            "WHERE a.version_id = v.version_id) AS size_bytes FROM artifact_versions v "
+            "WHERE artifact_id=? ORDER BY created_ms, rowid",
+            (artifact_id,),
+        )
+        names = [d[0] for d in cursor.description]
+        versions = []
+        for row in cursor.fetchall():
+            version = dict(zip(names, row))
+            version["aliases"] = json.loads(version.pop("aliases_json"))
+            version["tags"] = json.loads(version.pop("tags_json"))
+            versions.append(version)
+        return versions
+
+    def artifact_version(self, version_id: str) -> dict | None:
+        """One version by id (as ``artifact_versions`` gives it), or None."""
+        row = self.connection.execute(
+            "SELECT artifact_id FROM artifact_versions WHERE version_id=?", (version_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return next((v for v in self.artifact_versions(row[0]) if v["version_id"] == version_id), None)
+
+    def update_artifact_version(self, version_id: str, **columns: Any) -> None:
+        """Set columns of a version (names are internal, never from the request; lists as JSON)."""
+        for name, value in columns.items():
+            column = f"{name}_json" if name in ("aliases", "tags") else name
+            stored = json.dumps(value) if name in ("aliases", "tags") else value
+            self.connection.execute(f"UPDATE artifact_versions SET {column}=? WHERE version_id=?", (stored, version_id))
+
+    def add_artifact_asset(self, asset: dict) -> None:
+        """Index a file (or remote URI) of an artifact version (call inside a write)."""
+        self.connection.execute(
+            "INSERT OR REPLACE INTO artifact_assets(asset_id, version_id, file_name, size_bytes, asset_type, "
+            "metadata_json, remote_uri, path, created_ms) VALUES(:asset_id, :version_id, :file_name, "
+            ":size_bytes, :asset_type, :metadata_json, :remote_uri, :path, :created_ms)",
+            asset,
+        )
+
+    def artifact_assets(self, version_id: str) -> list[dict]:
+        cursor = self.connection.execute(
+            "SELECT * FROM artifact_assets WHERE version_id=? ORDER BY file_name", (version_id,)
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def artifact_asset(self, version_id: str, asset_id: str) -> dict | None:
+        return next((a for a in self.artifact_assets(version_id) if a["asset_id"] == asset_id), None)
 
 
 def _integral(number: float) -> int | float:

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from tests.support.fixtures import sdk_env
+from tests.support.fixtures import QUIET_EXPERIMENT_OPTIONS, sdk_env
 
 comet_ml = pytest.importorskip("comet_ml", reason="the official comet_ml SDK is a test dependency")
 
@@ -316,20 +316,7 @@ def test_a_wrong_key_is_refused_by_the_sdk(local_server, monkeypatch):
 
 def test_the_live_experiment_logs_through_the_clientlib_endpoints(comet_sdk_env):
     """Beyond APIExperiment: the live comet_ml.Experiment handshakes, batches, beats and ends."""
-    experiment = comet_ml.Experiment(
-        workspace="ws",
-        project_name="live",
-        auto_output_logging=False,
-        log_code=False,
-        log_git_metadata=False,
-        log_git_patch=False,
-        auto_metric_logging=False,
-        auto_param_logging=False,
-        log_env_gpu=False,
-        log_env_cpu=False,
-        log_env_network=False,
-        log_env_disk=False,
-    )
+    experiment = comet_ml.Experiment(workspace="ws", project_name="live", **QUIET_EXPERIMENT_OPTIONS)
     experiment.log_metric("loss", 0.25, step=3)
     experiment.log_parameter("lr", 0.1)
     experiment.log_other("owner", "team-a")

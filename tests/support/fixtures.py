@@ -66,3 +66,19 @@ def comet_sdk_env(local_server, monkeypatch):
     """``local_server`` with COMET_URL_OVERRIDE and COMET_API_KEY set for the official SDK."""
     with sdk_env(local_server, monkeypatch):
         yield local_server
+
+
+#: ``comet_ml.Experiment`` options that switch off its automatic loggers (output, code, git,
+#: metrics, parameters, system monitors), so that a test sees only what it logs itself.
+QUIET_EXPERIMENT_OPTIONS = {
+    "auto_output_logging": False,
+    "log_code": False,
+    "log_git_metadata": False,
+    "log_git_patch": False,
+    "auto_metric_logging": False,
+    "auto_param_logging": False,
+    "log_env_gpu": False,
+    "log_env_cpu": False,
+    "log_env_network": False,
+    "log_env_disk": False,
+}

@@ -1,4 +1,4 @@
-"""The experiment page: overview, metric charts, system, GPUs, packages, git, output.
+"""The experiment page: overview, metric charts, system, GPUs, packages, git, output, images.
 
 Served at the path ``APIExperiment.url`` builds, ``/{workspace}/{project}/{experiment key}``
 (``/{workspace}/{project}/archive/{experiment key}`` for an archived one). Large texts are
@@ -37,12 +37,16 @@ from comet_agent.server.pages.render import (
     section,
     status_badge,
 )
+from comet_agent.server.rest.assets import WEB_ASSET_VIEW_PATH
 from comet_agent.server.rest.common import MAX_EXPERIMENT_KEY_LENGTH
 from comet_agent.server.state import state_of
 from comet_agent.server.store import metric_series_downsampled
 
 MAX_OUTPUT_CHARS = 2_000_000
 MAX_PATCH_CHARS = 5_000_000
+#: Images shown on the page (the newest), and their width; each links to the full image.
+MAX_THUMBNAILS = 48
+THUMBNAIL_WIDTH_PX = 160
 
 
 def _header_section(meta: dict, tags: list[str], status: str, details: dict) -> str:
@@ -269,6 +273,26 @@ def _exit_code(store, experiment_key: str):
     return next((o.get("valueCurrent") for o in others if o.get("name") == EXIT_CODE_OTHER), None)
 
 
+def _images_section(store, experiment_key: str) -> str:
+    """Thumbnails of the experiment's images (``log_image``, ``log_figure``), newest
+    ``MAX_THUMBNAILS``, each linking to the full image; empty when it has none."""
+    images = store.assets(experiment_key, "image")
+    if not images:
+        return ""
+    shown = images[-MAX_THUMBNAILS:]
+    note = f'<p class="muted">the newest {len(shown)} of {len(images)} images</p>' if len(shown) < len(images) else ""
+    key = urllib.parse.quote(experiment_key, safe="")
+    thumbnails = []
+    for image in shown:
+        src = f"{WEB_ASSET_VIEW_PATH}?imageId={urllib.parse.quote(image['asset_id'], safe='')}&amp;experimentKey={key}"
+        caption = image["file_name"] + (f" (step {image['step']})" if image["step"] is not None else "")
+        thumbnails.append(
+            f'<a class="thumbnail" href="{src}" title="{esc(caption)}">'
+            f'<img src="{src}" alt="{esc(caption)}" width="{THUMBNAIL_WIDTH_PX}" loading="lazy"></a>'
+        )
+    return section("images", "Images", f'{note}<div class="thumbnails">{" ".join(thumbnails)}</div>')
+
+
 # ------------------------------------------------------------------------------------------------
 # Nodes: a job over several nodes (series named ``<node id>.sys.*``, hardware in the others)
 # ------------------------------------------------------------------------------------------------
@@ -394,6 +418,7 @@ def render_experiment_page(state, experiment_key: str) -> str:
         + _packages_section(details)
         + _git_section(row)
         + _output_section(store, experiment_key)
+        + _images_section(store, experiment_key)
     )
     workspace, project = meta["workspaceName"], meta["projectName"]
     crumbs = [

@@ -22,9 +22,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from comet_agent.server.pages.access import SESSIONS_KEY, PageSessions, create_login_token, login_form_submit
+from comet_agent.server.pages.assets import asset_view
 from comet_agent.server.pages.experiment import experiment_page
 from comet_agent.server.pages.indexes import index_page, project_page, workspace_page
 from comet_agent.server.pages.static import static_file
+from comet_agent.server.rest.assets import WEB_ASSET_VIEW_PATH
 
 
 def add_page_routes(app: web.Application) -> None:
@@ -34,6 +36,8 @@ def add_page_routes(app: web.Application) -> None:
     app.router.add_route("POST", "/local/login", login_form_submit)
     # Only names with a dot: /local/static/<experiment key> is a page of workspace "local".
     app.router.add_route("GET", r"/local/static/{name:[^/]*\.[^/]*}", static_file)
+    # Three segments, the last not an experiment key: no page's path (see the docstring).
+    app.router.add_route("GET", WEB_ASSET_VIEW_PATH, asset_view)
     app.router.add_route("*", "/", index_page)
     # "*": a non-GET on these paths is answered like any unknown REST path (JSON 404), as before.
     app.router.add_route("*", "/{workspace}", workspace_page)

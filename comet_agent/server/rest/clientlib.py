@@ -2,8 +2,9 @@
 
 Liveness (``isAlive/ver``, ``health/ping``), the handshake (``logger/add/run`` creates the
 experiment, ``logger/get/run`` resumes one), the ``status-report/update`` heartbeat answering
-snake_case intervals, and the pending-RPC poll. Its RPC registry, 3d-limits, notification
-and offline-metadata calls are acknowledged and ignored. The clientlib batch, tag, upload and
+snake_case intervals, and the pending-RPC poll. Its RPC registry, notification and
+offline-metadata calls are acknowledged and ignored (``asset/3d-limits`` is answered in
+``visualizations.py``). The clientlib batch, tag, upload and
 git-patch endpoints share the REST handlers of their resource (see ``routes.py``).
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from comet_agent.server.rest.assets import asset_url_templates
 from comet_agent.server.rest.common import (
     DEFAULT_PROJECT_NAME,
     MAX_EXPERIMENT_KEY_LENGTH,
@@ -64,6 +66,7 @@ def _handshake(request: web.Request, experiment_key: str) -> dict:
         "upload_file_size_limit_in_mb": max_mb,
         "asset_upload_file_size_limit_in_mb": max_mb,
         "uploadVideoMaxSizeMB": max_mb,
+        **asset_url_templates(request),
     }
 
 

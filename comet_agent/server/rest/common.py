@@ -587,6 +587,11 @@ async def read_upload(request: web.Request) -> tuple[bytes, str | None, dict | N
         data, part_filename = part.file.read(), part.filename
     else:
         data, part_filename = (part.encode("utf-8") if isinstance(part, str) else bytes(part)), None
+    return data, part_filename, upload_metadata(form)
+
+
+def upload_metadata(form: Any) -> dict | None:
+    """The JSON object in the ``metadata`` part of a parsed multipart form (None when absent); 400 otherwise."""
     metadata = None
     raw_metadata = form.get("metadata")
     if isinstance(raw_metadata, web.FileField):
@@ -595,7 +600,7 @@ async def read_upload(request: web.Request) -> tuple[bytes, str | None, dict | N
         metadata = parse_json(raw_metadata)
         if not isinstance(metadata, dict):
             raise ApiError(400, "the 'metadata' part must be a JSON object")
-    return data, part_filename, metadata
+    return metadata
 
 
 def write_upload_file(store: Store, experiment_key: str, asset_id: str, data: bytes) -> str:
@@ -611,3 +616,10 @@ def unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def file_response(
+    path: str | os.PathLike, content_type: str = "application/octet-stream", headers: dict | None = None
+) -> web.FileResponse:
+    """A stored upload's bytes, streamed from disk (an asset may be hundreds of MiB), as ``content_type``."""
+    return web.FileResponse(path, headers={**(headers or {}), "Content-Type": content_type})

@@ -16,6 +16,7 @@ from comet_agent.server import discovery
 from comet_agent.server.rest import (
     account,
     admin,
+    artifacts,
     assets,
     clientlib,
     experiments,
@@ -28,6 +29,7 @@ from comet_agent.server.rest import (
     system_details,
     tags,
     texts,
+    visualizations,
 )
 
 REST_PREFIXES = ("/api/rest/v2/", "/clientlib/rest/v2/")
@@ -84,6 +86,17 @@ REST_ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "write/experiment/stop", experiments.stop_experiment),
     ("GET", "write/experiment/archive", experiments.archive_handler(1)),
     ("GET", "write/experiment/restore", experiments.archive_handler(0)),
+    # Images, remote assets, artifacts (issue 16).
+    ("GET", "image/get-image", assets.get_image),
+    ("POST", "write/artifacts/upsert", artifacts.upsert_artifact),
+    ("POST", "write/artifacts/state", artifacts.update_artifact_state),
+    ("POST", "write/artifacts/details", artifacts.update_artifact_details),
+    ("POST", "write/artifacts/version/labels", artifacts.update_version_labels),
+    ("POST", "write/artifact/assets/remote/batch", artifacts.remote_assets_batch),
+    ("GET", "artifacts/version", artifacts.artifact_version),
+    ("GET", "artifacts/version/files", artifacts.artifact_version_files),
+    ("GET", "artifacts/get", artifacts.artifact_details),
+    ("GET", "artifacts/get-all", artifacts.artifact_list),
 ]
 
 #: Routes at fixed absolute paths.
@@ -100,11 +113,12 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
     ("POST", "/clientlib/status-report/update", clientlib.status_report_update),
     ("GET", "/clientlib/rpc/get-pending-rpcs", clientlib.pending_rpcs),
     ("GET", "/clientlib/symlink/new", clientlib.clientlib_symlink),
-    ("POST", "/clientlib/asset/3d-limits", clientlib.clientlib_acknowledge),
+    ("POST", "/clientlib/asset/3d-limits", visualizations.points_3d_limits),
     ("POST", "/clientlib/notification/experiment", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/status-report/offline-metadata", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/rpc/register-rpc", clientlib.clientlib_acknowledge),
     ("GET", discovery.PROOF_PATH, discovery.prove),
+    ("POST", "/clientlib/visualizations/upload", visualizations.upload_visualization),
     ("GET", "/local/admin/intervals", admin.admin_get_intervals),
     ("POST", "/local/admin/intervals", admin.admin_set_intervals),
 ]
