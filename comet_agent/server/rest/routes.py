@@ -102,7 +102,7 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "/clientlib/symlink/new", clientlib.clientlib_symlink),
     ("POST", "/clientlib/asset/3d-limits", clientlib.clientlib_acknowledge),
     ("POST", "/clientlib/notification/experiment", clientlib.clientlib_acknowledge),
-    ("POST", "/clientlib/status-report/offline-metadata", clientlib.clientlib_acknowledge),
+    ("POST", "/clientlib/status-report/offline-metadata", experiments.offline_metadata),
     ("POST", "/clientlib/rpc/register-rpc", clientlib.clientlib_acknowledge),
     ("GET", discovery.PROOF_PATH, discovery.prove),
     ("GET", "/local/admin/intervals", admin.admin_get_intervals),
