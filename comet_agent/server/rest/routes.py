@@ -25,6 +25,7 @@ from comet_agent.server.rest import (
     others,
     output,
     parameters,
+    query,
     system_details,
     tags,
     texts,
@@ -84,6 +85,11 @@ REST_ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "write/experiment/stop", experiments.stop_experiment),
     ("GET", "write/experiment/archive", experiments.archive_handler(1)),
     ("GET", "write/experiment/restore", experiments.archive_handler(0)),
+    # Finding experiments: API.query, API.search, API.get_metrics_for_chart (rest/query.py).
+    ("GET", "project/column-names", query.column_names),
+    ("POST", "project/query", query.query_project),
+    ("POST", "experiments/search", query.search_experiments),
+    ("POST", "experiments/multi-metric-chart", query.multi_metric_chart),
 ]
 
 #: Routes at fixed absolute paths.
