@@ -25,7 +25,9 @@ from comet_agent.server.rest import (
     others,
     output,
     parameters,
+    projects,
     query,
+    registry,
     system_details,
     tags,
     texts,
@@ -90,6 +92,21 @@ REST_ROUTES: list[tuple[str, str, Callable]] = [
     ("POST", "project/query", query.query_project),
     ("POST", "experiments/search", query.search_experiments),
     ("POST", "experiments/multi-metric-chart", query.multi_metric_chart),
+    # Projects and their notes (rest/projects.py); the model registry (rest/registry.py).
+    ("POST", "write/project/create", projects.create_project),
+    ("POST", "write/project/update", projects.update_project),
+    ("POST", "write/project/delete", projects.delete_project),
+    ("GET", "project/notes", projects.read_project_notes),
+    ("POST", "write/project/notes", projects.write_project_notes),
+    ("POST", "write/registry-model/item/create", registry.register_model_version),
+    ("GET", "registry-model", registry.registry_models),
+    ("GET", "registry-model/count", registry.registry_model_count),
+    ("GET", "registry-model/details", registry.registry_model_details),
+    ("GET", "registry-model/compact-details", registry.registry_model_compact_details),
+    ("GET", "registry-model/item/details", registry.registry_item_details),
+    ("GET", "registry-model/item/download", registry.registry_item_download),
+    ("GET", "registry-model/notes", registry.read_registry_notes),
+    ("POST", "write/registry-model/notes", registry.write_registry_notes),
 ]
 
 #: Routes at fixed absolute paths.
