@@ -900,13 +900,18 @@ class Store:
             r[0]
             for r in self.connection.execute("SELECT experiment_key FROM experiments WHERE project_id=?", (project_id,))
         ]
-        for table in ("metrics", "parameters", "others", "output_lines", "assets", "tags", "symlinks"):
-            self.connection.executemany(f"DELETE FROM {table} WHERE experiment_key=?", [(k,) for k in keys])
-        self.connection.execute("DELETE FROM experiments WHERE project_id=?", (project_id,))
+        self.delete_experiments(keys)
         self.connection.execute("DELETE FROM symlinks WHERE project_id=?", (project_id,))
         self.connection.execute("DELETE FROM project_details WHERE project_id=?", (project_id,))
         self.connection.execute("DELETE FROM projects WHERE project_id=?", (project_id,))
         return keys
+
+    def delete_experiments(self, experiment_keys: list[str]) -> None:
+        """Delete experiments and every row they own (call inside a write; the caller removes
+        their files directories once it is committed)."""
+        rows = [(k,) for k in experiment_keys]
+        for table in ("metrics", "parameters", "others", "output_lines", "assets", "tags", "symlinks", "experiments"):
+            self.connection.executemany(f"DELETE FROM {table} WHERE experiment_key=?", rows)
 
     def registry_model(self, workspace: str, name: str) -> dict[str, Any] | None:
         cursor = self.connection.execute(

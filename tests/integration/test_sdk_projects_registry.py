@@ -107,3 +107,14 @@ def test_registering_a_model_the_experiment_never_logged_says_so(api):
     with pytest.raises((ValueError, CometRestApiException)):
         experiment.register_model("missing")
     assert api.get_registry_model_names("ws") == []
+
+
+def test_delete_experiment_removes_it_and_its_files(api, local_server):
+    experiment = comet_ml.APIExperiment(api=api, workspace="ws", project_name="scratch")
+    experiment.log_asset(__file__)
+    files = local_server.data_dir / "files" / experiment.id
+    assert files.is_dir()
+    api.delete_experiment(experiment.id)
+    assert api.get_experiment_by_key(experiment.id) is None
+    assert not files.exists()
+    assert api.get_experiments("ws", "scratch") == []

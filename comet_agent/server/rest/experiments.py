@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 from aiohttp import web
@@ -233,3 +234,25 @@ async def offline_metadata(request: web.Request) -> web.Response:
         return {"msg": "ok"}
 
     return await apply_write(request, key_id, apply)
+
+
+async def delete_experiment(request: web.Request) -> web.Response:
+    """``GET write/experiment/delete`` (``API.delete_experiment``): the experiment and all it holds."""
+    key_id, experiment_key = query_experiment(request)
+    state = state_of(request)
+
+    def apply() -> dict:
+        state.store.delete_experiments([experiment_key])
+        return {"msg": "Deleted"}
+
+    response = await apply_write(request, key_id, apply)
+    forget_deleted_experiments(request, [experiment_key])
+    return response
+
+
+def forget_deleted_experiments(request: web.Request, experiment_keys: list[str]) -> None:
+    """After a committed deletion: drop the owner cache entries and the experiments' files."""
+    state = state_of(request)
+    for experiment_key in experiment_keys:
+        state.experiment_owners.pop(experiment_key, None)
+        shutil.rmtree(state.store.files_dir / experiment_key, ignore_errors=True)

@@ -12,7 +12,6 @@ lost by accident.
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +27,7 @@ from comet_agent.server.rest.common import (
     require_owned_workspace,
     root_url,
 )
+from comet_agent.server.rest.experiments import forget_deleted_experiments
 from comet_agent.server.state import state_of
 
 
@@ -134,9 +134,7 @@ async def delete_project(request: web.Request) -> web.Response:
         return {"msg": "Deleted"}
 
     response = await apply_write(request, key_id, apply)
-    for experiment_key in deleted_keys:  # files only once the deletion is committed
-        state.experiment_owners.pop(experiment_key, None)
-        shutil.rmtree(state.store.files_dir / experiment_key, ignore_errors=True)
+    forget_deleted_experiments(request, deleted_keys)  # files only once the deletion is committed
     return response
 
 

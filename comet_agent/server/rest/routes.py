@@ -32,6 +32,7 @@ from comet_agent.server.rest import (
     tags,
     texts,
 )
+from comet_agent.server.rest.common import json_response
 
 REST_PREFIXES = ("/api/rest/v2/", "/clientlib/rest/v2/")
 
@@ -87,6 +88,7 @@ REST_ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "write/experiment/stop", experiments.stop_experiment),
     ("GET", "write/experiment/archive", experiments.archive_handler(1)),
     ("GET", "write/experiment/restore", experiments.archive_handler(0)),
+    ("GET", "write/experiment/delete", experiments.delete_experiment),
     # Finding experiments: API.query, API.search, API.get_metrics_for_chart (rest/query.py).
     ("GET", "project/column-names", query.column_names),
     ("POST", "project/query", query.query_project),
@@ -133,10 +135,34 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
 ]
 
 
+#: comet_ml's "backend custom error" code: it shows the body's ``msg`` to the user.
+BACKEND_CUSTOM_ERROR_CODE = 7777777
+
+
+async def unsupported_endpoint(request: web.Request) -> web.Response:
+    """Any other path under ``/api/rest/v2/``, ``/clientlib/rest/v2/`` or ``/clientlib/``: a clear
+    JSON error naming the call, which comet_ml logs (live Experiment) or raises (``API``).
+
+    A file upload is answered 429: comet_ml's upload loop retries every other status four times
+    over about 19 s (so ``end()`` would wait that long for a call that can never succeed), while
+    on 429 it stops at once and then reports the custom error's message.
+    """
+    path = request.path
+    msg = (
+        f"comet-agent's local server does not support {request.method} {path} "
+        "(see docs/comet_ml-compatibility.md for what it serves)"
+    )
+    status = 429 if request.content_type.startswith("multipart/") else 404
+    return json_response({"msg": msg, "code": status, "sdk_error_code": BACKEND_CUSTOM_ERROR_CODE}, status)
+
+
 def add_routes(app: web.Application) -> None:
-    """Mount every route (REST routes under both REST prefixes)."""
+    """Mount every route (REST routes under both REST prefixes), then the catch-all for the rest."""
     for method, path, handler in REST_ROUTES:
         for prefix in REST_PREFIXES:
             app.router.add_route(method, prefix + path, handler)
     for method, path, handler in OTHER_ROUTES:
         app.router.add_route(method, path, handler)
+    # Last: every route above (and each table row another module adds) is tried first.
+    for prefix in (*REST_PREFIXES, "/clientlib/"):
+        app.router.add_route("*", prefix + "{unsupported:.*}", unsupported_endpoint)
