@@ -148,12 +148,27 @@ async def unsupported_endpoint(request: web.Request) -> web.Response:
     on 429 it stops at once and then reports the custom error's message.
     """
     path = request.path
+    allowed = _methods_by_path().get(path)
+    if allowed:  # a known path asked with another method: the usual 405
+        msg = f"{request.method} is not allowed on {path}; use {' or '.join(sorted(allowed))}"
+        return json_response({"msg": msg, "code": 405, "sdk_error_code": 0}, 405)
     msg = (
         f"comet-agent's local server does not support {request.method} {path} "
         "(see docs/comet_ml-compatibility.md for what it serves)"
     )
     status = 429 if request.content_type.startswith("multipart/") else 404
     return json_response({"msg": msg, "code": status, "sdk_error_code": BACKEND_CUSTOM_ERROR_CODE}, status)
+
+
+def _methods_by_path() -> dict[str, set[str]]:
+    """Every served absolute path and its methods (from the tables, as they are now)."""
+    found: dict[str, set[str]] = {}
+    for method, path, _handler in REST_ROUTES:
+        for prefix in REST_PREFIXES:
+            found.setdefault(prefix + path, set()).add(method)
+    for method, path, _handler in OTHER_ROUTES:
+        found.setdefault(path, set()).add(method)
+    return found
 
 
 def add_routes(app: web.Application) -> None:
