@@ -294,7 +294,8 @@ def render_page(rows: list[tuple[Call, str, str]]) -> str:
         "the value reads back where the test checks it; **not supported**: the reason is what the SDK",
         "raised or logged. A live `Experiment` sends in the background, so a call that is not supported",
         "there only logs a warning or an error; it never raises into the training script and never hangs",
-        "(the test fails if any call takes more than 2 s).",
+        "(the test fails if any call takes more than 2 s). comet_ml 3.58.8 has no call for an",
+        'experiment\'s notes (only `display(tab="notes")`); project and registry notes are below.',
         "",
         "Regenerate after a server change: `COMET_AGENT_WRITE_DOCS=1 python -m pytest -q "
         "tests/integration/test_sdk_compat_page.py`.",

@@ -291,14 +291,18 @@ def project_columns(store: Store, experiment_keys: list[str], user_name: str, he
 # ------------------------------------------------------------------ handlers
 
 
-def _project_keys(request: web.Request, key_id: str, workspace: Any, project_name: Any, archived: bool) -> list[str]:
+def _project_keys(
+    request: web.Request, key_id: str, workspace: Any, project_name: Any, archived: bool | None
+) -> list[str]:
+    """Keys of the project's experiments: archived ones (True), the others (False) or all (None)."""
     store = state_of(request).store
     workspace = require_owned_workspace(request, key_id, workspace)
     if not isinstance(project_name, str) or not project_name:
         raise ApiError(400, "'projectName' is required")
     if store.project(workspace, project_name) is None:
         raise ApiError(404, f"project {workspace}/{project_name} not found")
-    return store.experiment_keys_in_project(workspace, project_name, archived)
+    wanted = (False, True) if archived is None else (archived,)
+    return [key for flag in wanted for key in store.experiment_keys_in_project(workspace, project_name, flag)]
 
 
 def _fields(request: web.Request, key_id: str, experiment_key: str) -> ExperimentFields:
@@ -311,8 +315,7 @@ def _fields(request: web.Request, key_id: str, experiment_key: str) -> Experimen
 async def column_names(request: web.Request) -> web.Response:
     """``GET project/column-names?workspaceName=&projectName=``: what the project can be queried on."""
     key_id = authenticate(request)
-    keys = _project_keys(request, key_id, request.query.get("workspaceName"), request.query.get("projectName"), False)
-    keys += _project_keys(request, key_id, request.query.get("workspaceName"), request.query.get("projectName"), True)
+    keys = _project_keys(request, key_id, request.query.get("workspaceName"), request.query.get("projectName"), None)
     state = state_of(request)
     columns = project_columns(
         state.store, keys, state.user_name(key_id), state.intervals.get("isAliveBeatDurationMillis")
