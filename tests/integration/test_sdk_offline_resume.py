@@ -144,3 +144,47 @@ def test_an_existing_experiment_ends_when_its_latest_run_ended(sdk_server):
     assert metadata["endTimeMillis"] > first_end
     assert metadata["durationMillis"] == metadata["endTimeMillis"] - metadata["startTimeMillis"]
     assert [p["step"] for p in api.get_experiment_by_key(key).get_metrics("loss")] == [1, 2]
+
+
+#: An offline run continuing an existing experiment (``ExistingOfflineExperiment``).
+RESUME_OFFLINE_SCRIPT = """
+import json, sys, time
+import comet_ml
+
+experiment = comet_ml.ExistingOfflineExperiment(previous_experiment=sys.argv[2], offline_directory=sys.argv[1])
+experiment.log_metric("loss", 0.25, step=2)
+experiment.end()
+print(json.dumps({"ended_ms": int(time.time() * 1000)}))
+"""
+
+
+def test_an_offline_continuation_moves_the_end_to_its_own_end_not_the_upload(sdk_server, tmp_path):
+    first = comet_ml.Experiment(project_name="resume-proj")
+    key = first.get_key()
+    first.log_metric("loss", 1.0, step=1)
+    first.end()
+    api = comet_ml.API(cache=False)
+    before = api.get_experiment_by_key(key).get_metadata()
+
+    script = tmp_path / "continue_offline.py"
+    script.write_text(RESUME_OFFLINE_SCRIPT)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "offline"), key],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    ended_ms = json.loads(run.stdout.strip().splitlines()[-1])["ended_ms"]
+    time.sleep(1.1)
+    (archive,) = (tmp_path / "offline").glob("*.zip")
+    upload = subprocess.run(
+        [_comet_cli(), "upload", str(archive)], env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+
+    after = api.get_experiment_by_key(key).get_metadata()
+    assert after["startTimeMillis"] == before["startTimeMillis"]  # a continuation keeps the start
+    assert before["endTimeMillis"] < after["endTimeMillis"] <= ended_ms
+    assert [p["step"] for p in api.get_experiment_by_key(key).get_metrics("loss")] == [1, 2]
