@@ -21,8 +21,9 @@ a page at a time. A rule compares an experiment's value for a field:
 A value the experiment does not have is null: it matches ``is_null`` only, as in SQL.
 
 ``POST experiments/multi-metric-chart`` (``API.get_metrics_for_chart``) answers, per experiment,
-every point of the metrics asked for (values, steps, epochs, timestamps, and durations from the
-experiment's start) and the current value of the parameters asked for.
+every point of the metrics asked for (values as numbers where they are numbers, steps, epochs,
+timestamps, and durations from the experiment's start) and the current value of the parameters
+asked for.
 """
 
 from __future__ import annotations
@@ -360,6 +361,14 @@ async def search_experiments(request: web.Request) -> web.Response:
     return json_response({"experiments": [m for m in found if m is not None], "total": len(matching)})
 
 
+def _chart_value(rendered: str | None) -> Any:
+    """A point's value for a chart: the number when it is one, else the value as stored."""
+    number = numeric_value(rendered)
+    if number is None:
+        return rendered
+    return int(number) if number.is_integer() and rendered is not None and "." not in rendered else number
+
+
 async def multi_metric_chart(request: web.Request) -> web.Response:
     """``POST experiments/multi-metric-chart`` (``API.get_metrics_for_chart``): series per experiment.
 
@@ -385,7 +394,7 @@ async def multi_metric_chart(request: web.Request) -> web.Response:
             series.append(
                 {
                     "metricName": name,
-                    "values": [p["metricValue"] for p in points],
+                    "values": [_chart_value(p["metricValue"]) for p in points],
                     "steps": [p["step"] for p in points],
                     "epochs": [p["epoch"] for p in points],
                     "timestamps": [p["timestamp"] for p in points],
