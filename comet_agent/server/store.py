@@ -485,13 +485,14 @@ class Store:
         if not row:
             return None
         count = self.connection.execute("SELECT COUNT(*) FROM experiments WHERE project_id=?", (row[0],)).fetchone()[0]
+        extras = self.project_extras(row[0])
         return {
             "projectId": row[0],
             "workspaceName": row[1],
             "projectName": row[2],
-            "projectDescription": None,
+            "projectDescription": extras["description"],
             "ownerUserName": None,
-            "isPublic": False,
+            "isPublic": extras["is_public"],
             "isShared": False,
             "numberOfExperiments": count,
             "lastUpdated": row[3],

@@ -42,7 +42,8 @@ def test_create_list_annotate_rename_and_delete_projects(api):
     created = api.create_project("ws", "vision", project_description="image models")
     assert created["projectName"] == "vision" and created["projectDescription"] == "image models"
     assert "vision" in api.get_projects("ws")
-    assert api.get_project("ws", "vision")["projectId"] == created["projectId"]
+    found = api.get_project("ws", "vision")
+    assert found["projectId"] == created["projectId"] and found["projectDescription"] == "image models"
     with pytest.raises(CometRestApiException, match="already exists"):
         api.create_project("ws", "vision")
 
@@ -50,7 +51,8 @@ def test_create_list_annotate_rename_and_delete_projects(api):
     assert api.get_project_notes("ws", "vision") == "# Vision\nresnets only"
     assert api.get_project_notes("ws", "general") == ""
 
-    api.update_project("ws", "vision", new_project_name="vision-2")
+    api.update_project("ws", "vision", new_project_name="vision-2", description="all image models")
+    assert api.get_project("ws", "vision-2")["projectDescription"] == "all image models"
     assert "vision-2" in api.get_projects("ws") and "vision" not in api.get_projects("ws")
     assert api.get_project_notes("ws", "vision-2") == "# Vision\nresnets only"
 

@@ -32,14 +32,7 @@ from comet_agent.server.state import state_of
 
 
 def _project_json(request: web.Request, project: dict) -> dict:
-    store = state_of(request).store
-    extras = store.project_extras(project["projectId"])
-    return {
-        **project,
-        "projectDescription": extras["description"],
-        "isPublic": extras["is_public"],
-        "link": f"{root_url(request)}/{project['workspaceName']}/{project['projectName']}",
-    }
+    return {**project, "link": f"{root_url(request)}/{project['workspaceName']}/{project['projectName']}"}
 
 
 def _owned_project(request: web.Request, key_id: str, source: Any) -> dict:
