@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,7 @@ def _scrub(text: str, ctx: Ctx, server: Any) -> str:
     """One line, without what changes from run to run (URL, keys, paths), at most 160 characters."""
     text = text.replace(server.url, "<server>").replace(str(ctx.tmp), "<tmp>").replace(server.api_key, "<key>")
     text = re.sub(r"127\.0\.0\.1:\d+", "<server>", text)
+    text = re.sub(re.escape(tempfile.gettempdir()) + r"/[^\s'\",)]*", "<tmp>", text)  # comet_ml's own copies
     text = re.sub(r"\b[0-9a-f]{32,50}\b", "<id>", text)
     text = " ".join(text.split()).replace("|", "\\|")
     return text if len(text) <= 160 else text[:157] + "..."
