@@ -125,23 +125,12 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, _unserved_message(request) if exc.status == 404 else exc.reason or "error")
+        return error_response(exc.status, exc.reason or "error")
     except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(500, "internal server error (see the server log)")
-
-
-def _unserved_message(request: web.Request) -> str:
-    """The 404 message of a path no route serves: for a Comet endpoint, say that it is one this
-    server does not implement (comet_ml shows the message in its warning), not just "Not Found"."""
-    if request.path.startswith(("/api/", "/clientlib/")):
-        return (
-            f"{request.method} {request.path} is a Comet endpoint the comet-agent local server does not "
-            "implement (docs/server-compat-assets.md lists what it serves)"
-        )
-    return "Not Found"
 
 
 def build_application(state: ServerState, connections: ConnectionGuard | None = None) -> web.Application:

@@ -92,6 +92,16 @@ CREATE INDEX IF NOT EXISTS assets_by_experiment ON assets (experiment_key);
 CREATE TABLE IF NOT EXISTS request_ids (
     key_id TEXT NOT NULL, request_id TEXT NOT NULL, response_json TEXT NOT NULL,
     created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, request_id));
+CREATE TABLE IF NOT EXISTS project_details (
+    project_id TEXT PRIMARY KEY, description TEXT, is_public INTEGER NOT NULL DEFAULT 0, notes TEXT);
+CREATE TABLE IF NOT EXISTS registry_models (
+    registry_model_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+    is_public INTEGER NOT NULL DEFAULT 0, notes TEXT, created_ms INTEGER NOT NULL, UNIQUE (workspace, name));
+CREATE TABLE IF NOT EXISTS registry_model_items (
+    item_id TEXT PRIMARY KEY, registry_model_id TEXT NOT NULL, version TEXT NOT NULL,
+    experiment_key TEXT NOT NULL, experiment_model_name TEXT NOT NULL, comment TEXT,
+    tags_json TEXT NOT NULL DEFAULT '[]', status TEXT, created_ms INTEGER NOT NULL,
+    UNIQUE (registry_model_id, version));
 """
 
 #: Tables of remote assets and artifacts (``Store`` section "remote assets, artifacts").
@@ -497,13 +507,14 @@ class Store:
         if not row:
             return None
         count = self.connection.execute("SELECT COUNT(*) FROM experiments WHERE project_id=?", (row[0],)).fetchone()[0]
+        extras = self.project_extras(row[0])
         return {
             "projectId": row[0],
             "workspaceName": row[1],
             "projectName": row[2],
-            "projectDescription": None,
+            "projectDescription": extras["description"],
             "ownerUserName": None,
-            "isPublic": False,
+            "isPublic": extras["is_public"],
             "isShared": False,
             "numberOfExperiments": count,
             "lastUpdated": row[3],
@@ -1022,6 +1033,122 @@ class Store:
 
     def artifact_asset(self, version_id: str, asset_id: str) -> dict | None:
         return next((a for a in self.artifact_assets(version_id) if a["asset_id"] == asset_id), None)
+
+    # ------------------------------------------- projects, notes, model registry
+    # (comet_ml's create_project / delete_project / project notes and register_model; the
+    # handlers are rest/projects.py and rest/registry.py)
+
+    def project_extras(self, project_id: str) -> dict[str, Any]:
+        """A project's description, visibility and notes (``None``/``False`` when never set)."""
+        row = self.connection.execute(
+            "SELECT description, is_public, notes FROM project_details WHERE project_id=?", (project_id,)
+        ).fetchone()
+        if row is None:
+            return {"description": None, "is_public": False, "notes": None}
+        return {"description": row[0], "is_public": bool(row[1]), "notes": row[2]}
+
+    def set_project_extras(self, project_id: str, **values: Any) -> None:
+        """Set ``description``, ``is_public`` and/or ``notes`` of a project (call inside a write)."""
+        self.connection.execute("INSERT OR IGNORE INTO project_details(project_id) VALUES(?)", (project_id,))
+        for name in ("description", "is_public", "notes"):
+            if name in values:
+                self.connection.execute(
+                    f"UPDATE project_details SET {name}=? WHERE project_id=?", (values[name], project_id)
+                )
+
+    def rename_project(self, project_id: str, new_name: str) -> None:
+        self.connection.execute("UPDATE projects SET name=? WHERE project_id=?", (new_name, project_id))
+
+    def delete_project(self, project_id: str) -> list[str]:
+        """Delete a project, its experiments and everything they hold (call inside a write).
+
+        Returns the deleted experiments' keys (their files directories are removed by the caller
+        once the write is committed).
+        """
+        keys = [
+            r[0]
+            for r in self.connection.execute("SELECT experiment_key FROM experiments WHERE project_id=?", (project_id,))
+        ]
+        self.delete_experiments(keys)
+        self.connection.execute("DELETE FROM symlinks WHERE project_id=?", (project_id,))
+        self.connection.execute("DELETE FROM project_details WHERE project_id=?", (project_id,))
+        self.connection.execute("DELETE FROM projects WHERE project_id=?", (project_id,))
+        return keys
+
+    def delete_experiments(self, experiment_keys: list[str]) -> None:
+        """Delete experiments and every row they own (call inside a write; the caller removes
+        their files directories once it is committed)."""
+        rows = [(k,) for k in experiment_keys]
+        self.connection.executemany(
+            "DELETE FROM asset_links WHERE asset_id IN (SELECT asset_id FROM assets WHERE experiment_key=?)", rows
+        )
+        for table in ("metrics", "parameters", "others", "output_lines", "assets", "tags", "symlinks", "experiments"):
+            self.connection.executemany(f"DELETE FROM {table} WHERE experiment_key=?", rows)
+
+    def registry_model(self, workspace: str, name: str) -> dict[str, Any] | None:
+        cursor = self.connection.execute(
+            "SELECT * FROM registry_models WHERE workspace=? AND name=?", (workspace, name)
+        )
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
+    def registry_models(self, workspace: str) -> list[dict[str, Any]]:
+        cursor = self.connection.execute(
+            "SELECT * FROM registry_models WHERE workspace=? ORDER BY created_ms, rowid", (workspace,)
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def create_registry_model(self, workspace: str, name: str, description: str | None, is_public: bool) -> str:
+        """A new registered model (call inside a write); returns its id."""
+        registry_model_id = uuid.uuid4().hex
+        self.connection.execute(
+            "INSERT INTO registry_models(registry_model_id, workspace, name, description, is_public, created_ms) "
+            "VALUES(?,?,?,?,?,?)",
+            (registry_model_id, workspace, name, description, int(is_public), now_ms()),
+        )
+        return registry_model_id
+
+    def set_registry_model_notes(self, registry_model_id: str, notes: str) -> None:
+        self.connection.execute(
+            "UPDATE registry_models SET notes=? WHERE registry_model_id=?", (notes, registry_model_id)
+        )
+
+    def add_registry_model_item(self, registry_model_id: str, item: dict[str, Any]) -> str:
+        """A new version of a registered model (call inside a write); returns its item id.
+
+        ``item``: ``version``, ``experiment_key``, ``experiment_model_name``, ``comment``,
+        ``tags`` (list) and ``status``.
+        """
+        item_id = uuid.uuid4().hex
+        self.connection.execute(
+            "INSERT INTO registry_model_items(item_id, registry_model_id, version, experiment_key, "
+            "experiment_model_name, comment, tags_json, status, created_ms) VALUES(?,?,?,?,?,?,?,?,?)",
+            (
+                item_id,
+                registry_model_id,
+                item["version"],
+                item["experiment_key"],
+                item["experiment_model_name"],
+                item.get("comment"),
+                _dumps(item.get("tags") or []),
+                item.get("status"),
+                now_ms(),
+            ),
+        )
+        return item_id
+
+    def registry_model_items(self, registry_model_id: str) -> list[dict[str, Any]]:
+        """The versions of a registered model, oldest first (``tags`` decoded)."""
+        cursor = self.connection.execute(
+            "SELECT * FROM registry_model_items WHERE registry_model_id=? ORDER BY created_ms, rowid",
+            (registry_model_id,),
+        )
+        names = [d[0] for d in cursor.description]
+        items = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for item in items:
+            item["tags"] = json.loads(item.pop("tags_json"))
+        return items
 
 
 def _integral(number: float) -> int | float:

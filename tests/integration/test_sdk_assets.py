@@ -360,7 +360,7 @@ def test_an_unserved_comet_endpoint_answers_a_clear_json_error_and_training_carr
     unserved = access_lines(server, "/clientlib/asset/log-remote-model")
     assert [status_of(line) for line in unserved] == [404]
     body = requests.post(f"{server.url}/clientlib/asset/log-remote-model", headers=auth(server), timeout=10).json()
-    assert body["code"] == 404 and "does not implement" in body["msg"]
+    assert body["code"] == 404 and "does not support POST /clientlib/asset/log-remote-model" in body["msg"]
     assert [p["metricValue"] for p in read_back(experiment.get_key()).get_metrics("loss")] == ["0.5"]
 
 

@@ -21,8 +21,8 @@ from comet_agent.server.pages.charts import (
     MAX_POINTS_PER_SERIES,
     build_charts,
     format_display,
-    split_node,
     run_marks,
+    split_node,
 )
 from comet_agent.server.pages.render import (
     definition_list,

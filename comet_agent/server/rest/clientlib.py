@@ -2,9 +2,9 @@
 
 Liveness (``isAlive/ver``, ``health/ping``), the handshake (``logger/add/run`` creates the
 experiment, ``logger/get/run`` resumes one), the ``status-report/update`` heartbeat answering
-snake_case intervals, and the pending-RPC poll. Its RPC registry, notification and
-offline-metadata calls are acknowledged and ignored (``asset/3d-limits`` is answered in
-``visualizations.py``). The clientlib batch, tag, upload and
+snake_case intervals, and the pending-RPC poll. Its RPC registry and notification calls are
+acknowledged and ignored (``asset/3d-limits`` is answered in ``visualizations.py``, an offline
+upload's ``offline-metadata`` in ``experiments.py``). The clientlib batch, tag, upload and
 git-patch endpoints share the REST handlers of their resource (see ``routes.py``).
 """
 
@@ -31,7 +31,7 @@ from comet_agent.server.rest.common import (
     require_experiment,
     root_url,
 )
-from comet_agent.server.rest.experiments import create_symlink
+from comet_agent.server.rest.experiments import create_symlink, latest_end_ms
 from comet_agent.server.state import state_of
 from comet_agent.server.store import now_ms
 
@@ -119,15 +119,15 @@ async def status_report_update(request: web.Request) -> web.Response:
     """POST /clientlib/status-report/update: the live heartbeat; answers snake_case intervals."""
     body, key_id, experiment_key = await body_experiment(request, body_key_field=True)
     is_alive = get_bool(body, "is_alive", default=True)
+    # An offline upload's end is the archive's, sent afterwards through offline-metadata.
+    offline = get_bool(body, "offline")
     state = state_of(request)
 
     def apply() -> dict:
         columns: dict[str, Any] = {"last_heartbeat_ms": now_ms()}
-        if (
-            not is_alive
-            and experiment_found(state.store.experiment_row(experiment_key), experiment_key)["end_ms"] is None
-        ):
-            columns["end_ms"] = now_ms()
+        if not is_alive and not offline:
+            row = experiment_found(state.store.experiment_row(experiment_key), experiment_key)
+            columns["end_ms"] = latest_end_ms(row["end_ms"], now_ms())
         state.store.update_experiment(experiment_key, **columns)
         intervals = state.intervals
         return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 from aiohttp import web
@@ -197,3 +198,61 @@ async def create_symlink(request: web.Request) -> web.Response:
         return {"link": f"{root_url(request)}/{workspace}/{project_name}/{experiment_key}"}
 
     return await apply_write(request, key_id, apply)
+
+
+def latest_end_ms(recorded_end_ms: int | None, end_ms: int) -> int:
+    """The end time to keep when a run of the experiment ends at ``end_ms``: the later of the two.
+
+    An experiment continued with ``ExistingExperiment`` (or by a second agent) ends again; the
+    latest end is the experiment's end, never the first one.
+    """
+    return end_ms if recorded_end_ms is None else max(recorded_end_ms, end_ms)
+
+
+async def offline_metadata(request: web.Request) -> web.Response:
+    """``POST /clientlib/status-report/offline-metadata``: the times of an uploaded offline run.
+
+    ``comet upload`` sends it last, with the archive's ``startTimestamp`` and ``endTimestamp``
+    (epoch ms). The upload's handshake created the experiment "now", so a start time replaces
+    both times; a resumed archive (``startTimestamp`` null) only moves the end, to the later one.
+    """
+    body, key_id, experiment_key = await body_experiment(request, body_key_field=True)
+    start, end = get_int(body, "startTimestamp"), get_int(body, "endTimestamp")
+    store = state_of(request).store
+
+    def apply() -> dict:
+        row = experiment_found(store.experiment_row(experiment_key), experiment_key)
+        columns: dict[str, Any] = {}
+        if start is not None:
+            columns["start_ms"] = start
+            if end is not None:
+                columns["end_ms"] = end
+        elif end is not None:
+            columns["end_ms"] = latest_end_ms(row["end_ms"], end)
+        if columns:
+            store.update_experiment(experiment_key, **columns)
+        return {"msg": "ok"}
+
+    return await apply_write(request, key_id, apply)
+
+
+async def delete_experiment(request: web.Request) -> web.Response:
+    """``GET write/experiment/delete`` (``API.delete_experiment``): the experiment and all it holds."""
+    key_id, experiment_key = query_experiment(request)
+    state = state_of(request)
+
+    def apply() -> dict:
+        state.store.delete_experiments([experiment_key])
+        return {"msg": "Deleted"}
+
+    response = await apply_write(request, key_id, apply)
+    forget_deleted_experiments(request, [experiment_key])
+    return response
+
+
+def forget_deleted_experiments(request: web.Request, experiment_keys: list[str]) -> None:
+    """After a committed deletion: drop the owner cache entries and the experiments' files."""
+    state = state_of(request)
+    for experiment_key in experiment_keys:
+        state.experiment_owners.pop(experiment_key, None)
+        shutil.rmtree(state.store.files_dir / experiment_key, ignore_errors=True)

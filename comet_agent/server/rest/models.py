@@ -53,8 +53,13 @@ async def model_download(request: web.Request) -> web.Response:
     rows = _model_rows(request, experiment_key)
     if not rows:
         raise ApiError(404, f"model {request.query.get('modelName')} not found")
+    return web.Response(body=zip_asset_rows(rows), content_type="application/zip")
+
+
+def zip_asset_rows(rows: list[dict]) -> bytes:
+    """A zip of stored assets (store rows), each under its file name: a model's download."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for row in rows:
             archive.write(row["path"], row["file_name"])
-    return web.Response(body=buffer.getvalue(), content_type="application/zip")
+    return buffer.getvalue()

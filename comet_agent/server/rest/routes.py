@@ -26,11 +26,15 @@ from comet_agent.server.rest import (
     others,
     output,
     parameters,
+    projects,
+    query,
+    registry,
     system_details,
     tags,
     texts,
     visualizations,
 )
+from comet_agent.server.rest.common import json_response
 
 REST_PREFIXES = ("/api/rest/v2/", "/clientlib/rest/v2/")
 
@@ -97,6 +101,27 @@ REST_ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "artifacts/version/files", artifacts.artifact_version_files),
     ("GET", "artifacts/get", artifacts.artifact_details),
     ("GET", "artifacts/get-all", artifacts.artifact_list),
+    ("GET", "write/experiment/delete", experiments.delete_experiment),
+    # Finding experiments: API.query, API.search, API.get_metrics_for_chart (rest/query.py).
+    ("GET", "project/column-names", query.column_names),
+    ("POST", "project/query", query.query_project),
+    ("POST", "experiments/search", query.search_experiments),
+    ("POST", "experiments/multi-metric-chart", query.multi_metric_chart),
+    # Projects and their notes (rest/projects.py); the model registry (rest/registry.py).
+    ("POST", "write/project/create", projects.create_project),
+    ("POST", "write/project/update", projects.update_project),
+    ("POST", "write/project/delete", projects.delete_project),
+    ("GET", "project/notes", projects.read_project_notes),
+    ("POST", "write/project/notes", projects.write_project_notes),
+    ("POST", "write/registry-model/item/create", registry.register_model_version),
+    ("GET", "registry-model", registry.registry_models),
+    ("GET", "registry-model/count", registry.registry_model_count),
+    ("GET", "registry-model/details", registry.registry_model_details),
+    ("GET", "registry-model/compact-details", registry.registry_model_compact_details),
+    ("GET", "registry-model/item/details", registry.registry_item_details),
+    ("GET", "registry-model/item/download", registry.registry_item_download),
+    ("GET", "registry-model/notes", registry.read_registry_notes),
+    ("POST", "write/registry-model/notes", registry.write_registry_notes),
 ]
 
 #: Routes at fixed absolute paths.
@@ -115,7 +140,7 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
     ("GET", "/clientlib/symlink/new", clientlib.clientlib_symlink),
     ("POST", "/clientlib/asset/3d-limits", visualizations.points_3d_limits),
     ("POST", "/clientlib/notification/experiment", clientlib.clientlib_acknowledge),
-    ("POST", "/clientlib/status-report/offline-metadata", clientlib.clientlib_acknowledge),
+    ("POST", "/clientlib/status-report/offline-metadata", experiments.offline_metadata),
     ("POST", "/clientlib/rpc/register-rpc", clientlib.clientlib_acknowledge),
     ("GET", discovery.PROOF_PATH, discovery.prove),
     ("POST", "/clientlib/visualizations/upload", visualizations.upload_visualization),
@@ -124,10 +149,49 @@ OTHER_ROUTES: list[tuple[str, str, Callable]] = [
 ]
 
 
+#: comet_ml's "backend custom error" code: it shows the body's ``msg`` to the user.
+BACKEND_CUSTOM_ERROR_CODE = 7777777
+
+
+async def unsupported_endpoint(request: web.Request) -> web.Response:
+    """Any other path under ``/api/rest/v2/``, ``/clientlib/rest/v2/`` or ``/clientlib/``: a clear
+    JSON error naming the call, which comet_ml logs (live Experiment) or raises (``API``).
+
+    A file upload is answered 429: comet_ml's upload loop retries every other status four times
+    over about 19 s (so ``end()`` would wait that long for a call that can never succeed), while
+    on 429 it stops at once and then reports the custom error's message.
+    """
+    path = request.path
+    allowed = _methods_by_path().get(path)
+    if allowed:  # a known path asked with another method: the usual 405
+        msg = f"{request.method} is not allowed on {path}; use {' or '.join(sorted(allowed))}"
+        return json_response({"msg": msg, "code": 405, "sdk_error_code": 0}, 405)
+    msg = (
+        f"comet-agent's local server does not support {request.method} {path} "
+        "(see docs/comet_ml-compatibility.md for what it serves)"
+    )
+    status = 429 if request.content_type.startswith("multipart/") else 404
+    return json_response({"msg": msg, "code": status, "sdk_error_code": BACKEND_CUSTOM_ERROR_CODE}, status)
+
+
+def _methods_by_path() -> dict[str, set[str]]:
+    """Every served absolute path and its methods (from the tables, as they are now)."""
+    found: dict[str, set[str]] = {}
+    for method, path, _handler in REST_ROUTES:
+        for prefix in REST_PREFIXES:
+            found.setdefault(prefix + path, set()).add(method)
+    for method, path, _handler in OTHER_ROUTES:
+        found.setdefault(path, set()).add(method)
+    return found
+
+
 def add_routes(app: web.Application) -> None:
-    """Mount every route (REST routes under both REST prefixes)."""
+    """Mount every route (REST routes under both REST prefixes), then the catch-all for the rest."""
     for method, path, handler in REST_ROUTES:
         for prefix in REST_PREFIXES:
             app.router.add_route(method, prefix + path, handler)
     for method, path, handler in OTHER_ROUTES:
         app.router.add_route(method, path, handler)
+    # Last: every route above (and each table row another module adds) is tried first.
+    for prefix in (*REST_PREFIXES, "/clientlib/"):
+        app.router.add_route("*", prefix + "{unsupported:.*}", unsupported_endpoint)
