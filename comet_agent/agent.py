@@ -39,6 +39,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from comet_agent.config import RESOLUTIONS, resolution_setting
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms, job_directory
@@ -92,7 +93,11 @@ class Agent:
             process tree (``monitor()`` passes the training process itself).
         directory: the job's working directory (git, disk usage); default: the watched process's
             own, else the current one.
-        sample_interval_s: sample this often and aggregate per push; None: one sample per push.
+        sample_interval_s: sample this often; None: as often as the server recommends (the local
+            server: every second), else one sample per push.
+        resolution: what each push carries of its window: ``"full"`` every sample with its own
+            timestamp, ``"window"`` one aggregate per series; None: ``COMET_AGENT_RESOLUTION``
+            (or ``resolution`` under ``[comet_agent]`` in ``.comet.config``), else ``"full"``.
         stop_timeout_s: how long ``stop()`` may take to flush the spool.
         spool_max_bytes: the spool's cap.
         include_os_packages, include_git, include_gpu: switch those collectors off.
@@ -130,9 +135,12 @@ class Agent:
         tags: Sequence[str] = (),
         command: Optional[Sequence[str]] = None,
         per_kind_endpoints: Optional[bool] = None,
+        resolution: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
+        if resolution is not None and resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         if stop_timeout_s < 0:
             raise ValueError(f"stop_timeout_s must not be negative, got {stop_timeout_s}")
         self.experiment_key = experiment_key
@@ -149,6 +157,7 @@ class Agent:
         self.tags = list(tags)
         self.command = list(command) if command else None
         self.per_kind_endpoints = per_kind_endpoints
+        self.resolution = resolution
 
         self.job: Optional[Job] = None
         self._local: Any = None
@@ -189,6 +198,7 @@ class Agent:
                 self.experiment_key = new_experiment_key()
             spool_dir = ensure_private_dir(self.data_dir / "spool")
             spool = Spool(spool_dir / f"{self.experiment_key}.db", max_bytes=self.spool_max_bytes)
+            resolution = self.resolution or resolution_setting(self._api.config)
         except (SpoolError, OSError) as exc:
             self._release()
             raise AgentError(f"the data directory {self.data_dir} is unusable: {exc}", 78) from None
@@ -233,6 +243,7 @@ class Agent:
             status_path=self.data_dir / "agents" / f"{os.getpid()}.json",
             on_watched_exit=self._stop_event.set,
             per_kind_endpoints=self.per_kind_endpoints,
+            resolution=resolution,
         )
         self.job.unavailable.update(unavailable)
         self._prepared = True

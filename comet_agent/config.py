@@ -368,3 +368,32 @@ def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> O
     except ConfigError as exc:
         return str(exc)
     return None
+
+
+#: How a push carries the samples of its window (``resolution_setting``): ``full`` sends every
+#: sample with its own timestamp (the chart shows the sampling resolution whatever the push
+#: cadence), ``window`` one aggregate per series (the catalogue's window rule).
+RESOLUTIONS = ("full", "window")
+DEFAULT_RESOLUTION = "full"
+
+
+def resolution_setting(config: Optional[ResolvedConfig]) -> str:
+    """The ``agent_resolution`` setting: ``COMET_AGENT_RESOLUTION``, or ``resolution = ...`` under
+    ``[comet_agent]`` in ``.comet.config``; ``DEFAULT_RESOLUTION`` when unset or without a configuration.
+
+    Raises ``ConfigError`` naming where the value came from when it is neither ``full`` nor ``window``.
+
+    >>> resolution_setting(ResolvedConfig(values={"agent_resolution": " Window"}))
+    'window'
+    """
+    value = config.get("agent_resolution") if config is not None else None
+    if value is None:
+        return DEFAULT_RESOLUTION
+    resolution = str(value).strip().lower()
+    if resolution not in RESOLUTIONS:
+        source = config.source_of("agent_resolution") if config is not None else None
+        raise ConfigError(
+            f"the resolution {str(value)!r} from {source or 'the configuration'} is not one of "
+            f"{', '.join(RESOLUTIONS)}: set COMET_AGENT_RESOLUTION=full (every sample) or window (one aggregate per push)"
+        )
+    return resolution

@@ -10,12 +10,16 @@ A ``Job`` records one watched job into one experiment:
 3. the start time (only for an experiment this agent created) and the tags;
 4. periodic sampling: the host series from a ``HostSampler`` (the job's own in-process, or the
    daemon's shared one), plus the job's own process tree and job-directory usage, and the GPUs
-   the job uses; with ``sample_interval_s`` samples are taken that often and each push carries
-   the window's aggregate (``payloads.push_requests``): one metric batch per push, every series
-   by name, unless ``per_kind_endpoints`` asks for Comet's cpu/ram/load/gpu-metrics endpoints;
+   the job uses; samples are taken every ``sample_interval_s`` (given, else what the server
+   recommends as ``sampleIntervalMillis``, else one sample per push) and each push carries the
+   window (``payloads.push_requests``): every sample with its own timestamp (``resolution``
+   ``"full"``, the default) or one aggregate per series (``"window"``), in one metric batch per
+   push (more only beyond 1,000 points), every series by name, unless ``per_kind_endpoints`` asks
+   for Comet's cpu/ram/load/gpu-metrics endpoints;
 5. pushes at the cadences the server recommends: a heartbeat calls ``update_status()`` every
    ``isAliveBeatDurationMillis`` and applies ``cpuMonitorIntervalMillis`` /
-   ``gpuMonitorIntervalMillis`` from the next tick on (clamped; garbage ignored);
+   ``gpuMonitorIntervalMillis`` (and our local server's ``sampleIntervalMillis``) from the next
+   tick on (clamped; garbage ignored);
 6. everything goes to the spool first; the sender drains it through the ``ExperimentLink``,
    which reaches (or creates) the experiment only when the server answers;
 7. at the end: a last push, the end time, a bounded flush; what is left stays in the spool.
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from comet_agent import errors
+from comet_agent.config import RESOLUTIONS, resolution_setting
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
@@ -61,12 +66,21 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVALS_MS = {"heartbeat": 10_000, "cpu": 68_000, "gpu": 60_000}
 #: Bounds any recommended interval is clamped to: faster than 1 s costs CPU for nothing, slower
 #: than an hour (10 min for the heartbeat) makes the experiment look dead.
-INTERVAL_BOUNDS_MS = {"heartbeat": (1_000, 600_000), "cpu": (1_000, 3_600_000), "gpu": (1_000, 3_600_000)}
+INTERVAL_BOUNDS_MS = {
+    "heartbeat": (1_000, 600_000),
+    "cpu": (1_000, 3_600_000),
+    "gpu": (1_000, 3_600_000),
+    "sample": (1_000, 3_600_000),
+}
 SERVER_INTERVAL_KEYS = {
     "heartbeat": "isAliveBeatDurationMillis",
     "cpu": "cpuMonitorIntervalMillis",
     "gpu": "gpuMonitorIntervalMillis",
 }
+#: The sampling interval a server may recommend beside the push intervals: a comet-agent extension
+#: that our local server answers (hosted Comet gives none: the agent then samples once per push,
+#: as comet_ml's monitors do). A ``sample_interval_s`` given to the job wins over it.
+SERVER_SAMPLE_INTERVAL_KEY = "sampleIntervalMillis"
 _SCHEDULER_JOB = {"heartbeat": "heartbeat", "cpu": "push_cpu", "gpu": "push_gpu"}
 #: The first window: the rate collectors are primed at ``start()`` and the first push follows this
 #: much later, so its rates cover 150 ms of counters (USER_HZ 100: 15 ticks per CPU) and it
@@ -183,6 +197,7 @@ class JobStatus:
     quarantined: int = 0
     last_error: Optional[str] = None
     watching: Optional[str] = None
+    resolution: str = "full"
 
 
 @dataclass(frozen=True)
@@ -206,7 +221,13 @@ class Job:
         watch_pid: end the job (``on_watched_exit``) when ``pid`` exits.
         directory: the job's working directory (git, ``sys.disk.job.*``).
         command: the wrapped command line (masked before it is recorded).
-        sample_interval_s: sample this often and aggregate per push; None: one sample per push.
+        sample_interval_s: sample this often; None: as often as the server recommends
+            (``sampleIntervalMillis``), else one sample per push.
+        resolution: what a push carries of its window's samples: ``"full"`` every sample with
+            its timestamp, ``"window"`` one aggregate per series (``payloads.push_requests``).
+            None: the ``agent_resolution`` setting of the link's configuration
+            (``COMET_AGENT_RESOLUTION``, or ``resolution = ...`` under ``[comet_agent]``), else
+            ``"full"``; an unknown value raises ``ConfigError``.
         gpus: how the job's GPUs are chosen from the host's.
         include_os_packages, include_git, include_gpu: switch those static collectors off.
         procfs_root: the ``/proc`` tree.
@@ -248,9 +269,14 @@ class Job:
         on_watched_exit: Optional[Callable[[], None]] = None,
         started_ms: Optional[int] = None,
         per_kind_endpoints: Optional[bool] = None,
+        resolution: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
+        if resolution is None:
+            resolution = resolution_setting(getattr(link.api, "config", None))
+        elif resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         self.link = link
         self.experiment_key = link.experiment_key
         self.spool = spool
@@ -260,6 +286,9 @@ class Job:
         self.directory = directory or os.getcwd()
         self.command = list(command) if command else None
         self.sample_interval_s = sample_interval_s
+        # A given interval is the user's choice; otherwise the server's recommendation sets it.
+        self._sample_interval_given = sample_interval_s is not None
+        self.resolution = resolution
         self.gpus = gpus
         self.include_os_packages, self.include_git, self.include_gpu = include_os_packages, include_git, include_gpu
         self.procfs_root = procfs_root
@@ -402,7 +431,7 @@ class Job:
                 "push_gpu", self.intervals_ms["gpu"] / 1000, lambda: self.push("gpu"), first_run_in_s=first_push_s
             )
         if self.sample_interval_s is not None:
-            scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
+            self._add_sample_job(scheduler)
         if self.watch_pid and self.pid is not None:
             scheduler.add("watch", WATCH_INTERVAL_S, self._check_watched_pid, first_run_in_s=WATCH_INTERVAL_S)
         self._scheduler = scheduler
@@ -446,7 +475,9 @@ class Job:
                 window, self._windows[cadence] = self._windows[cadence], []
             if not window:
                 return
-            for endpoint, payload in payloads.push_requests(window, per_kind_endpoints=self.per_kind_endpoints):
+            for endpoint, payload in payloads.push_requests(
+                window, per_kind_endpoints=self.per_kind_endpoints, resolution=self.resolution
+            ):
                 self.spool_entry(endpoint, payload, kind=PERIODIC)
             self._last_push_ms = _now_ms()
             self.write_status()
@@ -487,8 +518,37 @@ class Job:
                 self._scheduler.set_interval(job, value_ms / 1000)
             log.info("%s interval is now %d ms (from the server)", name, value_ms)
             changed = True
-        if changed:
+        if self._apply_sample_interval(reply.get(SERVER_SAMPLE_INTERVAL_KEY)) or changed:
             self.write_status(force=True)
+
+    def _apply_sample_interval(self, value: Any) -> bool:
+        """Sample as often as the server recommends, unless the job was given an interval; True when it changed."""
+        if self._sample_interval_given:
+            return False
+        value_ms, reason = clamp_interval_ms("sample", value)
+        if reason is not None and reason != "not given":
+            self._warn(
+                ("interval", "sample", reason),
+                logging.WARNING,
+                "the server recommended %s=%s (%s)",
+                SERVER_SAMPLE_INTERVAL_KEY,
+                value,
+                reason if value_ms is not None else f"{reason}; keeping the current sampling",
+            )
+        if value_ms is None or self.sample_interval_s == value_ms / 1000:
+            return False
+        self.sample_interval_s = value_ms / 1000
+        if self._scheduler is not None:
+            if "sample" in self._scheduler.jobs():
+                self._scheduler.set_interval("sample", self.sample_interval_s)
+            else:
+                self._add_sample_job(self._scheduler)
+        log.info("sample interval is now %d ms (from the server)", value_ms)
+        return True
+
+    def _add_sample_job(self, scheduler: Scheduler) -> None:
+        assert self.sample_interval_s is not None
+        scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
 
     def _check_watched_pid(self) -> None:
         if self.pid is not None and not pid_alive(self.pid):
@@ -614,6 +674,7 @@ class Job:
             quarantined=self.spool.quarantined_total() if alive else 0,
             last_error=stats.last_error,
             watching=str(self.pid) if self.pid is not None else None,
+            resolution=self.resolution,
         )
 
     def write_status(self, force: bool = False) -> None:

@@ -296,7 +296,7 @@ def test_status_shows_what_a_running_agent_does(local_server, tmp_path):
         assert status["spool_depth"] >= 0 and status["dropped_total"] == 0
         text = run_agent(local_server, tmp_path / "data", "status").stdout.decode()
         assert (
-            experiment.id in text and "records waiting" in text and "sampled every 500 ms, aggregated per push" in text
+            experiment.id in text and "records waiting" in text and "sampled every 500 ms, every sample pushed" in text
         )
     finally:
         agent.send_signal(signal.SIGTERM)
