@@ -138,7 +138,9 @@ def test_a_garbage_recommendation_keeps_one_sample_per_push(local_server, tmp_pa
         wait_for(lambda: "sampleIntervalMillis" in caplog.text, 10, what="the warning about the recommendation")
         assert agent.status().sample_interval_s is None
     warnings = [r.getMessage() for r in caplog.records if "sampleIntervalMillis" in r.getMessage()]
-    assert warnings == ["the server recommended sampleIntervalMillis=soon ('soon' is not a number; keeping the current sampling)"]
+    assert warnings == [
+        "the server recommended sampleIntervalMillis=soon ('soon' is not a number; keeping the current sampling)"
+    ]
 
 
 def test_a_bad_resolution_setting_stops_at_the_with_line(local_server, tmp_path, monkeypatch):
