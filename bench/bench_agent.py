@@ -298,12 +298,14 @@ def bytes_on_the_wire(experiment_key: str, reqs: list) -> int:
     ``GZIP_MIN_BYTES`` up), summed."""
     import gzip
 
-    from comet_agent.api.client import GZIP_MIN_BYTES
+    from comet_agent.api.client import GZIP_LEVEL, GZIP_MIN_BYTES
 
     sent = 0
     for endpoint, payload in reqs:
         body = json.dumps({"experimentKey": experiment_key, **payload}).encode()
-        sent += len(gzip.compress(body)) if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES else len(body)
+        if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES:
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        sent += len(body)
     return sent
 
 
