@@ -17,8 +17,13 @@ Three measurements, each side by side in one run:
    ``APIExperiment`` (one HTTP request each) and acknowledging them; for both ways a push travels
    (one metric batch, the default, and the per-kind endpoints), alternated push by push, with the
    local server's CPU per push and the bytes on the wire.
+5. ``--resolution``: one push of a window of ``--window-samples`` real samples (1 s sampling,
+   60 s pushes) at full resolution (every sample, the default) and as the window's aggregate,
+   alternated push by push: thread CPU of building, spooling, sending and acknowledging it, the
+   bytes on the wire (gzipped) and the local server's CPU per push.
 
-Run:  .venv/bin/python bench/bench_agent.py [--rounds 7] [--loop-s 4]
+Run:  .venv/bin/python bench/bench_agent.py [--rounds 7] [--loop-s 4] [--resolution]
+      .venv/bin/python bench/bench_agent.py --parts resolution [--pushes 100] [--window-samples 60]
 The local server's ingest rate is ``bench/bench_server_ingest.py``; ``--with-ingest`` runs it
 after these. Not collected by pytest; the figures go in bench/README.md.
 """
@@ -219,12 +224,9 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
     for both ways a push travels: one metric batch (the default) and the per-kind endpoints
     (cpu/ram/load-metrics plus a batch), alternated push by push on the same samples. Also the
     local server's CPU per push (psutil, summed per way) and the bytes each push puts on the wire."""
-    import gzip
-
     import psutil
 
     from comet_agent.api.api import API
-    from comet_agent.api.client import GZIP_MIN_BYTES
     from comet_agent.api.experiment import APIExperiment
     from comet_agent.collectors.periodic import build_periodic_collectors
     from comet_agent.delivery import payloads
@@ -270,18 +272,7 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
                 for name, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                     times[mode][name].append(took * 1000)
                 requests_per_push[mode] = len(reqs)
-                sent = 0
-                for (
-                    endpoint,
-                    payload,
-                ) in reqs:  # the JSON body as the client sends it (batches gzip above the threshold)
-                    body = json.dumps({"experimentKey": experiments[mode].id, **payload}).encode()
-                    sent += (
-                        len(gzip.compress(body))
-                        if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES
-                        else len(body)
-                    )
-                wire_bytes[mode].append(sent)
+                wire_bytes[mode].append(bytes_on_the_wire(experiments[mode].id, reqs))
         spool.close()
         api.close()
     finally:
@@ -302,8 +293,125 @@ def push_breakdown(pushes: int, scratch: Path) -> dict:
     return result
 
 
-#: The measurements ``--parts`` chooses from (all by default).
-PARTS = ("loop", "spool", "push")
+def bytes_on_the_wire(experiment_key: str, reqs: list) -> int:
+    """The request bodies of one push as the client sends them (metric batches gzipped from
+    ``GZIP_MIN_BYTES`` up), summed."""
+    import gzip
+
+    from comet_agent.api.client import GZIP_LEVEL, GZIP_MIN_BYTES
+
+    sent = 0
+    for endpoint, payload in reqs:
+        body = json.dumps({"experimentKey": experiment_key, **payload}).encode()
+        if endpoint == "metrics_batch" and len(body) >= GZIP_MIN_BYTES:
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        sent += len(body)
+    return sent
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Full resolution against the window aggregate
+
+
+def real_window(samples: int, every_s: float) -> list[dict]:
+    """``samples`` real samples of every periodic collector of this host (GPU excluded), taken
+    ``every_s`` apart and restamped 1 s apart (the values of a short run, the shape of a 1 s one),
+    as the job's window holds them: Comet metric points, sample after sample."""
+    from comet_agent.collectors.periodic import build_periodic_collectors
+    from comet_agent.delivery import payloads
+
+    collectors, _ = build_periodic_collectors(pid=os.getpid(), directory=str(REPO_ROOT), include_gpu=False)
+    for collector in collectors:
+        collector.sample(int(time.time() * 1000))  # prime rates
+    start_ms = int(time.time() * 1000)
+    points: list[dict] = []
+    for index in range(samples):
+        time.sleep(every_s)
+        records = []
+        for collector in collectors:
+            records.extend(collector.sample(start_ms + 1000 * index))
+        points.extend(payloads.metric_points(records))
+    for collector in collectors:
+        collector.close()
+    return points
+
+
+def resolution_cost(pushes: int, window_samples: int, scratch: Path) -> dict:
+    """Thread CPU per push of each step after sampling (build the requests, spool them, send them,
+    acknowledge them), the bytes on the wire and the local server's CPU per push, for a window of
+    ``window_samples`` samples pushed at full resolution (every sample) and as the window's
+    aggregate, alternated push by push on the same window. Sampling is the same both ways and not
+    counted here (see ``--parts push`` for one sample's cost)."""
+    import psutil
+
+    from comet_agent.api.api import API
+    from comet_agent.api.experiment import APIExperiment
+    from comet_agent.delivery import payloads
+    from comet_agent.delivery.sender import DISPATCH
+    from comet_agent.delivery.spool import Spool
+
+    window = real_window(window_samples, every_s=0.05)
+    span_ms = window[-1]["timestamp"] - window[0]["timestamp"] + 1000
+    server, root = start_server(str(scratch / "server-resolution"))
+    modes = ("full", "window")
+    steps = ("build", "spool", "send", "ack")
+    times: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in steps} for mode in modes}
+    shape: dict[str, dict] = {}
+    wire_bytes: dict[str, list[int]] = {mode: [] for mode in modes}
+    server_cpu_s = {mode: 0.0 for mode in modes}
+    server_process = psutil.Process(server.pid)
+    try:
+        api = API(api_key=API_KEY, url_override=root + "/clientlib/")
+        experiments = {mode: APIExperiment(api=api, previous_experiment=create_experiment(root)) for mode in modes}
+        spool = Spool(scratch / "resolution.db")
+        for push in range(pushes):
+            shifted = [{**point, "timestamp": point["timestamp"] + push * span_ms} for point in window]
+            for mode in modes if push % 2 == 0 else reversed(modes):
+                time.sleep(0.02)
+                t0 = time.thread_time()
+                reqs = payloads.push_requests(shifted, resolution=mode)
+                t1 = time.thread_time()
+                entries = [spool.append(experiments[mode].id, endpoint, payload) for endpoint, payload in reqs]
+                t2 = time.thread_time()
+                cpu_before = sum(server_process.cpu_times()[:2])
+                for entry in entries:
+                    DISPATCH[entry.endpoint](experiments[mode], entry.payload)
+                t3 = time.thread_time()
+                server_cpu_s[mode] += sum(server_process.cpu_times()[:2]) - cpu_before
+                for entry in entries:
+                    spool.ack([entry])
+                t4 = time.thread_time()
+                for name, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                    times[mode][name].append(took * 1000)
+                shape[mode] = {
+                    "requests_per_push": len(reqs),
+                    "points_per_push": sum(len(p["values"]) for _, p in reqs),
+                }
+                wire_bytes[mode].append(bytes_on_the_wire(experiments[mode].id, reqs))
+        stored = {mode: len(experiments[mode].get_metrics("sys.ram.used")) for mode in modes}
+        spool.close()
+        api.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    result: dict = {"window_samples": window_samples, "pushes_each": pushes}
+    for mode in modes:
+        totals = [sum(values) for values in zip(*times[mode].values())]
+        result[mode] = {
+            "steps_ms": {name: statistics.median(values) for name, values in times[mode].items()},
+            "total_ms": statistics.median(totals),
+            "total_ms_p10_p90": [sorted(totals)[len(totals) // 10], sorted(totals)[len(totals) * 9 // 10]],
+            **shape[mode],
+            "wire_bytes": statistics.median(wire_bytes[mode]),
+            "server_cpu_ms_per_push": server_cpu_s[mode] * 1000 / pushes,
+            "sys_ram_used_points_stored": stored[mode],
+        }
+    return result
+
+
+#: The measurements ``--parts`` chooses from (all by default but ``resolution``, which ``--resolution`` adds).
+PARTS = ("loop", "spool", "push", "resolution")
+DEFAULT_PARTS = ("loop", "spool", "push")
 
 
 def main(argv=None) -> int:
@@ -315,7 +423,15 @@ def main(argv=None) -> int:
     parser.add_argument("--pushes", type=int, default=200, help="pushes timed for the CPU breakdown")
     parser.add_argument("--with-ingest", action="store_true", help="also run bench_server_ingest.py")
     parser.add_argument(
-        "--parts", default=",".join(PARTS), help=f"which measurements, comma-separated: {', '.join(PARTS)}"
+        "--parts", default=",".join(DEFAULT_PARTS), help=f"which measurements, comma-separated: {', '.join(PARTS)}"
+    )
+    parser.add_argument(
+        "--resolution",
+        action="store_true",
+        help="also (or with --parts resolution: only) compare full resolution with the window aggregate per push",
+    )
+    parser.add_argument(
+        "--window-samples", type=int, default=60, help="samples per push for --resolution (1 s sampling, 60 s pushes)"
     )
     parser.add_argument("--json", default=str(REPO_ROOT / "bench" / "results" / "bench_agent.json"))
     # The child mode (one timed loop in a fresh interpreter):
@@ -329,6 +445,8 @@ def main(argv=None) -> int:
     if args.child:
         return child_loop(args)
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    if args.resolution and "resolution" not in parts:
+        parts.append("resolution")
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown --parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
@@ -341,6 +459,8 @@ def main(argv=None) -> int:
             results["spool"] = spool_rates(args.depth, args.replay, scratch)
         if "push" in parts:
             results["push_breakdown_ms"] = push_breakdown(args.pushes, scratch)
+        if "resolution" in parts:
+            results["resolution"] = resolution_cost(args.pushes, args.window_samples, scratch)
     print()
     if "loop" in results:
         loop = results["loop"]
@@ -374,6 +494,24 @@ def main(argv=None) -> int:
             f"per-kind / one batch: client CPU {per_kind['total_ms'] / batch['total_ms']:.2f}x, "
             f"server CPU {per_kind['server_cpu_ms_per_push'] / max(batch['server_cpu_ms_per_push'], 1e-9):.2f}x, "
             f"requests {per_kind['requests_per_push']} vs {batch['requests_per_push']}"
+        )
+    if "resolution" in results:
+        figures = results["resolution"]
+        for mode in ("full", "window"):
+            one = figures[mode]
+            low, high = one["total_ms_p10_p90"]
+            print(
+                f"one push of {figures['window_samples']} samples, {mode}: {one['points_per_push']} points in "
+                f"{one['requests_per_push']} requests, {one['wire_bytes']:.0f} B on the wire; thread CPU ms: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in one["steps_ms"].items())
+                + f"; total {one['total_ms']:.2f} [p10-p90 {low:.2f}-{high:.2f}]; "
+                f"server CPU {one['server_cpu_ms_per_push']:.2f} ms/push"
+            )
+        full, window = figures["full"], figures["window"]
+        print(
+            f"full / window: client CPU {full['total_ms'] / window['total_ms']:.2f}x, "
+            f"bytes {full['wire_bytes'] / window['wire_bytes']:.1f}x, "
+            f"server CPU {full['server_cpu_ms_per_push'] / max(window['server_cpu_ms_per_push'], 1e-9):.2f}x"
         )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

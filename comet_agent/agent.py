@@ -39,7 +39,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from comet_agent.config import node_identity, parse_listen_address
+from comet_agent.config import RESOLUTIONS, node_identity, parse_listen_address, resolution_setting
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.election import HostElection, election_path
 from comet_agent.engine.host_sampler import HostSampler
@@ -94,7 +94,11 @@ class Agent:
             process tree (``monitor()`` passes the training process itself).
         directory: the job's working directory (git, disk usage); default: the watched process's
             own, else the current one.
-        sample_interval_s: sample this often and aggregate per push; None: one sample per push.
+        sample_interval_s: sample this often; None: as often as the server recommends (the local
+            server: every second), else one sample per push.
+        resolution: what each push carries of its window: ``"full"`` every sample with its own
+            timestamp, ``"window"`` one aggregate per series; None: ``COMET_AGENT_RESOLUTION``
+            (or ``resolution`` under ``[comet_agent]`` in ``.comet.config``), else ``"full"``.
         stop_timeout_s: how long ``stop()`` may take to flush the spool.
         spool_max_bytes: the spool's cap.
         include_os_packages, include_git, include_gpu: switch those collectors off.
@@ -144,9 +148,12 @@ class Agent:
         per_kind_endpoints: Optional[bool] = None,
         prometheus_listen: Optional[str] = None,
         node_id: Optional[str] = None,
+        resolution: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
+        if resolution is not None and resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         if stop_timeout_s < 0:
             raise ValueError(f"stop_timeout_s must not be negative, got {stop_timeout_s}")
         self.experiment_key = experiment_key
@@ -167,6 +174,7 @@ class Agent:
         self.prometheus_listen = parse_listen_address(prometheus_listen) if prometheus_listen else None
         self.exporter: Any = None
         self.node_id = node_id
+        self.resolution = resolution
 
         self.job: Optional[Job] = None
         self._local: Any = None
@@ -208,6 +216,7 @@ class Agent:
             spool_dir = ensure_private_dir(self.data_dir / "spool")
             spool = Spool(spool_dir / f"{self.experiment_key}.db", max_bytes=self.spool_max_bytes)
             node = node_identity(self.node_id, config=getattr(self._api, "config", None))
+            resolution = self.resolution or resolution_setting(self._api.config)
         except (SpoolError, OSError) as exc:
             self._release()
             raise AgentError(f"the data directory {self.data_dir} is unusable: {exc}", 78) from None
@@ -254,6 +263,7 @@ class Agent:
             per_kind_endpoints=self.per_kind_endpoints,
             node=node,
             election=HostElection(election_path(self.data_dir, self.experiment_key, node.node_id)),
+            resolution=resolution,
         )
         self.node_id = node.node_id
         if node.node_id is not None or node.rank_label is not None:

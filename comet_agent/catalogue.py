@@ -995,8 +995,9 @@ official `comet_ml` SDK names its system metrics; *origin* says whether a name i
 - *kind*: **gauge** (a level at the sample time), **counter** (a running total since its source
   last reset), **rate** (an average over the interval between two readings; none on a run's
   first sample).
-- *window*: with `--sample-interval` finer than the push interval, each push carries one value
-  per series for the samples of its window: **mean**, **max** (memory and counts in use: an OOM
+- *window*: a push carries every sample of its window, each with its own timestamp; with
+  `COMET_AGENT_RESOLUTION=window` (and for what the per-kind endpoints carry) it carries one value
+  per series for the samples of its window instead: **mean**, **max** (memory and counts in use: an OOM
   risk is a peak), **min** (memory free), **last** (totals, limits, counters) or **or** (bitmasks:
   no event is lost). Series in bytes, bytes/s, mW, MHz, counts and bitmasks stay whole numbers
   (a window's mean is rounded).

@@ -597,3 +597,32 @@ def node_identity(
     else:
         return NodeIdentity(local_rank=local_rank, local_size=local_size)
     return NodeIdentity(node_id, node_index, local_rank, local_size, source)
+
+
+#: How a push carries the samples of its window (``resolution_setting``): ``full`` sends every
+#: sample with its own timestamp (the chart shows the sampling resolution whatever the push
+#: cadence), ``window`` one aggregate per series (the catalogue's window rule).
+RESOLUTIONS = ("full", "window")
+DEFAULT_RESOLUTION = "full"
+
+
+def resolution_setting(config: Optional[ResolvedConfig]) -> str:
+    """The ``agent_resolution`` setting: ``COMET_AGENT_RESOLUTION``, or ``resolution = ...`` under
+    ``[comet_agent]`` in ``.comet.config``; ``DEFAULT_RESOLUTION`` when unset or without a configuration.
+
+    Raises ``ConfigError`` naming where the value came from when it is neither ``full`` nor ``window``.
+
+    >>> resolution_setting(ResolvedConfig(values={"agent_resolution": " Window"}))
+    'window'
+    """
+    value = config.get("agent_resolution") if config is not None else None
+    if value is None:
+        return DEFAULT_RESOLUTION
+    resolution = str(value).strip().lower()
+    if resolution not in RESOLUTIONS:
+        source = config.source_of("agent_resolution") if config is not None else None
+        raise ConfigError(
+            f"the resolution {str(value)!r} from {source or 'the configuration'} is not one of "
+            f"{', '.join(RESOLUTIONS)}: set COMET_AGENT_RESOLUTION=full (every sample) or window (one aggregate per push)"
+        )
+    return resolution

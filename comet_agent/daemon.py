@@ -313,7 +313,7 @@ class Daemon:
         registrations_per_minute: int = DEFAULT_REGISTRATIONS_PER_MINUTE,
         notifier: Any = None,
     ):
-        from comet_agent.config import resolve_config
+        from comet_agent.config import resolution_setting, resolve_config
         from comet_agent.sdnotify import Notifier
 
         if interval_s <= 0:
@@ -326,6 +326,8 @@ class Daemon:
         self.procfs_root = procfs_root
         self.max_jobs = max_jobs
         self._config = resolve_config(url_override=url_override)
+        # Checked at start (ConfigError), not at the first registration: every job pushes this way.
+        self.resolution = resolution_setting(self._config)
         self.url_override = self._config.url_override
         self._own_key = self._config.api_key  # used for root's registrations only
         self._limiter = RateLimiter(registrations_per_minute)
@@ -603,6 +605,7 @@ class Daemon:
             pid=pid,
             directory=job_directory(pid, self.procfs_root),
             sample_interval_s=self.interval_s,
+            resolution=self.resolution,
             gpus=GpuView(select=True, cuda_visible_devices=visible),
             include_gpu=self.include_gpu,
             procfs_root=self.procfs_root,

@@ -55,6 +55,9 @@ _ERROR_BODY_LIMIT_BYTES = 1024
 #: whatever the size (zlib's set-up), and saves ~180 bytes of a 340-byte batch; a 5.6 kB batch
 #: shrinks 15x for about the same CPU.
 GZIP_MIN_BYTES = 1024
+#: zlib's default level, not gzip's 9: a full-resolution push of 1,000 points (137 kB of JSON)
+#: compresses in ~1 ms instead of ~3 ms for 19% more bytes (6.5 kB instead of 5.5 kB).
+GZIP_LEVEL = 6
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
 
@@ -477,7 +480,7 @@ class RestClient:
         data = json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": JSON_CONTENT_TYPE}
         if compress and len(data) >= self.gzip_min_bytes:
-            data = gzip.compress(data)
+            data = gzip.compress(data, compresslevel=GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"
         request_id = self._scoped_request_id(request_id)
         if request_id:

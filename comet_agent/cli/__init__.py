@@ -142,6 +142,13 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
         help="gpuMonitorIntervalMillis that update_status() recommends (default: stored, else 60000)",
     )
     p.add_argument(
+        "--sample-interval-ms",
+        type=MILLISECONDS,
+        default=None,
+        help="sampleIntervalMillis that update_status() recommends (a comet-agent extension: how often agents "
+        "sample; each push carries every sample) (default: stored, else 1000)",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=MEGABYTES,
         default=200.0,
@@ -198,7 +205,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--sample-interval",
         type=SECONDS,
         metavar="SECONDS",
-        help="sample this often and push the window's aggregate at the server's cadence (default: one sample per push)",
+        help="sample this often; pushes follow the server's cadence (default: as often as the server recommends: "
+        "every second on the local server, else one sample per push)",
+    )
+    p.add_argument(
+        "--resolution",
+        choices=("full", "window"),
+        default=None,
+        help="what each push carries: every sample with its own timestamp (full) or one aggregate per series "
+        "(window) (default: $COMET_AGENT_RESOLUTION, else full)",
     )
     p.add_argument(
         "--stop-timeout",

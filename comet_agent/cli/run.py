@@ -120,6 +120,7 @@ def _agent_from_args(args, command=None) -> Agent:
         pid=args.pid,
         directory=args.directory,
         sample_interval_s=args.sample_interval,
+        resolution=getattr(args, "resolution", None),
         stop_timeout_s=args.stop_timeout,
         include_os_packages=not args.no_os_packages,
         include_git=not args.no_git,

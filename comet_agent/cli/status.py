@@ -119,8 +119,10 @@ def _intervals(status: dict) -> str:
     if pushes:
         parts.append("pushes of " + ", ".join(pushes))
     sample_interval_s = status.get("sample_interval_s")
+    # An agent from before the resolution setting has none in its status file: it aggregated.
+    carried = "every sample pushed" if status.get("resolution") == "full" else "aggregated per push"
     parts.append(
-        f"sampled every {format_duration_s(sample_interval_s)}, aggregated per push"
+        f"sampled every {format_duration_s(sample_interval_s)}, {carried}"
         if sample_interval_s
         else "sampled at each push"
     )

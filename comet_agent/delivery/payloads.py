@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from comet_agent.catalogue import Window, entry_for, index_of
+from comet_agent.config import RESOLUTIONS
 from comet_agent.records import (
     AgentSelfSample,
     CpuSample,
@@ -264,19 +265,34 @@ _GPU_FIVE = {
 
 #: The most points one metric batch carries (Comet's limit, as the SDK batches).
 MAX_BATCH_POINTS = 1000
+#: ``push_requests`` resolutions: every sample with its timestamp, or one aggregate per series.
+FULL, WINDOW = RESOLUTIONS
 #: The per-kind endpoints ``push_requests(per_kind_endpoints=True)`` uses, in order.
 PER_KIND_ENDPOINTS = ("cpu_metrics", "ram_metrics", "load_metrics", "gpu_metrics")
 
 
+def _batches(points: list[MetricPoint]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("metrics_batch", {"values": points[start : start + MAX_BATCH_POINTS]})
+        for start in range(0, len(points), MAX_BATCH_POINTS)
+    ]
+
+
 def push_requests(
-    points: Iterable[MetricPoint], *, per_kind_endpoints: bool = False
+    points: Iterable[MetricPoint], *, per_kind_endpoints: bool = False, resolution: str = FULL
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Turn one push window's aggregated points into the requests that carry them.
+    """Turn one push window's points into the requests that carry them.
+
+    ``resolution`` (``comet_agent.config.RESOLUTIONS``): ``"full"`` (the default) carries every
+    sample of the window, each point with its own timestamp, in sample order, so a chart shows
+    the sampling resolution whatever the push cadence; ``"window"`` carries one point per series,
+    the window's aggregate (``aggregate_window``). A window of one sample is the same either way.
 
     By default one ``metrics_batch`` carries every point under its own name, the request the
     official SDK's system monitors send (reference §6.3: ``sys.cpu.percent.avg``, ``sys.ram.*``,
     ``sys.gpu.<i>.*`` through the metric batch; the live SDK never calls the per-kind endpoints).
-    A window of more than ``MAX_BATCH_POINTS`` points takes more batches.
+    Only a window of more than ``MAX_BATCH_POINTS`` points takes more batches (consecutive
+    slices, in order).
 
     ``per_kind_endpoints=True`` (the agent's ``per_kind_endpoints`` option) sends, before the
     batch, ``cpu_metrics`` (per-CPU percents for ``log_cpu_metrics``), ``ram_metrics`` (total and
@@ -286,14 +302,23 @@ def push_requests(
     ``sys.gpu.<i>.{free,used,total}_memory``/``gpu_utilization`` from those four, so the names
     are not repeated in the batch. ``cpu_metrics`` is sent only when the window has every CPU from
     ``sys.cpu.percent.01`` up (the server names its values by position); otherwise the per-CPU
-    points and ``sys.cpu.percent.avg`` go in the batch.
+    points and ``sys.cpu.percent.avg`` go in the batch. Those four endpoints take one value per
+    series and request, so what they carry is the window's aggregate whatever the resolution (one
+    request per sample would multiply the requests); the rest follows ``resolution``.
+
+    Raises:
+        ValueError: an unknown ``resolution``.
+
+    Example:
+        >>> window = [{"metricName": "sys.load.avg", "metricValue": v, "timestamp": t} for t, v in ((1000, 1.0), (2000, 3.0))]
+        >>> [len(p["values"]) for _, p in push_requests(window)], push_requests(window, resolution="window")[0][1]["values"]
+        ([2], [{'metricName': 'sys.load.avg', 'metricValue': 2.0, 'timestamp': 2000}])
     """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+    points = list(points)
     if not per_kind_endpoints:
-        aggregated = aggregate_window(points)
-        return [
-            ("metrics_batch", {"values": aggregated[start : start + MAX_BATCH_POINTS]})
-            for start in range(0, len(aggregated), MAX_BATCH_POINTS)
-        ]
+        return _batches(points if resolution == FULL else aggregate_window(points))
     by_name = {point["metricName"]: point for point in aggregate_window(points)}
     requests: list[tuple[str, dict[str, Any]]] = []
     covered: set[str] = set()
@@ -352,7 +377,8 @@ def push_requests(
             covered.update(gpu_names.values())
     if gpu_items:
         requests.append(("gpu_metrics", {"gpus": gpu_items}))
-    rest = [point for name, point in by_name.items() if name not in covered]
-    for start in range(0, len(rest), MAX_BATCH_POINTS):
-        requests.append(("metrics_batch", {"values": rest[start : start + MAX_BATCH_POINTS]}))
-    return requests
+    if resolution == FULL:
+        rest = [point for point in points if point["metricName"] not in covered]
+    else:
+        rest = [point for name, point in by_name.items() if name not in covered]
+    return requests + _batches(rest)

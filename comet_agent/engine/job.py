@@ -10,12 +10,16 @@ A ``Job`` records one watched job into one experiment:
 3. the start time (only for an experiment this agent created) and the tags;
 4. periodic sampling: the host series from a ``HostSampler`` (the job's own in-process, or the
    daemon's shared one), plus the job's own process tree and job-directory usage, and the GPUs
-   the job uses; with ``sample_interval_s`` samples are taken that often and each push carries
-   the window's aggregate (``payloads.push_requests``): one metric batch per push, every series
-   by name, unless ``per_kind_endpoints`` asks for Comet's cpu/ram/load/gpu-metrics endpoints;
+   the job uses; samples are taken every ``sample_interval_s`` (given, else what the server
+   recommends as ``sampleIntervalMillis``, else one sample per push) and each push carries the
+   window (``payloads.push_requests``): every sample with its own timestamp (``resolution``
+   ``"full"``, the default) or one aggregate per series (``"window"``), in one metric batch per
+   push (more only beyond 1,000 points), every series by name, unless ``per_kind_endpoints`` asks
+   for Comet's cpu/ram/load/gpu-metrics endpoints;
 5. pushes at the cadences the server recommends: a heartbeat calls ``update_status()`` every
    ``isAliveBeatDurationMillis`` and applies ``cpuMonitorIntervalMillis`` /
-   ``gpuMonitorIntervalMillis`` from the next tick on (clamped; garbage ignored);
+   ``gpuMonitorIntervalMillis`` (and our local server's ``sampleIntervalMillis``) from the next
+   tick on (clamped; garbage ignored);
 6. everything goes to the spool first; the sender drains it through the ``ExperimentLink``,
    which reaches (or creates) the experiment only when the server answers;
 7. at the end: a last push, the end time, a bounded flush; what is left stays in the spool.
@@ -52,7 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from comet_agent import errors
-from comet_agent.config import NODE_OTHER_PREFIX, NodeIdentity
+from comet_agent.config import NODE_OTHER_PREFIX, RESOLUTIONS, NodeIdentity, resolution_setting
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
@@ -71,12 +75,21 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVALS_MS = {"heartbeat": 10_000, "cpu": 68_000, "gpu": 60_000}
 #: Bounds any recommended interval is clamped to: faster than 1 s costs CPU for nothing, slower
 #: than an hour (10 min for the heartbeat) makes the experiment look dead.
-INTERVAL_BOUNDS_MS = {"heartbeat": (1_000, 600_000), "cpu": (1_000, 3_600_000), "gpu": (1_000, 3_600_000)}
+INTERVAL_BOUNDS_MS = {
+    "heartbeat": (1_000, 600_000),
+    "cpu": (1_000, 3_600_000),
+    "gpu": (1_000, 3_600_000),
+    "sample": (1_000, 3_600_000),
+}
 SERVER_INTERVAL_KEYS = {
     "heartbeat": "isAliveBeatDurationMillis",
     "cpu": "cpuMonitorIntervalMillis",
     "gpu": "gpuMonitorIntervalMillis",
 }
+#: The sampling interval a server may recommend beside the push intervals: a comet-agent extension
+#: that our local server answers (hosted Comet gives none: the agent then samples once per push,
+#: as comet_ml's monitors do). A ``sample_interval_s`` given to the job wins over it.
+SERVER_SAMPLE_INTERVAL_KEY = "sampleIntervalMillis"
 _SCHEDULER_JOB = {"heartbeat": "heartbeat", "cpu": "push_cpu", "gpu": "push_gpu"}
 #: The first window: the rate collectors are primed at ``start()`` and the first push follows this
 #: much later, so its rates cover 150 ms of counters (USER_HZ 100: 15 ticks per CPU) and it
@@ -230,6 +243,7 @@ class JobStatus:
     watching: Optional[str] = None
     node_id: Optional[str] = None
     host_sampler: bool = True
+    resolution: str = "full"
 
 
 @dataclass(frozen=True)
@@ -253,7 +267,13 @@ class Job:
         watch_pid: end the job (``on_watched_exit``) when ``pid`` exits.
         directory: the job's working directory (git, ``sys.disk.job.*``).
         command: the wrapped command line (masked before it is recorded).
-        sample_interval_s: sample this often and aggregate per push; None: one sample per push.
+        sample_interval_s: sample this often; None: as often as the server recommends
+            (``sampleIntervalMillis``), else one sample per push.
+        resolution: what a push carries of its window's samples: ``"full"`` every sample with
+            its timestamp, ``"window"`` one aggregate per series (``payloads.push_requests``).
+            None: the ``agent_resolution`` setting of the link's configuration
+            (``COMET_AGENT_RESOLUTION``, or ``resolution = ...`` under ``[comet_agent]``), else
+            ``"full"``; an unknown value raises ``ConfigError``.
         gpus: how the job's GPUs are chosen from the host's.
         include_os_packages, include_git, include_gpu: switch those static collectors off.
         procfs_root: the ``/proc`` tree.
@@ -301,9 +321,14 @@ class Job:
         per_kind_endpoints: Optional[bool] = None,
         node: NodeIdentity = NodeIdentity(),
         election: Optional[HostElection] = None,
+        resolution: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
+        if resolution is None:
+            resolution = resolution_setting(getattr(link.api, "config", None))
+        elif resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         self.link = link
         self.experiment_key = link.experiment_key
         self.spool = spool
@@ -313,6 +338,9 @@ class Job:
         self.directory = directory or os.getcwd()
         self.command = list(command) if command else None
         self.sample_interval_s = sample_interval_s
+        # A given interval is the user's choice; otherwise the server's recommendation sets it.
+        self._sample_interval_given = sample_interval_s is not None
+        self.resolution = resolution
         self.gpus = gpus
         self.include_os_packages, self.include_git, self.include_gpu = include_os_packages, include_git, include_gpu
         self.procfs_root = procfs_root
@@ -341,6 +369,9 @@ class Job:
         self.sender = Sender(spool, link.get)
         self._own_collectors: list[Any] = []
         self._windows: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
+        # When each cadence was last sampled (monotonic s): a push and the sample job never take two
+        # samples closer than half a sample interval (at full resolution both would be charted).
+        self._last_sample_s: dict[str, float] = {}
         self._window_lock = threading.Lock()
         self._used_gpu_indices: list[int] = []
         #: cadence -> the records of its last sample, for readers that must not sample again (the
@@ -462,6 +493,7 @@ class Job:
         with self._window_lock:
             for window in self._windows.values():
                 window.clear()
+        self._last_sample_s.clear()  # priming readings are not samples
         scheduler = Scheduler()
         scheduler.add("heartbeat", self.intervals_ms["heartbeat"] / 1000, self.heartbeat, blocking=True)
         first_push_s = min(FIRST_WINDOW_S, self.sample_interval_s or FIRST_WINDOW_S)
@@ -473,7 +505,7 @@ class Job:
                 "push_gpu", self.intervals_ms["gpu"] / 1000, lambda: self.push("gpu"), first_run_in_s=first_push_s
             )
         if self.sample_interval_s is not None:
-            scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
+            self._add_sample_job(scheduler)
         if self.watch_pid and self.pid is not None:
             scheduler.add("watch", WATCH_INTERVAL_S, self._check_watched_pid, first_run_in_s=WATCH_INTERVAL_S)
         self._scheduler = scheduler
@@ -485,6 +517,7 @@ class Job:
     def sample(self, cadence: str) -> list[Any]:
         """Sample one cadence (host records plus the job's own) into its window; returns the points added."""
         now_ms = _now_ms()
+        self._last_sample_s[cadence] = time.monotonic()
         # Only the node's elected sampler reads the host; the others sample their own series only.
         sampler = self.election is None or self.election.is_sampler()
         records = list(self.host.sample(cadence, now_ms)) if sampler else []
@@ -508,20 +541,30 @@ class Job:
 
     def _sample_all(self) -> None:
         for cadence in CADENCES:
-            if self._has(cadence):
+            if self._has(cadence) and not self._sampled_recently(cadence):
                 self.sample(cadence)
+
+    def _sampled_recently(self, cadence: str) -> bool:
+        """Whether ``cadence`` was sampled less than half a sample interval ago (never when
+        sampling is per push)."""
+        last = self._last_sample_s.get(cadence)
+        if self.sample_interval_s is None or last is None:
+            return False
+        return time.monotonic() - last < self.sample_interval_s / 2
 
     def push(self, cadence: str) -> None:
         """Spool the window of one cadence (sampling first when sampling is per push); the first
         push also begins the static snapshot."""
         try:
-            if self.sample_interval_s is None or not self._windows[cadence]:
+            if self.sample_interval_s is None or not (self._windows[cadence] or self._sampled_recently(cadence)):
                 self.sample(cadence)
             with self._window_lock:
                 window, self._windows[cadence] = self._windows[cadence], []
             if not window:
                 return
-            for endpoint, payload in payloads.push_requests(window, per_kind_endpoints=self.per_kind_endpoints):
+            for endpoint, payload in payloads.push_requests(
+                window, per_kind_endpoints=self.per_kind_endpoints, resolution=self.resolution
+            ):
                 self.spool_entry(endpoint, payload, kind=PERIODIC)
             self._last_push_ms = _now_ms()
             self.write_status()
@@ -562,8 +605,37 @@ class Job:
                 self._scheduler.set_interval(job, value_ms / 1000)
             log.info("%s interval is now %d ms (from the server)", name, value_ms)
             changed = True
-        if changed:
+        if self._apply_sample_interval(reply.get(SERVER_SAMPLE_INTERVAL_KEY)) or changed:
             self.write_status(force=True)
+
+    def _apply_sample_interval(self, value: Any) -> bool:
+        """Sample as often as the server recommends, unless the job was given an interval; True when it changed."""
+        if self._sample_interval_given:
+            return False
+        value_ms, reason = clamp_interval_ms("sample", value)
+        if reason is not None and reason != "not given":
+            self._warn(
+                ("interval", "sample", reason),
+                logging.WARNING,
+                "the server recommended %s=%s (%s)",
+                SERVER_SAMPLE_INTERVAL_KEY,
+                value,
+                reason if value_ms is not None else f"{reason}; keeping the current sampling",
+            )
+        if value_ms is None or self.sample_interval_s == value_ms / 1000:
+            return False
+        self.sample_interval_s = value_ms / 1000
+        if self._scheduler is not None:
+            if "sample" in self._scheduler.jobs():
+                self._scheduler.set_interval("sample", self.sample_interval_s)
+            else:
+                self._add_sample_job(self._scheduler)
+        log.info("sample interval is now %d ms (from the server)", value_ms)
+        return True
+
+    def _add_sample_job(self, scheduler: Scheduler) -> None:
+        assert self.sample_interval_s is not None
+        scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
 
     def _check_watched_pid(self) -> None:
         if self.pid is not None and not pid_alive(self.pid):
@@ -695,6 +767,7 @@ class Job:
             watching=str(self.pid) if self.pid is not None else None,
             node_id=self.node_id,
             host_sampler=self.election is None or self.election.held,
+            resolution=self.resolution,
         )
 
     def write_status(self, force: bool = False) -> None:

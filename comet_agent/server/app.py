@@ -19,8 +19,14 @@ with ``LocalServer.set_intervals(...)`` or, for a server in another process, the
     POST /local/admin/intervals   Authorization: <the admin key: the server's first key>
     {"heartbeatMs": 5000, "cpuIntervalMs": 1000, "gpuIntervalMs": "garbage"}
     -> {"isAliveBeatDurationMillis": 5000, "cpuMonitorIntervalMillis": 1000,
-        "gpuMonitorIntervalMillis": "garbage"}
+        "gpuMonitorIntervalMillis": "garbage", "sampleIntervalMillis": 1000}
     GET /local/admin/intervals    -> the current values
+
+Besides Comet's three keys, the reply carries ``sampleIntervalMillis`` (``sampleIntervalMs`` above),
+a comet-agent extension: how often agents sample. Its default, 1 s, with the push cadence left at
+Comet's documented 68 s / 60 s, gives a short run a chart of one point per second (each push
+carries every sample of its window) for the cost of sampling, not of more requests
+(bench/README.md, "Full resolution").
 
 Values are stored verbatim, garbage included (strings, negatives, null), so that agent tests can
 make ``update_status()`` return garbage. They persist in the store: at start, an interval given
@@ -77,6 +83,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_MS = 10000
 DEFAULT_CPU_INTERVAL_MS = 68000
 DEFAULT_GPU_INTERVAL_MS = 60000
+#: How often agents sample (``sampleIntervalMillis``, our extension): a 20 s run charts 20 points.
+DEFAULT_SAMPLE_INTERVAL_MS = 1000
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 API_KEY_FILE_NAME = "api_key"
 #: {"url", "pid", "proof_secret"} of the running server, for discovery (``server/discovery.py``).
@@ -179,8 +187,9 @@ class LocalServer:
         port: port to listen on; 0 picks a free one (see ``.port`` after ``start()``).
         api_keys: accepted API keys; None or empty: the key stored in ``<data_dir>/api_key``,
             generated on first start.
-        heartbeat_ms, cpu_interval_ms, gpu_interval_ms: what ``update_status()`` recommends, in
-            milliseconds; None: the value persisted by an earlier run, else 10000 / 68000 / 60000.
+        heartbeat_ms, cpu_interval_ms, gpu_interval_ms, sample_interval_ms: what ``update_status()``
+            recommends, in milliseconds; None: the value persisted by an earlier run, else
+            10000 / 68000 / 60000 / 1000.
         max_upload_bytes: largest accepted request body; larger ones get 413.
         max_connections: connections open at once (None: 1024, or half the file-descriptor
             limit if lower); beyond it the connection waiting longest for its request is closed.
@@ -210,6 +219,7 @@ class LocalServer:
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         min_body_rate_bytes_per_s: float = DEFAULT_MIN_BODY_RATE_BYTES_PER_S,
         access_log: str | None = None,
+        sample_interval_ms: Any = None,
     ):
         if max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
@@ -221,6 +231,7 @@ class LocalServer:
             "heartbeat_ms": heartbeat_ms,
             "cpu_interval_ms": cpu_interval_ms,
             "gpu_interval_ms": gpu_interval_ms,
+            "sample_interval_ms": sample_interval_ms,
         }
         self.max_upload_bytes = int(max_upload_bytes)
         self.connections = ConnectionGuard(
@@ -273,6 +284,7 @@ class LocalServer:
                 "isAliveBeatDurationMillis": DEFAULT_HEARTBEAT_MS,
                 "cpuMonitorIntervalMillis": DEFAULT_CPU_INTERVAL_MS,
                 "gpuMonitorIntervalMillis": DEFAULT_GPU_INTERVAL_MS,
+                "sampleIntervalMillis": DEFAULT_SAMPLE_INTERVAL_MS,
             }
             stored = store.get_setting(INTERVALS_SETTING)
             if isinstance(stored, dict):
@@ -456,7 +468,13 @@ class LocalServer:
         """What update_status() answers now (camelCase keys)."""
         return dict(self._started_state.intervals)
 
-    def set_intervals(self, heartbeat_ms: Any = None, cpu_interval_ms: Any = None, gpu_interval_ms: Any = None) -> None:
+    def set_intervals(
+        self,
+        heartbeat_ms: Any = None,
+        cpu_interval_ms: Any = None,
+        gpu_interval_ms: Any = None,
+        sample_interval_ms: Any = None,
+    ) -> None:
         """Change what update_status() answers from the next call on (None leaves one as is).
 
         Values are used verbatim (any JSON value) and persisted in the store.
@@ -467,6 +485,7 @@ class LocalServer:
                 ("heartbeat_ms", heartbeat_ms),
                 ("cpu_interval_ms", cpu_interval_ms),
                 ("gpu_interval_ms", gpu_interval_ms),
+                ("sample_interval_ms", sample_interval_ms),
             )
             if v is not None
         }
@@ -539,6 +558,7 @@ def serve_from_args(args) -> int:
         heartbeat_ms=args.heartbeat_ms,
         cpu_interval_ms=args.cpu_interval_ms,
         gpu_interval_ms=args.gpu_interval_ms,
+        sample_interval_ms=getattr(args, "sample_interval_ms", None),
         max_upload_bytes=int(max_upload_mb * 2**20),
         access_log=getattr(args, "access_log", None),
     )

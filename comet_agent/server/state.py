@@ -121,18 +121,30 @@ _INTERVAL_KEYS = {
     "heartbeat_ms": "isAliveBeatDurationMillis",
     "cpu_interval_ms": "cpuMonitorIntervalMillis",
     "gpu_interval_ms": "gpuMonitorIntervalMillis",
+    # A comet-agent extension (hosted Comet answers no such key): how often agents should sample;
+    # each push then carries every sample of its window (engine/job.py).
+    "sample_interval_ms": "sampleIntervalMillis",
 }
 
 
 def set_intervals(
-    state: ServerState, heartbeat_ms: Any = _UNSET, cpu_interval_ms: Any = _UNSET, gpu_interval_ms: Any = _UNSET
+    state: ServerState,
+    heartbeat_ms: Any = _UNSET,
+    cpu_interval_ms: Any = _UNSET,
+    gpu_interval_ms: Any = _UNSET,
+    sample_interval_ms: Any = _UNSET,
 ) -> None:
     """Set the recommended intervals (any JSON value, verbatim) and persist them in the store.
 
     An argument left out keeps its current value; ``None`` is a value like any other (it is
     what a test may want ``update_status()`` to answer).
     """
-    given = {"heartbeat_ms": heartbeat_ms, "cpu_interval_ms": cpu_interval_ms, "gpu_interval_ms": gpu_interval_ms}
+    given = {
+        "heartbeat_ms": heartbeat_ms,
+        "cpu_interval_ms": cpu_interval_ms,
+        "gpu_interval_ms": gpu_interval_ms,
+        "sample_interval_ms": sample_interval_ms,
+    }
     for name, value in given.items():
         if value is not _UNSET:
             state.intervals[_INTERVAL_KEYS[name]] = value

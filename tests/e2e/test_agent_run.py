@@ -114,7 +114,8 @@ def test_wrapped_command_output_exit_code_and_snapshot_round_trip(local_server, 
 
 def test_push_rate_follows_the_intervals_the_server_recommends(local_server, tmp_path):
     """update_status() answers 1 s, then 3 s: the gaps between CPU pushes follow from the next tick."""
-    local_server.set_intervals(**FAST)
+    # Sampling slower than any push: each push takes its own sample, so point times are push times.
+    local_server.set_intervals(**FAST, sample_interval_ms=3_600_000)
     experiment = _new_experiment(local_server)
     agent = start_agent(local_server, tmp_path / "data", "run", "--experiment", experiment.id)
     try:
@@ -296,7 +297,7 @@ def test_status_shows_what_a_running_agent_does(local_server, tmp_path):
         assert status["spool_depth"] >= 0 and status["dropped_total"] == 0
         text = run_agent(local_server, tmp_path / "data", "status").stdout.decode()
         assert (
-            experiment.id in text and "records waiting" in text and "sampled every 500 ms, aggregated per push" in text
+            experiment.id in text and "records waiting" in text and "sampled every 500 ms, every sample pushed" in text
         )
     finally:
         agent.send_signal(signal.SIGTERM)

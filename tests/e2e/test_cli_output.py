@@ -203,7 +203,8 @@ def test_global_options_after_the_subcommand(local_server, tmp_path):
         text = _text(run_agent(local_server, elsewhere, "status", "--data-dir", str(data_dir)))
         assert status["experiment_key"] in text
         assert (
-            "heartbeat every 1 s; pushes of cpu metrics every 1 s, gpu metrics every 1 s; sampled at each push" in text
+            "heartbeat every 1 s; pushes of cpu metrics every 1 s, gpu metrics every 1 s; sampled every 1 s, every sample pushed"
+            in text
         )
         assert re.search(r"last push   \d+(\.\d)? m?s ago", text), text
         assert re.search(r"running for \d", text) and "records waiting" in text

@@ -55,11 +55,13 @@ def test_a_comet_ml_training_script_and_the_agent_share_one_experiment(local_ser
     names = {item["name"] for item in experiment.get_metrics_summary()}
     assert "loss" in names, "the script's own metrics"
     assert {"sys.cpu.percent.avg", "sys.ram.used", "sys.proc.rss"} <= names, "the agent's system metrics"
-    # comet_ml's own system loggers were off: every host series carries the agent's pushes only, so
-    # it has as many points as the job's own series, which comet_ml never logs.
-    pushes = len(experiment.get_metrics("sys.proc.rss"))
+    # comet_ml's own system loggers were off: every host series carries the agent's samples only, so
+    # it has as many points as a host series comet_ml never logs (the job's own series may miss the
+    # samples taken after the job exited).
+    samples = len(experiment.get_metrics("sys.load.avg5"))
+    assert samples >= 2
     for name in ("sys.cpu.percent.avg", "sys.ram.used", "sys.compute.overall", "sys.load.avg"):
-        assert len(experiment.get_metrics(name)) == pushes, name
+        assert len(experiment.get_metrics(name)) == samples, name
     assert len(experiment.get_metrics("loss")) == 80
     details = experiment.get_system_details()
     assert details["pid"] != os.getpid() and details["hostname"]

@@ -164,6 +164,7 @@ def test_every_write_method_reads_back_equal(sdk, tmp_path):
         "isAliveBeatDurationMillis": 10000,
         "gpuMonitorIntervalMillis": 60000,
         "cpuMonitorIntervalMillis": 68000,
+        "sampleIntervalMillis": 1000,
     }
 
     details = experiment.get_system_details()

@@ -296,6 +296,7 @@ def test_set_status_records_a_heartbeat_and_answers_the_intervals(local_server):
         "isAliveBeatDurationMillis": 10000,
         "gpuMonitorIntervalMillis": 60000,
         "cpuMonitorIntervalMillis": 68000,
+        "sampleIntervalMillis": 1000,
     }
     metadata = get(local_server, "experiment/metadata", experimentKey=experiment_key).json()
     assert metadata["running"] is True and metadata["lastHeartbeatMillis"] is not None
@@ -334,16 +335,17 @@ def test_set_status_records_a_heartbeat_and_answers_the_intervals(local_server):
 
 def test_intervals_change_while_running_in_process_and_over_http(local_server):
     experiment_key = create_experiment(local_server)
-    local_server.set_intervals(heartbeat_ms=1500, cpu_interval_ms=2500)
+    local_server.set_intervals(heartbeat_ms=1500, cpu_interval_ms=2500, sample_interval_ms=500)
     assert get(local_server, "write/experiment/set-status", experimentKey=experiment_key).json() == {
         "isAliveBeatDurationMillis": 1500,
         "gpuMonitorIntervalMillis": 60000,
         "cpuMonitorIntervalMillis": 2500,
+        "sampleIntervalMillis": 500,
     }
     garbage = requests.post(
         local_server.url + "/local/admin/intervals",
         headers=auth(local_server),
-        json={"heartbeatMs": -5, "gpuIntervalMs": "soon"},
+        json={"heartbeatMs": -5, "gpuIntervalMs": "soon", "sampleIntervalMs": 1000},
         timeout=10,
     )
     assert garbage.status_code == 200
@@ -351,6 +353,7 @@ def test_intervals_change_while_running_in_process_and_over_http(local_server):
         "isAliveBeatDurationMillis": -5,
         "gpuMonitorIntervalMillis": "soon",
         "cpuMonitorIntervalMillis": 2500,
+        "sampleIntervalMillis": 1000,
     }
     assert_comet_error(
         requests.post(local_server.url + "/local/admin/intervals", json={"heartbeatMs": 1}, timeout=10), 401
@@ -374,6 +377,7 @@ def test_intervals_persist_across_a_restart_unless_given_explicitly(tmp_path):
             "isAliveBeatDurationMillis": 3000,
             "cpuMonitorIntervalMillis": 68000,
             "gpuMonitorIntervalMillis": 4000,
+            "sampleIntervalMillis": 1000,
         }
 
 

@@ -19,7 +19,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
     "script, expected",
     [
         ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json"]),
-        ("bench_agent.py", ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts"]),
+        (
+            "bench_agent.py",
+            ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts", "--resolution"],
+        ),
         ("bench_periodic_sample.py", ["--rounds", "--scaling-rounds", "--host-sizes"]),
         ("bench_first_sample.py", ["--rounds", "--before"]),
         ("bench_replay.py", ["--entries", "--rounds", "--before"]),

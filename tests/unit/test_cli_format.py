@@ -283,6 +283,17 @@ def test_status_text_says_intervals_ages_and_the_spool():
     assert "every push s" not in text and "None" not in text
 
 
+def test_status_text_says_whether_each_sample_is_pushed():
+    from comet_agent.cli.status import format_statuses
+
+    full = {**_STATUS, "sample_interval_s": 1.0, "resolution": "full"}
+    window = {**_STATUS, "sample_interval_s": 1.0, "resolution": "window"}
+    lines = format_statuses([full, window], None, now_ms=313_000).splitlines()
+    intervals = [line for line in lines if line.startswith("  intervals")]
+    assert intervals[0].endswith("sampled every 1 s, every sample pushed")
+    assert intervals[1].endswith("sampled every 1 s, aggregated per push")
+
+
 def test_status_text_without_agents_names_the_data_directory():
     from comet_agent.cli.status import format_statuses
 

@@ -200,3 +200,35 @@ def test_reads_process_environment_by_default(monkeypatch, tmp_path):
     config = resolve_config()
     assert (config.api_key, config.workspace) == ("FROMENV123", "wsenv")
     assert os.environ["HOME"] != ""
+
+
+# ------------------------------------------------------------------ the push resolution setting
+
+
+def test_resolution_is_full_unless_configured(places):
+    from comet_agent.config import resolution_setting
+
+    cwd, home = places
+    assert resolution_setting(resolve_config(environ={}, cwd=cwd, home=home)) == "full"
+    assert resolution_setting(None) == "full"
+
+
+def test_resolution_from_the_environment_beats_the_config_file(places):
+    from comet_agent.config import resolution_setting
+
+    cwd, home = places
+    (home / ".comet.config").write_text("[comet_agent]\nresolution = window\n")
+    assert resolution_setting(resolve_config(environ={}, cwd=cwd, home=home)) == "window"
+    environ = {"COMET_AGENT_RESOLUTION": "FULL"}
+    assert resolution_setting(resolve_config(environ=environ, cwd=cwd, home=home)) == "full"
+
+
+def test_an_unknown_resolution_names_its_source_and_the_choices(places):
+    from comet_agent.config import resolution_setting
+
+    cwd, home = places
+    config = resolve_config(environ={"COMET_AGENT_RESOLUTION": "max"}, cwd=cwd, home=home)
+    with pytest.raises(ConfigError) as raised:
+        resolution_setting(config)
+    message = str(raised.value)
+    assert "'max'" in message and "COMET_AGENT_RESOLUTION" in message and "full" in message and "window" in message

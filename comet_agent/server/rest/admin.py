@@ -1,7 +1,7 @@
 """The local server's own admin endpoint: the intervals ``update_status()`` recommends.
 
 ``GET /local/admin/intervals`` answers the current values; ``POST /local/admin/intervals`` with
-``{"heartbeatMs", "cpuIntervalMs", "gpuIntervalMs"}`` (any subset) changes them. Values are
+``{"heartbeatMs", "cpuIntervalMs", "gpuIntervalMs", "sampleIntervalMs"}`` (any subset) changes them. Values are
 stored verbatim, garbage included (strings, negatives, null), so that agent tests can make
 ``update_status()`` return garbage. Any accepted key may read them; only the server's admin key
 (its first key: the first ``--api-key``/``--api-key-file`` key, or the generated one) may change
@@ -20,6 +20,7 @@ _INTERVAL_FIELDS = {
     "heartbeatMs": "heartbeat_ms",
     "cpuIntervalMs": "cpu_interval_ms",
     "gpuIntervalMs": "gpu_interval_ms",
+    "sampleIntervalMs": "sample_interval_ms",
 }
 
 
@@ -41,6 +42,6 @@ async def admin_set_intervals(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     changes = {argument: body[name] for name, argument in _INTERVAL_FIELDS.items() if name in body}
     if not changes:
-        raise ApiError(400, "send at least one of heartbeatMs, cpuIntervalMs, gpuIntervalMs")
+        raise ApiError(400, "send at least one of heartbeatMs, cpuIntervalMs, gpuIntervalMs, sampleIntervalMs")
     set_intervals(state, **changes)
     return json_response(state.intervals)

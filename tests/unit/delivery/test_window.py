@@ -91,7 +91,7 @@ def test_push_requests_sends_one_metric_batch_with_every_series_by_name():
 
 def test_push_requests_of_a_window_batches_the_aggregates():
     points = _points("sys.cpu.percent.avg", [10.0, 30.0]) + _points("sys.ram.used", [5, 9])
-    assert push_requests(points) == [
+    assert push_requests(points, resolution="window") == [
         (
             "metrics_batch",
             {
@@ -178,3 +178,81 @@ def test_push_requests_orders_gpus_by_index_beyond_9():
     assert [
         (item["gpuId"], item["freeMemory"], item["gpuUtilization"]) for item in requests["gpu_metrics"]["gpus"]
     ] == [(0, 0, 3), (1, 100, 103), (2, 200, 203), (10, 1000, 1003)]
+
+
+# ------------------------------------------------------------------ full resolution
+
+
+def _samples(count, start_ms=1_700_000_000_000, every_ms=1000):
+    """``count`` samples of real records, as the job's window holds them: sample after sample."""
+    from comet_agent.delivery.payloads import metric_points
+    from comet_agent.records import LoadSample, MemorySample
+
+    records = []
+    for i in range(count):
+        taken = start_ms + i * every_ms
+        records.append(LoadSample(0.5 + i, 0.25, 0.125, taken_at_ms=taken))
+        records.append(
+            MemorySample(
+                total_bytes=1000,
+                used_bytes=100 + i,
+                available_bytes=900 - i,
+                used_percent=10.0 + i / 10,
+                swap_total_bytes=0,
+                swap_used_bytes=0,
+                swap_used_percent=None,
+                taken_at_ms=taken,
+            )
+        )
+    return metric_points(records)
+
+
+def test_full_resolution_carries_every_sample_with_its_own_timestamp_in_one_batch():
+    window = _samples(60)  # one minute of 1 s samples, the default push cadence
+    requests = push_requests(window)  # full is the default
+    assert [endpoint for endpoint, _ in requests] == ["metrics_batch"]
+    values = requests[0][1]["values"]
+    assert values == window, "every point, in sample order, unchanged"
+    load = [(p["timestamp"], p["metricValue"]) for p in values if p["metricName"] == "sys.load.avg"]
+    assert load == [(1_700_000_000_000 + 1000 * i, 0.5 + i) for i in range(60)]
+    series = {p["metricName"] for p in values}
+    for name in series:  # every series has one point per sample, at the sample's own time
+        stamps = [p["timestamp"] for p in values if p["metricName"] == name]
+        assert stamps == sorted(set(stamps)) and len(stamps) == 60, name
+
+
+def test_window_resolution_carries_one_aggregate_per_series_of_the_same_window():
+    window = _samples(60)
+    (endpoint, payload), *more = push_requests(window, resolution="window")
+    assert endpoint == "metrics_batch" and not more
+    by_name = {p["metricName"]: p for p in payload["values"]}
+    assert len(payload["values"]) == len(by_name) == len(window) // 60
+    assert by_name["sys.load.avg"]["metricValue"] == pytest.approx(sum(0.5 + i for i in range(60)) / 60)
+    assert by_name["sys.ram.used"]["metricValue"] == 159, "the peak of memory in use"
+    assert {p["timestamp"] for p in payload["values"]} == {1_700_000_000_000 + 59_000}
+
+
+def test_a_window_of_one_sample_travels_the_same_in_both_resolutions():
+    window = _samples(1)
+    assert push_requests(window, resolution="full") == push_requests(window, resolution="window")
+
+
+@pytest.mark.parametrize("count,sizes", [(999, [999]), (1000, [1000]), (1001, [1000, 1]), (2500, [1000, 1000, 500])])
+def test_full_resolution_chunks_at_the_batch_limit_only_when_needed(count, sizes):
+    window = [{"metricName": "sys.load.avg", "metricValue": i, "timestamp": 1000 + i} for i in range(count)]
+    requests = push_requests(window)
+    assert [len(payload["values"]) for _, payload in requests] == sizes
+    assert [p for _, payload in requests for p in payload["values"]] == window, "consecutive slices, in order"
+
+
+def test_full_resolution_with_per_kind_endpoints_sends_their_aggregate_and_the_rest_in_full():
+    window = _points("sys.ram.total", [100, 100]) + _points("sys.ram.used", [40, 60]) + _points("sys.load.avg5", [1, 3])
+    requests = dict(push_requests(window, per_kind_endpoints=True))
+    # log_ram_metrics takes one value: the window's (peak used, last total, at the last timestamp).
+    assert requests["ram_metrics"] == {"total_ram": 100, "used_ram": 60, "timestamp": 1100}
+    assert requests["metrics_batch"]["values"] == _points("sys.load.avg5", [1, 3]), "the rest: every sample"
+
+
+def test_an_unknown_resolution_is_refused():
+    with pytest.raises(ValueError, match="full, window"):
+        push_requests(_samples(2), resolution="fine")
