@@ -231,12 +231,15 @@ def test_repository_of_another_user_keeps_metadata_and_states_why_the_patch_is_m
     if os.geteuid() != 0:
         pytest.skip("needs root to give the repository to another uid")
     repo = make_repo(tmp_path / "repo")
+    git(repo, "config", "remote.origin.url", "https://example.org/r.git")
     head = git(repo, "rev-parse", "HEAD")
     (repo / "train.py").write_text("print('changed')\n")
     for path in [repo, *repo.rglob("*")]:
         os.lchown(path, 54321, 54321)
     snapshot = GitCollector(directory=str(repo)).collect()
     assert (snapshot.parent, snapshot.branch) == (head, "refs/heads/main")
+    # git skips the repository's config there; its values are read from the file all the same
+    assert (snapshot.user, snapshot.origin) == ("Ada Lovelace", "https://example.org/r.git")
     assert snapshot.patch is None
     assert any(
         n.startswith("patch skipped: git diff-index failed: fatal: detected dubious ownership") for n in snapshot.notes
