@@ -159,16 +159,17 @@ def open_repository(directory: str) -> "GitRepository":
         GitUnavailable: no git binary, or one that does not run.
         NotARepository: ``directory`` does not exist or is not inside a git working tree.
     """
-    program = find_program(git_executable())
-    if program is None:
-        raise GitUnavailable(f"git binary not found (looked for {git_executable()!r} on PATH)")
-    _check_git_runs(program)
+    # The files first: outside a repository no git process is started at all.
     if not os.path.isdir(directory):
         raise NotARepository(f"directory does not exist: {directory}")
     found = _find_working_tree(directory)
     if found is None:
         raise NotARepository(f"not inside a git repository: {directory}")
     working_dir, git_dir = found
+    program = find_program(git_executable())
+    if program is None:
+        raise GitUnavailable(f"git binary not found (looked for {git_executable()!r} on PATH)")
+    _check_git_runs(program)
     return GitRepository(working_dir, git_dir, program)
 
 
