@@ -117,7 +117,7 @@ def tree_peaks(source: Path, repo: Path, root: str, scratch: Path, duration_s: f
             )
             argv = [sys.executable, "-c", code]
         _start, _rc, _cpu, _stop_ms, meter = measure_tree(argv, env, str(repo), duration_s)
-        peaks[way] = meter.peak_rss_bytes / 1e6
+        peaks[way] = meter.peak_rss_bytes / 2**20  # MiB, as bench_compare reports it
     return peaks
 
 
