@@ -66,7 +66,7 @@ from comet_agent.server.pages.routes import add_page_routes
 from comet_agent.server.rest.common import ApiError, error_response
 from comet_agent.server.rest.routes import add_routes
 from comet_agent.server.state import INTERVALS_SETTING, STATE_KEY, ServerState, set_intervals
-from comet_agent.server.store import Store
+from comet_agent.server.store import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME, Store
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +74,6 @@ DEFAULT_HEARTBEAT_MS = 10000
 DEFAULT_CPU_INTERVAL_MS = 68000
 DEFAULT_GPU_INTERVAL_MS = 60000
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
-API_KEY_FILE_NAME = "api_key"
-#: {"url", "pid", "proof_secret"} of the running server, for discovery (``server/discovery.py``).
-SERVER_INFO_FILE_NAME = "server.json"
 _START_TIMEOUT_S = 30.0
 
 
