@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Optional
 
 import psutil
-from bench_support import API_KEY, REPO_ROOT, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
+from bench_support import API_KEY, REPO_ROOT, compile_sources, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
 
 POLL_INTERVAL_S = 0.1
 #: Seconds after start (at most half the duration) before the steady CPU window opens.
@@ -513,6 +513,7 @@ class Bench:
         self.last_meter: Optional[TreeMeter] = None
 
     def setup(self) -> None:
+        compile_sources()
         venv_root = Path(self.args.venv_root).expanduser()
         venv_root.mkdir(parents=True, exist_ok=True)
         for name in self.args.peers:

@@ -33,7 +33,7 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_compare import base_env, measure_tree  # noqa: E402
-from bench_support import API_KEY, REPO_ROOT, create_experiment, export_revision, start_server  # noqa: E402
+from bench_support import API_KEY, REPO_ROOT, compile_sources, create_experiment, export_revision, start_server  # noqa: E402
 
 STEPS = r"""
 import json, os, sys, time
@@ -127,6 +127,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--before", help="a git revision to measure beside this checkout")
     parser.add_argument("--duration-s", type=float, default=5.0, help="seconds before SIGTERM (default 5)")
     args = parser.parse_args(argv)
+    compile_sources()
     scratch = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     repo = make_repo(scratch / "repo")
     sources = {"after": REPO_ROOT}

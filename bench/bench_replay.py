@@ -26,7 +26,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from bench_support import API_KEY, create_experiment, export_revision, source_env, start_server  # noqa: E402
+from bench_support import API_KEY, compile_sources, create_experiment, export_revision, source_env, start_server  # noqa: E402
 
 
 def push_payload() -> dict:
@@ -97,6 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    compile_sources()
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as scratch_dir:
         scratch = Path(scratch_dir)
         payload = push_payload()
