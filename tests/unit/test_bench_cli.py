@@ -20,11 +20,11 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
     [
         ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json"]),
         ("bench_agent.py", ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts"]),
+        ("bench_memory.py", ["--rounds", "--before", "--duration-s"]),
         ("bench_periodic_sample.py", ["--rounds", "--scaling-rounds", "--host-sizes"]),
         ("bench_first_sample.py", ["--rounds", "--before"]),
         ("bench_replay.py", ["--entries", "--rounds", "--before"]),
         ("bench_server_ingest.py", ["--points-per-client", "--kinds", "--clients", "--before", "--rounds"]),
-        ("bench_memory.py", ["--rounds", "--before", "--duration-s"]),
     ],
 )
 def test_bench_help_lists_documented_options(script, expected):
