@@ -217,10 +217,16 @@ class GitRepository:
             return text.strip()
         if not shared:
             return None
-        for line in (_read_small_file(os.path.join(self._common_dir, "packed-refs")) or "").splitlines():
-            object_id, _, ref = line.partition(" ")
-            if ref.strip() == name and not line.startswith(("#", "^")):
-                return object_id
+        wanted = name.encode("utf-8")
+        try:
+            # Line by line, not capped like the small files: a big repository packs many refs.
+            with open(os.path.join(self._common_dir, "packed-refs"), "rb") as packed:
+                for line in packed:
+                    object_id, _, ref = line.partition(b" ")
+                    if ref.strip() == wanted and not line.startswith((b"#", b"^")):
+                        return object_id.decode("ascii", "replace")
+        except OSError:
+            pass
         return None
 
     def head_commit(self) -> Optional[str]:

@@ -145,3 +145,16 @@ def test_a_git_that_does_not_answer_its_version_is_unavailable(repo, monkeypatch
     monkeypatch.setenv("GIT_PYTHON_GIT_EXECUTABLE", str(fake))
     with pytest.raises(gitrepo.GitUnavailable, match="git binary not found or unusable"):
         gitrepo.open_repository(str(repo))
+
+
+def test_a_branch_deep_in_a_large_packed_refs_file_is_found(repo):
+    head = git(repo, "rev-parse", "HEAD")
+    for i in range(3000):  # ~200 kB of packed refs before the branch HEAD names
+        git_dir_ref = repo / ".git" / "refs" / "tags" / f"t{i:05d}"
+        git_dir_ref.parent.mkdir(parents=True, exist_ok=True)
+        git_dir_ref.write_text(head + "\n")
+    git(repo, "branch", "-m", "main", "zz-last")
+    git(repo, "pack-refs", "--all", "--prune")
+    assert (repo / ".git" / "packed-refs").stat().st_size > 100_000
+    opened = gitrepo.open_repository(str(repo))
+    assert (opened.head_commit(), opened.branch_ref()) == (head, "refs/heads/zz-last")
