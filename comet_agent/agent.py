@@ -39,7 +39,9 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from comet_agent.config import node_identity
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
+from comet_agent.engine.election import HostElection, election_path
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import INTERVAL_BOUNDS_MS, Job, JobStatus, clamp_interval_ms, job_directory
 from comet_agent.engine.link import ExperimentLink, forget_link, new_experiment_key, save_link
@@ -102,6 +104,13 @@ class Agent:
         per_kind_endpoints: push system metrics through Comet's cpu/ram/load/gpu-metrics endpoints
             plus a metric batch instead of one metric batch per push (``engine.job.Job``); None:
             the ``COMET_AGENT_PER_KIND_ENDPOINTS`` setting, else False.
+        node_id: this node's id in a job over several nodes: every system series is named
+            ``<node_id>.sys.*`` as comet_ml names them with ``distributed_node_identifier``.
+            None: ``COMET_DISTRIBUTED_NODE_IDENTIFIER``, else derived from the launcher's
+            variables (``config.node_identity``: Slurm, torchrun, Open MPI, Kubernetes), else
+            none (a single node keeps the unprefixed names). Several processes of the job on one
+            node elect one host sampler among them (``engine.election``); each keeps its own
+            process-tree series (``[<node>.]rank<R>.sys.proc.*`` when ranks share the node).
 
     Raises (from ``start()``/``prepare()``):
         AgentError: with ``exit_status`` 78 when the configuration or the data directory is
@@ -130,6 +139,7 @@ class Agent:
         tags: Sequence[str] = (),
         command: Optional[Sequence[str]] = None,
         per_kind_endpoints: Optional[bool] = None,
+        node_id: Optional[str] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
@@ -149,6 +159,7 @@ class Agent:
         self.tags = list(tags)
         self.command = list(command) if command else None
         self.per_kind_endpoints = per_kind_endpoints
+        self.node_id = node_id
 
         self.job: Optional[Job] = None
         self._local: Any = None
@@ -189,10 +200,11 @@ class Agent:
                 self.experiment_key = new_experiment_key()
             spool_dir = ensure_private_dir(self.data_dir / "spool")
             spool = Spool(spool_dir / f"{self.experiment_key}.db", max_bytes=self.spool_max_bytes)
+            node = node_identity(self.node_id, config=getattr(self._api, "config", None))
         except (SpoolError, OSError) as exc:
             self._release()
             raise AgentError(f"the data directory {self.data_dir} is unusable: {exc}", 78) from None
-        except (ConfigError, ValueError) as exc:  # no key, a malformed file, an unreadable key file
+        except (ConfigError, ValueError) as exc:  # no key, a malformed file, an unreadable key file, a bad node id
             self._release()
             raise AgentError(str(exc), 78) from None
         link = ExperimentLink(
@@ -233,7 +245,12 @@ class Agent:
             status_path=self.data_dir / "agents" / f"{os.getpid()}.json",
             on_watched_exit=self._stop_event.set,
             per_kind_endpoints=self.per_kind_endpoints,
+            node=node,
+            election=HostElection(election_path(self.data_dir, self.experiment_key, node.node_id)),
         )
+        self.node_id = node.node_id
+        if node.node_id is not None or node.rank_label is not None:
+            log.info("node %s (%s), %s", node.node_id, node.source, node.rank_label or "one process on this node")
         self.job.unavailable.update(unavailable)
         self._prepared = True
         return self

@@ -368,3 +368,190 @@ def systemd_credential_problem(environ: Optional[Mapping[str, str]] = None) -> O
     except ConfigError as exc:
         return str(exc)
     return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Node identity: which node of a distributed job this process runs on
+# ------------------------------------------------------------------------------------------------
+
+#: The setting comet_ml reads for its node prefix (``COMET_DISTRIBUTED_NODE_IDENTIFIER``, or
+#: ``distributed_node_identifier`` under ``[comet]`` in ``.comet.config``).
+NODE_ID_SETTING = "distributed_node_identifier"
+#: Longest node id accepted (it prefixes every system series name).
+MAX_NODE_ID_LENGTH = 64
+#: The "other" under which each node's hardware is recorded, ``<prefix><node id>`` (written by
+#: ``engine.job``, shown by the experiment page).
+NODE_OTHER_PREFIX = "comet_agent.node."
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Where this process sits in a job: the node prefix of its system series and its local rank.
+
+    ``node_id``: the prefix of every system series (``<node_id>.sys.cpu.percent.avg``, as comet_ml
+    writes with ``distributed_node_identifier``); None for a single-node job, whose names stay
+    comet_ml's unprefixed ones. ``node_index``: the node's 0-based rank when the environment says
+    it. ``local_rank`` / ``local_size``: this process among the job's processes on this node.
+    ``source``: where the id came from, for logs and ``comet-agent status``.
+    """
+
+    node_id: Optional[str] = None
+    node_index: Optional[int] = None
+    local_rank: Optional[int] = None
+    local_size: Optional[int] = None
+    source: str = "single node"
+
+    @property
+    def primary(self) -> bool:
+        """Whether this process writes the experiment's system details: node 0 (or the only node,
+        or a node whose index nobody says), local rank 0 (or unknown), as comet_ml has them."""
+        return self.node_index in (None, 0) and self.local_rank in (None, 0)
+
+    @property
+    def rank_label(self) -> Optional[str]:
+        """``rank<R>`` when several processes of the job share this node: it prefixes the
+        process's own series (``[<node>.]rank<R>.sys.proc.*``); None for one process per node."""
+        if self.local_rank is None or not self.local_size or self.local_size <= 1:
+            return None
+        return f"rank{self.local_rank}"
+
+    @property
+    def host_prefix(self) -> str:
+        """The prefix of the node's host series (``""`` for a single-node job, else ``<node_id>.``)."""
+        return f"{self.node_id}." if self.node_id else ""
+
+    @property
+    def rank_prefix(self) -> str:
+        """The prefix of this process's own series (the host prefix plus ``rank<R>.`` when ranks share the node)."""
+        label = self.rank_label
+        return self.host_prefix + (f"{label}." if label else "")
+
+
+def check_node_id(value: str) -> str:
+    """A node id as given (``--node-id``, ``node_id=``, the setting), checked: it becomes the first
+    part of metric names, so it must be 1-64 characters with no whitespace, ``/`` or control
+    characters. Raises ``ConfigError`` with what to give instead."""
+    text = value.strip()
+    bad = [c for c in text if c.isspace() or c == "/" or not c.isprintable()]
+    if not text or bad or len(text) > MAX_NODE_ID_LENGTH:
+        raise ConfigError(
+            f"node id {value!r} is unusable: give 1 to {MAX_NODE_ID_LENGTH} characters without spaces or '/' "
+            f"(for example node0 or the short hostname)"
+        )
+    return text
+
+
+def _int_env(environ: Mapping[str, str], *names: str) -> Optional[int]:
+    """The first of ``names`` that holds a whole number >= 0 (garbage counts as unset)."""
+    for name in names:
+        text = (environ.get(name) or "").strip()
+        if text.isdigit():
+            return int(text)
+    return None
+
+
+def _slurm_tasks_on_node(environ: Mapping[str, str], node_index: Optional[int]) -> Optional[int]:
+    """Tasks on this node: ``SLURM_NTASKS_PER_NODE``, else this node's entry of
+    ``SLURM_TASKS_PER_NODE`` (Slurm's compressed list, ``2(x3),1``: nodes in order)."""
+    per_node = _int_env(environ, "SLURM_NTASKS_PER_NODE")
+    if per_node is not None or node_index is None:
+        return per_node
+    position = 0
+    for part in (environ.get("SLURM_TASKS_PER_NODE") or "").split(","):
+        count_text, _, repeat_text = part.partition("(x")
+        if not count_text.strip().isdigit():
+            return None
+        repeat = int(repeat_text.rstrip(")")) if repeat_text.rstrip(")").isdigit() else 1
+        if node_index < position + repeat:
+            return int(count_text)
+        position += repeat
+    return None
+
+
+def _short_hostname() -> str:
+    import socket
+
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def node_identity(
+    explicit: Optional[str] = None,
+    *,
+    config: Optional[ResolvedConfig] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    hostname: Optional[str] = None,
+) -> NodeIdentity:
+    """Which node this process runs on, from the explicit id, the Comet setting or the job's environment.
+
+    First found wins for the id: ``explicit`` (``--node-id``, ``monitor(node_id=...)``), then
+    comet_ml's own ``COMET_DISTRIBUTED_NODE_IDENTIFIER`` (or ``distributed_node_identifier`` in
+    ``.comet.config``), then the launcher's variables below, read only when they show a job over
+    more than one node; a single-node job gets no id (comet_ml's unprefixed names). A derived id is
+    ``node<index>``, or the short hostname when the job is multi-node but no variable gives this
+    node's index. Rank and size variables are read whatever the id's source (the election and the
+    per-rank names need them on a single node too).
+
+    Variables read (first launcher in this order that shows several nodes decides the index):
+
+    | launcher       | node index                  | several nodes when         | local rank, ranks on node   |
+    |----------------|-----------------------------|----------------------------|-----------------------------|
+    | Slurm          | SLURM_NODEID                | SLURM_JOB_NUM_NODES (else  | SLURM_LOCALID,              |
+    |                |                             | SLURM_NNODES) > 1          | SLURM_NTASKS_PER_NODE, else |
+    |                |                             |                            | SLURM_TASKS_PER_NODE        |
+    | torchrun       | GROUP_RANK (else NODE_RANK) | WORLD_SIZE >               | LOCAL_RANK,                 |
+    |                |                             | LOCAL_WORLD_SIZE           | LOCAL_WORLD_SIZE            |
+    | Open MPI       | OMPI_COMM_WORLD_RANK //     | OMPI_COMM_WORLD_SIZE >     | OMPI_COMM_WORLD_LOCAL_RANK, |
+    |                | OMPI_COMM_WORLD_LOCAL_SIZE  | OMPI_COMM_WORLD_LOCAL_SIZE | OMPI_COMM_WORLD_LOCAL_SIZE  |
+    | Kubernetes     | JOB_COMPLETION_INDEX        | the variable is set        | (none)                      |
+    | (Indexed Job)  |                             |                            |                             |
+
+    Why these: Slurm's ``SLURM_NODEID`` is the node's index within the allocation, the same for
+    every task on it; torchrun numbers nodes with ``GROUP_RANK`` (``NODE_RANK`` is what Lightning
+    and many launch scripts export); Open MPI gives no node index, but with the same number of
+    ranks per node the global rank divided by the local size is one; a Kubernetes Indexed Job
+    gives each pod its completion index (an Indexed Job runs one pod per worker, so it counts as
+    several nodes; give ``--node-id`` or the setting to name a one-pod Job otherwise). Local rank
+    and size are read from the first variable set, in the order ``LOCAL_RANK``, ``SLURM_LOCALID``,
+    ``OMPI_COMM_WORLD_LOCAL_RANK`` (and ``LOCAL_WORLD_SIZE``, ``OMPI_COMM_WORLD_LOCAL_SIZE``,
+    then Slurm's).
+
+    Raises ``ConfigError`` for an unusable explicit id or setting (see ``check_node_id``).
+    """
+    environ = os.environ if environ is None else environ
+    slurm_nodes = _int_env(environ, "SLURM_JOB_NUM_NODES", "SLURM_NNODES")
+    slurm_index = _int_env(environ, "SLURM_NODEID")
+    torch_world, torch_local = _int_env(environ, "WORLD_SIZE"), _int_env(environ, "LOCAL_WORLD_SIZE")
+    mpi_world, mpi_local = _int_env(environ, "OMPI_COMM_WORLD_SIZE"), _int_env(environ, "OMPI_COMM_WORLD_LOCAL_SIZE")
+    mpi_rank = _int_env(environ, "OMPI_COMM_WORLD_RANK")
+
+    multi_node = False
+    node_index: Optional[int] = None
+    launcher = ""
+    if slurm_nodes is not None and slurm_nodes > 1:
+        multi_node, node_index, launcher = True, slurm_index, "Slurm"
+    elif torch_world is not None and torch_local and torch_world > torch_local:
+        multi_node, node_index, launcher = True, _int_env(environ, "GROUP_RANK", "NODE_RANK"), "torchrun"
+    elif mpi_world is not None and mpi_local and mpi_world > mpi_local:
+        index = mpi_rank // mpi_local if mpi_rank is not None else None
+        multi_node, node_index, launcher = True, index, "Open MPI"
+    elif _int_env(environ, "JOB_COMPLETION_INDEX") is not None:
+        multi_node, node_index, launcher = True, _int_env(environ, "JOB_COMPLETION_INDEX"), "Kubernetes"
+
+    local_rank = _int_env(environ, "LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")
+    local_size = _int_env(environ, "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE")
+    if local_size is None and "SLURM_LOCALID" in environ:
+        local_size = _slurm_tasks_on_node(environ, slurm_index)
+
+    setting = config.get(NODE_ID_SETTING) if config is not None else environ.get("COMET_DISTRIBUTED_NODE_IDENTIFIER")
+    if explicit is not None:
+        node_id, source = check_node_id(explicit), "given"
+    elif setting:
+        where = config.source_of(NODE_ID_SETTING) if config is not None else None
+        node_id, source = check_node_id(setting), where or "environment variable COMET_DISTRIBUTED_NODE_IDENTIFIER"
+    elif multi_node and node_index is not None:
+        node_id, source = f"node{node_index}", f"{launcher} node index"
+    elif multi_node:
+        node_id, source = check_node_id(hostname or _short_hostname()), f"hostname ({launcher} job on several nodes)"
+    else:
+        return NodeIdentity(local_rank=local_rank, local_size=local_size)
+    return NodeIdentity(node_id, node_index, local_rank, local_size, source)

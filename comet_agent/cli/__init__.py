@@ -39,6 +39,19 @@ def _number(kind: Callable[[str], float], low: float, high: float, what: str) ->
     return parse
 
 
+def _node_id(text: str) -> str:
+    """An argparse type: a usable node id (``config.check_node_id``), else a one-line usage error."""
+    from comet_agent.config import check_node_id
+    from comet_agent.errors import ConfigError
+
+    try:
+        return check_node_id(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_node_id.__name__ = "a node id"
+
 PORT = _number(int, 0, 65535, "a port number")
 PID = _number(int, 1, 2**22, "a process id")
 SECONDS = _number(float, 0.05, 86400.0, "a number of seconds")
@@ -177,6 +190,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-os-packages", action="store_true", help="do not record OS packages")
     p.add_argument("--no-git", action="store_true", help="do not record git metadata and patch")
     p.add_argument("--no-gpu", action="store_true", help="do not use NVML")
+    p.add_argument(
+        "--node-id",
+        type=_node_id,
+        default=None,
+        metavar="ID",
+        help="this node's id in a job over several nodes: system series become ID.sys.* as comet_ml names them "
+        "(default: $COMET_DISTRIBUTED_NODE_IDENTIFIER, else node<N> from Slurm, torchrun, Open MPI or Kubernetes "
+        "variables when the job spans several nodes, else none)",
+    )
     p.add_argument(
         "--no-share-experiment",
         action="store_true",

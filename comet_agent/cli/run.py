@@ -127,6 +127,7 @@ def _agent_from_args(args, command=None) -> Agent:
         tags=args.tag or (),
         command=command,
         spool_max_bytes=_spool_max_bytes(getattr(args, "spool_max_mb", None)),
+        node_id=getattr(args, "node_id", None),
     )
 
 

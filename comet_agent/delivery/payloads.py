@@ -166,6 +166,23 @@ def metric_points(records: Iterable[object]) -> list[MetricPoint]:
     return points
 
 
+def prefixed(points: list[MetricPoint], prefix: str) -> list[MetricPoint]:
+    """``points`` with ``prefix`` before each name (``"node1."``: ``node1.sys.cpu.percent.avg``,
+    the names comet_ml writes with ``distributed_node_identifier``); ``""`` returns them as they are."""
+    if not prefix:
+        return points
+    return [{**point, "metricName": prefix + point["metricName"]} for point in points]
+
+
+def base_metric_name(name: str) -> str:
+    """A metric name without its node/rank prefix (``node1.rank0.sys.proc.rss`` -> ``sys.proc.rss``):
+    what the catalogue knows it by."""
+    if name.startswith("sys."):
+        return name
+    at = name.find(".sys.")
+    return name[at + 1 :] if at >= 0 else name
+
+
 def system_metric_names(records: Iterable[object]) -> list[str]:
     """The distinct metric names ``records`` produce, sorted (system-details ``systemMetricNames``)."""
     return sorted({point["metricName"] for point in metric_points(records)})
@@ -192,7 +209,7 @@ def aggregate_window(points: Iterable[MetricPoint]) -> list[MetricPoint]:
         last_timestamp[name] = point["timestamp"]
     aggregated: list[MetricPoint] = []
     for name, series in values.items():
-        entry = entry_for(name)
+        entry = entry_for(base_metric_name(name))
         rule = entry.window if entry is not None else Window.MEAN
         if len(series) == 1:
             value = series[0]

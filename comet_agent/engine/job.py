@@ -20,6 +20,14 @@ A ``Job`` records one watched job into one experiment:
    which reaches (or creates) the experiment only when the server answers;
 7. at the end: a last push, the end time, a bounded flush; what is left stays in the spool.
 
+On a job over several nodes, or with several processes on one node (``config.NodeIdentity``):
+host series carry the node prefix (``<node id>.sys.cpu.percent.avg``, as comet_ml names them
+with ``distributed_node_identifier``), the job's own series (process tree, job directory) the
+node prefix plus ``rank<R>.`` when ranks share the node; only the process holding the node's
+``HostElection`` samples the host; the experiment's system details come from node 0's local rank
+0, and each node's hardware is recorded as the "other" ``comet_agent.node.<node id>``
+(``node_hardware``).
+
 End time, one rule for every way in: the agent writes the experiment's end time when the job it
 recorded ended (the wrapped command or watched pid exited, the ``monitor()`` block ended, a
 daemon registration was detached or its pid exited), and when it created the experiment; it
@@ -44,9 +52,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from comet_agent import errors
+from comet_agent.config import NODE_OTHER_PREFIX, NodeIdentity
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
 from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
+from comet_agent.engine.election import HostElection
 from comet_agent.engine.host_sampler import CADENCES, HostSampler, close_collectors, sample_collectors
 from comet_agent.engine.link import ExperimentLink
 from comet_agent.engine.scheduler import Scheduler
@@ -85,6 +95,41 @@ STATIC_SNAPSHOT_GRACE_S = 10.0
 WATCH_INTERVAL_S = 0.5
 #: System-details fields the snapshot knows but the write does not carry (derived by the server).
 _NOT_WRITTEN_DETAILS = ("totalRam", "maxTotalMemory", "systemMetricNames")
+#: System-details fields that make up a node's hardware record (``node_hardware``).
+_NODE_HARDWARE_FIELDS = (
+    "hostname",
+    "ip",
+    "machine",
+    "processor",
+    "os",
+    "osRelease",
+    "osType",
+    "pythonVersion",
+    "totalRam",
+    "networkInterfaceIps",
+)
+
+
+def node_hardware(details: dict[str, Any]) -> dict[str, Any]:
+    """A node's hardware and environment, from its system details: host, OS, Python, RAM, GPUs
+    (name, memory, uuid) and the additional info (CPU counts, cgroup limits, scheduler identity).
+    Small enough for an "other" value, which hosted Comet and comet_ml read back as text."""
+    record = {name: details.get(name) for name in _NODE_HARDWARE_FIELDS if details.get(name) not in (None, [], "")}
+    gpus = [
+        {k: gpu.get(k) for k in ("gpuIndex", "name", "totalMemory", "uuid") if gpu.get(k) is not None}
+        for gpu in details.get("gpuStaticInfoList") or []
+        if isinstance(gpu, dict)
+    ]
+    if gpus:
+        record["gpus"] = gpus
+    extra = {
+        str(item.get("key")): item.get("value")
+        for item in details.get("logAdditionalSystemInfoList") or []
+        if isinstance(item, dict) and item.get("key")
+    }
+    if extra:
+        record["additional"] = extra
+    return record
 
 
 def clamp_interval_ms(name: str, value: Any) -> tuple[Optional[int], Optional[str]]:
@@ -183,6 +228,8 @@ class JobStatus:
     quarantined: int = 0
     last_error: Optional[str] = None
     watching: Optional[str] = None
+    node_id: Optional[str] = None
+    host_sampler: bool = True
 
 
 @dataclass(frozen=True)
@@ -217,6 +264,10 @@ class Job:
         status_path: where the status file is written (None: none).
         on_watched_exit: called (from the scheduler thread) when the watched pid exits.
         started_ms: the job's start, epoch ms (default: now).
+        node: which node and local rank this job runs as (prefixes, system details; see the module
+            docstring); default: a single node, comet_ml's unprefixed names.
+        election: this process's part in electing its node's host sampler; None: this job
+            always samples the host (the daemon, whose host sampler is shared already).
         per_kind_endpoints: push through Comet's ``cpu-metrics``, ``ram-metrics``,
             ``load-metrics`` and ``gpu-metrics`` endpoints plus a metric batch (up to five requests
             per push) instead of one metric batch. None: the ``agent_per_kind_endpoints`` setting
@@ -248,6 +299,8 @@ class Job:
         on_watched_exit: Optional[Callable[[], None]] = None,
         started_ms: Optional[int] = None,
         per_kind_endpoints: Optional[bool] = None,
+        node: NodeIdentity = NodeIdentity(),
+        election: Optional[HostElection] = None,
     ):
         if sample_interval_s is not None and sample_interval_s <= 0:
             raise ValueError(f"sample_interval_s must be positive, got {sample_interval_s}")
@@ -272,6 +325,15 @@ class Job:
         self.started_ms = started_ms if started_ms is not None else _now_ms()
         if per_kind_endpoints is None:
             per_kind_endpoints = per_kind_endpoints_setting(getattr(link.api, "config", None))
+        self.node = node
+        #: The node id that prefixes this job's series (None: a single node); other engines
+        #: (the Prometheus exporter) label their figures with it.
+        self.node_id = node.node_id
+        self.election = election
+        if per_kind_endpoints and node.host_prefix:
+            # Comet names what those endpoints carry itself (sys.cpu.percent.NN...), without a prefix.
+            log.warning("per-kind endpoints cannot carry node %s's prefix: sending metric batches", node.node_id)
+            per_kind_endpoints = False
         self.per_kind_endpoints = per_kind_endpoints
 
         self.intervals_ms = dict(DEFAULT_INTERVALS_MS)
@@ -364,7 +426,13 @@ class Job:
         self.unavailable.update(snapshot.unavailable)
         for name, reason in snapshot.unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)
-        fields = {k: v for k, v in system_details(snapshot).items() if k not in _NOT_WRITTEN_DETAILS}
+        details = system_details(snapshot)
+        if self.node.node_id is not None and self.node.local_rank in (None, 0):
+            hardware = node_hardware(details)
+            self.log_other(NODE_OTHER_PREFIX + self.node.node_id, json.dumps(hardware, sort_keys=True))
+        if not self.node.primary:
+            return  # the experiment's system details are node 0's (local rank 0's), as comet_ml has them
+        fields = {k: v for k, v in details.items() if k not in _NOT_WRITTEN_DETAILS}
         if self.command is not None:
             from comet_agent.redaction import mask_command_line
 
@@ -414,19 +482,22 @@ class Job:
     def sample(self, cadence: str) -> list[Any]:
         """Sample one cadence (host records plus the job's own) into its window; returns the points added."""
         now_ms = _now_ms()
-        records = list(self.host.sample(cadence, now_ms))
+        # Only the node's elected sampler reads the host; the others sample their own series only.
+        sampler = self.election is None or self.election.is_sampler()
+        records = list(self.host.sample(cadence, now_ms)) if sampler else []
+        own: list[Any] = []
         if cadence == "cpu":
             own = sample_collectors(self._own_collectors, now_ms, self._warn)
             used: list[int] = []
             for record in own:
                 used.extend((getattr(record, "gpu_memory_used_bytes_by_index", None) or {}).keys())
             self._used_gpu_indices = used
-            records.extend(own)
         elif cadence == "gpu" and self.gpus.select:
             records = job_gpu_samples(
                 records, cuda_visible_devices=self.gpus.cuda_visible_devices, used_gpu_indices=self._used_gpu_indices
             )
-        points = payloads.metric_points(records)
+        points = payloads.prefixed(payloads.metric_points(records), self.node.host_prefix)
+        points += payloads.prefixed(payloads.metric_points(own), self.node.rank_prefix)
         with self._window_lock:
             self._windows[cadence].extend(points)
         return points
@@ -570,6 +641,8 @@ class Job:
                 log.warning("stopping the job failed: %s", exc)
             finally:
                 self._delivered_at_stop = delivered
+                if self.election is not None:
+                    self.election.release()
                 close_collectors(self._own_collectors)
                 self._remove_status()
                 self.spool.close()
@@ -578,6 +651,8 @@ class Job:
     def forget_after_fork(self) -> None:
         """In a forked child: this copy has none of the job's threads and must record nothing."""
         self._running = False
+        if self.election is not None:
+            self.election.release_in_child()
 
     # ------------------------------------------------------------------ status
 
@@ -614,6 +689,8 @@ class Job:
             quarantined=self.spool.quarantined_total() if alive else 0,
             last_error=stats.last_error,
             watching=str(self.pid) if self.pid is not None else None,
+            node_id=self.node_id,
+            host_sampler=self.election is None or self.election.held,
         )
 
     def write_status(self, force: bool = False) -> None:

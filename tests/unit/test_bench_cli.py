@@ -25,6 +25,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("bench_first_sample.py", ["--rounds", "--before"]),
         ("bench_replay.py", ["--entries", "--rounds", "--before"]),
         ("bench_server_ingest.py", ["--points-per-client", "--kinds", "--clients", "--before", "--rounds"]),
+        ("bench_election.py", ["--rounds", "--ranks"]),
     ],
 )
 def test_bench_help_lists_documented_options(script, expected):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from comet_agent.config import NODE_OTHER_PREFIX
 from comet_agent.server.pages.access import RESERVED_SEGMENTS, authorize_page, owns_workspace
 from comet_agent.server.pages.charts import MAX_POINTS_PER_SERIES, build_charts
 from comet_agent.server.pages.render import (
@@ -223,6 +224,114 @@ def _charts_section(charts: list[dict]) -> str:
     return section("metrics", "Metrics", content) + f'<script type="application/json" id="chart-data">{data}</script>'
 
 
+# ------------------------------------------------------------------------------------------------
+# Nodes: a job over several nodes (series named ``<node id>.sys.*``, hardware in the others)
+# ------------------------------------------------------------------------------------------------
+
+
+def node_of_series(name: str) -> tuple[str | None, str]:
+    """``(node id, rest)`` of a system series name: ``node1.rank0.sys.proc.rss`` ->
+    ``("node1", "rank0.sys.proc.rss")``; ``rank2.sys.proc.rss`` (ranks on a single node) and
+    ``sys.cpu.percent.avg`` -> ``(None, name)``; a user metric -> ``(None, name)``."""
+    at = name.find(".sys.")
+    if name.startswith("sys.") or at <= 0:
+        return None, name
+    head = name[:at]
+    node, _, last = head.rpartition(".")
+    if not (last.startswith("rank") and last[4:].isdigit()):
+        node = head  # no rank part: the whole head is the node id (which may hold dots)
+    if not node:
+        return None, name  # a rank of a single-node job
+    return node, name[len(node) + 1 :]
+
+
+def group_series_by_node(names) -> dict[str | None, list[str]]:
+    """Series names grouped by node prefix, nodes in natural order (``node2`` before ``node10``),
+    names sorted within each; ``None`` holds the unprefixed ones. For the charts, which can
+    offer one node at a time."""
+    import re
+
+    groups: dict[str | None, list[str]] = {}
+    for name in names:
+        groups.setdefault(node_of_series(name)[0], []).append(name)
+
+    def natural(node: str | None) -> list:
+        return [] if node is None else [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", node)]
+
+    return {node: sorted(groups[node]) for node in sorted(groups, key=lambda n: (n is not None, natural(n)))}
+
+
+def node_hardware_records(store, experiment_key: str) -> dict[str, dict]:
+    """Each node's hardware record (the latest ``comet_agent.node.<id>`` other), by node id."""
+    records: dict[str, dict] = {}
+    rows = store.connection.execute(
+        "SELECT name, value_json FROM others WHERE experiment_key=? AND substr(name, 1, ?)=? ORDER BY id",
+        (experiment_key, len(NODE_OTHER_PREFIX), NODE_OTHER_PREFIX),
+    )
+    for name, value_json in rows:
+        try:
+            value = json.loads(value_json)
+            record = json.loads(value) if isinstance(value, str) else value
+        except (TypeError, ValueError):
+            continue
+        if isinstance(record, dict):
+            records[name[len(NODE_OTHER_PREFIX) :]] = record
+    return records
+
+
+def _node_dom_id(node: str) -> str:
+    return "node-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in node)
+
+
+def _nodes_section(series: dict, hardware: dict[str, dict]) -> str:
+    """A node selector (links) and one panel per node: its hardware table and its series' last
+    values. Empty for a single-node experiment."""
+    groups = {node: names for node, names in group_series_by_node(series).items() if node is not None}
+    # in natural order, as group_series_by_node sorts them
+    nodes = [n for n in group_series_by_node([f"{n}.sys.x" for n in set(groups) | set(hardware)]) if n is not None]
+    if not nodes:
+        return ""
+    selector = "".join(f'<a href="#{_node_dom_id(n)}" data-node="{esc(n)}">{esc(n)}</a> ' for n in nodes)
+    panels = []
+    for node in nodes:
+        record = hardware.get(node, {})
+        gpus = record.get("gpus") or []
+        rows = [
+            ("Host", record.get("hostname")),
+            ("OS", record.get("os")),
+            ("OS release", record.get("osRelease")),
+            ("Machine", record.get("machine")),
+            ("Processor", record.get("processor")),
+            ("Python", record.get("pythonVersion")),
+            ("Total RAM (bytes)", record.get("totalRam")),
+            ("IP", record.get("ip")),
+            ("GPUs", ", ".join(f"{g.get('name')} ({g.get('totalMemory')} B)" for g in gpus if isinstance(g, dict))),
+        ]
+        extra = record.get("additional")
+        if isinstance(extra, dict):
+            rows += [(str(k), v) for k, v in extra.items()]
+        hardware_html = definition_list(rows) if record else '<p class="muted">no hardware recorded for this node</p>'
+        body = "".join(
+            f"<tr><td>{esc(name)}</td><td>{esc(series[name]['points'][-1][1] if series[name]['points'] else '')}</td></tr>"
+            for name in groups.get(node, [])
+        )
+        table = (
+            f'<table class="grid"><thead><tr><th>series</th><th>last value</th></tr></thead><tbody>{body}</tbody></table>'
+            if body
+            else '<p class="muted">no series from this node</p>'
+        )
+        panels.append(
+            f'<details class="node" id="{_node_dom_id(node)}" data-node="{esc(node)}" open>'
+            f"<summary>{esc(node)} ({len(groups.get(node, []))} series)</summary>"
+            f"<h3>Hardware</h3>{hardware_html}<h3>Series</h3>{table}</details>"
+        )
+    return section(
+        "nodes",
+        f"Nodes ({len(nodes)})",
+        f'<nav class="node-selector" aria-label="nodes">{selector}</nav>' + "".join(panels),
+    )
+
+
 def render_experiment_page(state, experiment_key: str) -> str:
     """The experiment page's HTML (the experiment must exist and be readable by the caller)."""
     store = state.store
@@ -241,6 +350,7 @@ def render_experiment_page(state, experiment_key: str) -> str:
     body = (
         _header_section(meta, tags, status, details)
         + _charts_section(charts)
+        + _nodes_section(series, node_hardware_records(store, experiment_key))
         + _system_section(details)
         + _gpu_section(details)
         + _packages_section(details)
