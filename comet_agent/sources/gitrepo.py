@@ -10,8 +10,8 @@ refuses to run ("detected dubious ownership": an agent running as another user).
 ``sources.commands`` with a timeout and bounded output.
 
 GitPython used to do the layout and configuration part; it stayed resident after the snapshot
-(~2.5 MB of the agent's RSS, ~50 ms of import), for what a few file reads and one ``git config``
-do (bench/README.md, memory).
+(~2.5 MB of the agent's RSS, ~50 ms of import), for what a few file reads and two ``git config``
+calls do (bench/README.md, memory).
 
 Every git command runs with options that keep it read-only: no index refresh (plumbing
 ``diff-index`` and ``GIT_OPTIONAL_LOCKS=0``: the job's index is not ours to rewrite), no fsmonitor
@@ -109,7 +109,7 @@ def _is_object_id(value: str) -> bool:
 
 def _is_git_dir(path: str) -> bool:
     """What git itself checks before taking a directory for a repository: HEAD, plus objects/ and
-    refs/ here or in the common directory of a linked worktree."""
+    refs/ here, or a ``commondir`` file pointing to them (a linked worktree's directory)."""
     if not os.path.isfile(os.path.join(path, "HEAD")):
         return False
     if os.path.isfile(os.path.join(path, "commondir")):
