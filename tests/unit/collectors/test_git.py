@@ -198,8 +198,8 @@ def test_missing_git_executable_is_unavailable(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("broken_git", [None, "#!/bin/sh\nexit 1\n"], ids=["no-git-on-path", "git-that-fails"])
 def test_no_usable_git_makes_only_git_unavailable_in_a_fresh_interpreter(tmp_path, broken_git):
-    # GitPython fails at import without a working git binary; a fresh interpreter (GitPython not yet
-    # imported) with a PATH holding no git, or a git that fails, shows this ends as Unavailable.
+    # A fresh interpreter with a PATH holding no git, or a git that fails its `git version`, shows
+    # that a missing or broken git ends as Unavailable, not as an error out of the collector.
     repo = make_repo(tmp_path / "repo")
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
