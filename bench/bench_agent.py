@@ -43,7 +43,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from bench_support import API_KEY, create_experiment, start_server  # noqa: E402
+from bench_support import API_KEY, compile_sources, create_experiment, start_server  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # 1. Training-loop slowdown
@@ -451,6 +451,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown --parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     results: dict = {}
+    compile_sources()
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as scratch_dir:
         scratch = Path(scratch_dir)
         if "loop" in parts:

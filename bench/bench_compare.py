@@ -18,6 +18,11 @@ Configurations (each one process tree, started, left alone for ``--duration-s``,
   second, each push carrying the window's aggregate at the server's cadence.
 - ``comet-agent default``: the same against a server at its default cadence (68 s: a first push
   0.5 s after start and a last one at stop).
+- ``monitor 1s`` and ``monitor sample-1s``: the same two ways in training code: a ``python -c``
+  whose main thread waits inside ``with comet_agent.monitor(experiment_key=KEY, use_daemon=False)``
+  against the 1 s server (pushes every second), and with ``sample_interval_s=1.0`` against the
+  default server (sampled every second, pushed at the default cadence). Its interpreter is part
+  of the tree, as idle's is, so "over idle" is the agent's own cost.
 - ``comet_ml``: an ``OfflineExperiment`` with its system monitors at their shortest interval
   (the SDK clamps anything under 10 s to 10 s), idle main thread.
 - ``wandb``: ``wandb.init(mode="offline")`` with ``x_stats_sampling_interval=1``; its
@@ -61,7 +66,7 @@ from pathlib import Path
 from typing import Optional
 
 import psutil
-from bench_support import API_KEY, REPO_ROOT, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
+from bench_support import API_KEY, REPO_ROOT, compile_sources, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
 
 POLL_INTERVAL_S = 0.1
 #: Seconds after start (at most half the duration) before the steady CPU window opens.
@@ -98,6 +103,16 @@ FLOOR = textwrap.dedent("""
         out.write(f"{int(time.time() * 1000)}\\n")
         out.flush()
         stop.wait(1.0)
+""")
+
+MONITOR = textwrap.dedent("""
+    import signal, sys, threading
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    import comet_agent
+    options = {"sample_interval_s": 1.0} if sys.argv[2] == "sample-1s" else {}
+    with comet_agent.monitor(experiment_key=sys.argv[1], use_daemon=False, **options):
+        stop.wait()
 """)
 
 COMET_PEER = textwrap.dedent("""
@@ -498,6 +513,7 @@ class Bench:
         self.last_meter: Optional[TreeMeter] = None
 
     def setup(self) -> None:
+        compile_sources()
         venv_root = Path(self.args.venv_root).expanduser()
         venv_root.mkdir(parents=True, exist_ok=True)
         for name in self.args.peers:
@@ -524,7 +540,16 @@ class Bench:
         return outcome
 
     def configs(self) -> list[str]:
-        every = ["idle", "floor", "comet-agent 1s", "comet-agent sample-1s", "comet-agent default", *self.args.peers]
+        every = [
+            "idle",
+            "floor",
+            "comet-agent 1s",
+            "comet-agent sample-1s",
+            "comet-agent default",
+            "monitor 1s",
+            "monitor sample-1s",
+            *self.args.peers,
+        ]
         if self.args.only:
             return [c for c in every if c in ("idle", "floor") or c in self.args.only]
         return every
@@ -558,8 +583,8 @@ class Bench:
                 True,
                 "lines in its samples file",
             )
-        if config.startswith("comet-agent"):
-            mode = config.split()[1]
+        if config.startswith(("comet-agent", "monitor")):
+            way, mode = config.split()
             server, root, server_dir = self.servers["1s" if mode == "1s" else "default"]
             key = create_experiment(root, "compare")
             data_dir = work / "agent-data"
@@ -573,8 +598,10 @@ class Bench:
             )
             server_proc = psutil.Process(server.pid)
             server_cpu_before = sum(server_proc.cpu_times()[:2])
-            start_s, _rc, cpu_s, stop_ms, meter = self.measure(
-                [
+            if way == "monitor":
+                argv = [sys.executable, "-c", MONITOR, key, mode]
+            else:
+                argv = [
                     sys.executable,
                     "-m",
                     "comet_agent",
@@ -584,7 +611,9 @@ class Bench:
                     "--directory",
                     str(work),
                     *(["--sample-interval", "1"] if mode == "sample-1s" else []),
-                ],
+                ]
+            start_s, _rc, cpu_s, stop_ms, meter = self.measure(
+                argv,
                 env,
                 str(work),
                 duration_s,
@@ -799,6 +828,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "comet-agent 1s": comet_agent.__version__,
         "comet-agent default": comet_agent.__version__,
         "comet-agent sample-1s": comet_agent.__version__,
+        "monitor 1s": comet_agent.__version__,
+        "monitor sample-1s": comet_agent.__version__,
         **{name: PEERS[name][0].split("==")[1] for name in args.peers},
     }
     rows = summarise(results, versions)

@@ -5,7 +5,7 @@ Targets (issue 4): at most 300 ms without OS packages, at most 1 s with dpkg.
 Two measurements per configuration, median of N runs each:
 
 - cold: a fresh interpreter per run, timing from just before ``import comet_agent.collectors.snapshot``
-  to the snapshot's return (module imports, GitPython's import and the git/NVML probes included;
+  to the snapshot's return (module imports and the git/NVML probes included;
   interpreter start-up excluded: the agent is already running when it takes the snapshot);
 - warm: repeated snapshots in one process (what a second run, or the agent's stop-time git
   refresh, costs).

@@ -69,8 +69,8 @@ def find_running(data_dir: Optional[Path] = None) -> Optional[LocalTarget]:
     here but sent nowhere until then. Whatever else answers on that port gets nothing but the
     nonce, and None is returned (the caller starts its own server).
     """
-    from comet_agent.server.app import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME
     from comet_agent.server.discovery import PROOF_PATH, new_nonce, proof_matches
+    from comet_agent.server.store import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME
 
     directory = server_data_dir(data_dir)
     try:
@@ -173,8 +173,7 @@ def serve_hint(experiment_url: str, data_dir: Optional[Path] = None) -> str:
         server --port 5055 --data-dir /home/me/.local/share/comet-agent/server` and log in with
         the API key stored in /home/me/.local/share/comet-agent/server/api_key``.
     """
-    from comet_agent.server.app import API_KEY_FILE_NAME
-    from comet_agent.server.store import store_holds_experiment
+    from comet_agent.server.store import API_KEY_FILE_NAME, store_holds_experiment
 
     parts = urllib.parse.urlsplit(experiment_url)
     root = f"{parts.scheme}://{parts.netloc}"

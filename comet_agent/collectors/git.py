@@ -1,8 +1,8 @@
 """Git metadata and patch of the job's working directory (static, once per run).
 
 Reads: the git working tree containing the job's directory (default: the current directory),
-through ``sources.gitrepo`` (GitPython for layout and config, bounded ``git`` commands for the
-root commit and the patch).
+through ``sources.gitrepo`` (the repository's files for layout and HEAD, bounded ``git`` commands
+for the configuration, the root commit and the patch).
 
 Feeds: ``write/experiment/git/metadata`` (``{user, root, branch, parent, origin}``) and the
 git-patch upload; ``comet-agent collect --json`` shows them as ``gitMetadata`` and

@@ -76,7 +76,7 @@ from comet_agent.server.pages.routes import add_page_routes
 from comet_agent.server.rest.common import ApiError, error_response
 from comet_agent.server.rest.routes import add_routes
 from comet_agent.server.state import INTERVALS_SETTING, STATE_KEY, ServerState, set_intervals
-from comet_agent.server.store import Store
+from comet_agent.server.store import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME, Store
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +86,6 @@ DEFAULT_GPU_INTERVAL_MS = 60000
 #: How often agents sample (``sampleIntervalMillis``, our extension): a 20 s run charts 20 points.
 DEFAULT_SAMPLE_INTERVAL_MS = 1000
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
-API_KEY_FILE_NAME = "api_key"
-#: {"url", "pid", "proof_secret"} of the running server, for discovery (``server/discovery.py``).
-SERVER_INFO_FILE_NAME = "server.json"
 _START_TIMEOUT_S = 30.0
 
 

@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 DATABASE_FILE_NAME = "server.sqlite3"
 FILES_DIR_NAME = "files"
+# The other files of a server's data directory, here rather than in app.py so that naming them
+# (embedded.serve_hint, at the end of every run on the local server) does not import aiohttp.
+API_KEY_FILE_NAME = "api_key"
+#: {"url", "pid", "proof_secret"} of the running server, for discovery (``server/discovery.py``).
+SERVER_INFO_FILE_NAME = "server.json"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -2,7 +2,8 @@
 
 Everything the agent knows about NVIDIA GPUs passes through :class:`NvmlGateway`:
 
-- ``pynvml`` is imported and ``nvmlInit()`` called lazily, on :meth:`NvmlGateway.open`; a failure
+- ``pynvml`` is imported and ``nvmlInit()`` called lazily, on :meth:`NvmlGateway.open`, and only
+  where a driver shows itself (``DRIVER_PATHS``: nothing to import on a host without one); a failure
   becomes :class:`NvmlUnavailable` with a reason a person can act on (no bindings, no driver
   library, driver not loaded, library/driver version mismatch, no device...).
 - :meth:`NvmlGateway.query` is the single call path for per-device readings: it returns the value,
@@ -52,6 +53,10 @@ _PERMANENTLY_UNSUPPORTED = ("NVMLError_NotSupported", "NVMLError_FunctionNotFoun
 # Errors that are an answer, not a failure, for one field: asked again next tick, never logged.
 # (nvmlDeviceGetProcessUtilization says NOT_FOUND when no process ran since the last call.)
 _EXPECTED_ERRORS = {"process_utilization": ("NVMLError_NotFound",)}
+# Where a loaded NVIDIA driver shows itself: the control device node (Linux, and the NVIDIA
+# container runtime mounts it), the driver's /proc directory, or WSL2's GPU paravirtualisation
+# device. With none of them NVML cannot initialise, so pynvml (~1.3 MB resident) is not imported.
+DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg")
 
 # NVIDIA_VISIBLE_DEVICES values with which the NVIDIA container runtime exposes no GPU.
 _NO_GPU_CONTAINER_VALUES = ("void", "none", "")
@@ -170,6 +175,9 @@ class NvmlGateway:
         module: a ``pynvml``-shaped module; ``None`` imports the real ``pynvml`` on :meth:`open`.
         environ: the environment to read ``CUDA_VISIBLE_DEVICES`` and ``NVIDIA_VISIBLE_DEVICES``
             from; ``None`` means ``os.environ``.
+        driver_paths: paths of which at least one exists where an NVIDIA driver is loaded; when
+            none does, :meth:`open` fails without importing ``pynvml``. Only consulted when
+            ``module`` is ``None``.
 
     Example:
         >>> gateway = NvmlGateway()
@@ -179,8 +187,15 @@ class NvmlGateway:
         ...     print(error.reason)
     """
 
-    def __init__(self, *, module: Any = None, environ: Optional[Mapping[str, str]] = None):
+    def __init__(
+        self,
+        *,
+        module: Any = None,
+        environ: Optional[Mapping[str, str]] = None,
+        driver_paths: Sequence[str] = DRIVER_PATHS,
+    ):
         self._module = module
+        self._driver_paths = tuple(driver_paths)
         self._environ = os.environ if environ is None else environ
         self._lock = threading.Lock()
         self._opened = False
@@ -207,6 +222,14 @@ class NvmlGateway:
             if self._opened:
                 return
             if self._module is None:
+                if not any(os.path.exists(path) for path in self._driver_paths):
+                    raise NvmlUnavailable(
+                        self._with_container_hint(
+                            "no NVIDIA driver is loaded here (none of "
+                            + ", ".join(self._driver_paths)
+                            + " exists), or no GPU is exposed to this container"
+                        )
+                    )
                 try:
                     self._module = _import_pynvml()
                 except ImportError as error:

@@ -84,3 +84,25 @@ def test_a_server_keeping_its_data_elsewhere_gets_no_command(tmp_path):
         root = own.url
         assert serve_hint(url, data_dir) == f"open {url}"
     assert serve_hint(url, data_dir) == f"open {url} once the server at {root} runs again"
+
+
+def test_the_hint_does_not_load_the_server_code(tmp_path):
+    # It is the last thing every run on the local server does; importing aiohttp and the
+    # server's routes for it cost ~0.5 s of the "stop to exit" time and ~10 MB (bench/README.md).
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    with LocalServer(server_data_dir(data_dir)) as server:
+        url = _experiment_url(server)
+        code = (
+            "import sys\n"
+            "from comet_agent.embedded import serve_hint\n"
+            f"print(serve_hint({url!r}, {str(data_dir)!r}))\n"
+            "print('aiohttp' in sys.modules, 'comet_agent.server.app' in sys.modules)\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    hint, loaded = result.stdout.strip().splitlines()
+    assert hint.startswith(f"open {url}")
+    assert loaded == "False False"

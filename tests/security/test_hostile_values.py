@@ -147,6 +147,14 @@ def test_hostile_values_through_our_own_client_leave_every_read_and_page_working
             "write/experiment/metric",
             b'{"experimentKey": "%s", "metricName": "m", "metricValue": 1, "timestamp": -1e400}',
         ),
+        (  # an upper-case exponent with a sign
+            "write/experiment/metric",
+            b'{"experimentKey": "%s", "metricName": "m", "metricValue": 2, "timestamp": 2E+400}',
+        ),
+        (
+            "write/experiment/metric",
+            b'{"experimentKey": "%s", "metricName": "m", "metricValue": -9999999999999999999}',
+        ),
         ("write/experiment/log-other", b'{"experimentKey": "%s", "key": "k", "value": "\\udfff"}'),
         ("write/experiment/log-other", b'{"experimentKey": "%s", "key": "k\\ud800", "value": 1}'),
         (

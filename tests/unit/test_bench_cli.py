@@ -23,6 +23,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
             "bench_agent.py",
             ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts", "--resolution"],
         ),
+        ("bench_memory.py", ["--rounds", "--before", "--duration-s"]),
         ("bench_periodic_sample.py", ["--rounds", "--scaling-rounds", "--host-sizes"]),
         ("bench_first_sample.py", ["--rounds", "--before"]),
         ("bench_replay.py", ["--entries", "--rounds", "--before"]),

@@ -57,6 +57,11 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Shapes that may need the slow, checking parse: a number of 19+ digits or a 3-digit exponent
 #: (beyond 64 bits, or a float that overflows to infinity), and an escaped UTF-16 surrogate.
 _LONG_NUMBER = re.compile(r"\d{19}|[eE][+-]?\d{3}")
+# The same number shapes found in raw bytes with plain substring searches: every ASCII digit
+# mapped to "0", "E" to "e", "-" to "+". ``re`` scans a 1,000-point batch (~90 kB) in ~4.5 ms,
+# five times what json.loads takes to parse it; the translation and searches take ~0.1 ms.
+_NUMBER_SHAPES = bytes.maketrans(b"123456789E-", b"000000000e+")
+_LONG_NUMBER_SHAPES = (b"0" * 19, b"e000", b"e+000")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_FINITE_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -178,17 +183,20 @@ def parse_json(raw: bytes | bytearray | str, *, allow_non_finite: bool = False) 
         {'a': [1, 2.5, 'x']}
     """
     if isinstance(raw, (bytes, bytearray)):  # a multipart part without a filename is a bytearray
+        shaped = raw.translate(_NUMBER_SHAPES)
+        long_numbers = any(shape in shaped for shape in _LONG_NUMBER_SHAPES)
         try:
             text = raw.decode("utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8")
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"malformed JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     else:
         text = raw
+        long_numbers = _LONG_NUMBER.search(text) is not None
     # A hook left None is json's default (with every hook None, json.loads takes its fast path).
     parse_constant: Callable[[str], Any] | None = None if allow_non_finite else _refuse_non_finite
     parse_int: Callable[[str], Any] | None = None
     parse_float: Callable[[str], Any] | None = None
-    if _LONG_NUMBER.search(text):
+    if long_numbers:
         parse_int = _int64
         if not allow_non_finite:
             parse_float = _finite_float

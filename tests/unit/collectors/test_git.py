@@ -198,8 +198,8 @@ def test_missing_git_executable_is_unavailable(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("broken_git", [None, "#!/bin/sh\nexit 1\n"], ids=["no-git-on-path", "git-that-fails"])
 def test_no_usable_git_makes_only_git_unavailable_in_a_fresh_interpreter(tmp_path, broken_git):
-    # GitPython fails at import without a working git binary; a fresh interpreter (GitPython not yet
-    # imported) with a PATH holding no git, or a git that fails, shows this ends as Unavailable.
+    # A fresh interpreter with a PATH holding no git, or a git that fails its `git version`, shows
+    # that a missing or broken git ends as Unavailable, not as an error out of the collector.
     repo = make_repo(tmp_path / "repo")
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
@@ -231,12 +231,15 @@ def test_repository_of_another_user_keeps_metadata_and_states_why_the_patch_is_m
     if os.geteuid() != 0:
         pytest.skip("needs root to give the repository to another uid")
     repo = make_repo(tmp_path / "repo")
+    git(repo, "config", "remote.origin.url", "https://example.org/r.git")
     head = git(repo, "rev-parse", "HEAD")
     (repo / "train.py").write_text("print('changed')\n")
     for path in [repo, *repo.rglob("*")]:
         os.lchown(path, 54321, 54321)
     snapshot = GitCollector(directory=str(repo)).collect()
     assert (snapshot.parent, snapshot.branch) == (head, "refs/heads/main")
+    # git skips the repository's config there; its values are read from the file all the same
+    assert (snapshot.user, snapshot.origin) == ("Ada Lovelace", "https://example.org/r.git")
     assert snapshot.patch is None
     assert any(
         n.startswith("patch skipped: git diff-index failed: fatal: detected dubious ownership") for n in snapshot.notes

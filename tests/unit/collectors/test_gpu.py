@@ -11,6 +11,7 @@ import pytest
 from comet_agent.collectors import PeriodicCollector, Unavailable
 from comet_agent.collectors.gpu import GpuCollector
 from comet_agent.records import GpuSample
+from comet_agent.sources.nvml import NvmlGateway
 from tests.support.fake_nvml import MODELS, build_fake_nvml, load_recording
 
 MiB = 1024 * 1024
@@ -258,10 +259,11 @@ def test_unavailable_with_no_device():
         _collector(recording)
 
 
-def test_unavailable_without_pynvml(monkeypatch):
+def test_unavailable_without_pynvml(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)
+    (tmp_path / "nvidiactl").write_text("")  # a driver shows itself, so the bindings are needed
     with pytest.raises(Unavailable, match="nvidia-ml-py"):
-        GpuCollector(environ={})
+        GpuCollector(environ={}, gateway=NvmlGateway(environ={}, driver_paths=[str(tmp_path / "nvidiactl")]))
 
 
 def test_unavailable_under_void_container_names_the_variable():

@@ -218,3 +218,22 @@ def test_an_entry_dropped_at_the_cap_leaves_its_batch(tmp_path):
         spool.record_batch(entries, "b")
         spool.append("exp1", "metrics_batch", payload)  # drops the oldest
         assert [member.seq for member in spool.batch_members("b")] == [entries[1].seq, entries[2].seq]
+
+
+def test_overlapping_peeks_answer_what_a_fresh_read_does(tmp_path):
+    # The sender peeks overlapping windows; entries seen by the last peek are not decoded again,
+    # and that must never hand back another row's payload.
+    path = tmp_path / "spool.db"
+    with Spool(path) as spool:
+        for i in range(6):
+            spool.append("exp1", "metrics_batch", {"i": i})
+        first = spool.peek(4)
+        spool.ack(first[:2])
+        spool.append("exp2", "metrics_batch", {"i": 100})
+        again = spool.peek(10)
+        assert again[:2] == first[2:4]
+        other = spool.peek(10, experiment_key="exp2")
+        assert [e.payload["i"] for e in other] == [100]
+        with Spool(path) as fresh:
+            assert fresh.peek(10) == again
+        assert [e.payload["i"] for e in again] == [2, 3, 4, 5, 100]

@@ -89,3 +89,72 @@ def test_diff_against_head_does_not_write_the_index(repo):
     os.utime(repo / "a.txt", ns=(before + 10**9, before + 10**9))
     gitrepo.open_repository(str(repo)).diff_against_head(max_bytes=1000, timeout_s=10)
     assert index.stat().st_mtime_ns == before
+
+
+def test_head_and_branch_are_read_from_packed_refs(repo):
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "pack-refs", "--all", "--prune")
+    assert not (repo / ".git" / "refs" / "heads" / "main").exists()
+    opened = gitrepo.open_repository(str(repo))
+    assert (opened.head_commit(), opened.branch_ref()) == (head, "refs/heads/main")
+
+
+def test_linked_worktree_reads_its_own_head_and_the_shared_refs_and_config(repo, tmp_path):
+    git(repo, "config", "user.name", "Grace")
+    git(repo, "config", "remote.origin.url", "https://user:secret@example.org/r.git")
+    git(repo, "branch", "feature")
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"), "feature")
+    (tmp_path / "wt" / "sub").mkdir()
+    opened = gitrepo.open_repository(str(tmp_path / "wt" / "sub"))
+    assert os.path.realpath(opened.working_dir) == os.path.realpath(tmp_path / "wt")
+    assert opened.branch_ref() == "refs/heads/feature"
+    assert opened.head_commit() == git(repo, "rev-parse", "feature")
+    assert opened.user_name() == "Grace"
+    assert opened.origin_url() == "https://example.org/r.git"
+    assert not opened.is_shallow
+
+
+def test_detached_head_and_unborn_branch(repo, tmp_path):
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "--detach")
+    opened = gitrepo.open_repository(str(repo))
+    assert (opened.head_commit(), opened.branch_ref()) == (head, None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q", "-b", "trunk")
+    unborn = gitrepo.open_repository(str(empty))
+    assert (unborn.head_commit(), unborn.branch_ref()) == (None, "refs/heads/trunk")
+
+
+def test_repository_config_wins_over_the_global_one(repo, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Global Name\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    assert gitrepo.open_repository(str(repo)).user_name() == "Global Name"
+    git(repo, "config", "user.name", "Local Name")
+    assert gitrepo.open_repository(str(repo)).user_name() == "Local Name"
+
+
+def test_a_git_that_does_not_answer_its_version_is_unavailable(repo, monkeypatch, tmp_path):
+    fake = tmp_path / "git"
+    fake.write_text("#!/bin/sh\necho 'not git'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("GIT_PYTHON_GIT_EXECUTABLE", str(fake))
+    with pytest.raises(gitrepo.GitUnavailable, match="git binary not found or unusable"):
+        gitrepo.open_repository(str(repo))
+
+
+def test_a_branch_deep_in_a_large_packed_refs_file_is_found(repo):
+    head = git(repo, "rev-parse", "HEAD")
+    for i in range(3000):  # ~200 kB of packed refs before the branch HEAD names
+        git_dir_ref = repo / ".git" / "refs" / "tags" / f"t{i:05d}"
+        git_dir_ref.parent.mkdir(parents=True, exist_ok=True)
+        git_dir_ref.write_text(head + "\n")
+    git(repo, "branch", "-m", "main", "zz-last")
+    git(repo, "pack-refs", "--all", "--prune")
+    assert (repo / ".git" / "packed-refs").stat().st_size > 100_000
+    opened = gitrepo.open_repository(str(repo))
+    assert (opened.head_commit(), opened.branch_ref()) == (head, "refs/heads/zz-last")

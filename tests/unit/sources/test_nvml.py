@@ -94,10 +94,11 @@ def test_select_visible_devices_legacy_mig_format_stops():
 # -- initialisation ------------------------------------------------------------------------------
 
 
-def test_open_without_pynvml_says_what_to_install(monkeypatch):
+def test_open_without_pynvml_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
+    (tmp_path / "nvidiactl").write_text("")  # a driver shows itself, so the bindings are needed
     with pytest.raises(NvmlUnavailable) as raised:
-        NvmlGateway(environ={}).open()
+        NvmlGateway(environ={}, driver_paths=[str(tmp_path / "nvidiactl")]).open()
     assert "pip install nvidia-ml-py" in raised.value.reason
 
 
@@ -314,3 +315,34 @@ def test_selection_note_counts_boards_refusing_access():
     gateway = NvmlGateway(module=build_fake_nvml(recording), environ={})
     assert len(gateway.visible_gpus()) == 3
     assert gateway.selection_note == "3 of 4 GPU(s) (the others refuse access)"
+
+
+def test_without_a_driver_node_open_fails_without_importing_pynvml(tmp_path):
+    # A fresh interpreter, so that no earlier test has imported pynvml already.
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from comet_agent.sources.nvml import NvmlGateway, NvmlUnavailable\n"
+        f"gateway = NvmlGateway(driver_paths=[{str(tmp_path / 'nvidiactl')!r}], environ={{}})\n"
+        "try:\n    gateway.open()\nexcept NvmlUnavailable as e:\n    print(e.reason)\n"
+        "print('pynvml imported:', 'pynvml' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "no NVIDIA driver is loaded here (none of " in result.stdout
+    assert result.stdout.endswith("pynvml imported: False\n")
+
+
+def test_with_a_driver_node_the_real_pynvml_decides(tmp_path):
+    node = tmp_path / "nvidiactl"
+    node.write_text("")
+    gateway = NvmlGateway(driver_paths=[str(node)], environ={})
+    try:
+        gateway.open()
+    except NvmlUnavailable as error:  # this host has the node's stand-in but no NVML library
+        assert error.reason  # pynvml's own failure, mapped to a reason
+        assert gateway.module is pynvml
+    else:
+        gateway.close()
+        pytest.skip("this host has a working NVML; the no-library path cannot be shown here")
