@@ -128,6 +128,19 @@ _QUARANTINED = "quarantined"
 _QUARANTINE_BYTES = "quarantine_bytes"
 
 
+def samples_in(payload: Any) -> int:
+    """How many samples a periodic entry holds: the distinct point timestamps of a metric batch
+    (a full-resolution push carries every sample of its window), else 1. What the drop count adds
+    up, so ``comet_agent.dropped_samples`` counts samples, not pushes. Never raises."""
+    try:
+        decoded = json.loads(payload) if isinstance(payload, (str, bytes)) else payload
+        values = decoded.get("values")
+        stamps = {value.get("timestamp") for value in values if isinstance(value, dict)}
+    except (TypeError, ValueError, AttributeError):
+        return 1
+    return max(1, len(stamps))
+
+
 @dataclass(frozen=True)
 class SpoolEntry:
     """One queued payload. ``seq`` orders entries; ``request_id`` makes resends idempotent."""
@@ -337,12 +350,13 @@ class Spool:
         victims = []
         freed = 0
         # The key as bytes: one row whose key is not UTF-8 must not make every append fail at the cap.
-        for seq, key, size in conn.execute(
-            "SELECT seq, CAST(experiment_key AS BLOB), size_bytes FROM entries WHERE kind = ? ORDER BY seq", (PERIODIC,)
+        for seq, key, size, payload in conn.execute(
+            "SELECT seq, CAST(experiment_key AS BLOB), size_bytes, payload FROM entries WHERE kind = ? ORDER BY seq",
+            (PERIODIC,),
         ):
             if seq in self._claimed:
                 continue
-            victims.append((seq, bytes(key or b"").decode("utf-8", errors="replace")))
+            victims.append((seq, bytes(key or b"").decode("utf-8", errors="replace"), samples_in(payload)))
             freed += size
             if freed >= excess:
                 break
@@ -352,16 +366,19 @@ class Spool:
                 "nothing periodic left to drop"
             )
         counts: dict[str, int] = {}
-        for _seq, key in victims:
-            counts[key] = counts.get(key, 0) + 1
-        conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in victims])
+        for _seq, key, samples in victims:
+            counts[key] = counts.get(key, 0) + samples
+        conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _, _ in victims])
         conn.executemany(
             "INSERT INTO dropped (experiment_key, count, total) VALUES (?, ?, ?)"
             " ON CONFLICT(experiment_key) DO UPDATE SET count = count + excluded.count, total = total + excluded.count",
             [(key, n, n) for key, n in counts.items()],
         )
         log.warning(
-            "spool at its cap of %d bytes: dropped the %d oldest periodic samples", self.max_bytes, len(victims)
+            "spool at its cap of %d bytes: dropped the %d oldest periodic entries (%d samples)",
+            self.max_bytes,
+            len(victims),
+            sum(counts.values()),
         )
 
     @staticmethod

@@ -59,7 +59,7 @@ from comet_agent import errors
 from comet_agent.config import NODE_OTHER_PREFIX, RESOLUTIONS, NodeIdentity, resolution_setting
 from comet_agent.delivery import payloads
 from comet_agent.delivery.sender import Sender
-from comet_agent.delivery.spool import PERIODIC, STATIC, Spool
+from comet_agent.delivery.spool import PERIODIC, STATIC, Spool, samples_in
 from comet_agent.engine.election import HostElection
 from comet_agent.engine.host_sampler import CADENCES, HostSampler, close_collectors, sample_collectors
 from comet_agent.engine.link import ExperimentLink
@@ -661,7 +661,7 @@ class Job:
                 self.spool.count_dropped(self.experiment_key, self._unstored)
                 self._unstored = 0
         except SpoolError as exc:
-            self._unstored += 1
+            self._unstored += samples_in(payload)
             self._warn(("spool", str(exc)[:60]), logging.ERROR, "cannot store a %s record: %s", endpoint, exc)
             return
         self.sender.notify()

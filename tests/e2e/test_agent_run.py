@@ -9,7 +9,6 @@ import socket
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -361,11 +360,8 @@ def test_a_real_run_renders_as_an_experiment_page(local_server, tmp_path):
     )
     assert result.returncode == 0, result.stderr.decode()
     key = experiment_key_from(result.stderr.decode())
-    # UPDATE_DOCS_SCREENSHOT=1 refreshes the README's screenshot from this real run.
-    docs = Path(__file__).resolve().parents[2] / "docs" / "experiment-page.png"
-    check = check_experiment_page(
-        local_server, key, tmp_path, screenshot_to=docs if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else None
-    )
+    # The README's screenshot is the recorded 64-core run (tests/browser/test_browser_charts.py).
+    check = check_experiment_page(local_server, key, tmp_path)
     assert check.missing_sections == [], check.sections
     assert check.empty_charts == []
     assert not check.pwned

@@ -74,3 +74,13 @@ def test_series_names_split_by_node():
         ("node2", ["node2.rank1.sys.d", "node2.sys.b"]),
         ("node10", ["node10.sys.a"]),
     ]
+
+
+def test_the_system_section_shows_node_0s_total_ram_on_a_multi_node_run(local_server):
+    experiment = _experiment(local_server)
+    experiment.log_metric("node1.sys.ram.total", 2 * 2**30, timestamp=1_700_000_000)
+    experiment.log_metric("node0.sys.ram.total", 3 * 2**30, timestamp=1_700_000_000)
+    page = _page(local_server, experiment)
+    system = page[page.index('data-section="system"') :]
+    system = system[: system.index("</section>")]
+    assert str(3 * 2**30) in system and str(2 * 2**30) not in system

@@ -393,6 +393,14 @@ def _nodes_section(series: dict, hardware: dict[str, dict]) -> str:
     )
 
 
+def _primary_node_series(series: dict, name: str):
+    """The series ``name`` of the first node in natural order (node 0 of a multi-node run), or None."""
+    for node, names in group_series_by_node(series).items():
+        if node is not None and f"{node}.{name}" in names:
+            return series[f"{node}.{name}"]
+    return None
+
+
 def render_experiment_page(state, experiment_key: str) -> str:
     """The experiment page's HTML (the experiment must exist and be readable by the caller)."""
     store = state.store
@@ -404,7 +412,8 @@ def render_experiment_page(state, experiment_key: str) -> str:
     tags = store.tags(experiment_key)
     status = experiment_status(meta)
     series = metric_series_downsampled(store, experiment_key, MAX_POINTS_PER_SERIES)
-    ram_total = series.get("sys.ram.total")
+    # A multi-node run names it <node 0>.sys.ram.total: the system details are node 0's.
+    ram_total = series.get("sys.ram.total") or _primary_node_series(series, "sys.ram.total")
     if ram_total and ram_total["x"] == "timestamp" and ram_total["points"]:
         details["totalRam"] = int(ram_total["points"][-1][1])
     charts = build_charts(series)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from comet_agent.delivery.spool import STATIC, Spool
+from comet_agent.delivery.spool import STATIC, Spool, samples_in
 from comet_agent.errors import SpoolError
 
 
@@ -237,3 +237,24 @@ def test_overlapping_peeks_answer_what_a_fresh_read_does(tmp_path):
         with Spool(path) as fresh:
             assert fresh.peek(10) == again
         assert [e.payload["i"] for e in again] == [2, 3, 4, 5, 100]
+
+
+def test_the_drop_count_counts_samples_not_pushes(tmp_path):
+    # A full-resolution push holds every sample of its window: dropping it drops that many samples.
+    def push(first_ms: int, samples: int) -> dict:
+        return {
+            "values": [
+                {"metricName": name, "metricValue": 1.0, "timestamp": first_ms + 1000 * i}
+                for i in range(samples)
+                for name in ("sys.cpu.percent.avg", "sys.ram.used")
+            ]
+        }
+
+    size = len(json.dumps(push(1_000_000, 3), separators=(",", ":"), sort_keys=True))
+    with Spool(tmp_path / "s.db", max_bytes=size * 2) as spool:
+        spool.append("exp", "metrics_batch", push(1_000_000, 3))
+        spool.append("exp", "metrics_batch", push(1_003_000, 3))
+        spool.append("exp", "metrics_batch", push(1_006_000, 3))  # the first push (3 samples) goes
+        spool.append("exp", "output", {"output": "x" * 10, "stderr": False})  # room for it: the second goes
+        assert spool.dropped("exp") == 6
+    assert samples_in('{"values": []}') == 1 and samples_in("not json") == 1 and samples_in({"output": "x"}) == 1
