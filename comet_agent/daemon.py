@@ -60,10 +60,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from comet_agent.config import NodeIdentity, check_node_id, node_identity
 from comet_agent.delivery.spool import Spool
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import GpuView, Job, job_directory
 from comet_agent.engine.link import ExperimentLink
+from comet_agent.errors import ConfigError
 from comet_agent.paths import default_data_dir, ensure_private_dir
 from comet_agent.redaction import strip_url_credentials
 from comet_agent.sources.procfs import pid_alive
@@ -100,18 +102,20 @@ class Refused(Exception):
         self.code = code
 
 
-def _read_environ_value(pid: int, name: str, procfs_root: str = "/proc") -> tuple[bool, Optional[str]]:
-    """``(readable, value)`` of one variable in ``/proc/PID/environ`` (unreadable for another user)."""
+def _read_environ(pid: int, procfs_root: str = "/proc") -> Optional[dict[str, str]]:
+    """The environment of ``pid`` from ``/proc/PID/environ`` (its first MiB), or None when it is
+    unreadable (another user's process, for a daemon that is not root)."""
     try:
         with open(f"{procfs_root}/{pid}/environ", "rb") as handle:
             raw = handle.read(1 << 20)
     except OSError:
-        return False, None
-    prefix = name.encode() + b"="
+        return None
+    environ: dict[str, str] = {}
     for item in raw.split(b"\0"):
-        if item.startswith(prefix):
-            return True, item[len(prefix) :].decode("utf-8", errors="replace")
-    return True, None
+        name, separator, value = item.partition(b"=")
+        if separator and name:
+            environ[name.decode("utf-8", errors="replace")] = value.decode("utf-8", errors="replace")
+    return environ
 
 
 def _pid_owner_uid(pid: int, procfs_root: str = "/proc") -> Optional[int]:
@@ -572,9 +576,10 @@ class Daemon:
             held = sum(1 for registration in self._jobs.values() if registration.uid == uid)
             if held >= self.max_jobs:
                 raise Refused(f"this user already has {self.max_jobs} registrations with the daemon", "full")
-        readable, from_proc = _read_environ_value(pid, "CUDA_VISIBLE_DEVICES", self.procfs_root)
-        if readable:
-            visible = from_proc
+        job_environ = _read_environ(pid, self.procfs_root)
+        if job_environ is not None:
+            visible = job_environ.get("CUDA_VISIBLE_DEVICES")
+        node = self._node_of(message.get("node_id"), job_environ or {})
         api = API(
             api_key=api_key,
             url_override=self.url_override,
@@ -607,6 +612,7 @@ class Daemon:
             sample_interval_s=self.interval_s,
             resolution=self.resolution,
             gpus=GpuView(select=True, cuda_visible_devices=visible),
+            node=node,
             include_gpu=self.include_gpu,
             procfs_root=self.procfs_root,
             secrets=[api_key],
@@ -621,6 +627,27 @@ class Daemon:
         job.start()  # sends whatever an earlier registration left in the spool too
         log.info("attached pid %d (uid %d) to experiment %s", pid, uid, key)
         return {"ok": True, "error": None, "experiment_url": job.url}
+
+    @staticmethod
+    def _node_of(explicit: Any, job_environ: Mapping[str, str]) -> NodeIdentity:
+        """The node a registered job runs on: the registration's ``node_id`` (``attach --node-id``),
+        else what the job's own environment says (``COMET_DISTRIBUTED_NODE_IDENTIFIER``, or a
+        multi-node launcher's variables, as ``run`` and ``monitor()`` read them). Its host series are
+        prefixed with it; no rank part: the daemon takes one registration per experiment and
+        samples the host once whatever the ranks."""
+        if explicit is not None:
+            if not isinstance(explicit, str):
+                raise Refused("node_id must be a string", "malformed")
+            try:
+                explicit = check_node_id(explicit)
+            except ConfigError as exc:
+                raise Refused(str(exc), "malformed") from None
+        environ = {name: value for name, value in job_environ.items() if name != "COMET_API_KEY"}
+        try:
+            node = node_identity(explicit, environ=environ)
+        except ConfigError as exc:
+            raise Refused(f"the job's environment names a bad node id: {exc}", "malformed") from None
+        return NodeIdentity(node_id=node.node_id, node_index=node.node_index, source=node.source)
 
     def _detach(self, key: str, uid: int) -> dict:
         with self._jobs_lock:
@@ -857,7 +884,12 @@ class DaemonRegistration:
 
 
 def attach_request(
-    socket_path: os.PathLike | str, experiment_key: str, pid: int, *, api_key: Optional[str] = None
+    socket_path: os.PathLike | str,
+    experiment_key: str,
+    pid: int,
+    *,
+    api_key: Optional[str] = None,
+    node_id: Optional[str] = None,
 ) -> dict:
     """Register ``pid`` for ``experiment_key`` with the user's own key (from configuration unless given).
 
@@ -875,6 +907,7 @@ def attach_request(
         "pid": pid,
         "api_key": key,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "node_id": node_id,
     }
     try:
         return request(socket_path, message)

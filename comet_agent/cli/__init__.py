@@ -341,6 +341,14 @@ def _add_attach(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="the daemon's socket (default: as the daemon decides it, see `comet-agent daemon --help`)",
     )
+    p.add_argument(
+        "--node-id",
+        type=_node_id,
+        default=None,
+        metavar="ID",
+        help="this node's id in a multi-node job: the daemon prefixes the job's system series with it "
+        "(default: COMET_DISTRIBUTED_NODE_IDENTIFIER or the launcher's variables in the job's environment)",
+    )
     p.add_argument("--detach", action="store_true", help="end the registration now (the experiment gets its end time)")
     p.set_defaults(func=_lazy("comet_agent.cli.attach", "attach_from_args"))
 

@@ -24,7 +24,9 @@ def attach_from_args(args) -> int:
                     "code": "unreachable_daemon",
                 }
         else:
-            reply = attach_request(path, args.experiment, args.pid or os.getppid())
+            reply = attach_request(
+                path, args.experiment, args.pid or os.getppid(), node_id=getattr(args, "node_id", None)
+            )
     except ConfigError as exc:
         err(str(exc))
         return ExitStatus.CONFIG

@@ -394,3 +394,54 @@ def test_an_unusable_credential_file_exits_78_naming_it(local_server, tmp_path, 
     assert str(credentials / "api-key") in stderr
     assert ("missing" if problem == "missing" else "readable by other users") in stderr
     assert local_server.api_key not in stderr
+
+
+def test_a_node_of_a_multi_node_job_gets_its_prefix_through_the_daemon(local_server, tmp_path, short_dir):
+    # The job's own environment says it is node 1 of 2 (torchrun's variables): the daemon reads it
+    # from /proc/PID/environ, as run and monitor() would, and prefixes the job's system series.
+    data_dir = tmp_path / "daemon-data"
+    socket_path = short_dir / "daemon.sock"
+    daemon = _start_daemon(local_server, data_dir, socket_path)
+    env = dict(os.environ, GROUP_RANK="1", WORLD_SIZE="4", LOCAL_WORLD_SIZE="2", LOCAL_RANK="0")
+    job = subprocess.Popen([sys.executable, "-c", JOB_SCRIPT, "0"], stdout=subprocess.PIPE, env=env)
+    other = _start_job(0)
+    try:
+        assert job.stdout.readline() == b"ready\n"
+        derived, explicit = _experiment(local_server), _experiment(local_server)
+        assert _attach(local_server, tmp_path / "job-data", socket_path, derived.id, job.pid).returncode == 0
+        result = subprocess.run(
+            agent_argv(
+                "attach",
+                "--experiment",
+                explicit.id,
+                "--pid",
+                str(other.pid),
+                "--socket",
+                str(socket_path),
+                "--node-id",
+                "gpu-b07",
+            ),
+            env=agent_env(local_server, tmp_path / "job-data"),
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        wait_for(lambda: _values(derived, "node1.sys.proc.threads"), timeout_s=30, what="node1's series")
+        wait_for(lambda: _values(explicit, "gpu-b07.sys.ram.total"), timeout_s=30, what="gpu-b07's series")
+        for experiment in (derived, explicit):
+            assert not any(point["metricName"].startswith("sys.") for point in experiment.get_metrics())
+        bad = _raw(
+            socket_path,
+            json.dumps(
+                {"op": "attach", "experiment_key": _experiment(local_server).id, "pid": other.pid, "node_id": "a b"}
+            ).encode()
+            + b"\n",
+        )
+        assert not bad["ok"] and bad["code"] == "malformed", bad
+    finally:
+        for process in (job, other):
+            process.kill()
+            process.wait()
+        status, stderr = _stop(daemon)
+    assert status == 0, stderr
