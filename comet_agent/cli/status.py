@@ -93,6 +93,14 @@ def _job_lines(status: dict, now_ms: int) -> list[str]:
     lines.append(f"  experiment  {experiment or '(not created yet)'}")
     if status.get("server"):
         lines.append(f"  server      {status['server']}")
+    if status.get("node_id"):
+        # A status file from before the election has no host_sampler: it sampled the host.
+        role = (
+            "samples the host"
+            if status.get("host_sampler", True)
+            else "its own series only (another rank samples the host)"
+        )
+        lines.append(f"  node        {status['node_id']}: {role}")
     lines.append(f"  intervals   {_intervals(status)}")
     lines.append(
         f"  last push   {format_age(status.get('last_push_ms'), now_ms, never='none yet')}; "

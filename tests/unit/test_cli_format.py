@@ -294,6 +294,19 @@ def test_status_text_says_whether_each_sample_is_pushed():
     assert intervals[1].endswith("sampled every 1 s, aggregated per push")
 
 
+def test_status_text_names_the_node_and_whether_this_rank_samples_the_host():
+    from comet_agent.cli.status import format_statuses
+
+    sampler = {**_STATUS, "node_id": "node1", "host_sampler": True}
+    waiting = {**_STATUS, "node_id": "node1", "host_sampler": False}
+    lines = format_statuses([sampler, waiting, _STATUS], None, now_ms=313_000).splitlines()
+    nodes = [line for line in lines if line.startswith("  node ")]
+    assert nodes == [
+        "  node        node1: samples the host",
+        "  node        node1: its own series only (another rank samples the host)",
+    ]
+
+
 def test_status_text_without_agents_names_the_data_directory():
     from comet_agent.cli.status import format_statuses
 
