@@ -213,9 +213,12 @@ class Agent:
             self._connect()
             if self.experiment_key is None:
                 self.experiment_key = new_experiment_key()
-            spool_dir = ensure_private_dir(self.data_dir / "spool")
-            spool = Spool(spool_dir / f"{self.experiment_key}.db", max_bytes=self.spool_max_bytes)
             node = node_identity(self.node_id, config=getattr(self._api, "config", None))
+            # One spool per process: the ranks of a node share the data directory (for the
+            # election), and two senders replaying one spool would each send what the other sends.
+            spool_name = ".".join([self.experiment_key, *filter(None, (node.node_id, node.rank_label))])
+            spool_dir = ensure_private_dir(self.data_dir / "spool")
+            spool = Spool(spool_dir / f"{spool_name}.db", max_bytes=self.spool_max_bytes)
             resolution = self.resolution or resolution_setting(self._api.config)
         except (SpoolError, OSError) as exc:
             self._release()

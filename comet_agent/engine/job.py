@@ -541,23 +541,29 @@ class Job:
 
     def _sample_all(self) -> None:
         for cadence in CADENCES:
-            if self._has(cadence) and not self._sampled_recently(cadence):
+            if self._has(cadence) and not self._sampled_recently(cadence, self.sample_interval_s):
                 self.sample(cadence)
 
-    def _sampled_recently(self, cadence: str) -> bool:
-        """Whether ``cadence`` was sampled less than half a sample interval ago (never when
-        sampling is per push)."""
+    def _sampled_recently(self, cadence: str, interval_s: Optional[float]) -> bool:
+        """Whether ``cadence`` was sampled less than half of ``interval_s`` ago (False for None)."""
         last = self._last_sample_s.get(cadence)
-        if self.sample_interval_s is None or last is None:
+        if interval_s is None or last is None:
             return False
-        return time.monotonic() - last < self.sample_interval_s / 2
+        return time.monotonic() - last < interval_s / 2
 
     def push(self, cadence: str) -> None:
         """Spool the window of one cadence (sampling first when sampling is per push); the first
         push also begins the static snapshot."""
         try:
-            if self.sample_interval_s is None or not (self._windows[cadence] or self._sampled_recently(cadence)):
+            # A push samples when sampling is per push, or when its window is empty and no sample
+            # was taken in the last half of the shorter of the two intervals (sampling slower than
+            # pushing: each push brings a fresh sample; the sample job just ran: none twice).
+            if self.sample_interval_s is None:
                 self.sample(cadence)
+            elif not self._windows[cadence]:
+                push_interval_s = self.intervals_ms[cadence] / 1000
+                if not self._sampled_recently(cadence, min(self.sample_interval_s, push_interval_s)):
+                    self.sample(cadence)
             with self._window_lock:
                 window, self._windows[cadence] = self._windows[cadence], []
             if not window:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -221,6 +222,10 @@ class NvmlGateway:
         with self._lock:
             if self._opened:
                 return
+            if self._module is None:
+                # Already imported by the process (the training code, or a test's recorded GPU
+                # model standing in for the bindings): using it costs no memory, so no probe first.
+                self._module = sys.modules.get("pynvml")
             if self._module is None:
                 if not any(os.path.exists(path) for path in self._driver_paths):
                     raise NvmlUnavailable(
