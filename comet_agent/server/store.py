@@ -1170,37 +1170,32 @@ def _summaries(rows, editable: bool) -> list[dict]:
 
     "current" is the last point written (Comet's behaviour for the live SDK, which writes in
     step order); min and max consider numeric values only and keep the first point reaching them.
+    Values are rendered once per summary at the end, not per row: a long run at 1 s sampling
+    holds millions of rows.
     """
-    by_name: dict[str, dict] = {}
+    # name -> [current row, min row, max row], rows as read (value_json, value_number, timestamp, step)
+    by_name: dict[str, list] = {}
     for name, value_json, number, timestamp_ms, step in rows:
-        summary = by_name.get(name)
-        if summary is None:
-            summary = by_name[name] = {
-                "name": name,
-                "valueMax": None,
-                "valueMin": None,
-                "valueCurrent": None,
-                "timestampMax": None,
-                "timestampMin": None,
-                "timestampCurrent": None,
-                "stepMax": None,
-                "stepMin": None,
-                "stepCurrent": None,
-                "editable": editable,
-                "_max": None,
-                "_min": None,
-            }
-        summary["valueCurrent"] = render_value(value_json)
-        summary["timestampCurrent"] = timestamp_ms
-        summary["stepCurrent"] = step
+        row = (value_json, number, timestamp_ms, step)
+        found = by_name.get(name)
+        if found is None:
+            by_name[name] = [row, row if number is not None else None, row if number is not None else None]
+            continue
+        found[0] = row
         if number is not None:
-            if summary["_max"] is None or number > summary["_max"]:
-                summary.update(_max=number, valueMax=render_value(value_json), timestampMax=timestamp_ms, stepMax=step)
-            if summary["_min"] is None or number < summary["_min"]:
-                summary.update(_min=number, valueMin=render_value(value_json), timestampMin=timestamp_ms, stepMin=step)
+            low, high = found[1], found[2]
+            if low is None or number < low[1]:
+                found[1] = row
+            if high is None or number > high[1]:
+                found[2] = row
     result = []
-    for summary in by_name.values():
-        del summary["_max"], summary["_min"]
+    for name, (current, low, high) in by_name.items():
+        summary: dict[str, Any] = {"name": name}
+        for label, row in (("Max", high), ("Min", low), ("Current", current)):
+            summary[f"value{label}"] = render_value(row[0]) if row else None
+            summary[f"timestamp{label}"] = row[2] if row else None
+            summary[f"step{label}"] = row[3] if row else None
+        summary["editable"] = editable
         result.append(summary)
     return result
 
