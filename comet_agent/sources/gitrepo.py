@@ -5,8 +5,8 @@ refs) and configuration (system, global, repository, includes) from the files th
 branch, user and origin are known even where git refuses to run ("detected dubious ownership":
 an agent running as another user). But it stays resident once imported (~2.5 MB of RSS, ~50 ms
 of import) and fails at import without a git binary, so the agent never imports it: during the
-static snapshot ``open_repository`` runs this module in a short-lived child
-(``python -m comet_agent.sources.gitrepo --describe DIR``) through ``sources.commands``, with a
+static snapshot ``open_repository`` runs this module in a short-lived child (what
+``python -m comet_agent.sources.gitrepo --describe DIR`` does) through ``sources.commands``, with a
 timeout, bounded output and an environment without the API key or any other secret; the child
 prints what it read as one JSON object and exits, and its memory goes with it.
 
@@ -92,9 +92,19 @@ def git_executable() -> str:
 DEFAULT_DESCRIBE_TIMEOUT_S = 10.0
 _DESCRIBE_MAX_OUTPUT_BYTES = 256 * 1024
 
-# The directory holding the comet_agent package: put first on the child's PYTHONPATH, so the child
-# imports this very code whether comet_agent is installed or run from a checkout.
+# The directory holding the comet_agent package, so the child imports this very code whether
+# comet_agent is installed or run from a checkout.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The child's entry. It puts our package's directory on sys.path only where it is not there yet,
+# and right after the script's own entry: not through PYTHONPATH, which would put an installed
+# comet_agent's site-packages before the standard library. argv[1] is that directory.
+_CHILD_ENTRY = (
+    "import sys\n"
+    "sys.argv[1] in sys.path or sys.path.insert(1, sys.argv[1])\n"
+    "from comet_agent.sources.gitrepo import _main\n"
+    "sys.exit(_main(sys.argv[2:]))\n"
+)
 
 # The facts the child reports, with their types: a missing or mistyped one makes its report unreadable.
 _DESCRIPTION_FIELDS: dict[str, Any] = {
@@ -145,8 +155,8 @@ def open_repository(directory: str, *, timeout_s: float = DEFAULT_DESCRIBE_TIMEO
     """Open the git working tree that contains ``directory`` (searching parent directories).
 
     The layout, HEAD and configuration are read by GitPython in a short-lived child process
-    (``python -m comet_agent.sources.gitrepo --describe DIR``), so GitPython never stays resident
-    in the agent.
+    (``python -c ENTRY PACKAGE_DIR --describe DIR``, the same as ``python -m
+    comet_agent.sources.gitrepo --describe DIR``), so GitPython never stays resident in the agent.
 
     Args:
         directory: where to start looking for the working tree.
@@ -165,13 +175,14 @@ def open_repository(directory: str, *, timeout_s: float = DEFAULT_DESCRIBE_TIMEO
     if program is None:
         raise GitUnavailable(f"git binary not found (looked for {git_executable()!r} on PATH)")
     env = child_environment()
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
     env["PYTHONIOENCODING"] = "utf-8"
     env["GIT_PYTHON_GIT_EXECUTABLE"] = program
-    argv = [sys.executable, "-m", "comet_agent.sources.gitrepo", "--describe", os.path.abspath(directory)]
+    if not sys.executable:
+        raise GitUnavailable("no Python interpreter to run the GitPython child in (sys.executable is empty)")
+    argv = [sys.executable, "-c", _CHILD_ENTRY, _PACKAGE_PARENT, "--describe", os.path.abspath(directory)]
     try:
-        # cwd "/": `-m` puts the working directory first on sys.path, and the job's directory may
-        # hold modules named like ours or GitPython's.
+        # cwd "/": the child's sys.path starts with its working directory, and the job's directory
+        # may hold modules named like ours or GitPython's.
         result = run_command(argv, timeout_s=timeout_s, max_output_bytes=_DESCRIBE_MAX_OUTPUT_BYTES, cwd="/", env=env)
     except CommandTimedOut:
         raise GitUnavailable(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -251,3 +252,19 @@ def test_the_child_reads_a_shallow_clone(repo, tmp_path):
     assert opened.head_commit() == git(repo, "rev-parse", "HEAD")
     assert opened.origin_url() == f"file://{repo}"
     assert not gitrepo.open_repository(str(repo)).is_shallow
+
+
+def test_the_module_describes_a_repository_on_its_own(repo):
+    # What the agent's child runs, by hand: one JSON object on stdout; a wrong call is a usage error.
+    described = subprocess.run(
+        [sys.executable, "-m", "comet_agent.sources.gitrepo", "--describe", str(repo / ".git" / "..")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    facts = gitrepo.parse_description(described.stdout)
+    assert (facts["branch_ref"], facts["head_commit"]) == ("refs/heads/main", git(repo, "rev-parse", "HEAD"))
+    wrong = subprocess.run(
+        [sys.executable, "-m", "comet_agent.sources.gitrepo"], capture_output=True, text=True, timeout=60
+    )
+    assert wrong.returncode == 2 and "usage:" in wrong.stderr
