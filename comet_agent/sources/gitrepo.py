@@ -257,7 +257,8 @@ def describe_repository(directory: str) -> dict[str, Any]:
         "head_commit": head_commit,
         "branch_ref": branch_ref,
         "user_name": _config_value(repo, "user", "name"),
-        "origin_url": _config_value(repo, 'remote "origin"', "url"),
+        # credentials removed here already, so they never cross the pipe or reach a log line
+        "origin_url": strip_url_credentials(_config_value(repo, 'remote "origin"', "url")),
         # `shallow` lives in the common directory, shared by a repository's linked worktrees
         "is_shallow": os.path.exists(os.path.join(repo.common_dir, "shallow")),
     }

@@ -268,3 +268,15 @@ def test_the_module_describes_a_repository_on_its_own(repo):
         [sys.executable, "-m", "comet_agent.sources.gitrepo"], capture_output=True, text=True, timeout=60
     )
     assert wrong.returncode == 2 and "usage:" in wrong.stderr
+
+
+def test_the_child_prints_the_origin_without_its_credentials(repo):
+    git(repo, "config", "remote.origin.url", "https://bob:ghp_token123@example.org/r.git")
+    described = subprocess.run(
+        [sys.executable, "-m", "comet_agent.sources.gitrepo", "--describe", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "ghp_token123" not in described.stdout
+    assert gitrepo.parse_description(described.stdout)["origin_url"] == "https://example.org/r.git"
