@@ -12,7 +12,9 @@ same steps on the code of ``REV`` (``git archive``) in the same rounds, alternat
 (2) *Peak tree RSS* of ``comet-agent run --experiment KEY -- sleep 30`` and of a ``python -c``
 running ``with comet_agent.monitor(...)`` around a sleep, both in that git repository against a
 local server (its own process, outside the measured tree), each SIGTERMed after ``--duration-s``;
-the tree's RSS summed over its processes is polled at 10 Hz (``bench_compare.measure_tree``).
+the tree's RSS summed over its processes is polled at 10 Hz (``bench_compare.measure_tree``), and
+the measured process's own peak (``VmHWM``: the agent alone, without the short-lived children of its
+static snapshot such as the GitPython child and git commands) is read beside it.
 Target (issue 18): peak tree RSS <= 40 MB without a GPU.
 
 Not collected by pytest; figures go in bench/README.md.
@@ -29,6 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -93,6 +97,24 @@ def import_steps(source: Path, repo: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def own_peak_reader(argv: list[str], holder: list[float]):
+    """An ``on_tick`` for ``measure_tree``: the VmHWM (MiB) of our child running ``argv``, into ``holder[0]``."""
+
+    def tick() -> None:
+        for child in psutil.Process().children():
+            try:
+                if child.cmdline() != argv:
+                    continue
+                with open(f"/proc/{child.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            holder[0] = max(holder[0], int(line.split()[1]) / 1024)
+            except (psutil.Error, OSError):
+                continue
+
+    return tick
+
+
 def tree_peaks(source: Path, repo: Path, root: str, scratch: Path, duration_s: float) -> dict[str, float]:
     peaks = {}
     for way in ("run", "monitor"):
@@ -116,8 +138,12 @@ def tree_peaks(source: Path, repo: Path, root: str, scratch: Path, duration_s: f
                 f"    time.sleep({duration_s + 30})\n"
             )
             argv = [sys.executable, "-c", code]
-        _start, _rc, _cpu, _stop_ms, meter = measure_tree(argv, env, str(repo), duration_s)
+        own = [0.0]
+        _start, _rc, _cpu, _stop_ms, meter = measure_tree(
+            argv, env, str(repo), duration_s, on_tick=own_peak_reader(argv, own)
+        )
         peaks[way] = meter.peak_rss_bytes / 2**20  # MiB, as bench_compare reports it
+        peaks[f"{way} own"] = own[0]
     return peaks
 
 
@@ -159,6 +185,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         for way in ("run", "monitor"):
             values = sorted(p[way] for p in peaks[label])
             print(f"  peak tree RSS, {way:7s}: {statistics.median(values):.1f} MB [{values[0]:.1f}-{values[-1]:.1f}]")
+            own = sorted(p[f"{way} own"] for p in peaks[label])
+            print(f"  own peak RSS,  {way:7s}: {statistics.median(own):.1f} MB [{own[0]:.1f}-{own[-1]:.1f}] (VmHWM)")
     return 0
 
 

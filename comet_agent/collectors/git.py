@@ -1,14 +1,15 @@
 """Git metadata and patch of the job's working directory (static, once per run).
 
 Reads: the git working tree containing the job's directory (default: the current directory),
-through ``sources.gitrepo`` (the repository's files for layout and HEAD, bounded ``git`` commands
-for the configuration, the root commit and the patch).
+through ``sources.gitrepo`` (GitPython for layout, HEAD and config, run in a short-lived child
+process so it never stays in the agent; bounded ``git`` commands for the root commit and the patch).
 
 Feeds: ``write/experiment/git/metadata`` (``{user, root, branch, parent, origin}``) and the
 git-patch upload; ``comet-agent collect --json`` shows them as ``gitMetadata`` and
 ``gitPatchBytes``.
 
-Absent source: no git binary, or a directory outside any repository, makes ``collect()`` raise
+Absent source: no git binary, a directory outside any repository, or a GitPython child that fails,
+runs past ``describe_timeout_s`` or prints something unreadable makes ``collect()`` raise
 ``Unavailable`` with the reason. Inside a repository, each fact that cannot be had (no commits
 yet, detached HEAD, no remote, a command that ran past its timeout) is ``None`` and, where it is
 not self-evident, explained in ``GitSnapshot.notes``.
@@ -53,6 +54,7 @@ class GitCollector:
         max_patch_bytes: the most patch bytes kept (default 5 MB); 0 disables the patch.
         patch_timeout_s: seconds ``git diff-index`` may take before the patch is skipped.
         root_timeout_s: seconds ``git rev-list`` may take to find the root commit.
+        describe_timeout_s: seconds the child reading the repository with GitPython may take.
 
     Raises:
         ValueError: ``max_patch_bytes`` is negative or a timeout is not positive.
@@ -67,24 +69,27 @@ class GitCollector:
         max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
         patch_timeout_s: float = DEFAULT_PATCH_TIMEOUT_S,
         root_timeout_s: float = DEFAULT_ROOT_TIMEOUT_S,
+        describe_timeout_s: float = gitrepo.DEFAULT_DESCRIBE_TIMEOUT_S,
     ):
         if max_patch_bytes < 0:
             raise ValueError(f"max_patch_bytes must be 0 or more, got {max_patch_bytes}")
-        if patch_timeout_s <= 0 or root_timeout_s <= 0:
+        if patch_timeout_s <= 0 or root_timeout_s <= 0 or describe_timeout_s <= 0:
             raise ValueError("git timeouts must be positive numbers of seconds")
         self.directory = os.path.abspath(directory or os.getcwd())
         self.max_patch_bytes = max_patch_bytes
         self.patch_timeout_s = patch_timeout_s
         self.root_timeout_s = root_timeout_s
+        self.describe_timeout_s = describe_timeout_s
 
     def collect(self) -> GitSnapshot:
         """Read the repository's metadata and capped patch.
 
         Raises:
-            Unavailable: no git binary, or ``directory`` is not inside a git working tree.
+            Unavailable: no git binary, ``directory`` is not inside a git working tree, or the
+                GitPython child failed or ran past ``describe_timeout_s``.
         """
         try:
-            repo = gitrepo.open_repository(self.directory)
+            repo = gitrepo.open_repository(self.directory, timeout_s=self.describe_timeout_s)
         except gitrepo.GitUnavailable as exc:
             raise Unavailable(exc.reason) from None
         notes: list[str] = [UNTRACKED_POLICY]

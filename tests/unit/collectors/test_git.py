@@ -223,6 +223,8 @@ def test_invalid_settings_are_rejected():
         GitCollector(max_patch_bytes=-1)
     with pytest.raises(ValueError, match="timeouts"):
         GitCollector(patch_timeout_s=0)
+    with pytest.raises(ValueError, match="timeouts"):
+        GitCollector(describe_timeout_s=0)
 
 
 def test_repository_of_another_user_keeps_metadata_and_states_why_the_patch_is_missing(tmp_path):
@@ -244,3 +246,56 @@ def test_repository_of_another_user_keeps_metadata_and_states_why_the_patch_is_m
     assert any(
         n.startswith("patch skipped: git diff-index failed: fatal: detected dubious ownership") for n in snapshot.notes
     )
+
+
+def test_static_snapshot_leaves_no_gitpython_in_the_agent_and_no_secret_in_its_children(tmp_path):
+    # A fresh interpreter as the agent: a git wrapper records the environment and arguments of every
+    # git process (GitPython's probe in the child, the agent's rev-list and diff-index).
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "origin", "https://example.org/r.git")
+    (repo / "train.py").write_text("print('changed')\n")
+    log = tmp_path / "git-calls.log"
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip()
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\n{{ echo "ARGS $*"; env; }} >> {log}\nexec {real_git} "$@"\n')
+    wrapper.chmod(0o755)
+    api_key = "k3yABCDEFGHIJKLMNOPQRSTUVWXYZ012"
+    code = (
+        "import sys\n"
+        "from comet_agent.redaction import register_secret\n"
+        "from comet_agent.collectors.snapshot import collect_static\n"
+        "register_secret('registered-secret-value')\n"
+        f"snapshot = collect_static(directory={str(repo)!r}, include_os_packages=False, include_gpu=False)\n"
+        "print(snapshot.unavailable)\n"
+        "print(snapshot.git.parent, snapshot.git.branch, snapshot.git.origin, b'changed' in snapshot.git.patch)\n"
+        "print('git' in sys.modules, sorted(m for m in sys.modules if m.startswith(('git.', 'gitdb', 'smmap'))))\n"
+    )
+    env = dict(
+        os.environ,
+        PATH=f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
+        PYTHONPATH=os.getcwd(),
+        COMET_API_KEY=api_key,
+        TRAINING_DATA_URL="https://user:registered-secret-value@example.org/data",
+    )
+    env.pop("GIT_PYTHON_GIT_EXECUTABLE", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    unavailable, facts, modules = result.stdout.splitlines()
+    assert "git" not in unavailable
+    assert facts == f"{git(repo, 'rev-parse', 'HEAD')} refs/heads/main https://example.org/r.git True"
+    assert modules == "False []"
+    calls = log.read_text()
+    assert "ARGS version" in calls and "ARGS -c core.fsmonitor=false" in calls  # the child's probe, the agent's git
+    assert api_key not in calls and "registered-secret-value" not in calls
+    assert "COMET_API_KEY" not in calls and "TRAINING_DATA_URL" not in calls
+
+
+def test_a_gitpython_child_printing_garbage_makes_git_unavailable(tmp_path, monkeypatch):
+    repo = make_repo(tmp_path / "repo")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("print('not json')\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with pytest.raises(Unavailable, match="GitPython child printed no description"):
+        GitCollector(directory=str(repo)).collect()

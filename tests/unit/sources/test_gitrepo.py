@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -158,3 +160,123 @@ def test_a_branch_deep_in_a_large_packed_refs_file_is_found(repo):
     assert (repo / ".git" / "packed-refs").stat().st_size > 100_000
     opened = gitrepo.open_repository(str(repo))
     assert (opened.head_commit(), opened.branch_ref()) == (head, "refs/heads/zz-last")
+
+
+def write_script(path, text):
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def test_a_child_that_runs_past_its_timeout_is_unavailable_and_killed(repo, monkeypatch, tmp_path):
+    # GitPython probes `git version` when the child imports it; a git that hangs holds the child.
+    pid_file = tmp_path / "pid"
+    hanging = write_script(tmp_path / "git", f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
+    monkeypatch.setenv("GIT_PYTHON_GIT_EXECUTABLE", str(hanging))
+    with pytest.raises(gitrepo.GitUnavailable, match=r"GitPython child\) did not finish within 2 s"):
+        gitrepo.open_repository(str(repo), timeout_s=2)
+    # the child's whole process group was killed, its hanging git included (gone, or a zombie);
+    # 2 s leave the child time to start and reach the probe even on a loaded machine
+    pid = pid_file.read_text().strip()
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z")
+
+
+def test_a_child_that_prints_garbage_is_unavailable(repo, monkeypatch, tmp_path):
+    # A sitecustomize on PYTHONPATH runs in the child at start-up and prints before its JSON.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with pytest.raises(gitrepo.GitUnavailable, match="printed no description"):
+        gitrepo.open_repository(str(repo))
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        ("", gitrepo.GitUnavailable, r"printed no description \(exit status 1, 0 bytes of output\)"),
+        ("Traceback (most recent call last):", gitrepo.GitUnavailable, "printed no description"),
+        ("[1, 2]", gitrepo.GitUnavailable, "printed no description"),
+        ('{"error": "not_a_repository", "reason": "not inside a git repository: /x"}', gitrepo.NotARepository, "/x"),
+        ('{"error": "unavailable", "reason": "git binary not found or unusable"}', gitrepo.GitUnavailable, "unusable"),
+        ('{"working_dir": "/r", "head_commit": 5}', gitrepo.GitUnavailable, "no valid 'head_commit'"),
+        ('{"working_dir": ""}', gitrepo.GitUnavailable, "no valid 'working_dir'"),
+    ],
+)
+def test_parse_description_rejects_what_is_not_a_description(text, error, match):
+    with pytest.raises(error, match=match):
+        gitrepo.parse_description(text, returncode=1)
+
+
+def test_parse_description_keeps_the_stated_facts_only():
+    text = (
+        '{"working_dir": "/r", "head_commit": null, "branch_ref": "refs/heads/main", "user_name": "Ada",'
+        ' "origin_url": null, "is_shallow": false, "extra": "ignored"}'
+    )
+    assert gitrepo.parse_description(text) == {
+        "working_dir": "/r",
+        "head_commit": None,
+        "branch_ref": "refs/heads/main",
+        "user_name": "Ada",
+        "origin_url": None,
+        "is_shallow": False,
+    }
+
+
+def test_child_environment_carries_no_secret():
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/ada",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "COMET_API_KEY": "k" * 32,
+        "COMET_URL_OVERRIDE": "http://127.0.0.1:5055/",
+        "HF_TOKEN": "hf_abcdef",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    }
+    env = gitrepo.child_environment(environ)
+    assert {"PATH", "HOME", "GIT_CONFIG_NOSYSTEM"} <= set(env)
+    assert not {"COMET_API_KEY", "COMET_URL_OVERRIDE", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY"} & set(env)
+    assert env["GIT_OPTIONAL_LOCKS"] == "0" and env["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def test_the_child_reads_a_shallow_clone(repo, tmp_path):
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow))
+    opened = gitrepo.open_repository(str(shallow))
+    assert opened.is_shallow
+    assert opened.head_commit() == git(repo, "rev-parse", "HEAD")
+    assert opened.origin_url() == f"file://{repo}"
+    assert not gitrepo.open_repository(str(repo)).is_shallow
+
+
+def test_the_module_describes_a_repository_on_its_own(repo):
+    # What the agent's child runs, by hand: one JSON object on stdout; a wrong call is a usage error.
+    described = subprocess.run(
+        [sys.executable, "-m", "comet_agent.sources.gitrepo", "--describe", str(repo / ".git" / "..")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    facts = gitrepo.parse_description(described.stdout)
+    assert (facts["branch_ref"], facts["head_commit"]) == ("refs/heads/main", git(repo, "rev-parse", "HEAD"))
+    wrong = subprocess.run(
+        [sys.executable, "-m", "comet_agent.sources.gitrepo"], capture_output=True, text=True, timeout=60
+    )
+    assert wrong.returncode == 2 and "usage:" in wrong.stderr
+
+
+def test_the_child_prints_the_origin_without_its_credentials(repo):
+    git(repo, "config", "remote.origin.url", "https://bob:ghp_token123@example.org/r.git")
+    described = subprocess.run(
+        [sys.executable, "-m", "comet_agent.sources.gitrepo", "--describe", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "ghp_token123" not in described.stdout
+    assert gitrepo.parse_description(described.stdout)["origin_url"] == "https://example.org/r.git"
