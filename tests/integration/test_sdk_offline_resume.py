@@ -23,28 +23,10 @@ comet_ml = pytest.importorskip("comet_ml", reason="the official comet_ml SDK is 
 
 pytestmark = pytest.mark.sdk
 
-#: comet_ml's own system monitors and host probes: off, so a run is a few hundred milliseconds.
-QUIET_SDK = {
-    name: "false"
-    for name in (
-        "COMET_AUTO_LOG_ENV_CPU",
-        "COMET_AUTO_LOG_ENV_GPU",
-        "COMET_AUTO_LOG_ENV_HOST",
-        "COMET_AUTO_LOG_ENV_DETAILS",
-        "COMET_AUTO_LOG_ENV_NETWORK",
-        "COMET_AUTO_LOG_ENV_DISK",
-        "COMET_AUTO_LOG_GIT_METADATA",
-        "COMET_AUTO_LOG_GIT_PATCH",
-        "COMET_AUTO_LOG_CLI_ARGUMENTS",
-    )
-}
-
 
 @pytest.fixture
 def sdk_server(local_server, monkeypatch):
-    with sdk_env(local_server, monkeypatch):
-        for name, value in QUIET_SDK.items():
-            monkeypatch.setenv(name, value)
+    with sdk_env(local_server, monkeypatch, quiet=True):
         yield local_server
 
 

@@ -14,26 +14,10 @@ from comet_ml.exceptions import CometRestApiException  # noqa: E402
 
 pytestmark = pytest.mark.sdk
 
-QUIET_SDK = {
-    name: "false"
-    for name in (
-        "COMET_AUTO_LOG_ENV_CPU",
-        "COMET_AUTO_LOG_ENV_GPU",
-        "COMET_AUTO_LOG_ENV_HOST",
-        "COMET_AUTO_LOG_ENV_DETAILS",
-        "COMET_AUTO_LOG_ENV_NETWORK",
-        "COMET_AUTO_LOG_ENV_DISK",
-        "COMET_AUTO_LOG_GIT_METADATA",
-        "COMET_AUTO_LOG_GIT_PATCH",
-    )
-}
-
 
 @pytest.fixture
 def api(local_server, monkeypatch):
-    with sdk_env(local_server, monkeypatch):
-        for name, value in QUIET_SDK.items():
-            monkeypatch.setenv(name, value)
+    with sdk_env(local_server, monkeypatch, quiet=True):
         yield comet_ml.API(cache=False)
 
 

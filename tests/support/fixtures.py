@@ -33,16 +33,35 @@ def local_server(tmp_path):
         server.stop()
 
 
+#: comet_ml's own system monitors and host probes, off: a test run takes a few hundred milliseconds.
+QUIET_SDK_ENV = {
+    name: "false"
+    for name in (
+        "COMET_AUTO_LOG_ENV_CPU",
+        "COMET_AUTO_LOG_ENV_GPU",
+        "COMET_AUTO_LOG_ENV_HOST",
+        "COMET_AUTO_LOG_ENV_DETAILS",
+        "COMET_AUTO_LOG_ENV_NETWORK",
+        "COMET_AUTO_LOG_ENV_DISK",
+        "COMET_AUTO_LOG_GIT_METADATA",
+        "COMET_AUTO_LOG_GIT_PATCH",
+        "COMET_AUTO_LOG_CLI_ARGUMENTS",
+    )
+}
+
+
 @contextlib.contextmanager
-def sdk_env(server, monkeypatch=None):
+def sdk_env(server, monkeypatch=None, *, quiet: bool = False):
     """Point the official comet_ml SDK at ``server``: sets COMET_URL_OVERRIDE and COMET_API_KEY.
 
     With ``monkeypatch`` the variables are restored by it; without, they are restored on exit.
+    ``quiet``: also switch off comet_ml's own system monitors and host probes (``QUIET_SDK_ENV``).
     """
     values = {
         "COMET_URL_OVERRIDE": server.clientlib_url,
         "COMET_API_KEY": server.api_key,
         "COMET_ERROR_TRACKING_ENABLE": "false",
+        **(QUIET_SDK_ENV if quiet else {}),
     }
     if monkeypatch is not None:
         for name, value in values.items():
