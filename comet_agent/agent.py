@@ -533,7 +533,13 @@ def monitor(experiment_key: Optional[str] = None, **options: Any) -> Any:
                     "a daemon records this job: its own --prometheus-listen page serves it, not %s",
                     options["prometheus_listen"],
                 )
-            return DaemonRegistration(socket_path, experiment_key, pid=options["pid"], api_key=options.get("api_key"))
+            return DaemonRegistration(
+                socket_path,
+                experiment_key,
+                pid=options["pid"],
+                api_key=options.get("api_key"),
+                node_id=options.get("node_id"),
+            )
     return Agent(experiment_key, **options)
 
 

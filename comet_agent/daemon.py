@@ -828,11 +828,13 @@ class DaemonRegistration:
         *,
         pid: Optional[int] = None,
         api_key: Optional[str] = None,
+        node_id: Optional[str] = None,
     ):
         self.socket_path = Path(socket_path)
         self.experiment_key = experiment_key
         self.pid = pid or os.getpid()
         self._api_key = api_key
+        self.node_id = node_id  # None: the daemon reads the job's environment
         self._running = False
         self.url: Optional[str] = None
 
@@ -842,7 +844,9 @@ class DaemonRegistration:
 
         if self._running:
             return self
-        reply = attach_request(self.socket_path, self.experiment_key, self.pid, api_key=self._api_key)
+        reply = attach_request(
+            self.socket_path, self.experiment_key, self.pid, api_key=self._api_key, node_id=self.node_id
+        )
         if not reply.get("ok"):
             raise AgentError(
                 f"the comet-agent daemon refused the registration: {reply.get('error')}",
