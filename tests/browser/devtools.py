@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import aiohttp
 
-from tests.browser.pages_support import require_chromium
+from tests.browser.pages_support import CHROMIUM_FLAGS, require_chromium
 
 _START_TIMEOUT_S = 20
 _CALL_TIMEOUT_S = 20
@@ -64,18 +64,7 @@ class Browser:
         self._process = subprocess.Popen(
             [
                 require_chromium(),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--mute-audio",
-                "--hide-scrollbars",
+                *CHROMIUM_FLAGS,
                 "--remote-debugging-port=0",
                 "--remote-debugging-address=127.0.0.1",
                 f"--window-size={self.width},{self.height}",

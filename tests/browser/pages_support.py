@@ -60,22 +60,29 @@ def require_chromium() -> str:
     return path
 
 
+#: How every page test starts Chromium: headless, with no network of its own (this machine's closed
+#: network refuses its background connections) and nothing from a previous profile.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--metrics-recording-only",
+    "--mute-audio",
+    "--hide-scrollbars",
+)
+
+
 def _chromium(args: list[str], profile_dir: Path) -> subprocess.CompletedProcess:
     argv = [
         require_chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--metrics-recording-only",
-        "--mute-audio",
-        "--hide-scrollbars",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile_dir}",
         *args,
     ]

@@ -8,6 +8,8 @@ import secrets
 
 import pytest
 
+from comet_agent.agent import COMET_ML_LOGGERS_OFF
+
 # --------------------------------------------------------------------------------------------
 # The local Comet-compatible server (owned by the server part; comet_agent/server/app.py).
 
@@ -34,20 +36,7 @@ def local_server(tmp_path):
 
 
 #: comet_ml's own system monitors and host probes, off: a test run takes a few hundred milliseconds.
-QUIET_SDK_ENV = {
-    name: "false"
-    for name in (
-        "COMET_AUTO_LOG_ENV_CPU",
-        "COMET_AUTO_LOG_ENV_GPU",
-        "COMET_AUTO_LOG_ENV_HOST",
-        "COMET_AUTO_LOG_ENV_DETAILS",
-        "COMET_AUTO_LOG_ENV_NETWORK",
-        "COMET_AUTO_LOG_ENV_DISK",
-        "COMET_AUTO_LOG_GIT_METADATA",
-        "COMET_AUTO_LOG_GIT_PATCH",
-        "COMET_AUTO_LOG_CLI_ARGUMENTS",
-    )
-}
+QUIET_SDK_ENV = {name: "false" for name in (*COMET_ML_LOGGERS_OFF, "COMET_AUTO_LOG_CLI_ARGUMENTS")}
 
 
 @contextlib.contextmanager
