@@ -56,6 +56,7 @@ class OutputRecorder:
         self._lines: list[tuple[bool, str]] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._pending = threading.Event()  # set by the first line after a flush
         self._thread = threading.Thread(target=self._flush_periodically, name="comet-agent-output", daemon=True)
         self._thread.start()
 
@@ -66,6 +67,8 @@ class OutputRecorder:
             full = len(self._lines) >= OUTPUT_FLUSH_LINES
         if full:
             self.flush()
+        else:
+            self._pending.set()
 
     def flush(self) -> None:
         with self._lock:
@@ -80,11 +83,18 @@ class OutputRecorder:
             start = end
 
     def _flush_periodically(self) -> None:
-        while not self._done.wait(OUTPUT_FLUSH_INTERVAL_S):
+        # Asleep while the job prints nothing (no wake-up a second on a quiet job); once a line
+        # arrives, it waits the flush interval so the lines of that second go as one record.
+        while True:
+            self._pending.wait()
+            if self._done.wait(OUTPUT_FLUSH_INTERVAL_S):
+                return
+            self._pending.clear()
             self.flush()
 
     def close(self) -> None:
         self._done.set()
+        self._pending.set()
         self._thread.join(5)
         self.flush()
 

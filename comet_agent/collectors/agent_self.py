@@ -58,10 +58,11 @@ class AgentSelfCollector:
         except (OSError, ValueError) as exc:
             raise Unavailable(f"cannot read {os.path.join(procfs_root, str(self._pid), 'stat')}: {exc}") from exc
         self._previous: Optional[tuple[int, float]] = None
+        self._files = procfs.KernelFiles(procfs_root)  # its stat, read every tick
 
     def sample(self, now_ms: int) -> Sequence[AgentSelfSample]:
         """Return one ``AgentSelfSample``; ``cpu_percent`` is ``None`` on the first call."""
-        stat = procfs.read_pid_stat(self._procfs_root, self._pid)
+        stat = procfs.read_pid_stat(self._procfs_root, self._pid, files=self._files)
         now_s = self._clock()
         previous, self._previous = self._previous, (stat.cpu_ticks, now_s)
         cpu_percent: Optional[float] = None
@@ -77,5 +78,6 @@ class AgentSelfCollector:
         ]
 
     def close(self) -> None:
-        """Forget the previous reading (nothing to release)."""
+        """Forget the previous reading and close the kept file."""
         self._previous = None
+        self._files.close()

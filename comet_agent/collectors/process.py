@@ -102,6 +102,7 @@ class ProcessTreeCollector:
         except (OSError, ValueError) as exc:
             raise Unavailable(f"no process {pid} under {procfs_root}") from exc
         self.walk = procfs.tree_walk_for(procfs_root, pid)
+        self._files = procfs.KernelFiles(procfs_root)  # the tree's files, read every tick
         self._gpu_memory_by_pid = gpu_memory_by_pid
         self._gpu_utilization_by_pid = gpu_utilization_by_pid
         # Given sources are used as given (a test's recorded GPUs); otherwise NVML, on first use.
@@ -153,7 +154,7 @@ class ProcessTreeCollector:
     def sample(self, now_ms: int) -> Sequence[ProcessTreeSample]:
         """Return one ``ProcessTreeSample``; nothing once the watched process has exited."""
         try:
-            tree = procfs.read_process_tree(self._procfs_root, self._root_pid, walk=self.walk)
+            tree = procfs.read_process_tree(self._procfs_root, self._root_pid, walk=self.walk, files=self._files)
         except FileNotFoundError:  # the root exited between its stat and its children
             tree = None
         now_s = self._clock()
@@ -192,5 +193,6 @@ class ProcessTreeCollector:
         ]
 
     def close(self) -> None:
-        """Forget the previous reading (nothing to release)."""
+        """Forget the previous reading and close the tree's files."""
         self._previous = None
+        self._files.close()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,6 +44,139 @@ def read_text(path: str, *, encoding: str = "ascii") -> str:
     """
     with open(path, encoding=encoding, errors="replace") as handle:
         return handle.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel files kept open: the files a periodic sample reads every tick
+# ---------------------------------------------------------------------------------------------
+
+# A procfs file regenerates its text on every read from offset 0, so a file read each tick can
+# stay open and be re-read with one pread(2): no path lookup, no open/close, no Python file
+# object. At one sample a second that is most of a sample's I/O cost, and a cold tick pays it
+# several times over (bench_periodic_sample.py). Only files of a live procfs are kept: a fixture
+# tree's files are ordinary files that a test may swap between readings (tests/support/
+# procfs_steps.py repoints a symlink), which an open descriptor would not follow. A live procfs
+# is told by its ``stat`` file: the kernel reports size 0 for it, a fixture's holds text.
+_READ_CHUNK_BYTES = 65536
+_live_roots: dict[str, bool] = {}
+_every_kernel_files: "weakref.WeakSet[KernelFiles]" = weakref.WeakSet()
+
+
+def is_live_procfs(procfs_root: str) -> bool:
+    """Whether ``procfs_root`` is a kernel's procfs (not a fixture tree); asked once per root."""
+    live = _live_roots.get(procfs_root)
+    if live is None:
+        try:
+            live = os.stat(os.path.join(procfs_root, "stat")).st_size == 0
+        except OSError:
+            live = False
+        _live_roots[procfs_root] = live
+    return live
+
+
+class KernelFiles:
+    """Files under ``procfs_root`` read every tick, kept open between reads on a live procfs.
+
+    A file of a process pins that process: once it exits, reads fail with ``ProcessLookupError``
+    (``ESRCH``), also when its pid has been reused, and the file is closed. Never read
+    ``<root>/self/...`` through it: after a fork the path would mean another process (a forked
+    child closes every kept file anyway and opens what it reads itself).
+    """
+
+    def __init__(self, procfs_root: str):
+        self.keep = is_live_procfs(procfs_root)
+        self._fds: dict[str, int] = {}
+        self._read_since_sweep: set[str] = set()
+        self._lock = threading.Lock()
+        _every_kernel_files.add(self)
+
+    def read(self, path: str) -> bytes:
+        """The whole content of ``path``. Raises ``OSError`` when absent, unreadable or its process is gone."""
+        if not self.keep:
+            with open(path, "rb") as handle:
+                return handle.read()
+        self._read_since_sweep.add(path)
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            with self._lock:
+                kept = self._fds.setdefault(path, fd)
+            if kept != fd:  # another thread opened it first
+                os.close(fd)
+                fd = kept
+        try:
+            data = os.pread(fd, _READ_CHUNK_BYTES, 0)
+            if len(data) < _READ_CHUNK_BYTES:
+                return data
+            chunks = [data]  # a big /proc/stat (many CPUs and interrupts): read on to the end
+            offset = len(data)
+            while data:
+                data = os.pread(fd, _READ_CHUNK_BYTES, offset)
+                offset += len(data)
+                chunks.append(data)
+            return b"".join(chunks)
+        except OSError:
+            self.forget(path)
+            raise
+
+    def forget(self, path: str) -> None:
+        """Close ``path`` if kept (the next read opens it anew)."""
+        with self._lock:
+            fd = self._fds.pop(path, None)
+        if fd is not None:
+            _close_quietly(fd)
+
+    def sweep(self) -> None:
+        """Close every kept file not read since the last sweep (threads and processes that left
+        the tree): a reader of a changing set of files sweeps once per tick."""
+        with self._lock:
+            read, self._read_since_sweep = self._read_since_sweep, set()
+            fds = [self._fds.pop(path) for path in [path for path in self._fds if path not in read]]
+        for fd in fds:
+            _close_quietly(fd)
+
+    def close(self) -> None:
+        """Close every kept file."""
+        self._read_since_sweep = set()
+        self.sweep()
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        fds, self._fds = list(self._fds.values()), {}
+        self._read_since_sweep = set()
+        for fd in fds:
+            _close_quietly(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _forget_all_after_fork() -> None:
+    for files in list(_every_kernel_files):
+        files._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all_after_fork)
+
+#: The host-wide files (``stat``, ``meminfo``, ...) of each procfs root, shared by every reader.
+_host_files: dict[str, KernelFiles] = {}
+
+
+def read_host_file(procfs_root: str, *parts: str) -> str:
+    """``<procfs_root>/<parts...>`` as text: a host-wide file read every tick (kept open on a live
+    procfs, see ``KernelFiles``). Raises ``OSError`` when absent or unreadable."""
+    files = _host_files.get(procfs_root)
+    if files is None:
+        files = _host_files.setdefault(procfs_root, KernelFiles(procfs_root))
+    return files.read(os.path.join(procfs_root, *parts)).decode("ascii", "replace")
 
 
 def _read_text_or_empty(path: str, *, encoding: str = "ascii") -> str:
@@ -73,17 +208,11 @@ class StatReading:
     per_cpu: dict[int, CpuTimes]
 
 
-def _cpu_times_from_fields(fields: list[str]) -> CpuTimes:
-    # Field order: user nice system idle iowait irq softirq steal guest guest_nice.
-    # guest and guest_nice are already counted inside user and nice, so they are left out of the
-    # total (counting them twice would understate idle on hypervisors). iowait is idle time: the
-    # CPU had nothing to run while waiting (as in top, psutil and node_exporter).
-    values = [int(value) for value in fields[:8]]
-    values += [0] * (8 - len(values))  # pre-2.6.11 kernels have fewer columns
-    user, nice, system, idle, iowait, irq, softirq, steal = values
-    idle_ticks = idle + iowait
-    busy_ticks = user + nice + system + irq + softirq + steal
-    return CpuTimes(busy_ticks=busy_ticks, total_ticks=busy_ticks + idle_ticks)
+# The ``cpu`` and ``cpuN`` lines, at least the four fields every kernel writes (user nice system
+# idle), then up to four more (iowait irq softirq steal). One regex pass in C: on a 128-CPU host
+# the file is ~20 kB and a line-by-line split in Python cost more than the read.
+_CPU_LINE = re.compile(r"^cpu(\d*) +(\d+) (\d+) (\d+) (\d+)(?: (\d+))?(?: (\d+))?(?: (\d+))?(?: (\d+))?", re.M)
+_NOT_A_NUMBER_CPU_LINE = re.compile(r"^cpu\d* +(?:\d+ +)*[^\d\s]", re.M)
 
 
 def parse_stat(text: str) -> StatReading:
@@ -100,20 +229,27 @@ def parse_stat(text: str) -> StatReading:
     """
     aggregate: Optional[CpuTimes] = None
     per_cpu: dict[int, CpuTimes] = {}
-    for line in text.splitlines():
-        if not line.startswith("cpu"):
-            continue
-        label, *fields = line.split()
-        if label == "cpu":
-            aggregate = _cpu_times_from_fields(fields)
-        elif label[3:].isdigit():
-            per_cpu[int(label[3:])] = _cpu_times_from_fields(fields)
+    for label, user, nice, system, idle, iowait, irq, softirq, steal in _CPU_LINE.findall(text):
+        # guest and guest_nice are already counted inside user and nice, so they are left out of
+        # the total (counting them twice would understate idle on hypervisors). iowait is idle
+        # time: the CPU had nothing to run while waiting (as in top, psutil and node_exporter).
+        # Fields a pre-2.6.11 kernel lacks read as "" (0).
+        busy = int(user) + int(nice) + int(system) + int(irq or 0) + int(softirq or 0) + int(steal or 0)
+        times = CpuTimes(busy, busy + int(idle) + int(iowait or 0))
+        if label:
+            per_cpu[int(label)] = times
+        else:
+            aggregate = times
+    if aggregate is None and not per_cpu:
+        bad = _NOT_A_NUMBER_CPU_LINE.search(text)
+        if bad is not None:
+            raise ValueError(f"/proc/stat: a CPU line with non-numeric fields: {bad.group(0)[:80]!r}")
     return StatReading(aggregate=aggregate, per_cpu=per_cpu)
 
 
 def read_stat(procfs_root: str = "/proc") -> StatReading:
     """Read and parse ``<procfs_root>/stat``. Raises ``OSError`` when absent."""
-    return parse_stat(read_text(os.path.join(procfs_root, "stat")))
+    return parse_stat(read_host_file(procfs_root, "stat"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +339,7 @@ def parse_meminfo(text: str) -> dict[str, int]:
 
 def read_meminfo(procfs_root: str = "/proc") -> dict[str, int]:
     """Read and parse ``<procfs_root>/meminfo`` (values in bytes). Raises ``OSError`` when absent."""
-    return parse_meminfo(read_text(os.path.join(procfs_root, "meminfo")))
+    return parse_meminfo(read_host_file(procfs_root, "meminfo"))
 
 
 def parse_loadavg(text: str) -> tuple[float, float, float]:
@@ -220,7 +356,7 @@ def parse_loadavg(text: str) -> tuple[float, float, float]:
 
 def read_loadavg(procfs_root: str = "/proc") -> tuple[float, float, float]:
     """Read and parse ``<procfs_root>/loadavg``. Raises ``OSError`` when absent."""
-    return parse_loadavg(read_text(os.path.join(procfs_root, "loadavg")))
+    return parse_loadavg(read_host_file(procfs_root, "loadavg"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +409,7 @@ def read_pressure(procfs_root: str, resource: str) -> PressureTotals:
             disabled at boot on some kernels answers ``EOPNOTSUPP``).
         ValueError: not in the PSI format.
     """
-    return parse_pressure(read_text(os.path.join(procfs_root, "pressure", resource)))
+    return parse_pressure(read_host_file(procfs_root, "pressure", resource))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +483,7 @@ def read_whole_disk_names(sysfs_root: str = "/sys") -> Optional[frozenset[str]]:
 
 def read_diskstats(procfs_root: str = "/proc") -> dict[str, DiskCounters]:
     """Read and parse ``<procfs_root>/diskstats``. Raises ``OSError`` when absent."""
-    return parse_diskstats(read_text(os.path.join(procfs_root, "diskstats")))
+    return parse_diskstats(read_host_file(procfs_root, "diskstats"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +519,7 @@ def parse_net_dev(text: str) -> dict[str, NetworkCounters]:
 
 def read_net_dev(procfs_root: str = "/proc") -> dict[str, NetworkCounters]:
     """Read and parse ``<procfs_root>/net/dev``. Raises ``OSError`` when absent."""
-    return parse_net_dev(read_text(os.path.join(procfs_root, "net", "dev")))
+    return parse_net_dev(read_host_file(procfs_root, "net", "dev"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,11 +573,16 @@ def parse_pid_stat(text: str) -> PidStat:
     )
 
 
-def read_pid_stat(procfs_root: str, pid: int) -> PidStat:
-    """Read and parse ``<procfs_root>/<pid>/stat``. Raises ``OSError`` when the process is gone."""
+def read_pid_stat(procfs_root: str, pid: int, *, files: Optional[KernelFiles] = None) -> PidStat:
+    """Read and parse ``<procfs_root>/<pid>/stat``. Raises ``OSError`` when the process is gone.
+
+    ``files``: where a process read every tick keeps its file open (``KernelFiles``).
+    """
     # Bytes, decoded by hand: the hottest read of a sample (once per tree process), and a binary
     # read skips the text layer's set-up (about a third of the read's cost).
-    return parse_pid_stat(_read_bytes(os.path.join(procfs_root, str(pid), "stat")).decode("ascii", "replace"))
+    path = os.path.join(procfs_root, str(pid), "stat")
+    data = files.read(path) if files is not None else _read_bytes(path)
+    return parse_pid_stat(data.decode("ascii", "replace"))
 
 
 def list_pids(procfs_root: str = "/proc") -> list[int]:
@@ -553,7 +694,14 @@ def read_open_file_count(procfs_root: str, pid: int) -> int:
         PermissionError: another user's process, without CAP_SYS_PTRACE.
         FileNotFoundError: the process is gone.
     """
-    return len(os.listdir(os.path.join(procfs_root, str(pid), "fd")))
+    path = f"{procfs_root}/{pid}/fd"
+    if is_live_procfs(procfs_root):
+        # Linux 6.2 and later state the count as the directory's size: one stat(2) instead of a
+        # listing. Older kernels say 0 there (as does a process without descriptors): list them.
+        count = os.stat(path).st_size
+        if count > 0:
+            return count
+    return len(os.listdir(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -815,29 +963,29 @@ def parse_children(text: str) -> list[int]:
     return [int(pid) for pid in text.split()]
 
 
-def read_children(procfs_root: str, pid: int, threads: int = 0) -> list[int]:
+def read_children(procfs_root: str, pid: int, threads: int = 0, *, files: Optional[KernelFiles] = None) -> list[int]:
     """The child processes of ``pid``: the union of ``<pid>/task/<tid>/children`` over its threads.
 
     A child belongs to the thread that forked it (a DataLoader started from a worker thread is
     listed under that thread, not the main one), so every thread is read; ``threads`` (the
-    ``stat`` field) saves the listing of ``task/`` for a single-threaded process.
+    ``stat`` field) saves the listing of ``task/`` for a single-threaded process. ``files``: keep
+    the files open between ticks (``KernelFiles``).
 
     Raises:
         FileNotFoundError: the process is gone, or the kernel has no ``children`` files
             (built without ``CONFIG_PROC_CHILDREN``, before Linux 3.5, or a fixture without them).
     """
-    task_dir = os.path.join(procfs_root, str(pid), "task")
+    read = files.read if files is not None else _read_bytes
+    task_dir = f"{procfs_root}/{pid}/task"
     if threads == 1:
-        with open(os.path.join(task_dir, str(pid), "children"), "rb") as handle:
-            return parse_children(handle.read().decode("ascii"))
+        return parse_children(read(f"{task_dir}/{pid}/children").decode("ascii"))
     children: list[int] = []
     read_one = False
     for tid in os.listdir(task_dir):
         try:
-            with open(os.path.join(task_dir, tid, "children"), "rb") as handle:
-                children.extend(parse_children(handle.read().decode("ascii")))
+            children.extend(parse_children(read(f"{task_dir}/{tid}/children").decode("ascii")))
             read_one = True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue  # the thread exited since the listing (or no children files at all: see below)
     if not read_one:
         raise FileNotFoundError(f"no readable {task_dir}/<tid>/children")
@@ -852,7 +1000,9 @@ def tree_walk_for(procfs_root: str, pid: int) -> str:
     return WALK_CHILDREN if os.path.exists(children) else WALK_SCAN
 
 
-def read_process_tree(procfs_root: str, root_pid: int, *, walk: Optional[str] = None) -> Optional[dict[int, PidStat]]:
+def read_process_tree(
+    procfs_root: str, root_pid: int, *, walk: Optional[str] = None, files: Optional[KernelFiles] = None
+) -> Optional[dict[int, PidStat]]:
     """Stats of ``root_pid`` and all its descendants.
 
     Two ways to find the descendants, the same answer:
@@ -867,6 +1017,8 @@ def read_process_tree(procfs_root: str, root_pid: int, *, walk: Optional[str] = 
         root_pid: the tree's root.
         walk: ``WALK_CHILDREN``, ``WALK_SCAN``, or None: children where the kernel has them (the
             root's ``task/<root>/children`` exists), else the scan.
+        files: where the walk keeps the tree's files open between ticks (``KernelFiles``; the
+            walk sweeps it: files of processes and threads that left the tree are closed).
 
     Processes that vanish mid-walk are skipped.
 
@@ -878,22 +1030,28 @@ def read_process_tree(procfs_root: str, root_pid: int, *, walk: Optional[str] = 
     """
     if walk != WALK_SCAN:
         try:
-            root = read_pid_stat(procfs_root, root_pid)
-        except (OSError, ValueError):
-            return None
-        try:
-            first_children = read_children(procfs_root, root_pid, root.threads)
-        except FileNotFoundError:
-            if walk == WALK_CHILDREN:
-                raise
-            if not os.path.isdir(os.path.join(procfs_root, str(root_pid))):
-                return None  # gone since its stat was read
-        else:
-            return _walk_children(procfs_root, root, first_children)
+            try:
+                root = read_pid_stat(procfs_root, root_pid, files=files)
+            except (OSError, ValueError):
+                return None
+            try:
+                first_children = read_children(procfs_root, root_pid, root.threads, files=files)
+            except (FileNotFoundError, ProcessLookupError):
+                if walk == WALK_CHILDREN:
+                    raise
+                if not os.path.isdir(os.path.join(procfs_root, str(root_pid))):
+                    return None  # gone since its stat was read
+            else:
+                return _walk_children(procfs_root, root, first_children, files)
+        finally:
+            if files is not None:
+                files.sweep()
     return _scan_tree(procfs_root, root_pid)
 
 
-def _walk_children(procfs_root: str, root: PidStat, first_children: list[int]) -> dict[int, PidStat]:
+def _walk_children(
+    procfs_root: str, root: PidStat, first_children: list[int], files: Optional[KernelFiles]
+) -> dict[int, PidStat]:
     tree: dict[int, PidStat] = {root.pid: root}
     pending = list(first_children)
     while pending:
@@ -901,8 +1059,8 @@ def _walk_children(procfs_root: str, root: PidStat, first_children: list[int]) -
         if pid in tree:
             continue  # defensive: a pid reused mid-walk could otherwise loop
         try:
-            stat = read_pid_stat(procfs_root, pid)
-            children = read_children(procfs_root, pid, stat.threads)
+            stat = read_pid_stat(procfs_root, pid, files=files)
+            children = read_children(procfs_root, pid, stat.threads, files=files)
         except (OSError, ValueError):
             continue  # exited since its parent listed it
         tree[pid] = stat
