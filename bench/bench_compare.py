@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Optional
 
 import psutil
-from bench_support import API_KEY, REPO_ROOT, compile_sources, create_experiment, start_server  # noqa: E402  (bench/ is on sys.path)
+from bench_support import API_KEY, REPO_ROOT, compile_sources, create_experiment, export_revision, start_server  # noqa: E402  (bench/ is on sys.path)
 
 POLL_INTERVAL_S = 0.1
 #: Seconds after start (at most half the duration) before the steady CPU window opens.
@@ -511,9 +511,12 @@ class Bench:
         self.pythons: dict[str, Path] = {}
         self.servers: dict[str, tuple[subprocess.Popen, str, str]] = {}
         self.last_meter: Optional[TreeMeter] = None
+        self.before_source: Optional[Path] = None
 
     def setup(self) -> None:
         compile_sources()
+        if self.args.before:
+            self.before_source = export_revision(self.args.before, self.scratch)
         venv_root = Path(self.args.venv_root).expanduser()
         venv_root.mkdir(parents=True, exist_ok=True)
         for name in self.args.peers:
@@ -551,7 +554,9 @@ class Bench:
             *self.args.peers,
         ]
         if self.args.only:
-            return [c for c in every if c in ("idle", "floor") or c in self.args.only]
+            every = [c for c in every if c in ("idle", "floor") or c in self.args.only]
+        if self.args.before:  # the agent's rows again, running the code of --before
+            every += [f"{c} before" for c in every if c.startswith(("comet-agent", "monitor"))]
         return every
 
     def run(self, config: str, round_index: int) -> RunResult:
@@ -584,7 +589,8 @@ class Bench:
                 "lines in its samples file",
             )
         if config.startswith(("comet-agent", "monitor")):
-            way, mode = config.split()
+            way, mode, *before = config.split()
+            source = self.before_source if before else REPO_ROOT
             server, root, server_dir = self.servers["1s" if mode == "1s" else "default"]
             key = create_experiment(root, "compare")
             data_dir = work / "agent-data"
@@ -593,7 +599,7 @@ class Bench:
                     "COMET_URL_OVERRIDE": root + "/clientlib/",
                     "COMET_API_KEY": API_KEY,
                     "COMET_AGENT_DATA_DIR": str(data_dir),
-                    "PYTHONPATH": str(REPO_ROOT),
+                    "PYTHONPATH": str(source),
                 }
             )
             server_proc = psutil.Process(server.pid)
@@ -787,6 +793,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="run only these configurations (idle and floor always run), e.g. 'comet-agent sample-1s'",
     )
     parser.add_argument(
+        "--before",
+        default=None,
+        help="also run the agent's configurations on the code of this revision (git archive), interleaved",
+    )
+    parser.add_argument(
         "--venv-root",
         default="~/.cache/comet-agent-bench/venvs",
         help="where the peers' virtual environments are created",
@@ -832,6 +843,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         "monitor sample-1s": comet_agent.__version__,
         **{name: PEERS[name][0].split("==")[1] for name in args.peers},
     }
+    if args.before:
+        versions.update(
+            {
+                f"{c} before": f"{args.before} (--before)"
+                for c in list(versions)
+                if c.startswith(("comet-agent", "monitor"))
+            }
+        )
     rows = summarise(results, versions)
     header = (
         f"{started:%Y-%m-%d %H:%M} UTC, {describe_machine()}, load average before "

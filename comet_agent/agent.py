@@ -240,8 +240,13 @@ class Agent:
                 save_link(link, spool.path)  # `comet-agent flush` can create it if this run never reaches the server
             except OSError as exc:
                 log.warning("cannot record how to create experiment %s later: %s", self.experiment_key, exc)
+        # Captures are decoded in batches unless a Prometheus page reads the latest records at
+        # every tick (engine/host_sampler.py, "Deferred decoding").
         self._host, unavailable = HostSampler.build(
-            procfs_root=self.procfs_root, cgroup_pid=self.pid, include_gpu=self.include_gpu
+            procfs_root=self.procfs_root,
+            cgroup_pid=self.pid,
+            include_gpu=self.include_gpu,
+            defer_decoding=self.prometheus_listen is None,
         )
         for name, reason in unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)

@@ -15,7 +15,7 @@ hardware or OS does not support is ``None``, never a fake zero.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 
 class Unavailable(Exception):
@@ -45,3 +45,19 @@ class PeriodicCollector(Protocol):
     def sample(self, now_ms: int) -> Sequence[object]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CapturingCollector(PeriodicCollector, Protocol):
+    """A periodic collector whose tick splits in two: ``capture()`` reads its sources now and
+    parses nothing (file text and a clock reading), ``decode(captured, now_ms)`` turns captures
+    into records later, called once per capture in capture order (rates are taken between
+    consecutive captures). ``sample(now_ms)`` is ``decode(capture(), now_ms)``.
+
+    Why: at one sample a second every tick runs cold, and parsing cold costs several times what
+    the same parsing costs in a batch (``engine/host_sampler.py``, ``defer_decoding``).
+    """
+
+    def capture(self) -> Any: ...
+
+    def decode(self, captured: Any, now_ms: int) -> Sequence[object]: ...

@@ -59,11 +59,20 @@ class AgentSelfCollector:
             raise Unavailable(f"cannot read {os.path.join(procfs_root, str(self._pid), 'stat')}: {exc}") from exc
         self._previous: Optional[tuple[int, float]] = None
         self._files = procfs.KernelFiles(procfs_root)  # its stat, read every tick
+        self._stat_path = os.path.join(procfs_root, str(self._pid), "stat")
 
     def sample(self, now_ms: int) -> Sequence[AgentSelfSample]:
         """Return one ``AgentSelfSample``; ``cpu_percent`` is ``None`` on the first call."""
-        stat = procfs.read_pid_stat(self._procfs_root, self._pid, files=self._files)
-        now_s = self._clock()
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> tuple[bytes, float]:
+        """Read the agent's ``stat`` now, parse nothing (``decode`` does, later, in capture order)."""
+        return self._files.read(self._stat_path), self._clock()
+
+    def decode(self, captured: tuple[bytes, float], now_ms: int) -> Sequence[AgentSelfSample]:
+        """The ``AgentSelfSample`` of one capture (CPU against the capture decoded before it)."""
+        data, now_s = captured
+        stat = procfs.parse_pid_stat(data.decode("ascii", "replace"))
         previous, self._previous = self._previous, (stat.cpu_ticks, now_s)
         cpu_percent: Optional[float] = None
         if previous is not None and now_s > previous[1] and stat.cpu_ticks >= previous[0]:

@@ -107,9 +107,20 @@ class CpuCollector:
 
     def sample(self, now_ms: int) -> Sequence[CpuSample]:
         """Return one ``CpuSample`` for the interval since the previous call; nothing on the first."""
-        reading = procfs.read_stat(self._procfs_root)
-        cgroup_usage_usec = self._read_cgroup_usage_usec()
-        now_s = self._clock()
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> tuple[str, Optional[int], float]:
+        """Read the sources now, parse nothing (``decode`` does, later, in capture order)."""
+        text = procfs.read_host_file(self._procfs_root, "stat")
+        # Keep the CPU lines only: a capture may wait a minute for its decoding, and on a big host
+        # the interrupt counts after them are most of the file.
+        end = text.find("\nintr ")
+        return (text[: end + 1] if end > 0 else text), self._read_cgroup_usage_usec(), self._clock()
+
+    def decode(self, captured: tuple[str, Optional[int], float], now_ms: int) -> Sequence[CpuSample]:
+        """The ``CpuSample`` of one capture, against the capture decoded before it."""
+        text, cgroup_usage_usec, now_s = captured
+        reading = procfs.parse_stat(text)
         previous, self._previous = self._previous, (reading, cgroup_usage_usec, now_s)
         if previous is None:
             return []

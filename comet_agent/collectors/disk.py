@@ -115,11 +115,8 @@ class DiskCollector:
             return name in self._whole_disk_names
         return procfs.is_whole_disk_name(name)
 
-    def _io_sample(self, now_ms: int) -> Optional[DiskIoSample]:
-        counters = {
-            name: value for name, value in procfs.read_diskstats(self._procfs_root).items() if self._is_counted(name)
-        }
-        now_s = self._clock()
+    def _io_sample(self, text: str, now_s: float, now_ms: int) -> Optional[DiskIoSample]:
+        counters = {name: value for name, value in procfs.parse_diskstats(text).items() if self._is_counted(name)}
         previous, self._previous = self._previous, (counters, now_s)
         if previous is None:
             return None
@@ -143,18 +140,39 @@ class DiskCollector:
 
     def sample(self, now_ms: int) -> Sequence[Union[DiskIoSample, DiskUsageSample]]:
         """Return the I/O rates since the previous call (from the second call on) and current usage."""
-        samples: list[Union[DiskIoSample, DiskUsageSample]] = []
-        if self._io_available:
-            io_sample = self._io_sample(now_ms)
-            if io_sample is not None:
-                samples.append(io_sample)
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> tuple[Optional[str], float, list[tuple[str, str, Union[os.statvfs_result, OSError]]]]:
+        """Read ``diskstats`` and the filesystems' usage now, parse nothing (``decode`` does, later)."""
+        text = procfs.read_host_file(self._procfs_root, "diskstats") if self._io_available else None
+        now_s = self._clock()
+        usages: list[tuple[str, str, Union[os.statvfs_result, OSError]]] = []
         for role, path in self._usage_paths:
             try:
-                samples.append(disk_usage_sample(role, path, self._statvfs(path), now_ms))
+                usages.append((role, path, self._statvfs(path)))
             except OSError as exc:
+                usages.append((role, path, exc))
+        return text, now_s, usages
+
+    def decode(
+        self,
+        captured: tuple[Optional[str], float, list[tuple[str, str, Union[os.statvfs_result, OSError]]]],
+        now_ms: int,
+    ) -> Sequence[Union[DiskIoSample, DiskUsageSample]]:
+        """The I/O rates against the capture decoded before this one, and the usage captured."""
+        text, now_s, usages = captured
+        samples: list[Union[DiskIoSample, DiskUsageSample]] = []
+        if text is not None:
+            io_sample = self._io_sample(text, now_s, now_ms)
+            if io_sample is not None:
+                samples.append(io_sample)
+        for role, path, usage in usages:
+            if isinstance(usage, OSError):
                 if path not in self._failed_usage_paths:
                     self._failed_usage_paths.add(path)
-                    logger.info("disk: no usage for %s (%s): %s", role, path, exc)
+                    logger.info("disk: no usage for %s (%s): %s", role, path, usage)
+                continue
+            samples.append(disk_usage_sample(role, path, usage, now_ms))
         return samples
 
     def close(self) -> None:

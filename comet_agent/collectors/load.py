@@ -40,7 +40,15 @@ class LoadCollector:
 
     def sample(self, now_ms: int) -> Sequence[LoadSample]:
         """Return one ``LoadSample`` read now."""
-        load_1m, load_5m, load_15m = procfs.read_loadavg(self._procfs_root)
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> str:
+        """Read ``loadavg`` now, parse nothing (``decode`` does, later)."""
+        return procfs.read_host_file(self._procfs_root, "loadavg")
+
+    def decode(self, captured: str, now_ms: int) -> Sequence[LoadSample]:
+        """The ``LoadSample`` of one capture."""
+        load_1m, load_5m, load_15m = procfs.parse_loadavg(captured)
         return [LoadSample(load_1m=load_1m, load_5m=load_5m, load_15m=load_15m, taken_at_ms=now_ms)]
 
     def close(self) -> None:

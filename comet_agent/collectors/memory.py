@@ -74,7 +74,15 @@ class MemoryCollector:
 
     def sample(self, now_ms: int) -> Sequence[MemorySample]:
         """Return one ``MemorySample`` read now."""
-        return [memory_sample_from_meminfo(procfs.read_meminfo(self._procfs_root), now_ms)]
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> str:
+        """Read ``meminfo`` now, parse nothing (``decode`` does, later)."""
+        return procfs.read_host_file(self._procfs_root, "meminfo")
+
+    def decode(self, captured: str, now_ms: int) -> Sequence[MemorySample]:
+        """The ``MemorySample`` of one capture."""
+        return [memory_sample_from_meminfo(procfs.parse_meminfo(captured), now_ms)]
 
     def close(self) -> None:
         """Nothing to release."""

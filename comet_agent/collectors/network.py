@@ -52,9 +52,17 @@ class NetworkCollector:
 
     def sample(self, now_ms: int) -> Sequence[NetworkSample]:
         """Return the rates since the previous call; nothing on the first call."""
-        counters = procfs.read_net_dev(self._procfs_root)
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> tuple[str, float]:
+        """Read ``net/dev`` now, parse nothing (``decode`` does, later, in capture order)."""
+        return procfs.read_host_file(self._procfs_root, "net", "dev"), self._clock()
+
+    def decode(self, captured: tuple[str, float], now_ms: int) -> Sequence[NetworkSample]:
+        """The rates between the capture decoded before and this one; nothing for the first."""
+        text, now_s = captured
+        counters = procfs.parse_net_dev(text)
         counters.pop(LOOPBACK_INTERFACE, None)
-        now_s = self._clock()
         previous, self._previous = self._previous, (counters, now_s)
         if previous is None:
             return []

@@ -115,8 +115,17 @@ class PressureCollector:
 
     def sample(self, now_ms: int) -> Sequence[PressureSample]:
         """Return the stall shares since the previous call; nothing on the first call."""
-        totals = self._read()
-        now_s = self._clock()
+        return self.decode(self.capture(), now_ms)
+
+    def capture(self) -> tuple[tuple[str, ...], float]:
+        """Read the three files now, parse nothing (``decode`` does, later, in capture order)."""
+        texts = tuple(procfs.read_host_file(self._procfs_root, "pressure", resource) for resource in PRESSURE_RESOURCES)
+        return texts, self._clock()
+
+    def decode(self, captured: tuple[tuple[str, ...], float], now_ms: int) -> Sequence[PressureSample]:
+        """The stall shares between the capture decoded before and this one; nothing for the first."""
+        texts, now_s = captured
+        totals = tuple(procfs.parse_pressure(text) for text in texts)
         previous, self._previous = self._previous, (totals, now_s)
         if previous is None:
             return []

@@ -9,6 +9,17 @@ the host is sampled once per tick for all jobs and the rates cover whole ticks.
 
 A collector's failure costs its own data only: it is logged once per condition and its records
 are left out of that reading.
+
+Deferred decoding (``defer_decoding=True``, what an in-process agent uses): a tick only
+*captures* what the host collectors that can split their work read (``CapturingCollector``:
+the text of ``/proc/stat``, ``meminfo``, ... and a clock reading), and ``drain()`` decodes the
+captures into records in capture order when the job pushes, or every ``DEFER_MAX_TICKS`` ticks,
+whichever comes first. At one sample a second each tick runs cold (a second of idling flushes
+the CPU's caches), and parsing cold costs several times what the same parsing costs in a batch
+(bench/bench_periodic_sample.py). The records are the same either way; they reach the window
+later. Readers of the latest records at every tick (the Prometheus page) need them at once, so
+an agent serving one samples without deferring, and so does the daemon, whose readings are
+shared by every job.
 """
 
 from __future__ import annotations
@@ -27,6 +38,10 @@ log = logging.getLogger(__name__)
 #: ``gpuMonitorIntervalMillis`` (as Comet's SDK does).
 CADENCES = ("cpu", "gpu")
 
+#: With deferred decoding, captures are decoded at the latest after this many ticks (memory stays
+#: bounded when pushes are rare: about 10 kB a tick on a 2-CPU host, ~40 kB on 128 CPUs).
+DEFER_MAX_TICKS = 60
+
 
 def sample_collectors(collectors: Sequence[Any], now_ms: int, warn: WarnOnce) -> list[Any]:
     """Sample each collector; one collector's exception costs its own records only (logged once)."""
@@ -35,14 +50,19 @@ def sample_collectors(collectors: Sequence[Any], now_ms: int, warn: WarnOnce) ->
         try:
             records.extend(collector.sample(now_ms))
         except Exception as exc:  # a collector's failure ends here: logged once per condition
-            warn(
-                ("collector", collector.name, type(exc).__name__),
-                logging.WARNING,
-                "collector %s failed: %s",
-                collector.name,
-                exc,
-            )
+            warn_failed(warn, collector, exc)
     return records
+
+
+def warn_failed(warn: WarnOnce, collector: Any, exc: Exception) -> None:
+    """Log a collector's failure once per (collector, exception type)."""
+    warn(
+        ("collector", collector.name, type(exc).__name__),
+        logging.WARNING,
+        "collector %s failed: %s",
+        collector.name,
+        exc,
+    )
 
 
 def close_collectors(collectors: Sequence[Any]) -> None:
@@ -65,6 +85,8 @@ class HostSampler:
         reuse_within_s: a reading of a cadence younger than this is returned again instead of
             sampling anew (0: always sample; the daemon passes half its tick).
         clock: monotonic seconds.
+        defer_decoding: ``sample()`` captures what ``CapturingCollector``s read and returns only
+            the other collectors' records; ``drain()`` returns theirs (see the module).
     """
 
     def __init__(
@@ -73,6 +95,7 @@ class HostSampler:
         *,
         reuse_within_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        defer_decoding: bool = False,
     ):
         self._collectors: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
         for collector in collectors:
@@ -83,6 +106,10 @@ class HostSampler:
         self._last: dict[str, tuple[float, list[Any]]] = {}
         self._warn = WarnOnce(log)
         self.samples_taken = 0
+        self.defer_decoding = defer_decoding
+        # cadence -> [(now_ms, [(collector, captured)])], oldest first; and decoded records.
+        self._pending: dict[str, list[tuple[int, list[tuple[Any, Any]]]]] = {cadence: [] for cadence in CADENCES}
+        self._decoded: dict[str, list[Any]] = {cadence: [] for cadence in CADENCES}
 
     @classmethod
     def build(
@@ -92,6 +119,7 @@ class HostSampler:
         cgroup_pid: Optional[int] = None,
         include_gpu: bool = True,
         reuse_within_s: float = 0.0,
+        defer_decoding: bool = False,
     ) -> tuple["HostSampler", dict[str, str]]:
         """The host collectors that can run here, and ``{name: reason}`` for those that cannot.
 
@@ -103,7 +131,7 @@ class HostSampler:
         collectors, unavailable = build_periodic_collectors(
             procfs_root=procfs_root, pid=cgroup_pid, directory=None, include_gpu=include_gpu, with_process_tree=False
         )
-        return cls(collectors, reuse_within_s=reuse_within_s), unavailable
+        return cls(collectors, reuse_within_s=reuse_within_s, defer_decoding=defer_decoding), unavailable
 
     def has(self, cadence: str) -> bool:
         """Whether any collector samples at this cadence (no GPU collector: no GPU pushes)."""
@@ -120,10 +148,49 @@ class HostSampler:
             last = self._last.get(cadence)
             if last is not None and self.reuse_within_s > 0 and now_s - last[0] < self.reuse_within_s:
                 return last[1]
-            records = sample_collectors(self._collectors.get(cadence, ()), now_ms, self._warn)
+            if self.defer_decoding:
+                records = self._capture(cadence, now_ms)
+            else:
+                records = sample_collectors(self._collectors.get(cadence, ()), now_ms, self._warn)
             self._last[cadence] = (now_s, records)
             self.samples_taken += 1
             return records
+
+    def drain(self, cadence: str) -> list[Any]:
+        """The records of the captures not drained yet, decoded in capture order (deferred
+        decoding; empty otherwise)."""
+        with self._lock:
+            self._decode_pending(cadence)
+            records, self._decoded[cadence] = self._decoded.get(cadence, []), []
+            return records
+
+    def _capture(self, cadence: str, now_ms: int) -> list[Any]:
+        records: list[Any] = []
+        captures: list[tuple[Any, Any]] = []
+        for collector in self._collectors.get(cadence, ()):
+            capture = getattr(collector, "capture", None)
+            try:
+                if capture is None:
+                    records.extend(collector.sample(now_ms))
+                else:
+                    captures.append((collector, capture()))
+            except Exception as exc:  # a collector's failure ends here: logged once per condition
+                warn_failed(self._warn, collector, exc)
+        pending = self._pending.setdefault(cadence, [])
+        pending.append((now_ms, captures))
+        if len(pending) >= DEFER_MAX_TICKS:
+            self._decode_pending(cadence)
+        return records
+
+    def _decode_pending(self, cadence: str) -> None:
+        pending, self._pending[cadence] = self._pending.get(cadence, []), []
+        decoded = self._decoded.setdefault(cadence, [])
+        for now_ms, captures in pending:
+            for collector, captured in captures:
+                try:
+                    decoded.extend(collector.decode(captured, now_ms))
+                except Exception as exc:  # as in sample_collectors: this collector's reading only
+                    warn_failed(self._warn, collector, exc)
 
     def close(self) -> None:
         """Release the collectors (NVML)."""

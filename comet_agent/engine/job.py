@@ -490,6 +490,7 @@ class Job:
         for cadence in CADENCES:
             if self._has(cadence):
                 self.sample(cadence)
+                self.host.drain(cadence)  # deferred decoding: the priming readings become the baselines
         with self._window_lock:
             for window in self._windows.values():
                 window.clear()
@@ -539,6 +540,15 @@ class Job:
             self._windows[cadence].extend(points)
         return points
 
+    def _take_decoded(self, cadence: str) -> None:
+        """Move the host's decoded captures of ``cadence`` into its window (deferred decoding:
+        ``engine/host_sampler.py``; nothing otherwise)."""
+        records = self.host.drain(cadence)
+        if records:
+            points = payloads.prefixed(payloads.metric_points(records), self.node.host_prefix)
+            with self._window_lock:
+                self._windows[cadence].extend(points)
+
     def _sample_all(self) -> None:
         for cadence in CADENCES:
             if self._has(cadence) and not self._sampled_recently(cadence, self.sample_interval_s):
@@ -558,12 +568,14 @@ class Job:
             # A push samples when sampling is per push, or when its window is empty and no sample
             # was taken in the last half of the shorter of the two intervals (sampling slower than
             # pushing: each push brings a fresh sample; the sample job just ran: none twice).
+            self._take_decoded(cadence)
             if self.sample_interval_s is None:
                 self.sample(cadence)
             elif not self._windows[cadence]:
                 push_interval_s = self.intervals_ms[cadence] / 1000
                 if not self._sampled_recently(cadence, min(self.sample_interval_s, push_interval_s)):
                     self.sample(cadence)
+            self._take_decoded(cadence)
             with self._window_lock:
                 window, self._windows[cadence] = self._windows[cadence], []
             if not window:

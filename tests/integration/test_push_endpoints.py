@@ -16,7 +16,6 @@ import pytest
 
 from comet_agent.api import API
 from comet_agent.collectors.gpu import GpuCollector
-from comet_agent.collectors.periodic import build_periodic_collectors
 from comet_agent.delivery.spool import Spool
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import Job, per_kind_endpoints_setting
@@ -24,7 +23,7 @@ from comet_agent.engine.link import ExperimentLink, new_experiment_key
 from comet_agent.server.pages.charts import build_charts
 from comet_agent.server.store import Store, metric_series_downsampled
 from tests.support.fake_nvml import build_fake_nvml
-from tests.support.procfs_steps import ManualClock, ProcfsSteps
+from tests.support.procfs_steps import ManualClock, ProcfsSteps, fixture_host_collectors
 
 #: The GPU series log_gpu_metrics carries (as whole numbers).
 GPU_FIVE = re.compile(r"^sys\.gpu\.\d+\.(gpu_utilization|free_memory|used_memory|total_memory)$")
@@ -36,14 +35,7 @@ def _record(server, tmp_path, per_kind_endpoints):
     scratch = tmp_path / f"per-kind-{per_kind_endpoints}"
     scratch.mkdir()
     steps, clock = ProcfsSteps("vm-2cpu", scratch), ManualClock()
-    collectors, _ = build_periodic_collectors(
-        procfs_root=steps.proc,
-        sysfs_root=steps.sys,
-        include_gpu=False,
-        cgroup_root=str(tmp_path / "no-cgroup"),
-        clock=clock,
-    )
-    collectors = [c for c in collectors if c.name != "agent_self"]  # this process's own stat is not in the fixture
+    collectors = fixture_host_collectors(steps, clock, tmp_path / "no-cgroup")
     collectors.append(GpuCollector(nvml_module=build_fake_nvml("a100-sxm4-80gb"), environ={}))
     host = HostSampler(collectors)
     api = API(api_key=server.api_key, url_override=server.clientlib_url)

@@ -61,3 +61,15 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now_s += seconds
+
+
+def fixture_host_collectors(steps: ProcfsSteps, clock: ManualClock, no_cgroup: Path) -> list:
+    """The periodic host collectors over a scenario, on a manual clock, with no GPU and no cgroup
+    (``no_cgroup``: a directory that does not exist), without ``agent_self`` (this process's own
+    ``stat`` is not in the fixture)."""
+    from comet_agent.collectors.periodic import build_periodic_collectors
+
+    collectors, _ = build_periodic_collectors(
+        procfs_root=steps.proc, sysfs_root=steps.sys, include_gpu=False, cgroup_root=str(no_cgroup), clock=clock
+    )
+    return [c for c in collectors if c.name != "agent_self"]

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from comet_agent.api import API
-from comet_agent.collectors.periodic import build_periodic_collectors
 from comet_agent.config import NodeIdentity
 from comet_agent.delivery import payloads
 from comet_agent.delivery.spool import Spool
@@ -25,7 +24,7 @@ from comet_agent.engine.election import HostElection, election_path
 from comet_agent.engine.host_sampler import HostSampler
 from comet_agent.engine.job import Job
 from comet_agent.engine.link import ExperimentLink, new_experiment_key
-from tests.support.procfs_steps import ManualClock, ProcfsSteps
+from tests.support.procfs_steps import ManualClock, ProcfsSteps, fixture_host_collectors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,14 +131,7 @@ def rank_jobs(tmp_path):
     key = new_experiment_key()
     jobs = []
     for rank in range(4):
-        collectors, _ = build_periodic_collectors(
-            procfs_root=steps.proc,
-            sysfs_root=steps.sys,
-            include_gpu=False,
-            cgroup_root=str(tmp_path / "none"),
-            clock=clock,
-        )
-        collectors = [c for c in collectors if c.name != "agent_self"]  # this process's stat is not in the fixture
+        collectors = fixture_host_collectors(steps, clock, tmp_path / "none")
         (tmp_path / f"job{rank}").mkdir()
         jobs.append(
             Job(
