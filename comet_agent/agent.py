@@ -423,6 +423,11 @@ class Agent:
         if self.job is not None:
             self.job.forget_after_fork()
 
+    def request_stop(self) -> None:
+        """Make ``wait()`` return now; ``stop()`` still does the stopping. From a signal handler,
+        call it on another thread: it takes the lock the interrupted main thread may hold."""
+        self._stop_event.set()
+
     def wait(self, timeout_s: Optional[float] = None) -> bool:
         """Block until the agent is asked to stop (the watched pid exited, or ``stop()``)."""
         return self._stop_event.wait(timeout_s)

@@ -265,11 +265,16 @@ def _run_watching(agent: Agent) -> int:
 
     def request_stop(signum, _frame):
         stop.set()
+        # The main thread may hold the agent's event's lock at this very bytecode (entering its
+        # wait), so the handler must not take it: a short thread wakes the wait instead.
+        threading.Thread(target=agent.request_stop, name="comet-agent-stop", daemon=True).start()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         agent.begin()
-        while not stop.is_set() and not agent.wait(0.2):
+        # One wait until the watched process exits or a signal arrives (the handler ends it):
+        # polling five times a second cost as much CPU as sampling every second.
+        while not stop.is_set() and not agent.wait(3600.0):
             pass
     finally:
         for sig, handler in previous.items():

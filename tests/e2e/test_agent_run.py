@@ -400,3 +400,35 @@ def test_the_first_sample_is_pushed_before_the_static_snapshot_starts(tmp_path):
     assert first_batch < first_details, paths
     names = {point["metricName"] for point in first_push}
     assert {"sys.cpu.percent.avg", "sys.proc.cpu.percent", "sys.ram.used"} <= names, "the first push carries rates"
+
+
+def test_a_watching_run_ends_when_its_process_exits_and_at_once_on_a_signal(local_server, tmp_path):
+    """`run --pid` and a bare `run` wait in one long wait (no polling): the watched process's exit
+    and SIGTERM/SIGINT each end that wait at once."""
+    import subprocess
+
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    experiment = _new_experiment(local_server)
+    agent = start_agent(
+        local_server, tmp_path / "data", "run", "--experiment", experiment.id, "--pid", str(watched.pid)
+    )
+    try:
+        watched.wait(30)
+        ended = time.monotonic()
+        assert agent.wait(30) == 0
+        assert time.monotonic() - ended < 5.0  # the exit is noticed by the 0.5 s watch, not an hour later
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        fresh = _new_experiment(local_server)  # its first push is this agent's: the handlers are in place
+        bare = start_agent(local_server, tmp_path / f"data-{sig}", "run", "--experiment", fresh.id)
+        try:
+            wait_for(lambda fresh=fresh: _cpu_timestamps(fresh), 30, what="a first push")
+            sent = time.monotonic()
+            bare.send_signal(sig)
+            assert bare.wait(30) == 0
+            assert time.monotonic() - sent < 3.0
+        finally:
+            if bare.poll() is None:
+                bare.kill()
