@@ -66,7 +66,7 @@ from comet_agent.engine.link import ExperimentLink
 from comet_agent.engine.scheduler import Scheduler
 from comet_agent.errors import SpoolError
 from comet_agent.paths import ensure_private_dir, write_private_file
-from comet_agent.sources.procfs import pid_alive, read_pid_cwd
+from comet_agent.sources.procfs import KernelFiles, pid_alive, read_pid_cwd
 from comet_agent.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
@@ -344,6 +344,7 @@ class Job:
         self.gpus = gpus
         self.include_os_packages, self.include_git, self.include_gpu = include_os_packages, include_git, include_gpu
         self.procfs_root = procfs_root
+        self._watch_files = KernelFiles(procfs_root)  # the watched pid's stat, asked every 0.5 s
         self.tags = list(tags)
         self.set_start_time = set_start_time
         self.set_end_time = set_end_time
@@ -656,7 +657,7 @@ class Job:
         scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
 
     def _check_watched_pid(self) -> None:
-        if self.pid is not None and not pid_alive(self.pid):
+        if self.pid is not None and not pid_alive(self.pid, self.procfs_root, files=self._watch_files):
             log.info("the watched process %d exited", self.pid)
             if self._scheduler is not None and "watch" in self._scheduler.jobs():
                 self._scheduler.set_interval("watch", 3600.0)  # tell once
@@ -665,7 +666,7 @@ class Job:
 
     def watched_pid_alive(self) -> bool:
         """Whether the watched pid still runs (True when none is watched)."""
-        return self.pid is None or pid_alive(self.pid)
+        return self.pid is None or pid_alive(self.pid, self.procfs_root, files=self._watch_files)
 
     # ------------------------------------------------------------------ recording
 
@@ -738,6 +739,7 @@ class Job:
                 if self.election is not None:
                     self.election.release()
                 close_collectors(self._own_collectors)
+                self._watch_files.close()
                 self._remove_status()
                 self.spool.close()
             return delivered

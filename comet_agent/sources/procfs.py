@@ -628,11 +628,22 @@ def _read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def pid_alive(pid: int, procfs_root: str = "/proc") -> bool:
+def pid_alive(pid: int, procfs_root: str = "/proc", *, files: Optional[KernelFiles] = None) -> bool:
     """True while ``pid`` runs: it exists (``kill(pid, 0)``, also when it belongs to another user)
-    and is not a zombie (exited, not yet reaped by its parent)."""
+    and is not a zombie (exited, not yet reaped by its parent).
+
+    ``files``: a watcher asking every tick keeps the process's ``stat`` open (``KernelFiles``); its
+    reads fail once the process is reaped, even if the pid is reused meanwhile.
+    """
     if pid <= 0:
         return False
+    if files is not None and files.keep:
+        try:
+            return files.read(f"{procfs_root}/{pid}/stat").rsplit(b")", 1)[1].split()[0] != b"Z"
+        except (ProcessLookupError, FileNotFoundError):
+            return False
+        except (OSError, IndexError):
+            pass  # unreadable (another user's, hardened /proc): kill() decides below
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -111,3 +112,23 @@ def test_open_file_count_matches_the_listing():
     finally:
         for handle in held:
             handle.close()
+
+
+def test_pid_alive_through_a_kept_file_sees_exit_and_zombies():
+    files = procfs.KernelFiles("/proc")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert procfs.pid_alive(child.pid, files=files)
+        assert procfs.pid_alive(child.pid, files=files)  # asked again through the same descriptor
+        assert len(files) == 1
+        child.kill()
+        # Killed, not yet reaped: a zombie is not alive.
+        deadline = time.monotonic() + 10
+        while procfs.pid_alive(child.pid, files=files) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not procfs.pid_alive(child.pid, files=files)
+    finally:
+        child.kill()
+        child.wait()
+    assert not procfs.pid_alive(child.pid, files=files)  # reaped: the kept file fails, and is closed
+    assert len(files) == 0
