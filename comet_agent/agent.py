@@ -39,6 +39,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from comet_agent.collectors.agent_self import agent_thread_ids
 from comet_agent.config import RESOLUTIONS, node_identity, parse_listen_address, resolution_setting
 from comet_agent.delivery.spool import DEFAULT_MAX_BYTES, Spool
 from comet_agent.engine.election import HostElection, election_path
@@ -242,11 +243,13 @@ class Agent:
                 log.warning("cannot record how to create experiment %s later: %s", self.experiment_key, exc)
         # Captures are decoded in batches unless a Prometheus page reads the latest records at
         # every tick (engine/host_sampler.py, "Deferred decoding").
+        # In the training process itself (monitor()), the agent's own cost is its threads'.
         self._host, unavailable = HostSampler.build(
             procfs_root=self.procfs_root,
             cgroup_pid=self.pid,
             include_gpu=self.include_gpu,
             defer_decoding=self.prometheus_listen is None,
+            agent_threads=agent_thread_ids if self.pid == os.getpid() else None,
         )
         for name, reason in unavailable.items():
             log.info("collector %s unavailable: %s", name, reason)

@@ -510,8 +510,25 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "samples since the previous reading, summed over the tree); absent on MIG instances and vGPUs.",
     ),
     # -- agent_self -----------------------------------------------------------------------------
-    _row("sys.agent.cpu.percent", PERCENT, _R, _MEAN, "agent_self", _OURS, "CPU used by comet-agent itself."),
-    _row("sys.agent.rss", BYTES, _G, _MAX, "agent_self", _OURS, "Resident memory of comet-agent itself.", integer=True),
+    _row(
+        "sys.agent.cpu.percent",
+        PERCENT,
+        _R,
+        _MEAN,
+        "agent_self",
+        _OURS,
+        "CPU used by comet-agent itself (in-process: its own threads only, not the training code's).",
+    ),
+    _row(
+        "sys.agent.rss",
+        BYTES,
+        _G,
+        _MAX,
+        "agent_self",
+        _OURS,
+        "Resident memory of comet-agent itself (not reported in-process, where it shares the job's memory).",
+        integer=True,
+    ),
     # -- gpu ------------------------------------------------------------------------------------
     _row(
         "sys.gpu.<i>.gpu_utilization",

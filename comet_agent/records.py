@@ -298,11 +298,12 @@ class ProcessTreeSample:
 
 @dataclass(frozen=True)
 class AgentSelfSample:
-    """The agent's own cost: CPU percent (``None`` on the first reading) and resident memory."""
+    """The agent's own cost: CPU percent (``None`` on the first reading) and resident memory
+    (``None`` in-process, where the agent shares the training job's memory)."""
 
     pid: int
     cpu_percent: Optional[float]
-    rss_bytes: int
+    rss_bytes: Optional[int]
     taken_at_ms: int
 
 

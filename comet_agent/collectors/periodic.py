@@ -49,6 +49,7 @@ def build_periodic_collectors(
     sysfs_root: str = "/sys",
     cgroup_root: str = "/sys/fs/cgroup",
     clock: Callable[[], float] = time.monotonic,
+    agent_threads: Optional[Callable[[], Sequence[int]]] = None,
 ) -> tuple[list[PeriodicCollector], dict[str, str]]:
     """Build the periodic collectors that can run here.
 
@@ -63,6 +64,8 @@ def build_periodic_collectors(
         sysfs_root: the ``/sys`` tree (whole-disk detection).
         cgroup_root: the cgroup v2 mount (CPU quota).
         clock: monotonic clock in seconds, shared by the rate collectors.
+        agent_threads: in-process, the agent's own thread ids (``agent_self.agent_thread_ids``):
+            its own cost is those threads', not the training job's.
 
     Returns:
         ``(collectors, unavailable)``: the collectors in a stable order, and a map from the name
@@ -81,7 +84,9 @@ def build_periodic_collectors(
     ]
     if pid is not None and with_process_tree:
         factories.append(("process", lambda: ProcessTreeCollector(pid, procfs_root=procfs_root, clock=clock)))
-    factories.append(("agent_self", lambda: AgentSelfCollector(procfs_root=procfs_root, clock=clock)))
+    factories.append(
+        ("agent_self", lambda: AgentSelfCollector(procfs_root=procfs_root, clock=clock, threads=agent_threads))
+    )
     if include_gpu:
         factories.append(("gpu", _build_gpu_collector))
 

@@ -120,6 +120,7 @@ class HostSampler:
         include_gpu: bool = True,
         reuse_within_s: float = 0.0,
         defer_decoding: bool = False,
+        agent_threads: Optional[Callable[[], Sequence[int]]] = None,
     ) -> tuple["HostSampler", dict[str, str]]:
         """The host collectors that can run here, and ``{name: reason}`` for those that cannot.
 
@@ -129,7 +130,12 @@ class HostSampler:
         from comet_agent.collectors.periodic import build_periodic_collectors
 
         collectors, unavailable = build_periodic_collectors(
-            procfs_root=procfs_root, pid=cgroup_pid, directory=None, include_gpu=include_gpu, with_process_tree=False
+            procfs_root=procfs_root,
+            pid=cgroup_pid,
+            directory=None,
+            include_gpu=include_gpu,
+            with_process_tree=False,
+            agent_threads=agent_threads,
         )
         return cls(collectors, reuse_within_s=reuse_within_s, defer_decoding=defer_decoding), unavailable
 

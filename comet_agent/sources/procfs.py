@@ -4,7 +4,9 @@ Two layers, kept apart so tests can feed literal text or whole fixture trees:
 
 - ``parse_<source>(text)``: pure functions from a file's text to plain values;
 - ``read_<thing>(root, ...)``: open + read + parse, with the filesystem root passed in
-  (``/proc``, ``/sys`` or ``/sys/fs/cgroup`` in production, a fixture tree in tests).
+  (``/proc``, ``/sys`` or ``/sys/fs/cgroup`` in production, a fixture tree in tests). The files a
+  periodic sample reads every tick stay open on a live procfs and are re-read with ``pread``
+  (``KernelFiles``, ``read_host_file``).
 
 We read ``/proc`` directly rather than through psutil: fixture trees then drive every test, and a
 periodic sample costs little more than the raw reads it needs (see ``bench/bench_periodic_sample.py``).

@@ -5,7 +5,6 @@ already running, the run reuses it and its last line names no command."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
@@ -20,6 +19,7 @@ import requests
 
 from comet_agent.api.page_login import page_url
 from tests.browser.pages_support import dump_dom, read_dom, require_chromium
+from tests.e2e.agent_support import nothing_configured_env
 
 pytestmark = pytest.mark.e2e
 
@@ -37,19 +37,8 @@ def _comet_agent() -> list[str]:
 
 
 def _environment(home: Path, **extra: str) -> dict:
-    """This process's environment with nothing of Comet's, no proxies and its own HOME."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("COMET_", "XDG_"))
-        and name != "STATE_DIRECTORY"
-        and name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-    }
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(home), PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), **extra
-    )
-    return env
+    """Nothing of Comet's configured, its own HOME, and output unbuffered (the test reads it live)."""
+    return nothing_configured_env(home, PYTHONUNBUFFERED="1", **extra)
 
 
 def _wait_until_serving(process: subprocess.Popen, root: str, log: Path) -> None:

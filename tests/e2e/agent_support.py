@@ -87,3 +87,17 @@ def experiment_key_from(stderr_text: str) -> str:
         if line.startswith("comet-agent: experiment "):
             return line.split()[2].rstrip(":")
     raise AssertionError(f"no experiment key in the agent's output:\n{stderr_text}")
+
+
+def nothing_configured_env(home: Path, **extra: str) -> dict:
+    """This process's environment with nothing of Comet's, no proxies and its own HOME."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("COMET_", "XDG_"))
+        and name != "STATE_DIRECTORY"
+        and name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(HOME=str(home), PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), **extra)
+    return env

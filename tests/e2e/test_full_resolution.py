@@ -11,36 +11,20 @@ ignored, and a bad ``COMET_AGENT_RESOLUTION`` stops at the ``with`` line with a 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import comet_agent
 from comet_agent.api import API, APIExperiment
 from comet_agent.errors import AgentError
-from tests.e2e.agent_support import REPO, experiment_key_from, wait_for
+from tests.e2e.agent_support import experiment_key_from, nothing_configured_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
 JOB_S = 4
-
-
-def _nothing_configured(home: Path, **extra: str) -> dict:
-    """This process's environment with nothing of Comet's, no proxies and its own HOME."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("COMET_", "XDG_"))
-        and name != "STATE_DIRECTORY"
-        and name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-    }
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(HOME=str(home), PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), **extra)
-    return env
 
 
 def _timestamps(points: list[dict]) -> list[int]:
@@ -53,7 +37,7 @@ def test_a_short_run_with_nothing_configured_charts_a_point_per_second(tmp_path,
     started = time.time()
     run = subprocess.run(
         [sys.executable, "-m", "comet_agent", "run", "--", sys.executable, "-c", f"import time; time.sleep({JOB_S})"],
-        env=_nothing_configured(tmp_path / "home", COMET_AGENT_DATA_DIR=str(data_dir)),
+        env=nothing_configured_env(tmp_path / "home", COMET_AGENT_DATA_DIR=str(data_dir)),
         cwd=str(tmp_path),
         capture_output=True,
         text=True,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
 from comet_agent.collectors import Unavailable
-from comet_agent.collectors.agent_self import AgentSelfCollector
+from comet_agent.collectors.agent_self import AgentSelfCollector, agent_thread_ids
 from tests.support.procfs_steps import ManualClock, ProcfsSteps
 
 
@@ -38,3 +40,40 @@ def test_agent_self_reads_the_live_process_by_default():
 def test_agent_self_unavailable_without_proc(tmp_path):
     with pytest.raises(Unavailable, match="stat"):
         AgentSelfCollector(procfs_root=str(tmp_path), pid=1)
+
+
+def _spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_in_process_only_the_agents_own_threads_count():
+    """Live: a busy thread named as the agent's counts, a busy "training" thread does not."""
+    collector = AgentSelfCollector(threads=agent_thread_ids)
+    collector.sample(0)
+    training = threading.Thread(target=_spin, args=(0.4,), name="training-loop")
+    training.start()
+    training.join()
+    [quiet] = collector.sample(1)
+    agent = threading.Thread(target=_spin, args=(0.4,), name="comet-agent-busy")
+    agent.start()
+    agent.join()  # ended before the sample: a thread gone since the last one loses its interval
+    [after_gone] = collector.sample(2)
+    ready, done = threading.Event(), threading.Event()
+
+    def busy_until_sampled() -> None:
+        _spin(0.4)
+        ready.set()
+        done.wait(10)
+
+    agent = threading.Thread(target=busy_until_sampled, name="comet-agent-busy")
+    agent.start()
+    ready.wait(10)
+    [busy] = collector.sample(3)  # a thread seen for the first time counts all its CPU time
+    done.set()
+    agent.join()
+    assert quiet.cpu_percent is not None and quiet.cpu_percent < 20, quiet
+    assert after_gone.cpu_percent is not None and after_gone.cpu_percent < 20, after_gone
+    assert busy.cpu_percent is not None and busy.cpu_percent >= 20, busy
+    assert quiet.rss_bytes is None and busy.rss_bytes is None  # shared with the job: not reported
