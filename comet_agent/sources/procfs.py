@@ -60,6 +60,10 @@ def read_text(path: str, *, encoding: str = "ascii") -> str:
 # procfs_steps.py repoints a symlink), which an open descriptor would not follow. A live procfs
 # is told by its ``stat`` file: the kernel reports size 0 for it, a fixture's holds text.
 _READ_CHUNK_BYTES = 65536
+#: The most files one ``KernelFiles`` keeps open: the descriptors live in the training process
+#: (``monitor()``) or in a daemon serving many jobs, whose limits they share. A tree with more
+#: threads than this has the rest opened per read.
+MAX_KEPT_FILES = 32
 _live_roots: dict[str, bool] = {}
 _every_kernel_files: "weakref.WeakSet[KernelFiles]" = weakref.WeakSet()
 
@@ -85,8 +89,9 @@ class KernelFiles:
     child closes every kept file anyway and opens what it reads itself).
     """
 
-    def __init__(self, procfs_root: str):
+    def __init__(self, procfs_root: str, *, max_kept: int = MAX_KEPT_FILES):
         self.keep = is_live_procfs(procfs_root)
+        self.max_kept = max_kept
         self._fds: dict[str, int] = {}
         self._read_since_sweep: set[str] = set()
         self._lock = threading.Lock()
@@ -94,11 +99,11 @@ class KernelFiles:
 
     def read(self, path: str) -> bytes:
         """The whole content of ``path``. Raises ``OSError`` when absent, unreadable or its process is gone."""
-        if not self.keep:
+        fd = self._fds.get(path) if self.keep else None
+        if fd is None and (not self.keep or len(self._fds) >= self.max_kept):
             with open(path, "rb") as handle:
                 return handle.read()
         self._read_since_sweep.add(path)
-        fd = self._fds.get(path)
         if fd is None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             with self._lock:

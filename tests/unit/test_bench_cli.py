@@ -18,7 +18,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 @pytest.mark.parametrize(
     "script, expected",
     [
-        ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json"]),
+        ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json", "--before"]),
+        ("bench_tick.py", ["--ticks", "--gap-s", "--batch"]),
         (
             "bench_agent.py",
             ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts", "--resolution"],

@@ -132,3 +132,18 @@ def test_pid_alive_through_a_kept_file_sees_exit_and_zombies():
         child.wait()
     assert not procfs.pid_alive(child.pid, files=files)  # reaped: the kept file fails, and is closed
     assert len(files) == 0
+
+
+def test_no_more_than_max_kept_files_stay_open_and_the_rest_are_read_per_call():
+    files = procfs.KernelFiles("/proc", max_kept=2)
+    paths = ["/proc/loadavg", "/proc/meminfo", "/proc/uptime"]
+    assert all(files.read(path) for path in paths)
+    assert len(files) == 2  # the third was opened, read and closed
+    assert files.read("/proc/uptime")  # still readable
+    files.sweep()
+    assert len(files) == 2  # both kept files were read since the last sweep
+    files.sweep()
+    assert len(files) == 0  # neither was read since: closed, which makes room
+    files.read("/proc/uptime")
+    assert len(files) == 1
+    files.close()
