@@ -82,7 +82,7 @@ class MemoryCollector:
 
     def decode(self, captured: str, now_ms: int) -> Sequence[MemorySample]:
         """The ``MemorySample`` of one capture."""
-        return [memory_sample_from_meminfo(procfs.parse_meminfo(captured), now_ms)]
+        return [memory_sample_from_meminfo(procfs.parse_meminfo_for_sample(captured), now_ms)]
 
     def close(self) -> None:
         """Nothing to release."""

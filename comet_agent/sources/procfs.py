@@ -344,6 +344,18 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return values
 
 
+#: The ``meminfo`` lines a memory sample uses (``collectors/memory.py``); all in kB.
+_MEMINFO_SAMPLE_LINE = re.compile(
+    r"^(MemTotal|MemFree|MemAvailable|Buffers|Cached|SwapTotal|SwapFree):\s+(\d+) kB", re.M
+)
+
+
+def parse_meminfo_for_sample(text: str) -> dict[str, int]:
+    """The fields of ``/proc/meminfo`` a memory sample uses, in bytes: one regex pass instead of
+    parsing all ~55 lines (a sample's costliest parse). Same values as ``parse_meminfo``."""
+    return {name: int(value) * 1024 for name, value in _MEMINFO_SAMPLE_LINE.findall(text)}
+
+
 def read_meminfo(procfs_root: str = "/proc") -> dict[str, int]:
     """Read and parse ``<procfs_root>/meminfo`` (values in bytes). Raises ``OSError`` when absent."""
     return parse_meminfo(read_host_file(procfs_root, "meminfo"))

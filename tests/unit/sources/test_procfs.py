@@ -384,3 +384,17 @@ def test_read_cgroup_limits_v1_and_none(tmp_path):
     limits = procfs.read_cgroup_limits(str(tmp_path / "proc"), str(cgroup))
     assert limits == procfs.CgroupLimits(version=1, cpu_quota_cpus=None, memory_limit_bytes=2147483648)
     assert procfs.read_cgroup_limits(str(tmp_path / "absent"), str(cgroup)) == procfs.CgroupLimits(None, None, None)
+
+
+def test_the_memory_sample_parse_agrees_with_the_full_parse_on_every_recorded_meminfo():
+    from pathlib import Path
+
+    meminfos = sorted(Path(__file__).resolve().parents[2].glob("fixtures/procfs/*/step*/proc/meminfo"))
+    assert meminfos
+    live = Path("/proc/meminfo")
+    for path in [*meminfos, *([live] if live.exists() else [])]:
+        text = path.read_text()
+        full = procfs.parse_meminfo(text)
+        sample = procfs.parse_meminfo_for_sample(text)
+        assert sample == {k: v for k, v in full.items() if k in sample}, path
+        assert "MemTotal" in sample, path
