@@ -16,7 +16,7 @@ the text of ``/proc/stat``, ``meminfo``, ... and a clock reading), and ``drain()
 captures into records in capture order when the job pushes, or every ``DEFER_MAX_TICKS`` ticks,
 whichever comes first. At one sample a second each tick runs cold (a second of idling flushes
 the CPU's caches), and parsing cold costs several times what the same parsing costs in a batch
-(bench/bench_periodic_sample.py). The records are the same either way; they reach the window
+(bench/bench_tick.py). The records are the same either way; they reach the window
 later. Readers of the latest records at every tick (the Prometheus page) need them at once, so
 an agent serving one samples without deferring, and so does the daemon, whose readings are
 shared by every job.
@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 #: ``gpuMonitorIntervalMillis`` (as Comet's SDK does).
 CADENCES = ("cpu", "gpu")
 
-#: With deferred decoding, captures are decoded at the latest after this many ticks (memory stays
-#: bounded when pushes are rare: about 10 kB a tick on a 2-CPU host, ~40 kB on 128 CPUs).
+#: With deferred decoding, captures are decoded at the latest after this many ticks, so memory
+#: stays bounded when pushes are rare (a tick's capture is ~5 kB of text on a 2-CPU host; the CPU
+#: lines of /proc/stat add ~60 bytes a CPU).
 DEFER_MAX_TICKS = 60
 
 

@@ -344,7 +344,8 @@ class Job:
         self.gpus = gpus
         self.include_os_packages, self.include_git, self.include_gpu = include_os_packages, include_git, include_gpu
         self.procfs_root = procfs_root
-        self._watch_files = KernelFiles(procfs_root)  # the watched pid's stat, asked every 0.5 s
+        # The watched pid's stat, asked every 0.5 s; this process's /proc, where kill() looks too.
+        self._watch_files = KernelFiles("/proc")
         self.tags = list(tags)
         self.set_start_time = set_start_time
         self.set_end_time = set_end_time
@@ -657,7 +658,7 @@ class Job:
         scheduler.add("sample", self.sample_interval_s, self._sample_all, first_run_in_s=self.sample_interval_s)
 
     def _check_watched_pid(self) -> None:
-        if self.pid is not None and not pid_alive(self.pid, self.procfs_root, files=self._watch_files):
+        if self.pid is not None and not pid_alive(self.pid, files=self._watch_files):
             log.info("the watched process %d exited", self.pid)
             if self._scheduler is not None and "watch" in self._scheduler.jobs():
                 self._scheduler.set_interval("watch", 3600.0)  # tell once
@@ -666,7 +667,7 @@ class Job:
 
     def watched_pid_alive(self) -> bool:
         """Whether the watched pid still runs (True when none is watched)."""
-        return self.pid is None or pid_alive(self.pid, self.procfs_root, files=self._watch_files)
+        return self.pid is None or pid_alive(self.pid, files=self._watch_files)
 
     # ------------------------------------------------------------------ recording
 
