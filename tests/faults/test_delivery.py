@@ -93,14 +93,18 @@ def test_503_stretch_then_recovery_delivers_every_sample_once_in_order_under_the
 
 
 def test_repeated_sigkill_at_seeded_random_moments_loses_nothing_that_reached_the_spool(tmp_path):
-    """Pass: across 6 SIGKILLs at seeded random moments (server down in every other run), every request
-    id ever seen in the spool is answered 2xx after a final clean run; every restart logs no traceback."""
+    """Pass: across at least 6 SIGKILLs at seeded random moments (server down in every other run), every
+    request id ever seen in the spool is answered 2xx after a final clean run; every restart logs no
+    traceback. A loaded machine spools fewer samples per run: the kills go on (at most 12) until at
+    least 10 ids were seen, so the check never passes on too few."""
     rng = random.Random(8)
     data_dir = tmp_path / "data"
     seen: set = set()
     times: dict = {}
     with backend() as server:
-        for iteration in range(6):
+        for iteration in range(12):
+            if iteration >= 6 and len(seen) >= 10:
+                break
             if iteration % 2:
                 _outage(server)
             agent = start(server, data_dir)
