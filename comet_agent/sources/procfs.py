@@ -55,7 +55,7 @@ def read_text(path: str, *, encoding: str = "ascii") -> str:
 # A procfs file regenerates its text on every read from offset 0, so a file read each tick can
 # stay open and be re-read with one pread(2): no path lookup, no open/close, no Python file
 # object. At one sample a second that is most of a sample's I/O cost, and a cold tick pays it
-# several times over (bench_periodic_sample.py). Only files of a live procfs are kept: a fixture
+# two to three times over (bench/bench_tick.py). Only files of a live procfs are kept: a fixture
 # tree's files are ordinary files that a test may swap between readings (tests/support/
 # procfs_steps.py repoints a symlink), which an open descriptor would not follow. A live procfs
 # is told by its ``stat`` file: the kernel reports size 0 for it, a fixture's holds text.
@@ -101,8 +101,7 @@ class KernelFiles:
         """The whole content of ``path``. Raises ``OSError`` when absent, unreadable or its process is gone."""
         fd = self._fds.get(path) if self.keep else None
         if fd is None and (not self.keep or len(self._fds) >= self.max_kept):
-            with open(path, "rb") as handle:
-                return handle.read()
+            return _read_bytes(path)
         self._read_since_sweep.add(path)
         if fd is None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
