@@ -272,9 +272,10 @@ def _run_watching(agent: Agent) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         agent.begin()
-        # One wait until the watched process exits or a signal arrives (the handler ends it):
-        # polling five times a second cost as much CPU as sampling every second.
-        while not stop.is_set() and not agent.wait(3600.0):
+        # The handler also wakes the wait at once; the 0.2 s timeout is the fallback should a
+        # wake-up be lost (a clean-clone CI run once saw a bare run outlive SIGTERM by 30 s with
+        # one long wait, not understood yet).
+        while not stop.is_set() and not agent.wait(0.2):
             pass
     finally:
         for sig, handler in previous.items():
