@@ -18,7 +18,7 @@ import comet_agent
 def train(steps: int) -> float:
     rng = random.Random(0)
     w, loss = 0.0, 0.0
-    for step in range(steps):
+    for _ in range(steps):
         x = rng.uniform(-1, 1)
         err = w * x - 3.0 * x
         loss = err * err

@@ -11,6 +11,7 @@ from comet_agent.config import parse_listen_address, systemd_credential_problem
 from comet_agent.daemon import Daemon, socket_path
 from comet_agent.errors import ExitStatus
 from comet_agent.paths import default_data_dir
+from comet_agent.signals import SignalRelay
 
 
 def daemon_from_args(args) -> int:
@@ -48,15 +49,15 @@ def daemon_from_args(args) -> int:
             err(f"cannot serve Prometheus metrics on {args.prometheus_listen}: {exc}")
             daemon.close()
             return ExitStatus.CONFIG
-    previous = {sig: signal.signal(sig, lambda _s, _f: daemon.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     print(f"comet-agent: daemon listening on {path}", file=sys.stderr, flush=True)
     if exporter is not None:
         print(f"comet-agent: Prometheus metrics on {exporter.url}", file=sys.stderr, flush=True)
+    # Stopped from the relay's thread: a handler on the main thread could deadlock on the stop
+    # event's lock, or never run while the loop sleeps (comet_agent/signals.py).
     try:
-        daemon.serve()
+        with SignalRelay((signal.SIGTERM, signal.SIGINT), lambda _signum: daemon.stop()):
+            daemon.serve()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if exporter is not None:
             exporter.stop()
         daemon.close()

@@ -28,6 +28,7 @@ from typing import IO, Optional
 from comet_agent.agent import Agent
 from comet_agent.cli.common import err
 from comet_agent.errors import AgentError, ExitStatus
+from comet_agent.signals import SignalRelay
 from comet_agent.sources.procfs import pid_alive
 
 log = logging.getLogger(__name__)
@@ -223,17 +224,16 @@ def _run_wrapped(agent: Agent, command: list[str], env: Optional[dict[str, str]]
         agent.log_other("comet_agent.exit_code", ExitStatus.COMMAND_NOT_FOUND)
         agent.stop()
         return ExitStatus.COMMAND_NOT_FOUND
-    received: list[int] = []
 
-    def forward(signum, _frame):
-        received.append(signum)
+    def forward(signum: int) -> None:
         try:
             child.send_signal(signum)
         except ProcessLookupError:
             pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-    try:
+    # Forwarded from the relay's thread: the main thread sits in waitpid() and may never see a
+    # signal the kernel gave another thread (comet_agent/signals.py).
+    with SignalRelay(FORWARDED_SIGNALS, forward, name="comet-agent-forward"):
         agent.begin(pid=child.pid)
         from comet_agent.redaction import mask_command_line
 
@@ -252,34 +252,21 @@ def _run_wrapped(agent: Agent, command: list[str], env: Optional[dict[str, str]]
         recorder.close()
         status = _exit_status(returncode)
         agent.log_other("comet_agent.exit_code", status)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if not agent.stop():
         err("not everything was delivered yet; run `comet-agent flush` later to send the rest")
     return status
 
 
 def _run_watching(agent: Agent) -> int:
-    stop = threading.Event()
+    def request_stop(_signum: int) -> None:
+        agent.request_stop()
 
-    def request_stop(signum, _frame):
-        stop.set()
-        # The main thread may hold the agent's event's lock at this very bytecode (entering its
-        # wait), so the handler must not take it: a short thread wakes the wait instead.
-        threading.Thread(target=agent.request_stop, name="comet-agent-stop", daemon=True).start()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    # One wait until the watched process exits or SIGINT/SIGTERM arrives: polling five times a
+    # second cost as much CPU as sampling every second. The relay's thread ends the wait whichever
+    # thread the kernel gave the signal to (comet_agent/signals.py).
+    with SignalRelay((signal.SIGINT, signal.SIGTERM), request_stop, name="comet-agent-stop"):
         agent.begin()
-        # The handler also wakes the wait at once; the 0.2 s timeout is the fallback should a
-        # wake-up be lost (a clean-clone CI run once saw a bare run outlive SIGTERM by 30 s with
-        # one long wait, not understood yet).
-        while not stop.is_set() and not agent.wait(0.2):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        agent.wait()
     delivered = agent.stop()
     if not delivered:
         err("not everything was delivered yet; run `comet-agent flush` later to send the rest")

@@ -77,6 +77,7 @@ from comet_agent.server.rest.common import ApiError, error_response
 from comet_agent.server.rest.routes import add_routes
 from comet_agent.server.state import INTERVALS_SETTING, STATE_KEY, ServerState, set_intervals
 from comet_agent.server.store import API_KEY_FILE_NAME, SERVER_INFO_FILE_NAME, Store
+from comet_agent.signals import SignalRelay
 
 logger = logging.getLogger(__name__)
 
@@ -576,25 +577,20 @@ def serve_from_args(args) -> int:
         print(f"comet-agent server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return ExitStatus.FAILURE
     stop_requested = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        stop_requested.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        print(f"comet-agent server listening on {server.url}", flush=True)
-        print(f"COMET_URL_OVERRIDE={server.clientlib_url}", flush=True)
-        print(f"data directory: {data_dir}", flush=True)
-        if server.generated_key_file is not None:
-            print(f"generated an API key, stored in {server.generated_key_file} (mode 0600)", flush=True)
-        elif server.key_file is not None:
-            print(f"API key: read from {server.key_file}", flush=True)
-        else:
-            print(f"API keys: {len(api_keys)}, from {', '.join(key_sources)}", flush=True)
-        while not stop_requested.wait(1.0):
-            pass
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # Set from the relay's thread: a handler on the main thread could deadlock on the event's lock
+    # (comet_agent/signals.py).
+    with SignalRelay((signal.SIGINT, signal.SIGTERM), lambda _signum: stop_requested.set()):
+        try:
+            print(f"comet-agent server listening on {server.url}", flush=True)
+            print(f"COMET_URL_OVERRIDE={server.clientlib_url}", flush=True)
+            print(f"data directory: {data_dir}", flush=True)
+            if server.generated_key_file is not None:
+                print(f"generated an API key, stored in {server.generated_key_file} (mode 0600)", flush=True)
+            elif server.key_file is not None:
+                print(f"API key: read from {server.key_file}", flush=True)
+            else:
+                print(f"API keys: {len(api_keys)}, from {', '.join(key_sources)}", flush=True)
+            stop_requested.wait()
+        finally:
+            server.stop()
     return ExitStatus.OK
