@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "comet_agent"
 
 #: Bottom to top, as CONTRIBUTING.md draws them: a first-level name under comet_agent -> its layer.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "config", "paths", "records", "redaction", "catalogue", "warn_once"}),
+    frozenset({"errors", "config", "paths", "records", "redaction", "catalogue", "warn_once", "signals"}),
     frozenset({"sources"}),
     frozenset({"collectors"}),
     frozenset({"delivery"}),
