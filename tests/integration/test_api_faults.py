@@ -240,6 +240,29 @@ def test_cross_host_redirect_never_carries_the_key(server, sleep):
         assert API_KEY not in str(followed.headers) and API_KEY not in followed.path
 
 
+def test_a_cookie_the_server_sets_goes_back_with_later_requests(server, sleep):
+    """A load balancer's sticky-session cookie (AWSALB and the like) is honoured, as comet_ml's
+    requests session honours it; and each request still carries the key, the SDK headers and its
+    params, whether its URL was prepared before or not."""
+    server.set_route(
+        "POST", "/api/rest/v2/write/experiment/tags", (200, {"Set-Cookie": "AWSALB=node-7; Path=/"}, b"{}")
+    )
+    client = make_client(server, sleep)
+    client.post("write/experiment/tags", {"experimentKey": "k", "addedTags": ["a"]})
+    client.post("write/experiment/tags", {"experimentKey": "k", "addedTags": ["b"]})
+    client.get("experiment/tags", {"experimentKey": "k"})
+    first, second, third = server.requests
+    assert first.header("cookie") is None
+    assert second.header("cookie") == third.header("cookie") == "AWSALB=node-7"
+    assert [r.header("authorization") for r in server.requests] == [API_KEY] * 3
+    assert all(r.header("x-comet-debug-sdk-version") for r in server.requests)
+    assert [r.json for r in (first, second)] == [
+        {"experimentKey": "k", "addedTags": ["a"]},
+        {"experimentKey": "k", "addedTags": ["b"]},
+    ]
+    assert third.query_single == {"experimentKey": "k"}
+
+
 def test_redirect_loop_is_bounded(server, sleep):
     server.set_route("GET", "/api/rest/v2/experiment/tags", (302, {"Location": "/api/rest/v2/experiment/tags"}, b""))
     with pytest.raises(errors.TooManyRedirects):
