@@ -675,14 +675,14 @@ class RestClient:
 
         ``Session.request`` merges the session's settings, cookies and hooks into a new ``Request``
         and re-parses, re-quotes and IDNA-checks the URL on every call: ~0.5 ms of a cold
-        heartbeat's ~3 ms (bench/README.md). Here the session's headers are merged once per
-        session, a URL without params is prepared once, and the session's cookie jar still
+        heartbeat's ~3 ms (bench/README.md). Here the session's headers are merged into the
+        request's, a URL without params is prepared once, and the session's cookie jar still
         applies (a load balancer's sticky cookie keeps working). Only for the configured server,
         with our key: anything else (a redirect elsewhere) goes through ``Session.request``.
         """
-        requests = _requests()
+        lib = _requests()
         session = self.session
-        prepared = requests.PreparedRequest()
+        prepared: requests.PreparedRequest = lib.PreparedRequest()
         prepared.prepare_method(method)
         if params:
             prepared.prepare_url(url, _encode_params(params))
@@ -694,7 +694,7 @@ class RestClient:
                 prepared.prepare_url(url, None)
                 cached = self._prepared_urls[url] = prepared.url
             prepared.url = cached
-        merged = requests.structures.CaseInsensitiveDict(session.headers)
+        merged = lib.structures.CaseInsensitiveDict(session.headers)
         merged.update(headers)
         prepared.prepare_headers(merged)
         prepared.prepare_cookies(session.cookies)
