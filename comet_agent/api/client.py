@@ -692,7 +692,7 @@ class RestClient:
                 if len(self._prepared_urls) >= 256:  # experiment-keyed GET URLs vary; stay small
                     self._prepared_urls.clear()
                 prepared.prepare_url(url, None)
-                cached = self._prepared_urls[url] = prepared.url
+                cached = self._prepared_urls[url] = str(prepared.url)
             prepared.url = cached
         merged = lib.structures.CaseInsensitiveDict(session.headers)
         merged.update(headers)
