@@ -1,7 +1,8 @@
 """The agent's own CPU and resident memory, so that it reports its own overhead.
 
-Reads: ``<procfs_root>/<agent pid>/stat`` each sample; in-process (``threads`` given), the
-``<procfs_root>/<agent pid>/task/<tid>/stat`` of each of the agent's own threads instead.
+Reads: ``<procfs_root>/<agent pid>/stat`` each sample; in-process (``threads`` given), the CPU
+clock of each of the agent's own threads instead (``procfs.thread_cpu_time_ns``: one syscall
+each, in nanoseconds), or their ``<procfs_root>/<agent pid>/task/<tid>/stat`` under a fixture tree.
 
 Feeds: our ``sys.agent.cpu.percent`` and ``sys.agent.rss`` metrics (see
 ``comet_agent/delivery/payloads.py``).
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from comet_agent.collectors import Unavailable
 from comet_agent.records import AgentSelfSample
@@ -84,18 +85,28 @@ class AgentSelfCollector:
             procfs.read_pid_stat(procfs_root, self._pid)
         except (OSError, ValueError) as exc:
             raise Unavailable(f"cannot read {os.path.join(procfs_root, str(self._pid), 'stat')}: {exc}") from exc
-        self._previous: Optional[tuple[dict[tuple[int, int], int], float]] = None
+        self._previous: Optional[tuple[dict[tuple[int, int], float], float]] = None
         self._files = procfs.KernelFiles(procfs_root)  # the stat files read every tick
         self._stat_path = os.path.join(procfs_root, str(self._pid), "stat")
+        # Our own threads on the live kernel: their CPU clocks, not their stat text.
+        self._thread_clocks = threads is not None and self._pid == os.getpid() and procfs.is_live_procfs(procfs_root)
 
     def sample(self, now_ms: int) -> Sequence[AgentSelfSample]:
         """Return one ``AgentSelfSample``; ``cpu_percent`` is ``None`` on the first call."""
         return self.decode(self.capture(), now_ms)
 
-    def capture(self) -> tuple[list[bytes], float]:
-        """Read the ``stat`` files now, parse nothing (``decode`` does, later, in capture order)."""
+    def capture(self) -> tuple[Union[list[bytes], dict[int, int]], float]:
+        """Read the ``stat`` files (or the threads' CPU clocks) now; ``decode`` parses, later, in order."""
         if self._threads is None:
             return [self._files.read(self._stat_path)], self._clock()
+        if self._thread_clocks:
+            clocks_ns: dict[int, int] = {}
+            for tid in self._threads():
+                try:
+                    clocks_ns[tid] = procfs.thread_cpu_time_ns(tid)
+                except OSError:
+                    continue  # the thread ended since it was listed
+            return clocks_ns, self._clock()
         stats = []
         for tid in self._threads():
             try:
@@ -105,19 +116,26 @@ class AgentSelfCollector:
         self._files.sweep()  # close the files of threads that ended
         return stats, self._clock()
 
-    def decode(self, captured: tuple[list[bytes], float], now_ms: int) -> Sequence[AgentSelfSample]:
+    def decode(
+        self, captured: tuple[Union[list[bytes], dict[int, int]], float], now_ms: int
+    ) -> Sequence[AgentSelfSample]:
         """The ``AgentSelfSample`` of one capture (CPU against the capture decoded before it)."""
         data, now_s = captured
-        stats = [procfs.parse_pid_stat(item.decode("ascii", "replace")) for item in data]
-        ticks = {(stat.pid, stat.start_ticks): stat.cpu_ticks for stat in stats}
-        previous, self._previous = self._previous, (ticks, now_s)
+        stats = []
+        cpu_s: dict[tuple[int, int], float]
+        if isinstance(data, dict):  # thread id -> CPU clock (ns); a reused tid is negligible here
+            cpu_s = {(tid, 0): clock_ns / 1e9 for tid, clock_ns in data.items()}
+        else:
+            stats = [procfs.parse_pid_stat(item.decode("ascii", "replace")) for item in data]
+            cpu_s = {(stat.pid, stat.start_ticks): stat.cpu_ticks / self._clock_ticks_per_s for stat in stats}
+        previous, self._previous = self._previous, (cpu_s, now_s)
         cpu_percent: Optional[float] = None
         if previous is not None and now_s > previous[1]:
-            previous_ticks, previous_s = previous
+            previous_cpu_s, previous_s = previous
             # A thread (or process) seen for the first time started during the interval: all its
             # time counts. Its own CPU time never decreases; max() guards a torn read.
-            delta_ticks = sum(max(0, value - previous_ticks.get(key, 0)) for key, value in ticks.items())
-            cpu_percent = 100.0 * delta_ticks / self._clock_ticks_per_s / (now_s - previous_s)
+            delta_s = sum(max(0.0, value - previous_cpu_s.get(key, 0.0)) for key, value in cpu_s.items())
+            cpu_percent = 100.0 * delta_s / (now_s - previous_s)
         rss_bytes = None
         if self._threads is None and stats:
             rss_bytes = stats[0].rss_pages * self._page_size_bytes

@@ -77,3 +77,55 @@ def test_in_process_only_the_agents_own_threads_count():
     assert after_gone.cpu_percent is not None and after_gone.cpu_percent < 20, after_gone
     assert busy.cpu_percent is not None and busy.cpu_percent >= 20, busy
     assert quiet.rss_bytes is None and busy.rss_bytes is None  # shared with the job: not reported
+
+
+def test_in_process_cpu_comes_from_the_threads_cpu_clocks_to_the_microsecond():
+    """Live, in-process: each agent thread's CPU clock, not its stat's 10 ms ticks, so a thread
+    that spent 3 ms is reported as 3 ms (ticks would say 0 or 10)."""
+    clock = ManualClock()
+    spent_s: list[float] = []
+    go, sampled = threading.Event(), threading.Event()
+
+    def agent_thread() -> None:
+        go.wait(10)
+        before = time.thread_time()
+        _spin(0.003)
+        spent_s.append(time.thread_time() - before)
+        sampled.wait(10)
+
+    worker = threading.Thread(target=agent_thread, name="comet-agent-under-test")
+    worker.start()
+    collector = AgentSelfCollector(clock=clock, threads=lambda: [worker.native_id])
+    collector.sample(0)
+    go.set()
+    while not spent_s:
+        time.sleep(0.01)
+    clock.advance(1.0)
+    [sample] = collector.sample(1000)
+    sampled.set()
+    worker.join()
+    assert sample.cpu_percent == pytest.approx(100.0 * spent_s[0], abs=0.1)  # within 1 ms of CPU
+
+
+def test_in_process_under_a_fixture_tree_reads_the_threads_stat_files(tmp_path):
+    """The same figure from ``task/<tid>/stat`` where the tree is not the live kernel's."""
+    clock = ManualClock()
+
+    def write(tid_ticks: dict[int, int]) -> None:
+        for tid, ticks in tid_ticks.items():
+            task = tmp_path / "4242" / "task" / str(tid)
+            task.mkdir(parents=True, exist_ok=True)
+            fields = ["S", "1"] + ["0"] * 9 + [str(ticks), "0"] + ["0"] * 6 + [str(1000 + tid), "0", "100"]
+            (task / "stat").write_text(f"{tid} (comet-agent-x) {' '.join(fields)}\n")
+        (tmp_path / "4242" / "stat").write_text((tmp_path / "4242" / "task" / "4243" / "stat").read_text())
+
+    write({4243: 10, 4244: 20})
+    collector = AgentSelfCollector(
+        procfs_root=str(tmp_path), pid=4242, clock=clock, clock_ticks_per_s=100, threads=lambda: [4243, 4244]
+    )
+    collector.sample(0)
+    write({4243: 15, 4244: 21})
+    clock.advance(2.0)
+    [sample] = collector.sample(2000)
+    assert sample.cpu_percent == pytest.approx(100.0 * 6 / 100 / 2.0)  # 6 ticks over 2 s
+    assert sample.rss_bytes is None

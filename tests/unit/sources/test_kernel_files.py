@@ -147,3 +147,22 @@ def test_no_more_than_max_kept_files_stay_open_and_the_rest_are_read_per_call():
     files.read("/proc/uptime")
     assert len(files) == 1
     files.close()
+
+
+def test_a_threads_cpu_clock_is_its_cpu_time_and_refuses_a_thread_not_ours():
+    import threading
+    import time
+
+    from comet_agent.sources.procfs import thread_cpu_time_ns
+
+    own_before = time.thread_time_ns()
+    clock_ns = thread_cpu_time_ns(threading.get_native_id())
+    own_after = time.thread_time_ns()
+    assert own_before <= clock_ns <= own_after
+    worker = threading.Thread(target=lambda: None)
+    worker.start()
+    worker.join()
+    with pytest.raises(OSError):
+        thread_cpu_time_ns(1)  # init's thread: not in this process
+    with pytest.raises(OSError):
+        thread_cpu_time_ns(worker.native_id)  # ended (or reused elsewhere): never a stale handle
