@@ -161,8 +161,11 @@ def test_a_threads_cpu_clock_is_its_cpu_time_and_refuses_a_thread_not_ours():
     assert own_before <= clock_ns <= own_after
     worker = threading.Thread(target=lambda: None)
     worker.start()
-    worker.join()
+    worker.join()  # returns once Python is done with it; the kernel thread ends just after
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/self/task/{worker.native_id}") and time.monotonic() < deadline:
+        time.sleep(0.01)
     with pytest.raises(OSError):
         thread_cpu_time_ns(1)  # init's thread: not in this process
     with pytest.raises(OSError):
-        thread_cpu_time_ns(worker.native_id)  # ended (or reused elsewhere): never a stale handle
+        thread_cpu_time_ns(worker.native_id)  # ended: an error, never a stale handle
