@@ -292,7 +292,7 @@ class RestClient:
         self._session_pid: int | None = None
         self._proxies: dict[tuple[Any, ...], dict[str, str]] = {}
         self._prepared_urls: dict[str, str] = {}
-        self.rest_prefix = self.root + "/"
+        self._own_prefix = self.root + "/"  # every URL of the configured server: rest, crest, clientlib
         self._scope = threading.local()
 
     def __repr__(self) -> str:
@@ -633,7 +633,7 @@ class RestClient:
         logger.debug("HTTP %s", endpoint)
         data = body() if body is not None else None
         try:
-            if carry_key and url.startswith(self.rest_prefix):
+            if carry_key and url.startswith(self._own_prefix):
                 return self.session.send(
                     self._prepared(method, url, params, data, final_headers),
                     timeout=timeout,
