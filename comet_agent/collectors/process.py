@@ -3,7 +3,10 @@
 Reads: the watched pid's descendants through ``<procfs_root>/<pid>/task/<tid>/children`` where
 the kernel has those files (``CONFIG_PROC_CHILDREN``, every mainstream distribution kernel), so the
 cost follows the tree and not the host; elsewhere ``<procfs_root>/<pid>/stat`` of every process
-(parent pids). Then ``<procfs_root>/<pid>/stat`` and ``<procfs_root>/<pid>/fd`` of the tree's
+(parent pids). Every thread's ``children`` file is read on one sample in ten
+(``procfs.ForkingThreads``), and in between only the main thread's and those of threads seen
+forking, so a training process's dozens of pool threads do not cost a read each per sample; a
+child of a thread never seen forking before shows up within ten samples. Then ``<procfs_root>/<pid>/stat`` and ``<procfs_root>/<pid>/fd`` of the tree's
 processes, each once per sample, and, when NVML is available, per-process GPU memory and SM
 utilisation through ``comet_agent.sources.nvml.gpu_memory_by_pid`` and ``gpu_utilization_reader``.
 
@@ -73,6 +76,8 @@ class ProcessTreeCollector:
             NVML gateway when ``gpu_memory_by_pid`` is not given either, else to none.
         clock_ticks_per_s: kernel USER_HZ, the unit of CPU times in ``stat``.
         page_size_bytes: the unit of ``rss`` in ``stat``.
+        full_children_every: every how many samples every thread's ``children`` file is read
+            (``procfs.ForkingThreads``); in between, only the threads seen forking.
 
     Raises:
         Unavailable: no process ``pid`` under ``procfs_root``.
@@ -91,6 +96,7 @@ class ProcessTreeCollector:
         gpu_utilization_by_pid: Optional[GpuUtilizationByPid] = None,
         clock_ticks_per_s: int = procfs.CLOCK_TICKS_PER_S,
         page_size_bytes: int = procfs.PAGE_SIZE_BYTES,
+        full_children_every: int = procfs.FULL_CHILDREN_EVERY,
     ):
         self._root_pid = pid
         self._procfs_root = procfs_root
@@ -103,6 +109,7 @@ class ProcessTreeCollector:
             raise Unavailable(f"no process {pid} under {procfs_root}") from exc
         self.walk = procfs.tree_walk_for(procfs_root, pid)
         self._files = procfs.KernelFiles(procfs_root)  # the tree's files, read every tick
+        self._forking = procfs.ForkingThreads(full_children_every)  # most ticks read forking threads only
         self._gpu_memory_by_pid = gpu_memory_by_pid
         self._gpu_utilization_by_pid = gpu_utilization_by_pid
         # Given sources are used as given (a test's recorded GPUs); otherwise NVML, on first use.
@@ -154,7 +161,9 @@ class ProcessTreeCollector:
     def sample(self, now_ms: int) -> Sequence[ProcessTreeSample]:
         """Return one ``ProcessTreeSample``; nothing once the watched process has exited."""
         try:
-            tree = procfs.read_process_tree(self._procfs_root, self._root_pid, walk=self.walk, files=self._files)
+            tree = procfs.read_process_tree(
+                self._procfs_root, self._root_pid, walk=self.walk, files=self._files, forking=self._forking
+            )
         except FileNotFoundError:  # the root exited between its stat and its children
             tree = None
         now_s = self._clock()

@@ -1008,13 +1008,60 @@ def parse_children(text: str) -> list[int]:
     return [int(pid) for pid in text.split()]
 
 
-def read_children(procfs_root: str, pid: int, threads: int = 0, *, files: Optional[KernelFiles] = None) -> list[int]:
+#: ``ForkingThreads``: every how many walks all of a process's threads are read again.
+FULL_CHILDREN_EVERY = 10
+
+
+class ForkingThreads:
+    """Which threads of each tree process have forked, so that most walks read only theirs.
+
+    A process's children are listed per thread (``task/<tid>/children``, under the thread that
+    forked them), and reading every thread's file costs ~20 us a thread cold: a walk of a process
+    with 64 threads took 1.4 ms, with 256 threads 6.6 ms (PyTorch starts a thread per core; see
+    bench/README.md). Most threads never fork (OpenMP, CUDA and I/O pools). So every
+    ``full_every``-th walk, and for a process seen for the first time, every thread is read and
+    the ones with children are remembered; the walks in between read the main thread and those.
+    A child forked by a thread never seen forking before shows up at the next full walk, at most
+    ``full_every`` walks late; every other child at once.
+    """
+
+    def __init__(self, full_every: int = FULL_CHILDREN_EVERY):
+        self.full_every = max(1, full_every)
+        self._walks = 0
+        self._full = True
+        self._forking: dict[int, frozenset[int]] = {}
+
+    def begin_walk(self) -> None:
+        """Called once per walk, before it (``read_process_tree`` does)."""
+        self._full = self._walks % self.full_every == 0
+        self._walks += 1
+        if self._full:
+            self._forking = {}  # rebuilt by this walk: processes that left the tree are forgotten
+
+    def known(self, pid: int) -> Optional[frozenset[int]]:
+        """The threads of ``pid`` besides its main one to read in this walk; None: read them all."""
+        return None if self._full else self._forking.get(pid)
+
+    def remember(self, pid: int, forking_tids: frozenset[int]) -> None:
+        """After a full read of ``pid``: the threads (its main one aside) found with children."""
+        self._forking[pid] = forking_tids
+
+
+def read_children(
+    procfs_root: str,
+    pid: int,
+    threads: int = 0,
+    *,
+    files: Optional[KernelFiles] = None,
+    forking: Optional[ForkingThreads] = None,
+) -> list[int]:
     """The child processes of ``pid``: the union of ``<pid>/task/<tid>/children`` over its threads.
 
     A child belongs to the thread that forked it (a DataLoader started from a worker thread is
     listed under that thread, not the main one), so every thread is read; ``threads`` (the
     ``stat`` field) saves the listing of ``task/`` for a single-threaded process. ``files``: keep
-    the files open between ticks (``KernelFiles``).
+    the files open between ticks (``KernelFiles``). ``forking``: between its full walks, read
+    only the main thread and the threads seen forking (``ForkingThreads``).
 
     Raises:
         FileNotFoundError: the process is gone, or the kernel has no ``children`` files
@@ -1024,16 +1071,35 @@ def read_children(procfs_root: str, pid: int, threads: int = 0, *, files: Option
     task_dir = f"{procfs_root}/{pid}/task"
     if threads == 1:
         return parse_children(read(f"{task_dir}/{pid}/children").decode("ascii"))
-    children: list[int] = []
-    read_one = False
-    for tid in os.listdir(task_dir):
+    known = forking.known(pid) if forking is not None else None
+    if known is not None:
         try:
-            children.extend(parse_children(read(f"{task_dir}/{tid}/children").decode("ascii")))
+            children = parse_children(read(f"{task_dir}/{pid}/children").decode("ascii"))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # gone, or its main thread ended before the others: the full read below says which
+        else:
+            for tid in known:
+                try:
+                    children.extend(parse_children(read(f"{task_dir}/{tid}/children").decode("ascii")))
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # the thread ended
+            return children
+    children = []
+    forking_tids = set()
+    read_one = False
+    for name in os.listdir(task_dir):
+        try:
+            found = parse_children(read(f"{task_dir}/{name}/children").decode("ascii"))
             read_one = True
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread exited since the listing (or no children files at all: see below)
+        if found:
+            children.extend(found)
+            forking_tids.add(int(name))
     if not read_one:
         raise FileNotFoundError(f"no readable {task_dir}/<tid>/children")
+    if forking is not None:
+        forking.remember(pid, frozenset(forking_tids - {pid}))
     return children
 
 
@@ -1046,7 +1112,12 @@ def tree_walk_for(procfs_root: str, pid: int) -> str:
 
 
 def read_process_tree(
-    procfs_root: str, root_pid: int, *, walk: Optional[str] = None, files: Optional[KernelFiles] = None
+    procfs_root: str,
+    root_pid: int,
+    *,
+    walk: Optional[str] = None,
+    files: Optional[KernelFiles] = None,
+    forking: Optional[ForkingThreads] = None,
 ) -> Optional[dict[int, PidStat]]:
     """Stats of ``root_pid`` and all its descendants.
 
@@ -1064,6 +1135,8 @@ def read_process_tree(
             root's ``task/<root>/children`` exists), else the scan.
         files: where the walk keeps the tree's files open between ticks (``KernelFiles``; the
             walk sweeps it: files of processes and threads that left the tree are closed).
+        forking: a walker's memory of which threads fork (``ForkingThreads``): between its full
+            walks, only those threads' ``children`` are read. None: every thread, every walk.
 
     Processes that vanish mid-walk are skipped.
 
@@ -1074,20 +1147,22 @@ def read_process_tree(
         FileNotFoundError: ``walk=WALK_CHILDREN`` on a kernel (or fixture) without ``children`` files.
     """
     if walk != WALK_SCAN:
+        if forking is not None:
+            forking.begin_walk()
         try:
             try:
                 root = read_pid_stat(procfs_root, root_pid, files=files)
             except (OSError, ValueError):
                 return None
             try:
-                first_children = read_children(procfs_root, root_pid, root.threads, files=files)
+                first_children = read_children(procfs_root, root_pid, root.threads, files=files, forking=forking)
             except (FileNotFoundError, ProcessLookupError):
                 if walk == WALK_CHILDREN:
                     raise
                 if not os.path.isdir(os.path.join(procfs_root, str(root_pid))):
                     return None  # gone since its stat was read
             else:
-                return _walk_children(procfs_root, root, first_children, files)
+                return _walk_children(procfs_root, root, first_children, files, forking)
         finally:
             if files is not None:
                 files.sweep()
@@ -1095,7 +1170,11 @@ def read_process_tree(
 
 
 def _walk_children(
-    procfs_root: str, root: PidStat, first_children: list[int], files: Optional[KernelFiles]
+    procfs_root: str,
+    root: PidStat,
+    first_children: list[int],
+    files: Optional[KernelFiles],
+    forking: Optional[ForkingThreads],
 ) -> dict[int, PidStat]:
     tree: dict[int, PidStat] = {root.pid: root}
     pending = list(first_children)
@@ -1105,7 +1184,7 @@ def _walk_children(
             continue  # defensive: a pid reused mid-walk could otherwise loop
         try:
             stat = read_pid_stat(procfs_root, pid, files=files)
-            children = read_children(procfs_root, pid, stat.threads, files=files)
+            children = read_children(procfs_root, pid, stat.threads, files=files, forking=forking)
         except (OSError, ValueError):
             continue  # exited since its parent listed it
         tree[pid] = stat

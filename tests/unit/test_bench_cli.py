@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
     [
         ("bench_compare.py", ["--quick", "--rounds", "--duration-s", "--peers", "--venv-root", "--json", "--before"]),
         ("bench_tick.py", ["--ticks", "--gap-s", "--batch"]),
+        ("bench_tree_threads.py", ["--threads", "--walks", "--gap-s"]),
         (
             "bench_agent.py",
             ["--rounds", "--loop-s", "--depth", "--replay", "--pushes", "--with-ingest", "--parts", "--resolution"],

@@ -91,3 +91,50 @@ def test_the_collector_samples_the_same_tree_either_way(tmp_path, with_children)
     assert sample.threads == 12 + 4 + 4 + 1 + 1
     assert sample.rss_bytes == (250_000 + 60_000 + 60_000 + 500 + 8000) * 4096
     assert sample.open_files == 40 + 10 + 10 + 3 + 3
+
+
+def test_between_full_walks_only_the_threads_seen_forking_are_read(tmp_path):
+    """ForkingThreads: a child of a thread already seen forking (or of the main thread) is found
+    at once; a child of a thread never seen forking, at the next full walk, at most
+    ``full_every`` walks late; a child that ended is gone at once."""
+    root = FakeProcess(500, 1, threads=6, extra_tids=[501, 502, 503, 504, 505])
+    worker = FakeProcess(600, 500, forked_by=503)
+    write_processes(tmp_path, [root, worker])
+    forking = procfs.ForkingThreads(full_every=4)
+
+    def walk() -> list[int]:
+        tree = procfs.read_process_tree(str(tmp_path), 500, walk=procfs.WALK_CHILDREN, forking=forking)
+        assert tree is not None
+        return sorted(tree)
+
+    assert walk() == [500, 600]  # walk 1 (full): 503 is seen forking
+    write_processes(tmp_path, [root, worker, FakeProcess(601, 500, forked_by=503), FakeProcess(602, 500)])
+    assert walk() == [500, 600, 601, 602]  # walk 2: 503 and the main thread are read
+    write_processes(
+        tmp_path,
+        [
+            root,
+            worker,
+            FakeProcess(601, 500, forked_by=503),
+            FakeProcess(602, 500),
+            FakeProcess(603, 500, forked_by=505),
+        ],
+    )
+    assert walk() == [500, 600, 601, 602]  # walk 3: 505 was never seen forking
+    assert walk() == [500, 600, 601, 602]  # walk 4
+    assert walk() == [500, 600, 601, 602, 603]  # walk 5 (full): found, and 505 is remembered
+    (tmp_path / "500" / "task" / "505" / "children").write_text("")  # 603 ended
+    assert walk() == [500, 600, 601, 602]  # walk 6: 505 is read again at once
+
+
+def test_the_collector_finds_a_child_of_a_new_forking_thread_within_its_full_walks(tmp_path):
+    root = FakeProcess(500, 1, threads=3, extra_tids=[501, 502])
+    write_processes(tmp_path, [root])
+    collector = ProcessTreeCollector(500, procfs_root=str(tmp_path), clock=ManualClock(), full_children_every=3)
+    counts = []
+    for tick in range(6):
+        if tick == 1:
+            write_processes(tmp_path, [root, FakeProcess(700, 500, forked_by=502)])
+        [sample] = collector.sample(tick * 1000)
+        counts.append(sample.process_count)
+    assert counts == [1, 1, 1, 2, 2, 2]  # seen at the full walk of tick 3, then every tick
