@@ -412,6 +412,9 @@ class Daemon:
 
         class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             daemon_threads = True
+            # socketserver's default backlog of 5 fills under a flood of connections, and a
+            # client's connect then fails at once (EAGAIN on a Unix socket), not after a wait.
+            request_queue_size = 128
 
             def process_request(self, request, client_address) -> None:
                 # In the accepting thread: a connection over the caps gets "busy" and no thread.
@@ -783,9 +786,19 @@ def socket_path(
 
 def request(socket_path: os.PathLike | str, message: dict, timeout_s: float = 30.0) -> dict:
     """Send one message to the daemon and return its reply. Raises ``OSError`` when it cannot be reached."""
+    deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(timeout_s)
-        sock.connect(str(socket_path))
+        while True:
+            try:
+                sock.connect(str(socket_path))
+                break
+            except BlockingIOError:
+                # The daemon's listen backlog is full (a burst of clients): a Unix socket says so at
+                # once instead of waiting, so wait here, within the timeout.
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
         sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
         with sock.makefile("rb") as reader:
             line = reader.readline(MAX_MESSAGE_BYTES)
