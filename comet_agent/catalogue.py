@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import functools
@@ -1081,6 +1080,8 @@ def render_markdown() -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m comet_agent.catalogue --markdown > docs/metrics.md``: print the docs' text (UTF-8)."""
+    import argparse  # here, not at the top: every agent imports this module, only this tool parses arguments
+
     parser = argparse.ArgumentParser(prog="python -m comet_agent.catalogue", description=__doc__.split("\n")[0])
     parser.add_argument("--markdown", action="store_true", help="print docs/metrics.md's text")
     arguments = parser.parse_args(argv)

@@ -26,7 +26,6 @@ key itself never appears in ``repr()`` or ``str()`` of the config.
 from __future__ import annotations
 
 import base64
-import configparser
 import json
 import logging
 import os
@@ -128,12 +127,19 @@ class ResolvedConfig:
 
 def _read_ini(path: Path) -> dict[str, str]:
     """Settings from one INI file, as ``{"api_key": ..., "x_y": ...}``. Missing file -> ``{}``."""
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
+        handle = open(path, encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read Comet config file {path}: {exc.__class__.__name__}: {exc}") from None
+    # Imported only when a file exists: most runs have none, and configparser is ~0.3 MB resident.
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        with handle:
+            parser.read_file(handle)
     except (OSError, configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read Comet config file {path}: {exc.__class__.__name__}: {exc}") from None
     settings: dict[str, str] = {}

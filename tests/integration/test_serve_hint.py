@@ -11,6 +11,7 @@ import shlex
 from comet_agent.api import API, APIExperiment
 from comet_agent.embedded import serve_hint, server_data_dir
 from comet_agent.server.app import LocalServer
+from tests.support.fresh_python import run_fresh
 
 
 def _experiment_url(server: LocalServer) -> str:
@@ -89,9 +90,6 @@ def test_a_server_keeping_its_data_elsewhere_gets_no_command(tmp_path):
 def test_the_hint_does_not_load_the_server_code(tmp_path):
     # It is the last thing every run on the local server does; importing aiohttp and the
     # server's routes for it cost ~0.5 s of the "stop to exit" time and ~10 MB (bench/README.md).
-    import subprocess
-    import sys
-
     data_dir = tmp_path / "data"
     with LocalServer(server_data_dir(data_dir)) as server:
         url = _experiment_url(server)
@@ -101,8 +99,6 @@ def test_the_hint_does_not_load_the_server_code(tmp_path):
             f"print(serve_hint({url!r}, {str(data_dir)!r}))\n"
             "print('aiohttp' in sys.modules, 'comet_agent.server.app' in sys.modules)\n"
         )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    hint, loaded = result.stdout.strip().splitlines()
+        hint, loaded = run_fresh(code)
     assert hint.startswith(f"open {url}")
     assert loaded == "False False"

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from comet_agent.config import DEFAULT_URL_OVERRIDE, ConfigError, read_key_file, resolve_config
+from tests.support.fresh_python import run_fresh
 
 
 def _write_ini(path, **settings):
@@ -181,6 +182,24 @@ def test_malformed_config_file_is_a_clear_error(places):
     (cwd / ".comet.config").write_text("api_key = no section header\n")
     with pytest.raises(ConfigError, match=str(cwd / ".comet.config")):
         resolve_config(environ={}, cwd=cwd, home=home)
+
+
+def test_a_config_path_that_cannot_be_opened_is_a_clear_error(places):
+    cwd, home = places
+    (cwd / ".comet.config").mkdir()  # a directory where the file should be
+    with pytest.raises(ConfigError, match=r"Cannot read Comet config file .*IsADirectoryError"):
+        resolve_config(environ={}, cwd=cwd, home=home)
+
+
+def test_without_config_files_configparser_is_never_imported(tmp_path):
+    # ~0.3 MB resident that most runs (a key in the environment, no file) never need.
+    code = (
+        "import sys\n"
+        "from comet_agent.config import resolve_config\n"
+        f"config = resolve_config(environ={{'COMET_API_KEY': 'K'}}, cwd={str(tmp_path)!r}, home={str(tmp_path)!r})\n"
+        "print(config.api_key == 'K', 'configparser' in sys.modules)\n"
+    )
+    assert run_fresh(code) == ["True False"]
 
 
 def test_shared_config_file_with_key_warns(places, caplog):
