@@ -10,6 +10,7 @@ from comet_agent.api import API, APIExperiment
 from comet_agent.api.client import RetryPolicy
 from comet_agent.delivery.sender import DROPPED_OTHER_KEY, Sender
 from comet_agent.delivery.spool import PERIODIC, Spool
+from comet_agent.sources.heap import trim_heap
 from tests.support.recording_server import RecordingServer
 
 KEY = "a" * 32
@@ -264,3 +265,29 @@ def test_a_group_at_the_end_of_the_read_window_is_formed_again_from_the_next_rea
     assert sender.send_pending() is None
     assert [len(r.json["values"]) for r in server.requests_to(BATCH)] == [4, 1]
     assert [v["metricValue"] for r in server.requests_to(BATCH) for v in r.json["values"]] == [0, 1, 2, 3, 4]
+
+
+def test_the_thread_hands_the_heap_back_after_a_burst_of_many_points_only(server, sender):
+    if not trim_heap():
+        pytest.skip("this C library has no malloc_trim (glibc only)")
+    sender.start()
+    try:
+        for start in range(0, 300, 30):  # 10 small pushes, 300 points in all: under the threshold
+            sender.spool.append(KEY, "metrics_batch", _batch(30, start))
+            sender.notify()
+            assert sender.wait_idle(5.0)
+        assert sender.heap_trims == 0
+        for start in range(300, 2300, 1000):  # a full-resolution push: 2,000 points
+            sender.spool.append(KEY, "metrics_batch", _batch(1000, start))
+        sender.notify()
+        assert sender.wait_idle(5.0)
+        assert sender.spool.depth() == 0
+        assert sender.heap_trims == 1  # once the spool ran empty, not once per request
+        sender.spool.append(KEY, "metrics_batch", _batch(30, 5000))
+        sender.notify()
+        assert sender.wait_idle(5.0)
+        assert sender.heap_trims == 1  # the count starts again from zero after a trim
+    finally:
+        sender.stop()
+    stored = [v["metricValue"] for r in server.requests if r.path == BATCH for v in r.json["values"]]
+    assert stored == list(range(0, 2300)) + list(range(5000, 5030))
