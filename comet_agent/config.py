@@ -125,6 +125,10 @@ class ResolvedConfig:
     __str__ = __repr__
 
 
+def _unreadable(path: Path, exc: Exception) -> ConfigError:
+    return ConfigError(f"Cannot read Comet config file {path}: {exc.__class__.__name__}: {exc}")
+
+
 def _read_ini(path: Path) -> dict[str, str]:
     """Settings from one INI file, as ``{"api_key": ..., "x_y": ...}``. Missing file -> ``{}``."""
     try:
@@ -132,7 +136,7 @@ def _read_ini(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"Cannot read Comet config file {path}: {exc.__class__.__name__}: {exc}") from None
+        raise _unreadable(path, exc) from None
     # Imported only when a file exists: most runs have none, and configparser is ~0.3 MB resident.
     import configparser
 
@@ -141,7 +145,7 @@ def _read_ini(path: Path) -> dict[str, str]:
         with handle:
             parser.read_file(handle)
     except (OSError, configparser.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Cannot read Comet config file {path}: {exc.__class__.__name__}: {exc}") from None
+        raise _unreadable(path, exc) from None
     settings: dict[str, str] = {}
     for section in parser.sections():
         name = section.lower()
